@@ -1,0 +1,34 @@
+package io.rlvec;
+
+/** Per-token float32 columns of a {@link TokenBatch}, named as in verl's batch keys. */
+public enum Column {
+    /** log-prob of the sampled token under the current policy (the differentiated input). */
+    LOG_PROB("log_prob"),
+    /** log-prob under the policy that produced the data. */
+    OLD_LOG_PROB("old_log_prob"),
+    /** log-prob under the reference policy (KL loss). */
+    REF_LOG_PROB("ref_log_prob"),
+    /** advantage estimates. */
+    ADVANTAGES("advantages"),
+    /** token-level rollout importance-sampling weights (rollout correction). */
+    ROLLOUT_IS_WEIGHTS("rollout_is_weights"),
+    /** value predictions (value loss). */
+    VALUES("values"),
+    /** returns (value loss). */
+    RETURNS("returns"),
+    /** token-level scores (rewards). */
+    TOKEN_LEVEL_SCORES("token_level_scores"),
+    /** response mask: a token is valid where this is non-zero. */
+    RESPONSE_MASK("response_mask");
+
+    private final String verlName;
+
+    Column(final String verlName) {
+        this.verlName = verlName;
+    }
+
+    /** @return verl's key for this column. */
+    public String verlName() {
+        return verlName;
+    }
+}

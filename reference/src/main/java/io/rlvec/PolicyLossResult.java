@@ -1,0 +1,212 @@
+package io.rlvec;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The output of {@link Engine#policyLoss}: the aggregated pg_loss, verl's metrics, the sign split users read the
+ * pg_loss curve with, and the raw mergeable sums behind all of them.
+ *
+ * <p>One instance is reused across calls (nothing is allocated per call); an engine calls {@link #reset()} and
+ * then writes every raw sum. Metrics are derived from the sums by this class, so both engines share that
+ * arithmetic. Micro-batch results {@link #merge merge} into a whole-batch result: sums add, and the loss and the
+ * contributions add when every micro-batch used the same global denominators.
+ */
+public final class PolicyLossResult {
+
+    /** Raw sums over valid tokens (counts are exact integers held in doubles). */
+    public enum Stat {
+        /** sum of per-sequence aggregation terms of the per-token loss. */
+        LOSS_NUMERATOR,
+        /** the same restricted to tokens with A &gt; 0. */
+        POS_NUMERATOR,
+        /** the same restricted to tokens with A &lt; 0. */
+        NEG_NUMERATOR,
+        /** valid tokens. */
+        VALID_TOKENS,
+        /** sequences with at least one valid token. */
+        VALID_SEQUENCES,
+        /** sum of -clamp(log_prob - old_log_prob, -20, 20) (ppo_kl numerator). */
+        NEG_LOG_RATIO_SUM,
+        /** tokens where the clipped loss exceeds the unclipped one (pg_clipfrac numerator). */
+        CLIPPED,
+        /** tokens with A &lt; 0 where the dual-clip bound is active (pg_clipfrac_lower numerator). */
+        DUAL_CLIPPED,
+        /** tokens with A &gt; 0. */
+        POS_TOKENS,
+        /** tokens with A &lt; 0. */
+        NEG_TOKENS,
+        /** tokens with A &gt; 0 and ratio &gt; 1. */
+        POS_RATIO_ABOVE_ONE,
+        /** tokens with A &lt; 0 and ratio &gt; 1. */
+        NEG_RATIO_ABOVE_ONE,
+        /** tokens with A &lt; 0 and ratio &lt; 1 - clip_ratio_low. */
+        CLIPPED_LOW,
+        /** tokens with A &gt; 0 and ratio &gt; 1 + clip_ratio_high. */
+        CLIPPED_HIGH;
+
+        /** Number of stats. */
+        public static final int COUNT = values().length;
+    }
+
+    private final double[] stats = new double[Stat.COUNT];
+    private double denominator;
+    private float loss;
+    private float posContribution;
+    private float negContribution;
+
+    /** Zeroes every sum. */
+    public void reset() {
+        java.util.Arrays.fill(stats, 0.0);
+        denominator = 0.0;
+        loss = 0f;
+        posContribution = 0f;
+        negContribution = 0f;
+    }
+
+    /** Adds {@code v} to a raw sum (called by engines). */
+    public void add(final Stat s, final double v) {
+        stats[s.ordinal()] += v;
+    }
+
+    /** @return a raw sum. */
+    public double stat(final Stat s) {
+        return stats[s.ordinal()];
+    }
+
+    /**
+     * Finishes a call: computes the loss and the sign contributions from the numerators with the given
+     * denominator (see {@link Aggregation}).
+     */
+    public void finish(final LossSpec spec, final double denominator) {
+        this.denominator = denominator;
+        this.loss = (float) Aggregation.loss(spec, stat(Stat.LOSS_NUMERATOR), denominator);
+        this.posContribution = (float) Aggregation.loss(spec, stat(Stat.POS_NUMERATOR), denominator);
+        this.negContribution = (float) Aggregation.loss(spec, stat(Stat.NEG_NUMERATOR), denominator);
+    }
+
+    /**
+     * Adds another micro-batch's sums and finished values into this one (both computed with the same global
+     * denominators: then the merged loss is the whole batch's).
+     */
+    public void merge(final PolicyLossResult other) {
+        for (int i = 0; i < stats.length; i++) {
+            stats[i] += other.stats[i];
+        }
+        loss += other.loss;
+        posContribution += other.posContribution;
+        negContribution += other.negContribution;
+        denominator = other.denominator;
+    }
+
+    private static float tokenMean(final double count, final double tokens) {
+        // verl: masked_sum / (mask.sum() + 1e-8); the 1e-8 vanishes in float32 for tokens >= 1.
+        return tokens > 0 ? (float) (count / tokens) : 0f;
+    }
+
+    /** @return the aggregated policy loss, {@code actor/pg_loss} of this call. */
+    public float pgLoss() {
+        return loss;
+    }
+
+    /** @return the denominator the loss used. */
+    public double denominator() {
+        return denominator;
+    }
+
+    /** @return {@code actor/pg_clipfrac}. */
+    public float pgClipfrac() {
+        return tokenMean(stat(Stat.CLIPPED), stat(Stat.VALID_TOKENS));
+    }
+
+    /** @return {@code actor/ppo_kl}: masked mean of old_log_prob - log_prob after the [-20, 20] clamp. */
+    public float ppoKl() {
+        return tokenMean(stat(Stat.NEG_LOG_RATIO_SUM), stat(Stat.VALID_TOKENS));
+    }
+
+    /** @return {@code actor/pg_clipfrac_lower}: share of valid tokens where the dual-clip bound is active. */
+    public float pgClipfracLower() {
+        return tokenMean(stat(Stat.DUAL_CLIPPED), stat(Stat.VALID_TOKENS));
+    }
+
+    /** @return the part of pg_loss contributed by tokens with A &gt; 0. */
+    public float posContribution() {
+        return posContribution;
+    }
+
+    /** @return the part of pg_loss contributed by tokens with A &lt; 0. */
+    public float negContribution() {
+        return negContribution;
+    }
+
+    /** @return valid tokens with A &gt; 0. */
+    public long posTokens() {
+        return (long) stat(Stat.POS_TOKENS);
+    }
+
+    /** @return valid tokens with A &lt; 0. */
+    public long negTokens() {
+        return (long) stat(Stat.NEG_TOKENS);
+    }
+
+    /** @return among A &gt; 0 tokens, the share with ratio &gt; 1. */
+    public float posRatioAboveOne() {
+        return tokenMean(stat(Stat.POS_RATIO_ABOVE_ONE), stat(Stat.POS_TOKENS));
+    }
+
+    /** @return among A &lt; 0 tokens, the share with ratio &gt; 1. */
+    public float negRatioAboveOne() {
+        return tokenMean(stat(Stat.NEG_RATIO_ABOVE_ONE), stat(Stat.NEG_TOKENS));
+    }
+
+    /** @return share of valid tokens with A &lt; 0 and ratio &lt; 1 - clip_ratio_low. */
+    public float clippedLowFrac() {
+        return tokenMean(stat(Stat.CLIPPED_LOW), stat(Stat.VALID_TOKENS));
+    }
+
+    /** @return share of valid tokens with A &gt; 0 and ratio &gt; 1 + clip_ratio_high. */
+    public float clippedHighFrac() {
+        return tokenMean(stat(Stat.CLIPPED_HIGH), stat(Stat.VALID_TOKENS));
+    }
+
+    /** @return share of valid tokens clipped on the side their advantage pushes (low or high). */
+    public float clippedFrac() {
+        return tokenMean(stat(Stat.CLIPPED_LOW) + stat(Stat.CLIPPED_HIGH), stat(Stat.VALID_TOKENS));
+    }
+
+    /** @return valid tokens. */
+    public long validTokens() {
+        return (long) stat(Stat.VALID_TOKENS);
+    }
+
+    /** @return sequences with at least one valid token. */
+    public long validSequences() {
+        return (long) stat(Stat.VALID_SEQUENCES);
+    }
+
+    /** @return every metric under verl's (or, for the split, RLVec's) name; allocates, not for hot paths. */
+    public Map<String, Double> metrics() {
+        final Map<String, Double> m = new LinkedHashMap<>();
+        m.put("actor/pg_loss", (double) pgLoss());
+        m.put("actor/pg_clipfrac", (double) pgClipfrac());
+        m.put("actor/ppo_kl", (double) ppoKl());
+        m.put("actor/pg_clipfrac_lower", (double) pgClipfracLower());
+        m.put("actor/pg_loss_pos_adv", (double) posContribution());
+        m.put("actor/pg_loss_neg_adv", (double) negContribution());
+        m.put("actor/pos_adv_tokens", (double) posTokens());
+        m.put("actor/neg_adv_tokens", (double) negTokens());
+        m.put("actor/pos_adv_ratio_gt1", (double) posRatioAboveOne());
+        m.put("actor/neg_adv_ratio_gt1", (double) negRatioAboveOne());
+        m.put("actor/clipfrac_low", (double) clippedLowFrac());
+        m.put("actor/clipfrac_high", (double) clippedHighFrac());
+        m.put("actor/clipfrac_sign", (double) clippedFrac());
+        m.put("actor/valid_tokens", (double) validTokens());
+        m.put("actor/valid_sequences", (double) validSequences());
+        return m;
+    }
+
+    @Override
+    public String toString() {
+        return "PolicyLossResult" + metrics();
+    }
+}

@@ -1,0 +1,38 @@
+package io.rlvec.reference;
+
+import io.rlvec.AggResult;
+import io.rlvec.Checks;
+import io.rlvec.Engine;
+import io.rlvec.LossSpec;
+import io.rlvec.OffHeapArray;
+import io.rlvec.PolicyLossResult;
+import io.rlvec.TokenBatch;
+
+/**
+ * The executable specification: plain scalar loops, one small class per verl term, in verl's order of
+ * operations, with the canonical exp. Read it side by side with {@code verl/trainer/ppo/core_algos.py}.
+ * Single-threaded (its results do not depend on any thread count by construction).
+ */
+public final class ReferenceEngine implements Engine {
+
+    @Override
+    public String name() {
+        return "reference";
+    }
+
+    @Override
+    public void policyLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                           final PolicyLossResult out) {
+        Checks.policyLoss(spec, batch, gradLogProb, out);
+        switch (spec.policyLossMode()) {
+            case VANILLA -> VanillaPolicyLoss.compute(spec, batch, gradLogProb, out);
+        }
+    }
+
+    @Override
+    public void aggLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray lossMat,
+                        final OffHeapArray gradOut, final AggResult out) {
+        Checks.aggLoss(spec, batch, lossMat, gradOut, out);
+        AggLoss.compute(spec, batch, lossMat, gradOut, out);
+    }
+}
