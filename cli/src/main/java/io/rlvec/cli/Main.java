@@ -1,0 +1,57 @@
+package io.rlvec.cli;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/**
+ * The {@code rlvec} command line: {@code demo} (the main job: a GRPO-shaped policy-loss run on both engines) and
+ * {@code parity} (verl golden cases against the engines). Exit codes: 0 ok, 1 parity failure or error, 2 usage
+ * error.
+ */
+@Command(name = "rlvec", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
+    description = "SIMD-vectorised CPU engine for the loss side of RL fine-tuning, with verl's semantics.",
+    subcommands = {DemoCommand.class, ParityCommand.class, CommandLine.HelpCommand.class},
+    exitCodeListHeading = "%nExit codes:%n",
+    exitCodeList = {"0:success", "1:parity mismatch or failure", "2:usage error"})
+public final class Main implements Runnable {
+    /** Exit code for success. */
+    public static final int OK = 0;
+    /** Exit code for a parity mismatch, an unsupported case, or an error while running. */
+    public static final int FAILURE = 1;
+    /** Exit code for a usage error (picocli's default for bad arguments). */
+    public static final int USAGE = 2;
+
+    @CommandLine.Spec
+    private CommandLine.Model.CommandSpec spec;
+
+    /** Entry point. */
+    public static void main(final String[] args) {
+        System.exit(commandLine().execute(args));
+    }
+
+    /** @return the configured command line (tests call {@code execute} on it). */
+    public static CommandLine commandLine() {
+        final CommandLine cl = new CommandLine(new Main());
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            cmd.getErr().println(cmd.getCommandSpec().qualifiedName() + ": error: " + ex);
+            cmd.getErr().flush();
+            return FAILURE;
+        });
+        return cl;
+    }
+
+    /** Without a subcommand: prints the usage and fails as a usage error. */
+    @Override
+    public void run() {
+        throw new CommandLine.ParameterException(spec.commandLine(), "missing subcommand: demo or parity");
+    }
+
+    /** Reports the version from the jar manifest (or "dev" when run from classes). */
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            final String v = Main.class.getPackage().getImplementationVersion();
+            return new String[] {"rlvec " + (v == null ? "dev" : v) + " on Java " + Runtime.version()};
+        }
+    }
+}

@@ -1,0 +1,47 @@
+package io.rlvec.cli.golden;
+
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Objects;
+
+/** The registry from a golden file's {@code function} metadata to the {@link CaseHandler} that runs it. */
+public final class CaseHandlers {
+    private final Map<String, CaseHandler> handlers = new LinkedHashMap<>();
+
+    /** An empty registry (see {@link #defaults()} for the project's handlers). */
+    public CaseHandlers() {
+    }
+
+    /** @return a registry with every handler of the project; add new groups here, one line each. */
+    public static CaseHandlers defaults() {
+        return new CaseHandlers()
+            .register(VanillaPolicyLossHandler.FUNCTION, new VanillaPolicyLossHandler())
+            .register(AggLossHandler.FUNCTION, new AggLossHandler());
+    }
+
+    /**
+     * @param function the exact {@code function} metadata string of the files the handler runs.
+     * @param handler  the handler.
+     * @return this registry.
+     * @throws IllegalArgumentException when the function already has a handler.
+     */
+    public CaseHandlers register(final String function, final CaseHandler handler) {
+        Objects.requireNonNull(function, "function");
+        Objects.requireNonNull(handler, "handler");
+        if (handlers.putIfAbsent(function, handler) != null) {
+            throw new IllegalArgumentException("function '" + function + "' already has a handler");
+        }
+        return this;
+    }
+
+    /** @return the handler for the function, or null when there is none. */
+    public CaseHandler find(final String function) {
+        return handlers.get(function);
+    }
+
+    /** @return the registered functions and their handlers, in registration order. */
+    public Map<String, CaseHandler> all() {
+        return Collections.unmodifiableMap(handlers);
+    }
+}

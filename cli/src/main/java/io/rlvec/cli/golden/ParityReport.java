@@ -1,0 +1,279 @@
+package io.rlvec.cli.golden;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+
+/**
+ * The reports of a parity run: a table (one row per case, tensor and engine), a summary, the documented
+ * deviations met, and a JSON form.
+ */
+public final class ParityReport {
+    private static final String[] HEADER = {"case", "tensor", "engine", "max_abs_err", "max_rel_err", "max_ulp",
+        "verdict", "vs_reference", "note"};
+
+    private final List<String> engines;
+    private final List<CaseReport> cases = new ArrayList<>();
+
+    /** @param engines names of the engines, in run order (the second, if any, is the reference). */
+    public ParityReport(final List<String> engines) {
+        this.engines = List.copyOf(engines);
+    }
+
+    /** Adds a case. */
+    public void add(final CaseReport c) {
+        cases.add(c);
+    }
+
+    /** @return the cases, in the order added. */
+    public List<CaseReport> cases() {
+        return List.copyOf(cases);
+    }
+
+    /** @return cases per verdict. */
+    public Map<Verdict, Integer> caseCounts() {
+        final Map<Verdict, Integer> m = new EnumMap<>(Verdict.class);
+        for (final Verdict v : Verdict.values()) {
+            m.put(v, 0);
+        }
+        for (final CaseReport c : cases) {
+            m.merge(c.verdict(), 1, Integer::sum);
+        }
+        return m;
+    }
+
+    /** @return tensor checks per verdict, over every engine (case-level rows count as one check). */
+    public Map<Verdict, Integer> tensorCounts() {
+        final Map<Verdict, Integer> m = new EnumMap<>(Verdict.class);
+        for (final Verdict v : Verdict.values()) {
+            m.put(v, 0);
+        }
+        for (final CaseReport c : cases) {
+            if (c.runs().isEmpty()) {
+                m.merge(c.verdict(), 1, Integer::sum);
+            }
+            for (final EngineReport r : c.runs()) {
+                for (final TensorReport t : r.tensors()) {
+                    m.merge(t.verdict(), 1, Integer::sum);
+                }
+            }
+        }
+        return m;
+    }
+
+    /** @return tensor checks per documented deviation reason. */
+    public Map<Deviation, Integer> deviationCounts() {
+        final Map<Deviation, Integer> m = new EnumMap<>(Deviation.class);
+        for (final CaseReport c : cases) {
+            for (final EngineReport r : c.runs()) {
+                for (final TensorReport t : r.tensors()) {
+                    for (final Deviation d : t.deviations()) {
+                        m.merge(d, 1, Integer::sum);
+                    }
+                }
+            }
+        }
+        return m;
+    }
+
+    /** @return cases whose engine and reference disagree beyond the contract. */
+    public int agreementBreaches() {
+        int n = 0;
+        for (final CaseReport c : cases) {
+            n += c.enginesAgree() ? 0 : 1;
+        }
+        return n;
+    }
+
+    /** @return cases where an engine-vs-reference comparison was made. */
+    public int agreementCompared() {
+        int n = 0;
+        for (final CaseReport c : cases) {
+            n += c.agreement().isEmpty() ? 0 : 1;
+        }
+        return n;
+    }
+
+    /** @return whether any case failed or was unsupported (the command then exits non-zero). */
+    public boolean hasFailures() {
+        for (final CaseReport c : cases) {
+            if (c.verdict().isFailure()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Prints the table and the summary.
+     *
+     * @param out      where to print.
+     * @param problems true: only rows that are not PASS.
+     */
+    public void print(final PrintWriter out, final boolean problems) {
+        final List<String[]> rows = new ArrayList<>();
+        rows.add(HEADER);
+        for (final CaseReport c : cases) {
+            if (c.runs().isEmpty()) {
+                rows.add(new String[] {c.caseName(), "-", "-", "-", "-", "-", c.verdict().name(), "", c.message()});
+                continue;
+            }
+            final Map<String, Agreement> agreement = new LinkedHashMap<>();
+            for (final Agreement a : c.agreement()) {
+                agreement.put(a.name(), a);
+            }
+            for (int e = 0; e < c.runs().size(); e++) {
+                final EngineReport r = c.runs().get(e);
+                for (final TensorReport t : r.tensors()) {
+                    final Agreement a = e == 0 ? agreement.get(t.name()) : null;
+                    if (problems && t.verdict() == Verdict.PASS && (a == null || a.ok())) {
+                        continue;
+                    }
+                    rows.add(new String[] {c.caseName(), t.name(), r.engine(), sci(t.maxAbsErr()), sci(t.maxRelErr()),
+                        t.maxUlp() < 0 ? "-" : Long.toString(t.maxUlp()), t.verdict().name(),
+                        a == null ? "" : a.describe(), t.detail()});
+                }
+            }
+        }
+        if (rows.size() > 1) {
+            printTable(out, rows);
+            out.println();
+        }
+        for (final String line : summary()) {
+            out.println(line);
+        }
+        out.flush();
+    }
+
+    /** @return the summary lines (counts, deviations met, engine agreement). */
+    public List<String> summary() {
+        final List<String> lines = new ArrayList<>();
+        final Map<Verdict, Integer> cc = caseCounts();
+        final Map<Verdict, Integer> tc = tensorCounts();
+        lines.add(String.format(Locale.ROOT, "summary: %d case(s) on %s: %d PASS, %d DEVIATION, %d FAIL, "
+                + "%d UNSUPPORTED; tensor checks: %d PASS, %d DEVIATION, %d FAIL",
+            cases.size(), String.join(" + ", engines), cc.get(Verdict.PASS), cc.get(Verdict.DEVIATION),
+            cc.get(Verdict.FAIL), cc.get(Verdict.UNSUPPORTED), tc.get(Verdict.PASS), tc.get(Verdict.DEVIATION),
+            tc.get(Verdict.FAIL)));
+        final Map<Deviation, Integer> dc = deviationCounts();
+        for (final Map.Entry<Deviation, Integer> d : dc.entrySet()) {
+            lines.add(String.format(Locale.ROOT, "deviation %s x %d: %s; engine: %s", d.getKey().name(),
+                d.getValue(), d.getKey().reason(), d.getKey().contract()));
+        }
+        if (engines.size() == 2) {
+            lines.add(String.format(Locale.ROOT, "engine vs reference (%s vs %s): %d of %d case(s) within the "
+                    + "contract (gradients bit-identical, scalars within 1 ulp)", engines.get(0), engines.get(1),
+                agreementCompared() - agreementBreaches(), agreementCompared()));
+        }
+        lines.add("tolerances vs verl: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.GRADIENT
+            + " on gradients; f64 cases run in float32 at the same tolerances");
+        return lines;
+    }
+
+    private static void printTable(final PrintWriter out, final List<String[]> rows) {
+        final int[] width = new int[HEADER.length];
+        for (final String[] r : rows) {
+            for (int i = 0; i < r.length - 1; i++) {
+                width[i] = Math.max(width[i], r[i].length());
+            }
+        }
+        final boolean anyAgreement = rows.stream().skip(1).anyMatch(r -> !r[7].isEmpty());
+        for (final String[] r : rows) {
+            final StringBuilder sb = new StringBuilder();
+            for (int i = 0; i < r.length; i++) {
+                if (i == 7 && !anyAgreement) {
+                    continue;
+                }
+                final boolean last = i == r.length - 1;
+                sb.append(last ? r[i] : pad(r[i], width[i])).append(last ? "" : "  ");
+            }
+            out.println(sb.toString().stripTrailing());
+        }
+    }
+
+    private static String pad(final String s, final int w) {
+        return s.length() >= w ? s : s + " ".repeat(w - s.length());
+    }
+
+    private static String sci(final double v) {
+        if (Double.isNaN(v)) {
+            return "-";
+        }
+        return v == 0 ? "0" : String.format(Locale.ROOT, "%.2e", v);
+    }
+
+    /** Writes the report as JSON (non-finite numbers as strings). */
+    public void writeJson(final Path file) throws IOException {
+        final Map<String, Object> root = new LinkedHashMap<>();
+        root.put("engines", engines);
+        final Map<String, Object> summary = new LinkedHashMap<>();
+        summary.put("cases", caseCounts());
+        summary.put("tensorChecks", tensorCounts());
+        summary.put("deviations", deviationCounts());
+        summary.put("agreementCompared", agreementCompared());
+        summary.put("agreementBreaches", agreementBreaches());
+        summary.put("failed", hasFailures());
+        root.put("summary", summary);
+        final Map<String, Object> reasons = new LinkedHashMap<>();
+        for (final Deviation d : Deviation.values()) {
+            reasons.put(d.name(), Map.of("reason", d.reason(), "contract", d.contract()));
+        }
+        root.put("deviationReasons", reasons);
+        root.put("tolerances", Map.of("scalar", Tolerance.SCALAR.toString(), "gradient",
+            Tolerance.GRADIENT.toString()));
+        final List<Object> list = new ArrayList<>();
+        for (final CaseReport c : cases) {
+            final Map<String, Object> m = new LinkedHashMap<>();
+            m.put("file", c.file().toString());
+            m.put("function", c.function());
+            m.put("group", c.group());
+            m.put("verdict", c.verdict().name());
+            m.put("message", c.message());
+            final List<Object> runs = new ArrayList<>();
+            for (final EngineReport r : c.runs()) {
+                final Map<String, Object> rm = new LinkedHashMap<>();
+                rm.put("engine", r.engine());
+                rm.put("verdict", r.verdict().name());
+                final List<Object> tensors = new ArrayList<>();
+                for (final TensorReport t : r.tensors()) {
+                    final Map<String, Object> tm = new LinkedHashMap<>();
+                    tm.put("name", t.name());
+                    tm.put("verdict", t.verdict().name());
+                    tm.put("elements", t.elements());
+                    tm.put("maxAbsErr", t.maxAbsErr());
+                    tm.put("maxRelErr", t.maxRelErr());
+                    tm.put("maxUlp", t.maxUlp());
+                    tm.put("deviations", t.deviations().stream().map(Enum::name).sorted().toList());
+                    tm.put("detail", t.detail());
+                    tensors.add(tm);
+                }
+                rm.put("tensors", tensors);
+                runs.add(rm);
+            }
+            m.put("runs", runs);
+            final List<Object> agreement = new ArrayList<>();
+            for (final Agreement a : c.agreement()) {
+                final Map<String, Object> am = new LinkedHashMap<>();
+                am.put("name", a.name());
+                am.put("elements", a.elements());
+                am.put("mismatches", a.mismatches());
+                am.put("maxUlp", a.maxUlp());
+                am.put("ok", a.ok());
+                agreement.add(am);
+            }
+            m.put("agreement", agreement);
+            list.add(m);
+        }
+        root.put("cases", list);
+        new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(file.toFile(), root);
+    }
+}

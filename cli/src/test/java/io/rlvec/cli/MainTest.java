@@ -1,0 +1,158 @@
+package io.rlvec.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import io.rlvec.cli.golden.AggLossHandler;
+import io.rlvec.cli.golden.GoldenCase;
+import io.rlvec.cli.io.SafetensorsWriter;
+import picocli.CommandLine;
+
+/** The command line's exit codes and output, through picocli's {@code execute} with captured streams. */
+class MainTest {
+
+    @TempDir
+    Path dir;
+
+    /** Output of one execution. */
+    private record Run(int code, String out, String err) {
+    }
+
+    private static Run execute(final String... args) {
+        final CommandLine cl = Main.commandLine();
+        final StringWriter out = new StringWriter();
+        final StringWriter err = new StringWriter();
+        cl.setOut(new PrintWriter(out, true));
+        cl.setErr(new PrintWriter(err, true));
+        final int code = cl.execute(args);
+        return new Run(code, out.toString(), err.toString());
+    }
+
+    private static Path golden(final String name) {
+        try {
+            return Path.of(MainTest.class.getResource("/golden/" + name).toURI());
+        } catch (final java.net.URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    @Test
+    void parityOnTheWholeGoldenDirectoryPasses() throws IOException {
+        final Path json = dir.resolve("report.json");
+        final Run r = execute("parity", "--problems-only", "--json", json.toString(),
+            golden("agg_loss_b5t9_default_tmean.safetensors").getParent().toString());
+        assertThat(r.code()).as(r.out() + r.err()).isZero();
+        assertThat(r.out()).contains("summary: 225 case(s) on ").contains(" 0 FAIL, 0 UNSUPPORTED")
+            .contains("deviation NO_VALID_TOKEN").contains("deviation MASKED_NONFINITE_SEQ_MEAN")
+            .contains("225 of 225 case(s) within the contract");
+        final JsonNode report = new ObjectMapper().readTree(json.toFile());
+        assertThat(report.path("summary").path("failed").asBoolean(true)).isFalse();
+        assertThat(report.path("cases")).hasSize(225);
+        assertThat(report.path("deviationReasons").path("NO_VALID_TOKEN").path("reason").asText()).contains("0 by 0");
+    }
+
+    @Test
+    void parityPrintsOneRowPerTensorAndEngine() {
+        final Run r = execute("parity", golden("pl_vanilla_b1t1_pos_clip0.2_c3_tmean.safetensors").toString());
+        assertThat(r.code()).isZero();
+        assertThat(r.out()).contains("max_abs_err").contains("max_ulp").contains("vs_reference")
+            .contains("out.grad_log_prob").contains("bit-identical");
+        assertThat(r.out().lines().filter(l -> l.startsWith("pl_vanilla_b1t1_pos_clip0.2_c3_tmean "))).hasSize(10);
+
+        final Run ref = execute("parity", "--engine", "reference",
+            golden("pl_vanilla_b1t1_pos_clip0.2_c3_tmean.safetensors").toString());
+        assertThat(ref.code()).isZero();
+        assertThat(ref.out()).contains("on reference:").doesNotContain("vs_reference");
+    }
+
+    @Test
+    void unknownFunctionMakesParityFail() throws IOException {
+        final Path f = dir.resolve("future.safetensors");
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, "verl.future").f32("out.x", new long[] {}, 1f).write(f);
+        final Run r = execute("parity", f.toString(),
+            golden("agg_loss_b5t9_default_tmean.safetensors").toString());
+        assertThat(r.code()).isEqualTo(Main.FAILURE);
+        assertThat(r.out()).contains("UNSUPPORTED").contains("no handler for function 'verl.future'")
+            .contains("1 PASS, 0 DEVIATION, 0 FAIL, 1 UNSUPPORTED");
+    }
+
+    @Test
+    void aWrongGoldenValueMakesParityFail() throws IOException {
+        final Path f = dir.resolve("wrong.safetensors");
+        final long[] bt = {1, 2};
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, AggLossHandler.FUNCTION)
+            .metadata(GoldenCase.PARAMS, "{\"loss_agg_mode\": \"token-mean\"}")
+            .f32("in.loss_mat", bt, 1f, 2f).u8("in.loss_mask", bt, (byte) 1, (byte) 1)
+            .f32("out.loss", new long[] {}, 1.6f).write(f);
+        final Run r = execute("parity", "-q", f.toString());
+        assertThat(r.code()).isEqualTo(Main.FAILURE);
+        assertThat(r.out()).contains("FAIL").contains("verl 1.60000002384").contains("engine 1.5");
+    }
+
+    @Test
+    void usageErrorsExitWithTwo() {
+        assertThat(execute().code()).isEqualTo(Main.USAGE);
+        assertThat(execute("bogus").code()).isEqualTo(Main.USAGE);
+        final Run noFiles = execute("parity");
+        assertThat(noFiles.code()).isEqualTo(Main.USAGE);
+        assertThat(noFiles.err()).contains("Missing required parameter: 'FILE|DIR'");
+        final Run missing = execute("parity", dir.resolve("nope.safetensors").toString());
+        assertThat(missing.code()).isEqualTo(Main.USAGE);
+        assertThat(missing.err()).contains("no such file or directory");
+        assertThat(execute("parity", "--engine", "gpu", dir.toString()).code()).isEqualTo(Main.USAGE);
+        final Run empty = execute("parity", dir.toString());
+        assertThat(empty.code()).isEqualTo(Main.USAGE);
+        assertThat(empty.err()).contains("no .safetensors files");
+        final Run mode = execute("demo", "--mode", "mean");
+        assertThat(mode.code()).isEqualTo(Main.USAGE);
+        assertThat(mode.err()).contains("loss_agg_mode must be one of token-mean");
+        assertThat(execute("demo", "--prompts", "0").code()).isEqualTo(Main.USAGE);
+        assertThat(execute("demo", "--clip-ratio-c", "1.0").code()).isEqualTo(Main.USAGE);
+    }
+
+    @Test
+    void helpAndVersionExitWithZero() {
+        final Run help = execute("--help");
+        assertThat(help.code()).isZero();
+        assertThat(help.out()).contains("demo").contains("parity").contains("Exit codes");
+        assertThat(execute("--version").out()).startsWith("rlvec ");
+        assertThat(execute("demo", "--help").out()).contains("--max-len").contains("--threads");
+    }
+
+    @Test
+    void demoRunsOnASmallBatchAndReportsEverything() {
+        final Run r = execute("demo", "--prompts", "4", "--responses", "4", "--max-len", "64", "--reps", "2",
+            "--reference-reps", "1", "--warmup-calls", "10", "--seed", "7");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("16 sequences = 4 prompts x 4 responses, packed").contains("pg_loss")
+            .contains("actor/pg_clipfrac").contains("actor/ppo_kl").contains("actor/pg_clipfrac_lower")
+            .contains("actor/valid_tokens").contains("advantage sign split").contains("within the contract")
+            .contains("0 of ").contains("speed ratio").contains("rough wall-clock").contains("JMH");
+        final Run again = execute("demo", "--prompts", "4", "--responses", "4", "--max-len", "64", "--reps", "2",
+            "--reference-reps", "1", "--warmup-calls", "10", "--seed", "7");
+        assertThat(pgLossLine(again.out())).as("seeded: same batch, same loss").isEqualTo(pgLossLine(r.out()));
+    }
+
+    @Test
+    void demoSumNormOnAPackedBatchUsesMaxLenAsTheScale() {
+        final Run r = execute("demo", "--prompts", "2", "--responses", "3", "--max-len", "32", "--reps", "1",
+            "--reference-reps", "1", "--warmup-calls", "0", "--mode", "seq-mean-token-sum-norm", "--threads", "2");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("loss_agg_mode=seq-mean-token-sum-norm").contains("loss_scale_factor=32.0");
+    }
+
+    private static String pgLossLine(final String out) {
+        return out.lines().filter(l -> l.startsWith("pg_loss")).findFirst().orElseThrow();
+    }
+}

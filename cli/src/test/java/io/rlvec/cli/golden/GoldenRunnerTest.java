@@ -1,0 +1,330 @@
+package io.rlvec.cli.golden;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import io.rlvec.AggResult;
+import io.rlvec.Engine;
+import io.rlvec.LossSpec;
+import io.rlvec.OffHeapArray;
+import io.rlvec.PolicyLossResult;
+import io.rlvec.TokenBatch;
+import io.rlvec.cli.io.SafetensorsWriter;
+import io.rlvec.reference.ReferenceEngine;
+
+/**
+ * The runner's rules on hand-made cases whose verl values are worked out by hand: tolerances, the documented
+ * deviations and their contracts, UNSUPPORTED, expect_error, missing outputs, unknown parameters, unreadable
+ * files, and the engine-vs-reference contract (with deliberately wrong engines).
+ */
+class GoldenRunnerTest {
+    private static final long[] BT = {2, 3};
+    private static final long[] SCALAR = {};
+    /** loss_mat of the hand-made agg_loss case. */
+    private static final float[] LOSS_MAT = {1f, 2f, 3f, 4f, 5f, 6f};
+    /** Valid tokens: (0,0), (0,1), (1,0). */
+    private static final byte[] MASK = {1, 1, 0, 1, 0, 0};
+    /** token-mean: (1 + 2 + 4) / 3. */
+    private static final float TOKEN_MEAN_LOSS = (float) (7.0 / 3.0);
+    private static final float THIRD = (float) (1.0 / 3.0);
+    private static final float[] TOKEN_MEAN_GRAD = {THIRD, THIRD, 0f, THIRD, 0f, 0f};
+
+    @TempDir
+    Path dir;
+
+    private final Engine reference = new ReferenceEngine();
+
+    private Path aggCase(final String name, final String params, final float[] lossMat, final byte[] mask,
+                         final float loss, final float[] grad) throws IOException {
+        final Path f = dir.resolve(name + ".safetensors");
+        new SafetensorsWriter()
+            .metadata(GoldenCase.FUNCTION, AggLossHandler.FUNCTION)
+            .metadata(GoldenCase.GROUP, "agg_loss")
+            .metadata(GoldenCase.PARAMS, params)
+            .f32("in.loss_mat", BT, lossMat)
+            .u8("in.loss_mask", BT, mask)
+            .f32("out.loss", SCALAR, loss)
+            .f32("out.grad_loss_mat", BT, grad)
+            .write(f);
+        return f;
+    }
+
+    private CaseReport run(final Path f, final Engine... engines) {
+        return new GoldenRunner(CaseHandlers.defaults(), List.of(engines)).run(f);
+    }
+
+    private static TensorReport tensor(final CaseReport r, final int engine, final String name) {
+        return r.runs().get(engine).tensors().stream().filter(t -> t.name().equals(name)).findFirst().orElseThrow();
+    }
+
+    @Test
+    void handWorkedCasePassesOnBothEnginesBitIdentically() throws IOException {
+        final Path f = aggCase("ok", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK, TOKEN_MEAN_LOSS,
+            TOKEN_MEAN_GRAD);
+        final CaseReport r = run(f, new ReferenceEngine(), reference);
+        assertThat(r.verdict()).as(r.toString()).isEqualTo(Verdict.PASS);
+        assertThat(r.agreement()).extracting(Agreement::mismatches).containsOnly(0);
+        assertThat(tensor(r, 0, "out.loss").maxUlp()).isZero();
+    }
+
+    @Test
+    void scalarToleranceIsRelativeOneInTenToTheFive() throws IOException {
+        final Path inside = aggCase("inside", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK,
+            (float) (TOKEN_MEAN_LOSS * (1 + 8e-6)), TOKEN_MEAN_GRAD);
+        assertThat(run(inside, reference).verdict()).isEqualTo(Verdict.PASS);
+        final Path outside = aggCase("outside", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK,
+            (float) (TOKEN_MEAN_LOSS * (1 + 2e-5)), TOKEN_MEAN_GRAD);
+        final CaseReport r = run(outside, reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.loss").detail()).contains("outside relative 1e-5");
+        assertThat(tensor(r, 0, "out.grad_loss_mat").verdict()).isEqualTo(Verdict.PASS);
+    }
+
+    @Test
+    void gradientToleranceIsAbsoluteOneInTenToTheFive() throws IOException {
+        final float[] inside = TOKEN_MEAN_GRAD.clone();
+        inside[1] += 9e-6f;
+        assertThat(run(aggCase("g-in", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK, TOKEN_MEAN_LOSS,
+            inside), reference).verdict()).isEqualTo(Verdict.PASS);
+        final float[] outside = TOKEN_MEAN_GRAD.clone();
+        outside[1] += 2e-5f;
+        final CaseReport r = run(aggCase("g-out", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK,
+            TOKEN_MEAN_LOSS, outside), reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.grad_loss_mat").detail()).contains("1/6 elements wrong; first at [1]");
+    }
+
+    @Test
+    void nanWithoutADocumentedReasonFails() throws IOException {
+        final CaseReport r = run(aggCase("nan", "{\"loss_agg_mode\": \"seq-mean-token-sum\"}", LOSS_MAT, MASK,
+            Float.NaN, TOKEN_MEAN_GRAD), reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.loss").detail()).contains("no documented reason applies");
+    }
+
+    @Test
+    void maskedNanLeakingThroughSeqMeanIsADeviation() throws IOException {
+        final float[] lossMat = LOSS_MAT.clone();
+        lossMat[2] = Float.NaN;
+        lossMat[5] = Float.POSITIVE_INFINITY;
+        // seq-mean-token-sum: sequences (1 + 2) and 4, mean over 2 sequences; gradient 1/2 on valid tokens.
+        final float[] grad = {0.5f, 0.5f, 0f, 0.5f, 0f, 0f};
+        final CaseReport r = run(aggCase("leak", "{\"loss_agg_mode\": \"seq-mean-token-sum\"}", lossMat, MASK,
+            Float.NaN, grad), reference);
+        assertThat(r.verdict()).as(r.toString()).isEqualTo(Verdict.DEVIATION);
+        assertThat(tensor(r, 0, "out.loss").deviations()).containsExactly(Deviation.MASKED_NONFINITE_SEQ_MEAN);
+
+        // token-mean's masked_sum stops the NaN in verl, so a NaN there is no documented deviation.
+        final CaseReport tm = run(aggCase("leak-tm", "{\"loss_agg_mode\": \"token-mean\"}", lossMat, MASK,
+            Float.NaN, TOKEN_MEAN_GRAD), reference);
+        assertThat(tm.verdict()).isEqualTo(Verdict.FAIL);
+    }
+
+    @Test
+    void nanGradientAtAMaskedNanPositionIsADeviationButNotAtAValidOne() throws IOException {
+        final float[] lossMat = LOSS_MAT.clone();
+        lossMat[2] = Float.NaN;
+        final float[] grad = TOKEN_MEAN_GRAD.clone();
+        grad[2] = Float.NaN;
+        final CaseReport r = run(aggCase("gnan", "{\"loss_agg_mode\": \"token-mean\"}", lossMat, MASK,
+            TOKEN_MEAN_LOSS, grad), reference);
+        assertThat(r.verdict()).as(r.toString()).isEqualTo(Verdict.DEVIATION);
+        final TensorReport g = tensor(r, 0, "out.grad_loss_mat");
+        assertThat(g.deviations()).containsExactly(Deviation.MASKED_NONFINITE_GRADIENT);
+        assertThat(g.detail()).contains("1/6 elements");
+
+        final float[] bad = TOKEN_MEAN_GRAD.clone();
+        bad[0] = Float.NaN;
+        assertThat(run(aggCase("gnan-valid", "{\"loss_agg_mode\": \"token-mean\"}", lossMat, MASK,
+            TOKEN_MEAN_LOSS, bad), reference).verdict()).isEqualTo(Verdict.FAIL);
+    }
+
+    @Test
+    void noValidTokenIsADeviationWhoseContractIsZero() throws IOException {
+        final byte[] none = new byte[6];
+        final Path f = aggCase("none", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, none, Float.NaN,
+            new float[6]);
+        final CaseReport r = run(f, reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.DEVIATION);
+        assertThat(tensor(r, 0, "out.loss").deviations()).containsExactly(Deviation.NO_VALID_TOKEN);
+
+        // An engine returning NaN where the contract says 0 breaks the contract: FAIL, not DEVIATION.
+        final Engine nanLoss = new Wrong(reference) {
+            @Override
+            public void aggLoss(final LossSpec s, final TokenBatch b, final OffHeapArray m, final OffHeapArray g,
+                                final AggResult out) {
+                super.aggLoss(s, b, m, g, out);
+                out.set(out.numerator(), out.validTokens(), out.validSequences(), out.denominator(), Float.NaN);
+            }
+        };
+        final CaseReport bad = run(f, nanLoss);
+        assertThat(bad.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(bad, 0, "out.loss").detail()).startsWith("verl NaN, engine NaN")
+            .contains("breaks the contract");
+        final Engine oneLoss = new Wrong(reference) {
+            @Override
+            public void aggLoss(final LossSpec s, final TokenBatch b, final OffHeapArray m, final OffHeapArray g,
+                                final AggResult out) {
+                super.aggLoss(s, b, m, g, out);
+                out.set(out.numerator(), out.validTokens(), out.validSequences(), out.denominator(), 1f);
+            }
+        };
+        assertThat(tensor(run(f, oneLoss), 0, "out.loss").detail()).contains("breaks the contract");
+    }
+
+    @Test
+    void engineBeyondTheContractWithTheReferenceFailsEvenWithinVerlTolerance() throws IOException {
+        final Path f = aggCase("breach", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK, TOKEN_MEAN_LOSS,
+            TOKEN_MEAN_GRAD);
+        final Engine oneUlpGrad = new Wrong(reference) {
+            @Override
+            public void aggLoss(final LossSpec s, final TokenBatch b, final OffHeapArray m, final OffHeapArray g,
+                                final AggResult out) {
+                super.aggLoss(s, b, m, g, out);
+                g.setFloat(0, Math.nextUp(g.getFloat(0)));
+            }
+        };
+        final CaseReport r = run(f, oneUlpGrad, reference);
+        assertThat(r.runs()).extracting(EngineReport::verdict).containsExactly(Verdict.PASS, Verdict.PASS);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(r.enginesAgree()).isFalse();
+        assertThat(r.agreement().get(1).describe()).isEqualTo("1/6 differ (max 1 ulp) BREACH");
+
+        final Engine oneUlpLoss = new Wrong(reference) {
+            @Override
+            public void aggLoss(final LossSpec s, final TokenBatch b, final OffHeapArray m, final OffHeapArray g,
+                                final AggResult out) {
+                super.aggLoss(s, b, m, g, out);
+                out.set(out.numerator(), out.validTokens(), out.validSequences(), out.denominator(),
+                    Math.nextUp(out.loss()));
+            }
+        };
+        final CaseReport scalar = run(f, oneUlpLoss, reference);
+        assertThat(scalar.verdict()).as("a reduced scalar may be 1 ulp off").isEqualTo(Verdict.PASS);
+        assertThat(scalar.agreement().get(0).describe()).isEqualTo("1 ulp");
+    }
+
+    @Test
+    void unknownFunctionIsUnsupportedNotSkipped() throws IOException {
+        final Path f = dir.resolve("unknown.safetensors");
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, "verl.some.future_function")
+            .metadata(GoldenCase.GROUP, "future").f32("out.x", SCALAR, 1f).write(f);
+        final CaseReport r = run(f, reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.UNSUPPORTED);
+        assertThat(r.verdict().isFailure()).isTrue();
+        assertThat(r.message()).contains("no handler for function 'verl.some.future_function' (group 'future')");
+    }
+
+    @Test
+    void expectErrorPassesOnlyWhenTheEngineRejects() throws IOException {
+        final Path rejected = dir.resolve("err.safetensors");
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, VanillaPolicyLossHandler.FUNCTION)
+            .metadata(GoldenCase.PARAMS, "{\"clip_ratio_c\": 0.5, \"expect_error\": \"AssertionError: clip_ratio_c\"}")
+            .f32("in.old_log_prob", new long[] {1, 1}, 0f).f32("in.log_prob", new long[] {1, 1}, 0f)
+            .f32("in.advantages", new long[] {1, 1}, 1f).u8("in.response_mask", new long[] {1, 1}, (byte) 1)
+            .write(rejected);
+        final CaseReport r = run(rejected, reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.PASS);
+        assertThat(r.runs().get(0).tensors().get(0).detail()).contains("rejected as verl did").contains("clip_ratio_c");
+
+        final Path accepted = dir.resolve("err2.safetensors");
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, AggLossHandler.FUNCTION)
+            .metadata(GoldenCase.PARAMS, "{\"loss_agg_mode\": \"token-mean\", \"expect_error\": \"ValueError: x\"}")
+            .f32("in.loss_mat", BT, LOSS_MAT).u8("in.loss_mask", BT, MASK).write(accepted);
+        final CaseReport a = run(accepted, reference);
+        assertThat(a.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(a.runs().get(0).tensors().get(0).detail()).contains("the engine accepted the inputs");
+    }
+
+    @Test
+    void outputsTheHandlerDoesNotComputeFail() throws IOException {
+        final Path f = dir.resolve("extra.safetensors");
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, AggLossHandler.FUNCTION)
+            .metadata(GoldenCase.PARAMS, "{\"loss_agg_mode\": \"token-mean\"}")
+            .f32("in.loss_mat", BT, LOSS_MAT).u8("in.loss_mask", BT, MASK)
+            .f32("out.loss", SCALAR, TOKEN_MEAN_LOSS).f32("out.something_new", SCALAR, 1f).write(f);
+        final CaseReport r = run(f, reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.something_new").detail()).contains("handler computed none");
+        assertThat(tensor(r, 0, "out.loss").verdict()).isEqualTo(Verdict.PASS);
+    }
+
+    @Test
+    void unknownParametersAndBadShapesFailWithTheirName() throws IOException {
+        final CaseReport r = run(aggCase("param", "{\"loss_agg_mode\": \"token-mean\", \"gamma\": 0.9}", LOSS_MAT,
+            MASK, TOKEN_MEAN_LOSS, TOKEN_MEAN_GRAD), reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(r.runs().get(0).tensors().get(0).detail()).contains("unknown loss key 'gamma'");
+
+        final Path shape = dir.resolve("shape.safetensors");
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, AggLossHandler.FUNCTION)
+            .f32("in.loss_mat", new long[] {3, 2}, LOSS_MAT).u8("in.loss_mask", BT, MASK)
+            .f32("out.loss", SCALAR, 1f).write(shape);
+        final CaseReport s = run(shape, reference);
+        assertThat(s.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(s.runs().get(0).tensors().get(0).detail()).contains("in.loss_mat").contains("[3, 2]");
+    }
+
+    @Test
+    void unreadableFilesFail() throws IOException {
+        final Path f = dir.resolve("broken.safetensors");
+        Files.write(f, new byte[] {2, 0, 0, 0, 0, 0, 0, 0, '{', 'x'});
+        final CaseReport r = run(f, reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(r.message()).startsWith("cannot read the case: ").contains("not valid JSON");
+    }
+
+    @Test
+    void vanillaHandlerAppliesRolloutWeightsAndGlobalBatchInfo() throws IOException {
+        // ratio = 1 (on-policy), A = 1, weights 0.5: each token loss -0.5; token-mean over 2 valid tokens with
+        // global_batch_info {batch_num_tokens: 4, dp_size: 2}: (-1 / 4) * 2 = -0.5. At ratio == 1 both branches of
+        // maximum tie and the clamp passes, so d loss / d log_prob = -A * 1 * w * dp / bnt = -0.25 per token.
+        final long[] bt = {1, 2};
+        final Path f = dir.resolve("weights.safetensors");
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, VanillaPolicyLossHandler.FUNCTION)
+            .metadata(GoldenCase.PARAMS, "{\"loss_agg_mode\": \"token-mean\", \"clip_ratio\": 0.2, "
+                + "\"clip_ratio_low\": null, \"clip_ratio_high\": null, \"clip_ratio_c\": 3.0, "
+                + "\"global_batch_info\": {\"batch_num_tokens\": 4, \"dp_size\": 2}, \"scenario\": \"hand\"}")
+            .f32("in.old_log_prob", bt, -1f, -2f).f32("in.log_prob", bt, -1f, -2f)
+            .f32("in.advantages", bt, 1f, 1f).u8("in.response_mask", bt, (byte) 1, (byte) 1)
+            .f32("in.rollout_is_weights", bt, 0.5f, 0.5f)
+            .f32("out.pg_loss", SCALAR, -0.5f).f32("out.pg_clipfrac", SCALAR, 0f).f32("out.ppo_kl", SCALAR, 0f)
+            .f32("out.pg_clipfrac_lower", SCALAR, 0f).f32("out.grad_log_prob", bt, -0.25f, -0.25f)
+            .write(f);
+        final CaseReport r = run(f, reference);
+        assertThat(r.verdict()).as(r.toString()).isEqualTo(Verdict.PASS);
+    }
+
+    /** An engine that delegates to another; tests override a method to make it wrong on purpose. */
+    private static class Wrong implements Engine {
+        private final Engine delegate;
+
+        Wrong(final Engine delegate) {
+            this.delegate = delegate;
+        }
+
+        @Override
+        public String name() {
+            return "wrong";
+        }
+
+        @Override
+        public void policyLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray grad,
+                               final PolicyLossResult out) {
+            delegate.policyLoss(spec, batch, grad, out);
+        }
+
+        @Override
+        public void aggLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray lossMat,
+                            final OffHeapArray gradOut, final AggResult out) {
+            delegate.aggLoss(spec, batch, lossMat, gradOut, out);
+        }
+    }
+}
