@@ -13,10 +13,15 @@ package io.rlvec;
  * <p>Results are deterministic: the same inputs give the same bits for any parallelism. Positions outside the
  * response mask never contribute and receive a gradient of exactly 0, whatever they hold.
  */
-public interface Engine {
+public interface Engine extends AutoCloseable {
 
     /** @return a short name ("reference", "vector-256", ...). */
     String name();
+
+    /** Releases worker threads and scratch memory, if any; the engine must not be used afterwards. */
+    @Override
+    default void close() {
+    }
 
     /**
      * verl's {@code compute_policy_loss_<mode>} followed by {@code agg_loss}: the aggregated policy loss, its

@@ -13,7 +13,7 @@ import io.rlvec.TokenBatch;
  * and gradients, within 1 ulp on reduced scalars (design.md). Validates once at entry, then runs raw loops.
  * Not thread-safe: use one engine per thread (or its own {@code parallelism} for blocked kernels).
  */
-public final class VectorEngine implements Engine, AutoCloseable {
+public final class VectorEngine implements Engine {
     private final Blocks blocks;
     private final Workspace workspace = new Workspace();
 
