@@ -1,0 +1,40 @@
+package io.rlvec.jmh;
+
+import io.rlvec.Engine;
+import io.rlvec.Engines;
+import io.rlvec.engine.VectorEngine;
+
+/**
+ * The {@code engine} parameter of every benchmark: both implementations are measured through the same
+ * {@link Engine} calls on the same inputs (style.md P13).
+ */
+public final class EngineChoice {
+    /** The parameter value selecting {@link VectorEngine} (one thread). */
+    public static final String VECTOR = "vector";
+    /** The parameter value selecting the scalar reference. */
+    public static final String REFERENCE = "reference";
+
+    private EngineChoice() {
+    }
+
+    /**
+     * @param name {@value #VECTOR} or {@value #REFERENCE}.
+     * @return a new engine.
+     * @throws IllegalArgumentException for any other name.
+     */
+    public static Engine create(final String name) {
+        return switch (name) {
+            case VECTOR -> new VectorEngine();
+            case REFERENCE -> Engines.reference();
+            default -> throw new IllegalArgumentException("engine must be '" + VECTOR + "' or '" + REFERENCE
+                + "', got '" + name + "'");
+        };
+    }
+
+    /** Releases an engine's resources (a vector engine's worker pool); a no-op for the reference. */
+    public static void close(final Engine engine) {
+        if (engine instanceof VectorEngine v) {
+            v.close();
+        }
+    }
+}
