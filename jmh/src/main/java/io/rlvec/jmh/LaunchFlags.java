@@ -37,12 +37,15 @@ public final class LaunchFlags {
     public static final String NATIVE_ACCESS = "--enable-native-access=ALL-UNNAMED";
 
     /**
-     * Initial heap = maximum heap, so the heap never resizes during a run. 2 GiB is far above what the largest
-     * benchmark state needs (a few MiB of off-heap columns plus heap copies of the expected answer).
+     * Initial heap = maximum heap, so the heap never resizes during a run. 1 GiB is far above what the largest
+     * benchmark state keeps on the heap (the expected answers: 1 MiB for a (64, 4096) gradient, 39 MiB for 64
+     * vocabulary rows of 151 936 floats; token and logit data live off heap), and no larger because
+     * {@link #PRE_TOUCH} costs start-up time per fork in proportion (measured here with the two cores shared
+     * with other work: 12 to 15 s per fork at 2 GiB, 6 s at 1 GiB).
      */
-    public static final String XMS = "-Xms2g";
+    public static final String XMS = "-Xms1g";
     /** Maximum heap, equal to {@link #XMS}. */
-    public static final String XMX = "-Xmx2g";
+    public static final String XMX = "-Xmx1g";
     /** Touches every heap page at start-up instead of on first allocation inside a measurement. */
     public static final String PRE_TOUCH = "-XX:+AlwaysPreTouch";
 
