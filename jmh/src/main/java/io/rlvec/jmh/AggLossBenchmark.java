@@ -108,7 +108,7 @@ public class AggLossBenchmark {
             AllocationProbe.check(engine, impl.name() + " agg_loss on " + shape + " " + agg,
                 () -> impl.aggLoss(spec, batch, lossMat, grad, result));
         } finally {
-            EngineChoice.close(impl);
+            impl.close();
             grad.close();
             lossMat.close();
             batch.close();

@@ -30,11 +30,4 @@ public final class EngineChoice {
                 + "', got '" + name + "'");
         };
     }
-
-    /** Releases an engine's resources (a vector engine's worker pool); a no-op for the reference. */
-    public static void close(final Engine engine) {
-        if (engine instanceof VectorEngine v) {
-            v.close();
-        }
-    }
 }

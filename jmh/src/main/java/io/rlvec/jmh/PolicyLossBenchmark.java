@@ -107,7 +107,7 @@ public class PolicyLossBenchmark {
             AllocationProbe.check(engine, impl.name() + " policy loss on " + shape + " " + agg,
                 () -> impl.policyLoss(spec, batch, grad, result));
         } finally {
-            EngineChoice.close(impl);
+            impl.close();
             grad.close();
             batch.close();
         }
