@@ -39,13 +39,13 @@ public final class VectorMath {
         // n + 127 sits in the low mantissa bits of z (magic-bias rounding).
         final IntVector n = z.reinterpretAsInts().sub(MAGIC_BITS + 127);
         final FloatVector nf = z.sub(MAGIC_BIAS);
-        FloatVector r = nf.fma(-LN2_HI, x);
-        r = nf.fma(-LN2_LO, r);
+        FloatVector r = nf.fma(FloatVector.broadcast(Vec.F, -LN2_HI), x);
+        r = nf.fma(FloatVector.broadcast(Vec.F, -LN2_LO), r);
         FloatVector p = r.fma(P0, P1);
-        p = p.fma(r, P2);
-        p = p.fma(r, P3);
-        p = p.fma(r, P4);
-        p = p.fma(r, P5);
+        p = p.fma(r, FloatVector.broadcast(Vec.F, P2));
+        p = p.fma(r, FloatVector.broadcast(Vec.F, P3));
+        p = p.fma(r, FloatVector.broadcast(Vec.F, P4));
+        p = p.fma(r, FloatVector.broadcast(Vec.F, P5));
         final FloatVector r2 = r.mul(r);
         final FloatVector y = p.fma(r2, r).add(1f);
         // 2^n as 2^(n>>1) * 2^(n - (n>>1)): both halves are normal for n in [-126, 128].
