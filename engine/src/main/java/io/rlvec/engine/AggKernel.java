@@ -107,7 +107,8 @@ final class AggKernel {
                 store(ZERO.blend(tokenWeightV, valid), grad, i);
             }
         }
-        double sum = sumLanes(acc, t.lanes, p * TokenMemory.DL);
+        acc.intoArray(t.lanes, p * TokenMemory.DL);
+        double sum = sumLanes(t.lanes, p * TokenMemory.DL);
         // Scalar tail (fewer than FL tokens), as the reference.
         for (; i < end; i++) {
             final boolean valid = get(mask, i) != 0f;

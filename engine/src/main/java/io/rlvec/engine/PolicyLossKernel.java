@@ -66,10 +66,16 @@ final class PolicyLossKernel {
     /** Doubles of lane accumulators per block: one vector of each sum. */
     static final int ACC_SLOTS = SUMS * TokenMemory.DL;
     /**
-     * Tokens per chunk: the loops of a piece run chunk by chunk so that the chunk's columns (up to 5 of them plus
-     * the ratios, 12 KiB) stay in L1 between the loops; a multiple of every lane count.
+     * Tokens per chunk: the loops of a piece run chunk by chunk so that the chunk's columns (up to 5) and scratch
+     * rows (4), 18 KiB, stay in L1 between the loops; a multiple of every lane count.
      */
     static final int CHUNK = 512;
+    /** Scratch rows per block, each {@link #CHUNK} floats: ratio, clamped log-ratio, clamp pass, masked loss. */
+    static final int SCRATCH_ROWS = 4;
+    private static final int ROW_RATIO = 0;
+    private static final int ROW_LOG_RATIO = 1;
+    private static final int ROW_PASS = 2;
+    private static final int ROW_LOSS = 3;
 
     /** verl's clamp of log_prob - old_log_prob. */
     private static final float LOG_RATIO_MIN = -20f;
@@ -78,7 +84,6 @@ final class PolicyLossKernel {
     private static final FloatVector ZERO = FloatVector.zero(Vec.F);
     private static final FloatVector HALF = FloatVector.broadcast(Vec.F, 0.5f);
     private static final FloatVector ONE = FloatVector.broadcast(Vec.F, 1f);
-    private static final DoubleVector DZERO = DoubleVector.zero(Vec.D);
 
     private PolicyLossKernel() {
     }
@@ -164,16 +169,23 @@ final class PolicyLossKernel {
     }
 
     /**
-     * One piece of one sequence: chunk by chunk, the four vector loops ({@link #ratioLoop}, {@link #lossLoop},
-     * {@link #countLoop}, {@link #gradientLoop}), then the scalar tail; writes the piece's partials to slot {@code p}.
+     * One piece of one sequence: chunk by chunk, the vector loops ({@link #logRatioLoop}, {@link #ratioLoop},
+     * {@link #lossLoop}, {@link #sumLoop}, {@link #countLoop}, {@link #gradientLoop}), then the scalar tail; writes the piece's
+     * partials to slot {@code p}.
      *
-     * <p>Why four loops and not one fused body: the fused body (exp, clip, gradient, four wide sums, eight
-     * counts) exceeds C2's inlining budget (NodeCountInliningCutoff, style.md P2), after which vector
-     * operations are called instead of inlined and every vector is boxed (measured: ~54 bytes allocated per
-     * token and 7 ns/token). Each loop here is its own compilation unit of moderate size; they exchange the ratio
-     * through a chunk of {@link #CHUNK} floats in the block's scratch, which stays in L1, and keep their lane
-     * accumulators in the block's slots between chunks (a store and a load are exact, so the lane order of
-     * every sum is the same as in one loop).
+     * <p>Why six loops and not one fused body: the fused body (exp, clip, gradient, four wide sums, eight
+     * counts) is several times C2's inlining budget (NodeCountInliningCutoff, 18000 parse nodes; style.md P2),
+     * after which vector operations are called instead of inlined and every vector is boxed (measured: ~54 bytes
+     * allocated per token and 7 ns/token). Each loop here is its own compilation unit of at most ~2/3 of the
+     * budget at every vector width (the graphs of the 128-bit species are the largest). They exchange per-token
+     * values (ratio, clamped log-ratio, clamp pass, loss) through {@link #SCRATCH_ROWS} rows of {@link #CHUNK}
+     * floats in the block's scratch, which stay in L1, and keep their lane accumulators in the block's slots
+     * between chunks (a store and a load are exact, so every sum has the lane order of one loop).
+     *
+     * <p>The loops are called through {@link ChunkLoop}, a call site with six receiver classes that C2 never
+     * inlines: each loop stays its own compilation unit with the whole budget, whatever the JIT decides about
+     * this method (a loop inlined here would share one budget with the others). The virtual call costs a few
+     * nanoseconds per chunk of 512 tokens.
      */
     private static void computePiece(final Task t, final int p, final int block) {
         final SequencePieces plan = t.plan;
@@ -182,122 +194,203 @@ final class PolicyLossKernel {
         final float tokenWeight = t.seqWeight[plan.seq[p]];
         final int accBase = block * ACC_SLOTS;
         final int countBase = block * COUNTS;
-        final int scratchBase = block * CHUNK;
+        final int scratchBase = block * CHUNK * SCRATCH_ROWS;
         final double[] acc = t.acc;
         final int[] counts = t.blockCounts;
         java.util.Arrays.fill(acc, accBase, accBase + ACC_SLOTS, 0.0);
         java.util.Arrays.fill(counts, countBase, countBase + COUNTS, 0);
 
         final int vecEnd = start + Vec.F.loopBound(end - start);
+        final ChunkLoop[] loops = t.grad != null ? LOOPS_WITH_GRADIENT : LOOPS_FORWARD;
         for (int c = start; c < vecEnd; c += CHUNK) {
             final int ce = Math.min(c + CHUNK, vecEnd);
-            ratioLoop(t, c, ce, scratchBase);
-            lossLoop(t, c, ce, scratchBase, accBase);
-            countLoop(t, c, ce, scratchBase, accBase, countBase);
-            if (t.grad != null) {
-                gradientLoop(t, c, ce, scratchBase, tokenWeight);
+            for (final ChunkLoop loop : loops) {
+                loop.run(t, c, ce, block, tokenWeight);
             }
         }
 
-        final double[] lanes = t.lanes;
-        final int laneSlot = block * TokenMemory.DL;
         final double[] sums = t.pieceSums;
-        final int[] pieceCounts = t.pieceCounts;
         final int s = p * SUMS;
         for (int k = 0; k < SUMS; k++) {
-            sums[s + k] = sumLanes(DoubleVector.fromArray(Vec.D, acc, accBase + k * TokenMemory.DL), lanes, laneSlot);
+            sums[s + k] = sumLanes(acc, accBase + k * TokenMemory.DL);
         }
-        System.arraycopy(counts, countBase, pieceCounts, p * COUNTS, COUNTS);
+        System.arraycopy(counts, countBase, t.pieceCounts, p * COUNTS, COUNTS);
         if (vecEnd < end) {
             scalarTail(t, vecEnd, end, tokenWeight, p);
         }
     }
 
-    /**
-     * Loop 1 of a chunk: ratio = exp(clamp(log_prob - old_log_prob, -20, 20)) into the block's scratch. Nothing
-     * else: the polynomial alone takes a large share of C2's inlining budget.
-     */
-    private static void ratioLoop(final Task t, final int from, final int to, final int scratchBase) {
-        final MemorySegment lpSeg = t.logProb;
-        final MemorySegment oldSeg = t.oldLogProb;
-        final float[] scratch = t.scratch;
-        for (int i = from; i < to; i += Vec.FL) {
-            VectorMath.exp(clampLogRatio(load(lpSeg, i).sub(load(oldSeg, i)))).intoArray(scratch, scratchBase + i - from);
+    /** One vector loop over a chunk: the boundary of a compilation unit (see {@link #computePiece}). */
+    private abstract static class ChunkLoop {
+        /** Runs the loop over tokens {@code [from, to)} of the piece in progress of {@code block}. */
+        abstract void run(Task t, int from, int to, int block, float tokenWeight);
+    }
+
+    /** Loop 1: {@link #logRatioLoop}. */
+    private static final class LogRatioLoop extends ChunkLoop {
+        @Override
+        void run(final Task t, final int from, final int to, final int block, final float tokenWeight) {
+            logRatioLoop(t, from, to, block * CHUNK * SCRATCH_ROWS);
         }
     }
 
-    /** torch.clamp(x, -20, 20): x &lt; lo ? lo : (x &gt; hi ? hi : x); NaN compares false and stays NaN. */
-    private static FloatVector clampLogRatio(final FloatVector x) {
-        return x.blend(LOG_RATIO_MAX, x.compare(VectorOperators.GT, LOG_RATIO_MAX))
-            .blend(LOG_RATIO_MIN, x.compare(VectorOperators.LT, LOG_RATIO_MIN));
+    /** Loop 2: {@link #ratioLoop}. */
+    private static final class RatioLoop extends ChunkLoop {
+        @Override
+        void run(final Task t, final int from, final int to, final int block, final float tokenWeight) {
+            ratioLoop(t, from, to, block * CHUNK * SCRATCH_ROWS);
+        }
+    }
+
+    /** Loop 3: {@link #lossLoop}. */
+    private static final class LossLoop extends ChunkLoop {
+        @Override
+        void run(final Task t, final int from, final int to, final int block, final float tokenWeight) {
+            lossLoop(t, from, to, block * CHUNK * SCRATCH_ROWS);
+        }
+    }
+
+    /** Loop 4: {@link #sumLoop}. */
+    private static final class SumLoop extends ChunkLoop {
+        @Override
+        void run(final Task t, final int from, final int to, final int block, final float tokenWeight) {
+            sumLoop(t, from, to, block * CHUNK * SCRATCH_ROWS, block * ACC_SLOTS);
+        }
+    }
+
+    /** Loop 5: {@link #countLoop}. */
+    private static final class CountLoop extends ChunkLoop {
+        @Override
+        void run(final Task t, final int from, final int to, final int block, final float tokenWeight) {
+            countLoop(t, from, to, block * CHUNK * SCRATCH_ROWS, block * COUNTS);
+        }
+    }
+
+    /** Loop 6: {@link #gradientLoop}. */
+    private static final class GradientLoop extends ChunkLoop {
+        @Override
+        void run(final Task t, final int from, final int to, final int block, final float tokenWeight) {
+            gradientLoop(t, from, to, block * CHUNK * SCRATCH_ROWS, tokenWeight);
+        }
+    }
+
+    /** The loops of a call without gradient, in order. */
+    private static final ChunkLoop[] LOOPS_FORWARD = {new LogRatioLoop(), new RatioLoop(), new LossLoop(),
+        new SumLoop(), new CountLoop()};
+    /** The loops of a call with gradient, in order. */
+    private static final ChunkLoop[] LOOPS_WITH_GRADIENT = {LOOPS_FORWARD[0], LOOPS_FORWARD[1], LOOPS_FORWARD[2],
+        LOOPS_FORWARD[3], LOOPS_FORWARD[4], new GradientLoop()};
+
+    /**
+     * Loop 1 of a chunk, per token: the clamped log-ratio negative_approx_kl = clamp(log_prob - old_log_prob,
+     * -20, 20) and whether the clamp passes the gradient (1 or 0), into the scratch rows.
+     */
+    private static void logRatioLoop(final Task t, final int from, final int to, final int scratchBase) {
+        final MemorySegment lpSeg = t.logProb;
+        final MemorySegment oldSeg = t.oldLogProb;
+        final float[] scratch = t.scratch;
+        final int logRatioRow = scratchBase + ROW_LOG_RATIO * CHUNK - from;
+        final int passRow = scratchBase + ROW_PASS * CHUNK - from;
+        for (int i = from; i < to; i += Vec.FL) {
+            final FloatVector logRatio = load(lpSeg, i).sub(load(oldSeg, i));
+            // torch.clamp(x, -20, 20): x < lo ? lo : (x > hi ? hi : x); NaN compares false and stays NaN.
+            logRatio.blend(LOG_RATIO_MAX, logRatio.compare(VectorOperators.GT, LOG_RATIO_MAX))
+                .blend(LOG_RATIO_MIN, logRatio.compare(VectorOperators.LT, LOG_RATIO_MIN))
+                .intoArray(scratch, logRatioRow + i);
+            // The clamp passes the gradient on the closed interval, not for NaN: x >= lo && x <= hi.
+            ZERO.blend(ONE, logRatio.compare(VectorOperators.GE, LOG_RATIO_MIN)
+                .and(logRatio.compare(VectorOperators.LE, LOG_RATIO_MAX))).intoArray(scratch, passRow + i);
+        }
     }
 
     /**
-     * Loop 2 of a chunk: the per-token loss (clip, dual clip, IS weight) and its wide sums over valid tokens: all,
-     * A &gt; 0, A &lt; 0.
+     * Loop 2 of a chunk: ratio = exp(negative_approx_kl), into the ratio row. Nothing else: the polynomial alone
+     * is about 3/4 of C2's inlining budget.
      */
-    private static void lossLoop(final Task t, final int from, final int to, final int scratchBase,
-                                 final int accBase) {
+    private static void ratioLoop(final Task t, final int from, final int to, final int scratchBase) {
+        final float[] scratch = t.scratch;
+        final int ratioRow = scratchBase + ROW_RATIO * CHUNK - from;
+        final int logRatioRow = scratchBase + ROW_LOG_RATIO * CHUNK - from;
+        for (int i = from; i < to; i += Vec.FL) {
+            VectorMath.exp(FloatVector.fromArray(Vec.F, scratch, logRatioRow + i)).intoArray(scratch, ratioRow + i);
+        }
+    }
+
+    /**
+     * Loop 3 of a chunk: the per-token loss (clip, dual clip, IS weight), +0.0 where masked, into the loss row.
+     */
+    private static void lossLoop(final Task t, final int from, final int to, final int scratchBase) {
         final MemorySegment advSeg = t.advantages;
         final MemorySegment maskSeg = t.mask;
         final MemorySegment wSeg = t.weights;
         final boolean hasW = wSeg != null;
         final float[] scratch = t.scratch;
+        final int ratioRow = scratchBase + ROW_RATIO * CHUNK - from;
+        final int lossRow = scratchBase + ROW_LOSS * CHUNK - from;
         final FloatVector lowerV = FloatVector.broadcast(Vec.F, t.lower);
         final FloatVector upperV = FloatVector.broadcast(Vec.F, t.upper);
         final float clipC = t.clipC;
+        for (int i = from; i < to; i += Vec.FL) {
+            final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
+            final FloatVector a = load(advSeg, i);
+            final FloatVector ratio = FloatVector.fromArray(Vec.F, scratch, ratioRow + i);
+            final FloatVector negA = a.neg();
+            final FloatVector pg1 = negA.mul(ratio);
+            final FloatVector pg2 = negA.mul(ratio.blend(upperV, ratio.compare(VectorOperators.GT, upperV))
+                .blend(lowerV, ratio.compare(VectorOperators.LT, lowerV)));
+            final FloatVector clip1 = maximum(pg1, pg2);
+            final FloatVector clip2 = minimum(negA.mul(clipC), clip1);
+            FloatVector loss = clip1.blend(clip2, a.compare(VectorOperators.LT, 0f));
+            if (hasW) {
+                loss = loss.mul(load(wSeg, i));
+            }
+            ZERO.blend(loss, valid).intoArray(scratch, lossRow + i);
+        }
+    }
+
+    /**
+     * Loop 4 of a chunk: the wide sums over valid tokens of the loss, its A &gt; 0 and A &lt; 0 parts, and the
+     * clamped log-ratio (ppo_kl).
+     */
+    private static void sumLoop(final Task t, final int from, final int to, final int scratchBase,
+                                final int accBase) {
+        final MemorySegment advSeg = t.advantages;
+        final MemorySegment maskSeg = t.mask;
+        final float[] scratch = t.scratch;
+        final int logRatioRow = scratchBase + ROW_LOG_RATIO * CHUNK - from;
+        final int lossRow = scratchBase + ROW_LOSS * CHUNK - from;
         final double[] acc = t.acc;
         DoubleVector accLoss = DoubleVector.fromArray(Vec.D, acc, accBase + S_LOSS * TokenMemory.DL);
         DoubleVector accPos = DoubleVector.fromArray(Vec.D, acc, accBase + S_POS * TokenMemory.DL);
         DoubleVector accNeg = DoubleVector.fromArray(Vec.D, acc, accBase + S_NEG * TokenMemory.DL);
+        DoubleVector accLogRatio = DoubleVector.fromArray(Vec.D, acc, accBase + S_LOG_RATIO * TokenMemory.DL);
         for (int i = from; i < to; i += Vec.FL) {
             final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
             final FloatVector a = load(advSeg, i);
-            final FloatVector ratio = FloatVector.fromArray(Vec.F, scratch, scratchBase + i - from);
-            final FloatVector negA = a.neg();
-            final FloatVector pg1 = negA.mul(ratio);
-            final FloatVector pg2 = negA.mul(clampRatio(ratio, lowerV, upperV));
-            final FloatVector clip1 = maximum(pg1, pg2);
-            final FloatVector clip2 = minimum(negA.mul(clipC), clip1);
-            final VectorMask<Float> negative = a.compare(VectorOperators.LT, 0f);
-            FloatVector loss = clip1.blend(clip2, negative);
-            if (hasW) {
-                loss = loss.mul(load(wSeg, i));
-            }
-            accLoss = addWide(accLoss, ZERO.blend(loss, valid));
-            accPos = addWide(accPos, ZERO.blend(loss, a.compare(VectorOperators.GT, 0f).and(valid)));
-            accNeg = addWide(accNeg, ZERO.blend(loss, negative.and(valid)));
+            // Already +0.0 at masked tokens, so the sign masks need no validity.
+            final FloatVector loss = FloatVector.fromArray(Vec.F, scratch, lossRow + i);
+            accLoss = addWide(accLoss, loss);
+            accPos = addWide(accPos, ZERO.blend(loss, a.compare(VectorOperators.GT, 0f)));
+            accNeg = addWide(accNeg, ZERO.blend(loss, a.compare(VectorOperators.LT, 0f)));
+            accLogRatio = addWide(accLogRatio,
+                ZERO.blend(FloatVector.fromArray(Vec.F, scratch, logRatioRow + i), valid));
         }
         accLoss.intoArray(acc, accBase + S_LOSS * TokenMemory.DL);
         accPos.intoArray(acc, accBase + S_POS * TokenMemory.DL);
         accNeg.intoArray(acc, accBase + S_NEG * TokenMemory.DL);
+        accLogRatio.intoArray(acc, accBase + S_LOG_RATIO * TokenMemory.DL);
     }
 
-    /** torch.clamp(ratio, lower, upper), lane-wise as {@link TorchOps#clamp}. */
-    private static FloatVector clampRatio(final FloatVector ratio, final FloatVector lowerV,
-                                          final FloatVector upperV) {
-        return ratio.blend(upperV, ratio.compare(VectorOperators.GT, upperV))
-            .blend(lowerV, ratio.compare(VectorOperators.LT, lowerV));
-    }
-
-    /**
-     * Loop 3 of a chunk: the eight exact counts behind the clip fractions and the sign split, and the wide sum of
-     * the clamped log-ratio (ppo_kl), over valid tokens (a loop of its own: together with the loss sums it would
-     * exceed C2's inlining budget).
-     */
+    /** Loop 5 of a chunk: the eight exact counts behind the clip fractions and the sign split. */
     private static void countLoop(final Task t, final int from, final int to, final int scratchBase,
-                                  final int accBase, final int countBase) {
-        final MemorySegment lpSeg = t.logProb;
-        final MemorySegment oldSeg = t.oldLogProb;
+                                  final int countBase) {
         final MemorySegment advSeg = t.advantages;
         final MemorySegment maskSeg = t.mask;
         final float[] scratch = t.scratch;
+        final int ratioRow = scratchBase + ROW_RATIO * CHUNK - from;
         final FloatVector lowerV = FloatVector.broadcast(Vec.F, t.lower);
         final FloatVector upperV = FloatVector.broadcast(Vec.F, t.upper);
         final float clipC = t.clipC;
-        final double[] acc = t.acc;
-        final int slot = accBase + S_LOG_RATIO * TokenMemory.DL;
-        DoubleVector accLogRatio = DoubleVector.fromArray(Vec.D, acc, slot);
         int nPos = 0;
         int nNeg = 0;
         int nPosAbove = 0;
@@ -309,14 +402,13 @@ final class PolicyLossKernel {
         for (int i = from; i < to; i += Vec.FL) {
             final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
             final FloatVector a = load(advSeg, i);
-            final FloatVector ratio = FloatVector.fromArray(Vec.F, scratch, scratchBase + i - from);
+            final FloatVector ratio = FloatVector.fromArray(Vec.F, scratch, ratioRow + i);
             final FloatVector negA = a.neg();
             final FloatVector pg1 = negA.mul(ratio);
             final VectorMask<Float> aboveUpper = ratio.compare(VectorOperators.GT, upperV);
             final VectorMask<Float> belowLower = ratio.compare(VectorOperators.LT, lowerV);
             final FloatVector pg2 = negA.mul(ratio.blend(upperV, aboveUpper).blend(lowerV, belowLower));
             final FloatVector clip1 = maximum(pg1, pg2);
-            final FloatVector pg3 = negA.mul(clipC);
             final VectorMask<Float> pos = a.compare(VectorOperators.GT, 0f).and(valid);
             final VectorMask<Float> neg = a.compare(VectorOperators.LT, 0f).and(valid);
             final VectorMask<Float> aboveOne = ratio.compare(VectorOperators.GT, 1f);
@@ -326,11 +418,9 @@ final class PolicyLossKernel {
             nNegAbove += neg.and(aboveOne).trueCount();
             nHigh += pos.and(aboveUpper).trueCount();
             nLow += neg.and(belowLower).trueCount();
-            nDual += neg.and(clip1.compare(VectorOperators.GT, pg3)).trueCount();
+            nDual += neg.and(clip1.compare(VectorOperators.GT, negA.mul(clipC))).trueCount();
             nClipped += valid.and(pg2.compare(VectorOperators.GT, pg1)).trueCount();
-            accLogRatio = addWide(accLogRatio, ZERO.blend(clampLogRatio(load(lpSeg, i).sub(load(oldSeg, i))), valid));
         }
-        accLogRatio.intoArray(acc, slot);
         final int[] counts = t.blockCounts;
         counts[countBase + C_POS] += nPos;
         counts[countBase + C_NEG] += nNeg;
@@ -342,40 +432,51 @@ final class PolicyLossKernel {
         counts[countBase + C_CLIPPED] += nClipped;
     }
 
-    /** torch.maximum: {@code a} where a &gt; b or a is NaN, else {@code b} (so a NaN in b is kept too). */
+    /**
+     * torch.maximum: {@code a} where a &gt; b or a is NaN, else {@code b} (so a NaN in b is kept too). NaN is
+     * tested as {@code a != a}: the same mask as {@code test(IS_NAN)} at a quarter of its C2 graph.
+     */
     private static FloatVector maximum(final FloatVector a, final FloatVector b) {
-        return b.blend(a, a.compare(VectorOperators.GT, b).or(a.test(VectorOperators.IS_NAN)));
+        return b.blend(a, a.compare(VectorOperators.GT, b).or(a.compare(VectorOperators.NE, a)));
     }
 
     /** torch.minimum: {@code a} where a &lt; b or a is NaN, else {@code b}. */
     private static FloatVector minimum(final FloatVector a, final FloatVector b) {
-        return b.blend(a, a.compare(VectorOperators.LT, b).or(a.test(VectorOperators.IS_NAN)));
+        return b.blend(a, a.compare(VectorOperators.LT, b).or(a.compare(VectorOperators.NE, a)));
     }
 
     /**
-     * Loop 4 of a chunk: d pg_loss / d log_prob = [log-ratio inside the clamp] * ((-A * coef) * ratio) [* w] *
-     * tokenWeight, with coef = dual share * (maximum share of pg1 + [ratio inside the clip] * maximum share of
-     * pg2), torch splitting ties equally; exactly the reference's float operations. +0.0f where masked.
+     * Loop 6 of a chunk: d pg_loss / d log_prob = [clamp passes] ((-A * coef) * ratio) [* w] * tokenWeight, +0.0f
+     * where masked, with the reference's float operations. coef = dual share * (maximum share of pg1 +
+     * [ratio inside the clip] * maximum share of pg2), torch splitting ties equally: every share is 0, 0.5 or 1
+     * and their sum and product are exact, so coef is selected here directly from its possible values:
+     * <pre>
+     *   shares = 1    where pg1 &gt; pg2, or the ratio is inside the clip and pg2 &gt;= pg1
+     *          = 0.5  where pg1 == pg2 and the ratio is outside the clip
+     *          = 0    otherwise (pg2 &gt; pg1 outside the clip, or a NaN)
+     *   dual   = 1 where A &gt;= 0 (or NaN) or clip1 &lt; pg3; 0.5 where clip1 == pg3; 0 otherwise
+     * </pre>
+     * "Inside the clip" is tested as neither above nor below it, which differs from the reference's
+     * {@code ratio >= lower && ratio <= upper} only for a NaN ratio, where pg1 and pg2 are NaN and shares is 0
+     * either way.
      */
     private static void gradientLoop(final Task t, final int from, final int to, final int scratchBase,
                                      final float tokenWeight) {
-        final MemorySegment lpSeg = t.logProb;
-        final MemorySegment oldSeg = t.oldLogProb;
         final MemorySegment advSeg = t.advantages;
         final MemorySegment maskSeg = t.mask;
         final MemorySegment wSeg = t.weights;
         final MemorySegment gSeg = t.grad;
         final boolean hasW = wSeg != null;
         final float[] scratch = t.scratch;
+        final int ratioRow = scratchBase + ROW_RATIO * CHUNK - from;
+        final int passRow = scratchBase + ROW_PASS * CHUNK - from;
         final FloatVector lowerV = FloatVector.broadcast(Vec.F, t.lower);
         final FloatVector upperV = FloatVector.broadcast(Vec.F, t.upper);
         final float clipC = t.clipC;
         final FloatVector tokenWeightV = FloatVector.broadcast(Vec.F, tokenWeight);
         for (int i = from; i < to; i += Vec.FL) {
-            final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
             final FloatVector a = load(advSeg, i);
-            final FloatVector logRatio = load(lpSeg, i).sub(load(oldSeg, i));
-            final FloatVector ratio = FloatVector.fromArray(Vec.F, scratch, scratchBase + i - from);
+            final FloatVector ratio = FloatVector.fromArray(Vec.F, scratch, ratioRow + i);
             final FloatVector negA = a.neg();
             final FloatVector pg1 = negA.mul(ratio);
             final VectorMask<Float> aboveUpper = ratio.compare(VectorOperators.GT, upperV);
@@ -383,23 +484,19 @@ final class PolicyLossKernel {
             final FloatVector pg2 = negA.mul(ratio.blend(upperV, aboveUpper).blend(lowerV, belowLower));
             final FloatVector clip1 = maximum(pg1, pg2);
             final FloatVector pg3 = negA.mul(clipC);
-            final VectorMask<Float> negative = a.compare(VectorOperators.LT, 0f);
-            // Shares are 0, 0.5 or 1 and their sum and product are exact: the same values as the reference's.
-            final FloatVector dual = ONE.blend(
-                ZERO.blend(HALF, clip1.compare(VectorOperators.EQ, pg3))
-                    .blend(ONE, clip1.compare(VectorOperators.LT, pg3)), negative);
-            final VectorMask<Float> tie = pg1.compare(VectorOperators.EQ, pg2);
-            final FloatVector share1 = ZERO.blend(HALF, tie).blend(ONE, pg1.compare(VectorOperators.GT, pg2));
-            final FloatVector share2 = ZERO.blend(HALF, tie).blend(ONE, pg2.compare(VectorOperators.GT, pg1));
-            final VectorMask<Float> ratioInside = ratio.compare(VectorOperators.GE, lowerV)
-                .and(ratio.compare(VectorOperators.LE, upperV));
-            final FloatVector coef = dual.mul(share1.add(ZERO.blend(share2, ratioInside)));
-            final VectorMask<Float> logRatioInside = logRatio.compare(VectorOperators.GE, LOG_RATIO_MIN)
-                .and(logRatio.compare(VectorOperators.LE, LOG_RATIO_MAX));
-            FloatVector g = ZERO.blend(negA.mul(coef).mul(ratio), logRatioInside);
+            final VectorMask<Float> inside = aboveUpper.or(belowLower).not();
+            final FloatVector shares = ZERO.blend(HALF, pg1.compare(VectorOperators.EQ, pg2))
+                .blend(ONE, pg1.compare(VectorOperators.GT, pg2)
+                    .or(inside.and(pg2.compare(VectorOperators.GE, pg1))));
+            final FloatVector dual = ZERO.blend(HALF, clip1.compare(VectorOperators.EQ, pg3))
+                .blend(ONE, a.compare(VectorOperators.LT, 0f).not().or(clip1.compare(VectorOperators.LT, pg3)));
+            final VectorMask<Float> pass = FloatVector.fromArray(Vec.F, scratch, passRow + i)
+                .compare(VectorOperators.NE, 0f);
+            FloatVector g = ZERO.blend(negA.mul(dual.mul(shares)).mul(ratio), pass);
             if (hasW) {
                 g = g.mul(load(wSeg, i));
             }
+            final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
             store(ZERO.blend(g.mul(tokenWeightV), valid), gSeg, i);
         }
     }
@@ -513,10 +610,8 @@ final class PolicyLossKernel {
         double[] acc = new double[0];
         /** per block: counts of the piece in progress. */
         int[] blockCounts = new int[0];
-        /** per block: {@link #CHUNK} ratios of the chunk in progress. */
+        /** per block: the {@link #SCRATCH_ROWS} rows of the chunk in progress. */
         float[] scratch = new float[0];
-        /** per block: a lane-order reduction slot. */
-        double[] lanes = new double[0];
 
         Task(final SequencePieces plan) {
             this.plan = plan;
@@ -543,12 +638,11 @@ final class PolicyLossKernel {
                 pieceCounts = new int[n * COUNTS];
             }
             final int blocks = plan.numBlocks;
-            if (lanes.length < blocks * TokenMemory.DL) {
-                final int n = Math.max(blocks, lanes.length / TokenMemory.DL * 2);
+            if (blockCounts.length < blocks * COUNTS) {
+                final int n = Math.max(blocks, blockCounts.length / COUNTS * 2);
                 acc = new double[n * ACC_SLOTS];
                 blockCounts = new int[n * COUNTS];
-                scratch = new float[n * CHUNK];
-                lanes = new double[n * TokenMemory.DL];
+                scratch = new float[n * CHUNK * SCRATCH_ROWS];
             }
             if (seqCount.length < sequences) {
                 final int n = Math.max(sequences, seqCount.length * 2);

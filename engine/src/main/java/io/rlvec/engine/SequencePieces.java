@@ -79,7 +79,9 @@ final class SequencePieces {
             start = new int[n];
             end = new int[n];
             seq = new int[n];
-            blockFirst = new int[n + 1];
+        }
+        if (blockFirst.length < pieces + 1) {
+            blockFirst = new int[Math.max(pieces + 1, blockFirst.length * 2)];
         }
         if (seqFirst.length < sequences + 1) {
             seqFirst = new int[Math.max(sequences + 1, seqFirst.length * 2)];

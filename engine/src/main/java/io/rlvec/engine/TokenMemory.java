@@ -61,15 +61,13 @@ final class TokenMemory {
         VectorShuffle.fromOp(Vec.F, k -> (k + Vec.FL / 2) % Vec.FL);
 
     /**
-     * Sums the lanes of {@code acc} in lane order, starting from 0.0, through {@code scratch[from, from + DL)}
-     * (a slot owned by the caller's piece, so threads never share it; a store avoids extracting lanes by a
-     * non-constant index, which would box the vector).
+     * Sums {@link #DL} lanes stored at {@code lanes[from, from + DL)} in lane order, starting from 0.0. Lanes are
+     * summed from an array, not from a vector argument: a vector passed to a method C2 does not inline is boxed.
      */
-    static double sumLanes(final DoubleVector acc, final double[] scratch, final int from) {
-        acc.intoArray(scratch, from);
+    static double sumLanes(final double[] lanes, final int from) {
         double s = 0.0;
         for (int k = 0; k < DL; k++) {
-            s += scratch[from + k];
+            s += lanes[from + k];
         }
         return s;
     }
