@@ -29,7 +29,6 @@ import jdk.incubator.vector.VectorOperators;
  */
 final class AggKernel {
     private static final FloatVector ZERO = FloatVector.zero(Vec.F);
-    private static final DoubleVector DZERO = DoubleVector.zero(Vec.D);
 
     private AggKernel() {
     }
@@ -97,7 +96,9 @@ final class AggKernel {
         final MemorySegment grad = t.grad;
         final boolean hasG = grad != null;
         final FloatVector tokenWeightV = FloatVector.broadcast(Vec.F, tokenWeight);
-        DoubleVector acc = DZERO;
+        // Not a static final zero: a constant vector object flowing into the loop phi makes C2 box the
+        // accumulator on every iteration (measured: 96 bytes per vector iteration).
+        DoubleVector acc = DoubleVector.zero(Vec.D);
         final int vecEnd = start + Vec.F.loopBound(end - start);
         int i = start;
         for (; i < vecEnd; i += Vec.FL) {

@@ -26,13 +26,15 @@ import jdk.incubator.vector.VectorOperators;
 
 /**
  * verl's {@code compute_policy_loss_vanilla} + {@code agg_loss} with Vector API lanes: forward, metrics and the
- * analytic gradient d pg_loss / d log_prob in one streaming pass over the token columns, after a counting pass
- * over the mask (the token weight of a sequence depends on its valid-token count).
+ * analytic gradient d pg_loss / d log_prob, after a counting pass over the mask (the token weight of a sequence
+ * depends on its valid-token count). The token columns are streamed once, in L1-sized chunks that six short
+ * vector loops visit in turn (see {@link #computePiece} for why six).
  *
  * <p>Numerics (design.md): every token is computed with exactly the float operations of
  * {@code io.rlvec.reference.VanillaPolicyLoss}, in the same order, with the canonical exp
  * ({@link VectorMath#exp}) and compare + blend for torch's maximum / minimum / clamp (NaN propagates as in
- * {@link TorchOps}), so the per-token gradient is bit-identical to the reference. Sums over tokens run in double
+ * {@link TorchOps}); the gradient's share coefficient, a product of exact halves, is selected from its possible
+ * values. So the per-token gradient is bit-identical to the reference. Sums over tokens run in double
  * lanes ({@link TokenMemory#addWide}), per piece of a sequence ({@link SequencePieces}), reduced once after the
  * loop in lane order; pieces and then sequences are combined in their order, so results are independent of the
  * thread count and within 1 ulp of the reference's sequential double sums. Counts use

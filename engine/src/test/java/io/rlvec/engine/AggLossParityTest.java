@@ -111,6 +111,13 @@ class AggLossParityTest {
                 assertClose(run(reference, c), hot, "hot " + c);
                 assertSameBits(cold.get(i), hot, "cold vs hot " + c);
             }
+            final Case c = warm[0];
+            try (TokenBatch batch = c.data().batch();
+                 OffHeapArray values = OffHeapArray.of(c.values());
+                 OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, c.data().numTokens())) {
+                final AggResult out = new AggResult();
+                Allocations.assertNoneWhenHot(() -> engine.aggLoss(c.spec(), batch, values, grad, out), c.toString());
+            }
         }
     }
 
