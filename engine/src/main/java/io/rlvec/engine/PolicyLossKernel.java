@@ -593,19 +593,25 @@ final class PolicyLossKernel {
         static final int COMPUTE = 1;
 
         final SequencePieces plan;
+        /** {@link #COUNT} (valid tokens per piece) or {@link #COMPUTE} (everything else). */
         int phase;
+        /** The call's columns and output (null when absent), bound for one call and released after it. */
         MemorySegment logProb;
         MemorySegment oldLogProb;
         MemorySegment advantages;
         MemorySegment mask;
         MemorySegment weights;
         MemorySegment grad;
+        /** 1 - clip_ratio_low, 1 + clip_ratio_high, clip_ratio_c, as float32. */
         float lower;
         float upper;
         float clipC;
+        /** per piece: valid tokens (count phase). */
         int[] pieceCount = new int[0];
+        /** per sequence: valid tokens and the token weight rounded to float. */
         long[] seqCount = new long[0];
         float[] seqWeight = new float[0];
+        /** per piece: the {@link #SUMS} double partials and the {@link #COUNTS} counts. */
         double[] pieceSums = new double[0];
         int[] pieceCounts = new int[0];
         /** per block: lane accumulators of the piece in progress ({@link #ACC_SLOTS} doubles). */

@@ -483,8 +483,8 @@ public abstract class PolicyLossContract {
              TokenBatch packed = d.packed().batch();
              OffHeapArray shortGrad = OffHeapArray.allocate(ElementType.F32, d.numTokens() - 1);
              OffHeapArray bf16Grad = OffHeapArray.allocate(ElementType.BF16, d.numTokens());
-             OffHeapArray closedGrad = OffHeapArray.allocate(ElementType.F32, d.numTokens());
              OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, d.numTokens())) {
+            final OffHeapArray closedGrad = OffHeapArray.allocate(ElementType.F32, d.numTokens());
             assertRejected(spec, noAdvantages, grad, "advantages");
             assertRejected(spec, full, shortGrad, "gradLogProb");
             assertRejected(spec, full, bf16Grad, "gradLogProb");
@@ -505,16 +505,14 @@ public abstract class PolicyLossContract {
     @Test
     void closedRolloutWeightsAreRejected() {
         final TokenData d = aggFixture();
-        try (OffHeapArray shortWeights = OffHeapArray.of(new float[d.numTokens()]);
-             TokenBatch batch = d.batch();
+        // A column that was long enough when the batch was built may be closed by its owner afterwards.
+        final OffHeapArray weights = OffHeapArray.of(new float[d.numTokens()]);
+        try (TokenBatch withWeights = TokenBatch.padded(3, 4).column(Column.LOG_PROB, d.logProb)
+                 .column(Column.OLD_LOG_PROB, d.oldLogProb).column(Column.ADVANTAGES, d.advantages)
+                 .column(Column.RESPONSE_MASK, d.mask).column(Column.ROLLOUT_IS_WEIGHTS, weights).build();
              OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, d.numTokens())) {
-            // A column that was long enough when the batch was built may be closed by its owner afterwards.
-            final TokenBatch withWeights = TokenBatch.padded(3, 4).column(Column.LOG_PROB, d.logProb)
-                .column(Column.OLD_LOG_PROB, d.oldLogProb).column(Column.ADVANTAGES, d.advantages)
-                .column(Column.RESPONSE_MASK, d.mask).column(Column.ROLLOUT_IS_WEIGHTS, shortWeights).build();
-            shortWeights.close();
+            weights.close();
             assertRejected(LossSpec.builder().build(), withWeights, grad, "rollout_is_weights");
-            withWeights.close();
         }
     }
 
