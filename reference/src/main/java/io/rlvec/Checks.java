@@ -7,6 +7,20 @@ import java.util.Objects;
  * access, so that kernels can run raw loops.
  */
 public final class Checks {
+    /** "policy loss '<mode>'" per mode, built once: a check on the hot path must not allocate a message. */
+    /** Columns every policy loss reads (a constant array: varargs would allocate one per call). */
+    private static final Column[] POLICY_COLUMNS = {Column.LOG_PROB, Column.OLD_LOG_PROB, Column.ADVANTAGES,
+        Column.RESPONSE_MASK};
+    /** Columns agg_loss reads. */
+    private static final Column[] AGG_COLUMNS = {Column.RESPONSE_MASK};
+    private static final String[] POLICY_TERMS = new String[PolicyLossMode.values().length];
+
+    static {
+        for (final PolicyLossMode m : PolicyLossMode.values()) {
+            POLICY_TERMS[m.ordinal()] = "policy loss '" + m.verlName() + "'";
+        }
+    }
+
     private Checks() {
     }
 
@@ -44,9 +58,9 @@ public final class Checks {
         Objects.requireNonNull(spec, "spec");
         Objects.requireNonNull(batch, "batch");
         Objects.requireNonNull(out, "out");
-        final String term = "policy loss '" + spec.policyLossMode().verlName() + "'";
+        final String term = POLICY_TERMS[spec.policyLossMode().ordinal()];
         final int n = batch.numTokens();
-        columns(batch, term, Column.LOG_PROB, Column.OLD_LOG_PROB, Column.ADVANTAGES, Column.RESPONSE_MASK);
+        columns(batch, term, POLICY_COLUMNS);
         if (batch.has(Column.ROLLOUT_IS_WEIGHTS)) {
             array(batch.column(Column.ROLLOUT_IS_WEIGHTS), "rollout_is_weights", ElementType.F32, n, false);
         }
@@ -60,7 +74,7 @@ public final class Checks {
         Objects.requireNonNull(spec, "spec");
         Objects.requireNonNull(batch, "batch");
         Objects.requireNonNull(out, "out");
-        columns(batch, "agg_loss", Column.RESPONSE_MASK);
+        columns(batch, "agg_loss", AGG_COLUMNS);
         array(lossMat, "lossMat", ElementType.F32, batch.numTokens(), false);
         array(gradOut, "gradOut", ElementType.F32, batch.numTokens(), true);
         Aggregation.validate(spec, batch);

@@ -9,8 +9,10 @@ import java.util.Map;
  *
  * <p>One instance is reused across calls (nothing is allocated per call); an engine calls {@link #reset()} and
  * then writes every raw sum. Metrics are derived from the sums by this class, so both engines share that
- * arithmetic. Micro-batch results {@link #merge merge} into a whole-batch result: sums add, and the loss and the
- * contributions add when every micro-batch used the same global denominators.
+ * arithmetic. Micro-batch results {@link #merge merge} into a whole-batch result: sums add, and when every
+ * micro-batch used the same global denominators the loss and the contributions are recomputed from the merged
+ * numerators, so the merged loss is the whole batch's (to double rounding of the numerator), not a sum of
+ * float-rounded parts.
  */
 public final class PolicyLossResult {
 
@@ -50,6 +52,8 @@ public final class PolicyLossResult {
     }
 
     private final double[] stats = new double[Stat.COUNT];
+    /** The spec of the last {@link #finish}, null after {@link #reset()}: merge needs its aggregation mode. */
+    private LossSpec spec;
     private double denominator;
     private float loss;
     private float posContribution;
@@ -58,6 +62,7 @@ public final class PolicyLossResult {
     /** Zeroes every sum. */
     public void reset() {
         java.util.Arrays.fill(stats, 0.0);
+        spec = null;
         denominator = 0.0;
         loss = 0f;
         posContribution = 0f;
@@ -79,6 +84,7 @@ public final class PolicyLossResult {
      * denominator (see {@link Aggregation}).
      */
     public void finish(final LossSpec spec, final double denominator) {
+        this.spec = spec;
         this.denominator = denominator;
         this.loss = (float) Aggregation.loss(spec, stat(Stat.LOSS_NUMERATOR), denominator);
         this.posContribution = (float) Aggregation.loss(spec, stat(Stat.POS_NUMERATOR), denominator);
@@ -86,17 +92,31 @@ public final class PolicyLossResult {
     }
 
     /**
-     * Adds another micro-batch's sums and finished values into this one (both computed with the same global
-     * denominators: then the merged loss is the whole batch's).
+     * Adds another micro-batch's sums and finished values into this one. When both were finished with the same
+     * aggregation (mode and dp_size) and the same denominator (the global denominators verl's
+     * {@code global_batch_info} passes), the loss and the contributions are recomputed from the merged numerators:
+     * then the merged loss is the whole batch's. Otherwise (micro-batches normalised locally) the finished losses
+     * add, as a trainer accumulating micro-batch losses does. Merging into a reset result copies the other.
      */
     public void merge(final PolicyLossResult other) {
         for (int i = 0; i < stats.length; i++) {
             stats[i] += other.stats[i];
         }
-        loss += other.loss;
-        posContribution += other.posContribution;
-        negContribution += other.negContribution;
-        denominator = other.denominator;
+        if (spec == null) {
+            spec = other.spec;
+            denominator = other.denominator;
+            loss = other.loss;
+            posContribution = other.posContribution;
+            negContribution = other.negContribution;
+        } else if (other.spec != null && other.denominator == denominator
+            && other.spec.lossAggMode() == spec.lossAggMode() && other.spec.dpSize() == spec.dpSize()) {
+            finish(spec, denominator);
+        } else {
+            loss += other.loss;
+            posContribution += other.posContribution;
+            negContribution += other.negContribution;
+            denominator = other.denominator;
+        }
     }
 
     private static float tokenMean(final double count, final double tokens) {

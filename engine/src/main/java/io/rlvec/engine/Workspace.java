@@ -23,4 +23,31 @@ final class Workspace {
         }
         return partials;
     }
+
+    // ---- token kernels (policy loss, agg_loss): one work plan, one reusable task per kernel ----
+
+    /** The piece/block plan of the current token-kernel call. */
+    final SequencePieces pieces = new SequencePieces();
+    private PolicyLossKernel.Task policyTask;
+    private AggKernel.Task aggTask;
+
+    /** @return the policy-loss task over {@link #pieces}, created on first use. */
+    PolicyLossKernel.Task policyTask() {
+        PolicyLossKernel.Task t = policyTask;
+        if (t == null) {
+            t = new PolicyLossKernel.Task(pieces);
+            policyTask = t;
+        }
+        return t;
+    }
+
+    /** @return the agg_loss task over {@link #pieces}, created on first use. */
+    AggKernel.Task aggTask() {
+        AggKernel.Task t = aggTask;
+        if (t == null) {
+            t = new AggKernel.Task(pieces);
+            aggTask = t;
+        }
+        return t;
+    }
 }
