@@ -93,7 +93,7 @@ public interface Engine {
      * <pre>
      *   rS = (float) (1 / S),   mu = (float) (W / S)
      *   gl = gradLogProb[r] / t,   ge = gradEntropy[r] / t       (float32; ge = 0 when gradEntropy is null)
-     *   k_j = fma(-ge, c_j - mu, -gl)                             (= -(gl + ge (log p_j + H)))
+     *   k_j = ge == 0 ? -gl : fma(-ge, c_j - mu, -gl)            (= -(gl + ge (log p_j + H)))
      *   p_j = e_j * rS
      *   g_j = p_j * k_j                                           (j != label)
      *   g_label = fma(p_label, k_label, gl)

@@ -71,7 +71,7 @@ public final class VocabPass {
             for (int j = 0; j < v; j++) {
                 final float d = logit(logits, r, j) / t - st.m;
                 final float e = CanonicalMath.exp(d);
-                final float k = Math.fma(-ge, clamp(d) - mu, -gl);
+                final float k = ge == 0f ? -gl : Math.fma(-ge, clamp(d) - mu, -gl);
                 final float p = e * rS;
                 gradLogits.setFloat(base + j, j == y ? Math.fma(p, k, gl) : p * k);
             }

@@ -174,9 +174,10 @@ public final class VocabCase implements AutoCloseable {
                 }
                 fillRow(rnd, x, base, vocab, fill);
                 labels[r] = label(rnd, r, x, base);
-                gl[r] = (float) (rnd.nextDouble(-2, 2));
+                // Exact zeros too: zero advantages give gradLogProb 0, entropy_coeff 0 gives gradEntropy 0.
+                gl[r] = r % 7 == 4 ? 0f : (float) (rnd.nextDouble(-2, 2));
                 if (ge != null) {
-                    ge[r] = (float) (rnd.nextDouble(-2, 2));
+                    ge[r] = r % 3 == 2 ? 0f : (float) (rnd.nextDouble(-2, 2));
                 }
             }
             return new VocabCase(seed, rows, vocab, stride, type, temperature, fill, x, labels, mask, gl, ge);
