@@ -87,4 +87,83 @@ public final class Checks {
             array(a, c.verlName(), ElementType.F32, batch.numTokens(), false);
         }
     }
+
+    // ---- Vocabulary pass ----
+
+    /**
+     * Validates the arguments of {@link Engine#logProbs}: buffer types and lengths, the temperature, and every
+     * label of a valid row (reading the labels and the row mask, never the logits).
+     */
+    public static void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
+                                final OffHeapArray rowMask, final OffHeapArray logProbOut,
+                                final OffHeapArray entropyOut) {
+        vocabCommon(logits, labels, temperature, rowMask);
+        final int rows = logits.rows();
+        array(logProbOut, "logProbOut", ElementType.F32, rows, false);
+        array(entropyOut, "entropyOut", ElementType.F32, rows, true);
+        labels(logits, labels, rowMask);
+    }
+
+    /**
+     * Validates the arguments of {@link Engine#logProbsBackward}: as {@link #logProbs}, plus the gradient buffers;
+     * {@code gradLogits} must be float32 with the logits' layout, and either the logits' own memory (float32 logits,
+     * in place) or disjoint from it.
+     */
+    public static void logProbsBackward(final Logits logits, final OffHeapArray labels, final double temperature,
+                                        final OffHeapArray rowMask, final OffHeapArray gradLogProb,
+                                        final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
+        vocabCommon(logits, labels, temperature, rowMask);
+        final int rows = logits.rows();
+        array(gradLogProb, "gradLogProb", ElementType.F32, rows, false);
+        array(gradEntropy, "gradEntropy", ElementType.F32, rows, true);
+        if (gradLogits != null && gradLogits.type() != ElementType.F32) {
+            throw new IllegalArgumentException("gradLogits must be F32 (gradients are float32 whatever the logits"
+                + " type), got " + gradLogits.type());
+        }
+        array(gradLogits, "gradLogits", ElementType.F32, logits.requiredLength(), false);
+        final OffHeapArray data = logits.data();
+        final long a0 = data.address();
+        final long a1 = a0 + logits.requiredLength() * data.type().bytes();
+        final long g0 = gradLogits.address();
+        final long g1 = g0 + logits.requiredLength() * 4L;
+        final boolean inPlace = g0 == a0 && data.type() == ElementType.F32;
+        if (!inPlace && logits.rows() > 0 && g0 < a1 && a0 < g1) {
+            throw new IllegalArgumentException("gradLogits must be either the float32 logits' own memory (in place)"
+                + " or disjoint from the logits; it overlaps " + logits);
+        }
+        labels(logits, labels, rowMask);
+    }
+
+    private static void vocabCommon(final Logits logits, final OffHeapArray labels, final double temperature,
+                                    final OffHeapArray rowMask) {
+        if (logits == null) {
+            throw new IllegalArgumentException("logits must not be null");
+        }
+        if (logits.data().isClosed()) {
+            throw new IllegalArgumentException("logits data is closed");
+        }
+        final float t = (float) temperature;
+        if (!(temperature > 0) || Double.isInfinite(temperature) || !(t > 0) || Float.isInfinite(t)) {
+            throw new IllegalArgumentException("temperature must be finite and > 0 (also once rounded to float32),"
+                + " got " + temperature);
+        }
+        final int rows = logits.rows();
+        array(labels, "labels", ElementType.I32, rows, false);
+        array(rowMask, "rowMask", ElementType.F32, rows, true);
+    }
+
+    /** Every valid row's label must lie in [0, vocab): checked before any logit is read. */
+    private static void labels(final Logits logits, final OffHeapArray labels, final OffHeapArray rowMask) {
+        final int vocab = logits.vocab();
+        for (int r = 0; r < logits.rows(); r++) {
+            if (rowMask != null && rowMask.getFloat(r) == 0f) {
+                continue;
+            }
+            final int y = labels.getInt(r);
+            if (y < 0 || y >= vocab) {
+                throw new IllegalArgumentException("labels[" + r + "] = " + y + " is outside [0, vocab = " + vocab
+                    + ") (first bad label of a valid row)");
+            }
+        }
+    }
 }

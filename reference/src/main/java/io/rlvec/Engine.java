@@ -44,4 +44,80 @@ public interface Engine extends AutoCloseable {
      * @param out       receives the loss and its mergeable parts.
      */
     void aggLoss(LossSpec spec, TokenBatch batch, OffHeapArray lossMat, OffHeapArray gradOut, AggResult out);
+
+    // ---- Vocabulary pass: label log-probability and entropy from logits (torch_functional.py, dp_actor) ----
+
+    /**
+     * verl's {@code logits.div_(temperature)}, {@code logprobs_from_logits} (v2: {@code z[label] - logsumexp(z)})
+     * and {@code entropy_from_logits} ({@code logsumexp(z) - sum(softmax(z) * z)}), one row per token.
+     *
+     * <p>Per valid row, with {@code t = (float) temperature}, x the row's logits (bf16 widened exactly) and
+     * {@code EXP_LO = }{@link CanonicalMath#EXP_LO}:
+     * <pre>
+     *   z_j = x_j / t                                (IEEE float32 division, as torch's div_)
+     *   m   = max_j(x_j) / t + 0f                     (NaN logits are skipped here; they propagate below)
+     *   d_j = z_j - m                                 (float32; always &lt;= 0 or NaN)
+     *   e_j = exp(d_j)                                ({@link CanonicalMath#exp}: 0 below EXP_LO)
+     *   c_j = d_j &lt; EXP_LO ? EXP_LO : d_j            (clamped, so that e_j * c_j = 0 for -inf logits)
+     *   S   = sum_j e_j,  W = sum_j (double) (e_j * c_j)   (double, in the canonical order below)
+     *   log_prob = (float) (((double) z_label - m) - log(S))     (log = StrictMath.log, in double)
+     *   entropy  = (float) (log(S) - W / S)
+     * </pre>
+     * The canonical order of the sums: for {@code j < V8 = vocab - vocab % 8}, term j goes to lane {@code j % 8}
+     * (each lane adds its terms in increasing j); the lanes combine as
+     * {@code ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7))}; then the terms {@code j >= V8} are added in
+     * increasing j. Every implementation sums in this order, so the row statistics (and hence the gradients of
+     * {@link #logProbsBackward}) are the same bits everywhere, for any vector width and thread count.
+     *
+     * <p>Properties: {@code S >= 1} (the maximum contributes exactly 1), so {@code log_prob <= 0} and
+     * {@code entropy >= 0}; vocab 1 gives log_prob 0 and entropy 0. {@code -inf} logits get probability 0 and
+     * contribute 0 to the entropy (the limit of {@code p log p}; PyTorch yields NaN there). A NaN logit in a valid
+     * row makes that row's outputs NaN; a {@code +inf} logit or an all {@code -inf} row gives NaN as well.
+     *
+     * @param logits      rows of float32 or bf16 logits, one row per token.
+     * @param labels      int32, at least {@code rows}: the label of each valid row, in {@code [0, vocab)}. All
+     *                    labels of valid rows are checked before any logit is read; labels of masked rows are not
+     *                    read (they may hold an ignore index such as -100).
+     * @param temperature finite, {@code > 0}, and {@code > 0} once rounded to float32.
+     * @param rowMask     float32, at least {@code rows}, nonzero = valid; or null (every row valid). Rows with
+     *                    mask 0 are not read and get 0 in both outputs.
+     * @param logProbOut  float32 output, at least {@code rows}: the label log-probability per row.
+     * @param entropyOut  float32 output, at least {@code rows}, or null (the entropy is then not computed).
+     */
+    void logProbs(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
+                  OffHeapArray logProbOut, OffHeapArray entropyOut);
+
+    /**
+     * The gradient of {@link #logProbs}: writes {@code d/d x} (w.r.t. the RAW, pre-temperature logits) of
+     * {@code sum_r gradLogProb[r] * log_prob_r + sum_r gradEntropy[r] * entropy_r}.
+     *
+     * <p>Derivation: with {@code p_j = softmax(z)_j} and {@code H} the entropy, {@code d log_prob / d z_j =
+     * [j == label] - p_j} and {@code d H / d z_j = -p_j (log p_j + H)}, where {@code log p_j + H =
+     * d_j - log S + log S - W / S = d_j - W / S}; the chain rule through {@code z = x / t} divides by t. With the
+     * row statistics of {@link #logProbs} (same bits), per valid row:
+     * <pre>
+     *   rS = (float) (1 / S),   mu = (float) (W / S)
+     *   gl = gradLogProb[r] / t,   ge = gradEntropy[r] / t       (float32; ge = 0 when gradEntropy is null)
+     *   k_j = ge == 0 ? -gl : fma(-ge, c_j - mu, -gl)            (= -(gl + ge (log p_j + H)))
+     *   p_j = e_j * rS
+     *   g_j = p_j * k_j                                           (j != label)
+     *   g_label = fma(p_label, k_label, gl)
+     * </pre>
+     * Every implementation evaluates exactly these float operations, so gradients are bit-identical. Logits with
+     * {@code e_j = 0} (including {@code -inf}) get a gradient of (signed) zero, except the label's {@code gl}.
+     *
+     * @param logits       rows of float32 or bf16 logits, as given to {@link #logProbs}.
+     * @param labels       int32 labels, as for {@link #logProbs}.
+     * @param temperature  as for {@link #logProbs}.
+     * @param rowMask      as for {@link #logProbs}; masked rows get exactly {@code +0.0f} in all {@code vocab}
+     *                     gradient elements and none of their inputs is read.
+     * @param gradLogProb  float32, at least {@code rows}: d objective / d log_prob per row.
+     * @param gradEntropy  float32, at least {@code rows}: d objective / d entropy per row; or null (0).
+     * @param gradLogits   float32 output with the row layout of {@code logits} (same rows and row stride, at least
+     *                     {@code logits.requiredLength()} elements; only the first {@code vocab} elements of each
+     *                     row are written). It may be the logits' own memory when they are float32 (in place, the
+     *                     logits are then overwritten); otherwise it must not overlap them.
+     */
+    void logProbsBackward(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
+                          OffHeapArray gradLogProb, OffHeapArray gradEntropy, OffHeapArray gradLogits);
 }

@@ -3,6 +3,7 @@ package io.rlvec.engine;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
+import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
@@ -51,5 +52,25 @@ public final class VectorEngine implements Engine {
     @Override
     public void close() {
         blocks.close();
+    }
+
+    // ---- Vocabulary pass ----
+
+    /** Vocabulary-pass kernel and its reusable per-call state (one per engine, like the workspace). */
+    private final VocabKernel vocab = new VocabKernel();
+
+    @Override
+    public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
+                         final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut) {
+        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut);
+        vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, blocks);
+    }
+
+    @Override
+    public void logProbsBackward(final Logits logits, final OffHeapArray labels, final double temperature,
+                                 final OffHeapArray rowMask, final OffHeapArray gradLogProb,
+                                 final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
+        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
+        vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, blocks);
     }
 }

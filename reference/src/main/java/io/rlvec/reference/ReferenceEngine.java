@@ -3,6 +3,7 @@ package io.rlvec.reference;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
+import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
@@ -34,5 +35,22 @@ public final class ReferenceEngine implements Engine {
                         final OffHeapArray gradOut, final AggResult out) {
         Checks.aggLoss(spec, batch, lossMat, gradOut, out);
         AggLoss.compute(spec, batch, lossMat, gradOut, out);
+    }
+
+    // ---- Vocabulary pass ----
+
+    @Override
+    public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
+                         final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut) {
+        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut);
+        VocabPass.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut);
+    }
+
+    @Override
+    public void logProbsBackward(final Logits logits, final OffHeapArray labels, final double temperature,
+                                 final OffHeapArray rowMask, final OffHeapArray gradLogProb,
+                                 final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
+        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
+        VocabPass.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
     }
 }

@@ -1,0 +1,164 @@
+package io.rlvec.engine.vocab;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import io.rlvec.ElementType;
+import io.rlvec.Engine;
+import io.rlvec.Engines;
+import io.rlvec.OffHeapArray;
+import io.rlvec.reference.ReferenceEngine;
+import io.rlvec.vocab.VocabCase;
+import io.rlvec.vocab.VocabCase.Fill;
+import io.rlvec.vocab.VocabContractTest;
+
+/**
+ * Engine vs reference on the vocabulary pass: log-probs and entropies within 1 ulp (they follow the same canonical
+ * summation order, so they are expected to be identical, and the maximum distance is reported), gradients
+ * bit-identical; cold (the JVM's first calls, interpreted code: {@link ColdVocabRun}), early (every case, before
+ * the warm-up) and hot (after 2*10^4 calls, C2 code); and the same bits for one and two threads.
+ */
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class VocabParityTest {
+    static {
+        ColdVocabRun.touch();
+    }
+
+    private static final Engine REFERENCE = new ReferenceEngine();
+    private static final Engine ONE = Engines.preferred(1);
+    private static final Engine TWO = Engines.preferred(2);
+    private static int maxUlp;
+
+    static Stream<Arguments> cases() {
+        return VocabContractTest.cases().map(Arguments::of);
+    }
+
+    static int ulpDistance(final float a, final float b) {
+        if (Float.isNaN(a) || Float.isNaN(b)) {
+            return Float.isNaN(a) && Float.isNaN(b) ? 0 : Integer.MAX_VALUE;
+        }
+        if (a == b) {
+            return 0;
+        }
+        final int ia = Float.floatToRawIntBits(a);
+        final int ib = Float.floatToRawIntBits(b);
+        final long oa = ia < 0 ? (long) Integer.MIN_VALUE - ia : ia;
+        final long ob = ib < 0 ? (long) Integer.MIN_VALUE - ib : ib;
+        return (int) Math.min(Integer.MAX_VALUE, Math.abs(oa - ob));
+    }
+
+    static void assertParity(final VocabCase c, final Engine engine, final String phase) {
+        final String at = c.describe() + " " + engine.name() + " " + phase;
+        final VocabCase.Forward ref = c.forward(REFERENCE);
+        final VocabCase.Forward got = c.forward(engine);
+        for (int r = 0; r < c.rows; r++) {
+            final int dl = ulpDistance(ref.logProb()[r], got.logProb()[r]);
+            final int dh = ulpDistance(ref.entropy()[r], got.entropy()[r]);
+            maxUlp = Math.max(maxUlp, Math.max(dl, dh));
+            assertTrue(dl <= 1, at + " row " + r + ": log-prob " + got.logProb()[r] + " vs reference "
+                + ref.logProb()[r] + " (" + dl + " ulp)");
+            assertTrue(dh <= 1, at + " row " + r + ": entropy " + got.entropy()[r] + " vs reference "
+                + ref.entropy()[r] + " (" + dh + " ulp)");
+        }
+        VocabContractTest.assertSameBits(at + " gradient", c.backward(REFERENCE), c.backward(engine));
+        if (c.type == ElementType.F32) {
+            VocabContractTest.assertSameBits(at + " in-place gradient", c.backward(REFERENCE),
+                c.backwardInPlace(engine));
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("cases")
+    @Order(2)
+    void earlyParity(final VocabCase.Spec spec) {
+        try (VocabCase c = spec.build()) {
+            assertParity(c, ONE, "early");
+            assertParity(c, TWO, "early");
+        }
+    }
+
+    /** The first calls of the JVM (interpreted code) against the reference. */
+    @Test
+    @Order(1)
+    void coldCallsMatchReference() {
+        for (final ColdVocabRun.Result cold : ColdVocabRun.RESULTS) {
+            try (VocabCase c = cold.spec().build()) {
+                final String at = c.describe() + " cold, " + cold.threads() + " thread(s)";
+                VocabContractTest.assertSameBits(at + " log-prob", c.forward(REFERENCE).logProb(),
+                    cold.forward().logProb());
+                VocabContractTest.assertSameBits(at + " entropy", c.forward(REFERENCE).entropy(),
+                    cold.forward().entropy());
+                VocabContractTest.assertSameBits(at + " gradient", c.backward(REFERENCE), cold.gradient());
+                if (cold.inPlace() != null) {
+                    VocabContractTest.assertSameBits(at + " in-place gradient", c.backward(REFERENCE), cold.inPlace());
+                }
+            }
+        }
+    }
+
+    /** Heats the kernels into C2 (2*10^4 calls), then checks every case and the cold results again. */
+    @Test
+    @Order(3)
+    void hotParity() {
+        final VocabCase[] small = {
+            VocabCase.spec().seed(11).rows(3).vocab(37).fill(Fill.NORMAL).temperature(0.7).masked(true).build(),
+            VocabCase.spec().seed(12).rows(2).vocab(45).fill(Fill.PEAKED).type(ElementType.BF16).pad(3).build(),
+        };
+        try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 3);
+             OffHeapArray h = OffHeapArray.allocate(ElementType.F32, 3);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 48)) {
+            for (int i = 0; i < 20_000; i++) {
+                final VocabCase c = small[i & 1];
+                ONE.logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, h);
+                ONE.logProbsBackward(c.logits(), c.labelsArray(), c.temperature, c.maskArray(),
+                    c.gradLogProbArray(), c.gradEntropyArray(), g);
+            }
+        } finally {
+            for (final VocabCase c : small) {
+                c.close();
+            }
+        }
+        cases().forEach(a -> {
+            try (VocabCase c = ((VocabCase.Spec) a.get()[0]).build()) {
+                assertParity(c, ONE, "hot");
+                assertParity(c, TWO, "hot");
+            }
+        });
+        for (final ColdVocabRun.Result cold : ColdVocabRun.RESULTS) {
+            try (VocabCase c = cold.spec().build()) {
+                final Engine e = cold.threads() == 1 ? ONE : TWO;
+                final String at = c.describe() + " hot vs cold, " + cold.threads() + " thread(s)";
+                VocabContractTest.assertSameBits(at + " log-prob", cold.forward().logProb(), c.forward(e).logProb());
+                VocabContractTest.assertSameBits(at + " entropy", cold.forward().entropy(), c.forward(e).entropy());
+                VocabContractTest.assertSameBits(at + " gradient", cold.gradient(), c.backward(e));
+            }
+        }
+        System.out.println("vocab parity (" + ONE.name() + "): max ulp distance engine vs reference (forward) = "
+            + maxUlp);
+    }
+
+    /** Many rows, uneven blocks: one and two threads give the same bits. */
+    @Test
+    @Order(4)
+    void threadCountDoesNotChangeBits() {
+        try (VocabCase c = VocabCase.spec().seed(2024).rows(67).vocab(3001).fill(Fill.NORMAL).temperature(1.3)
+            .masked(true).build()) {
+            final VocabCase.Forward a = c.forward(ONE);
+            final VocabCase.Forward b = c.forward(TWO);
+            VocabContractTest.assertSameBits(c.describe() + " log-prob", a.logProb(), b.logProb());
+            VocabContractTest.assertSameBits(c.describe() + " entropy", a.entropy(), b.entropy());
+            VocabContractTest.assertSameBits(c.describe() + " gradient", c.backward(ONE), c.backward(TWO));
+            assertEquals(0, Float.floatToRawIntBits(a.logProb()[3]), "masked row");
+        }
+    }
+}
