@@ -26,6 +26,14 @@ import jdk.incubator.vector.VectorOperators;
 public final class VectorMath {
     private static final FloatVector INF = FloatVector.broadcast(Vec.F, Float.POSITIVE_INFINITY);
     private static final FloatVector ZERO = FloatVector.zero(Vec.F);
+    // FloatVector.fma takes (float, float) or (Vector, Vector): the mixed forms need broadcast constants,
+    // held in static finals so that C2 folds them (style.md P1).
+    private static final FloatVector NEG_LN2_HI = FloatVector.broadcast(Vec.F, -LN2_HI);
+    private static final FloatVector NEG_LN2_LO = FloatVector.broadcast(Vec.F, -LN2_LO);
+    private static final FloatVector C2 = FloatVector.broadcast(Vec.F, P2);
+    private static final FloatVector C3 = FloatVector.broadcast(Vec.F, P3);
+    private static final FloatVector C4 = FloatVector.broadcast(Vec.F, P4);
+    private static final FloatVector C5 = FloatVector.broadcast(Vec.F, P5);
 
     private VectorMath() {
     }
@@ -39,13 +47,13 @@ public final class VectorMath {
         // n + 127 sits in the low mantissa bits of z (magic-bias rounding).
         final IntVector n = z.reinterpretAsInts().sub(MAGIC_BITS + 127);
         final FloatVector nf = z.sub(MAGIC_BIAS);
-        FloatVector r = nf.fma(-LN2_HI, x);
-        r = nf.fma(-LN2_LO, r);
+        FloatVector r = nf.fma(NEG_LN2_HI, x);
+        r = nf.fma(NEG_LN2_LO, r);
         FloatVector p = r.fma(P0, P1);
-        p = p.fma(r, P2);
-        p = p.fma(r, P3);
-        p = p.fma(r, P4);
-        p = p.fma(r, P5);
+        p = p.fma(r, C2);
+        p = p.fma(r, C3);
+        p = p.fma(r, C4);
+        p = p.fma(r, C5);
         final FloatVector r2 = r.mul(r);
         final FloatVector y = p.fma(r2, r).add(1f);
         // 2^n as 2^(n>>1) * 2^(n - (n>>1)): both halves are normal for n in [-126, 128].
