@@ -73,4 +73,87 @@ public final class Checks {
             array(a, c.verlName(), ElementType.F32, batch.numTokens(), false);
         }
     }
+
+    // ---- KL penalty ----
+
+    /** Validates the arguments of {@link Engine#klPenalty}. */
+    public static void klPenalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut,
+                                 final OffHeapArray gradOut) {
+        Objects.requireNonNull(kl, "kl");
+        Objects.requireNonNull(batch, "batch");
+        if (kl.estimator() == KlPenalty.Estimator.FULL) {
+            throw new IllegalArgumentException("kl_penalty 'full' needs the policy and reference logits, not "
+                + "log-probs: use Engine.klFull (or Engine.actorLoss with logits)");
+        }
+        columns(batch, "kl_penalty '" + kl.verlName() + "'", Column.LOG_PROB, Column.REF_LOG_PROB,
+            Column.RESPONSE_MASK);
+        array(kldOut, "kldOut", ElementType.F32, batch.numTokens(), false);
+        array(gradOut, "gradOut", ElementType.F32, batch.numTokens(), true);
+    }
+
+    /** Validates the arguments of {@link Engine#klFull}. */
+    public static void klFull(final Logits policy, final Logits reference, final double temperature,
+                              final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
+                              final OffHeapArray gradLogits) {
+        Objects.requireNonNull(policy, "policy");
+        Objects.requireNonNull(reference, "reference");
+        openLogits(policy, "policy");
+        openLogits(reference, "reference");
+        if (reference.rows() != policy.rows() || reference.vocab() != policy.vocab()) {
+            throw new IllegalArgumentException("reference logits must have the policy's shape (" + policy.rows()
+                + " x " + policy.vocab() + "), got " + reference.rows() + " x " + reference.vocab());
+        }
+        temperature(temperature);
+        final int rows = policy.rows();
+        array(rowMask, "rowMask", ElementType.F32, rows, true);
+        array(kldOut, "kldOut", ElementType.F32, rows, false);
+        if ((upstream == null) != (gradLogits == null)) {
+            throw new IllegalArgumentException("upstream and gradLogits must both be given (gradient) or both be "
+                + "null (forward only), got upstream " + (upstream == null ? "null" : "given") + " and gradLogits "
+                + (gradLogits == null ? "null" : "given"));
+        }
+        array(upstream, "upstream", ElementType.F32, rows, true);
+        gradLogits(gradLogits, "gradLogits", policy);
+        if (gradLogits != null && overlaps(gradLogits, reference.data())) {
+            throw new IllegalArgumentException("gradLogits must not overlap the reference logits (they are read "
+                + "while the gradient is written)");
+        }
+    }
+
+    /**
+     * Validates a gradient buffer in the layout of {@code logits}: F32, long enough, and either disjoint from the
+     * logits or exactly their own F32 memory (in place).
+     */
+    public static void gradLogits(final OffHeapArray grad, final String name, final Logits logits) {
+        if (grad == null) {
+            return;
+        }
+        array(grad, name, ElementType.F32, Logits.requiredLength(logits.rows(), logits.vocab(), logits.rowStride()),
+            false);
+        if (overlaps(grad, logits.data())
+            && !(logits.type() == ElementType.F32 && grad.address() == logits.data().address())) {
+            throw new IllegalArgumentException(name + " overlaps the logits without being their own F32 memory: "
+                + "pass the logits' array itself (in place) or a disjoint buffer");
+        }
+    }
+
+    /** Requires finite {@code temperature > 0}. */
+    public static void temperature(final double temperature) {
+        if (!(temperature > 0) || Double.isInfinite(temperature)) {
+            throw new IllegalArgumentException("temperature must be a finite number > 0, got " + temperature);
+        }
+    }
+
+    private static void openLogits(final Logits logits, final String name) {
+        if (logits.data().isClosed()) {
+            throw new IllegalArgumentException(name + " logits data is closed");
+        }
+    }
+
+    /** @return whether the bytes of two arrays overlap. */
+    public static boolean overlaps(final OffHeapArray a, final OffHeapArray b) {
+        final long a0 = a.address();
+        final long b0 = b.address();
+        return a.byteSize() > 0 && b.byteSize() > 0 && a0 < b0 + b.byteSize() && b0 < a0 + a.byteSize();
+    }
 }

@@ -39,4 +39,41 @@ public interface Engine {
      * @param out       receives the loss and its mergeable parts.
      */
     void aggLoss(LossSpec spec, TokenBatch batch, OffHeapArray lossMat, OffHeapArray gradOut, AggResult out);
+
+    // ---- KL penalty ----
+
+    /**
+     * verl's {@code kl_penalty(log_prob, ref_log_prob, kl_penalty)} per token, with d kld / d log_prob.
+     *
+     * <p>Estimators kl/k1, abs, mse/k2, low_var_kl/k3 and their straight-through {@code +} forms (value of the
+     * estimator, gradient of k2); see {@code io.rlvec.reference.KlLoss} for the exact float32 expressions. Tokens
+     * outside the response mask get exactly 0 in both outputs, whatever they hold.
+     *
+     * @param kl      the estimator; {@code full} is rejected here (it needs logits: {@link #klFull}).
+     * @param batch   needs log_prob and ref_log_prob.
+     * @param kldOut  float32 output, at least {@code batch.numTokens()} elements.
+     * @param gradOut float32 output for d kld / d log_prob per token, or null.
+     * @throws IllegalArgumentException for {@code full}, a missing column or a short buffer.
+     */
+    void klPenalty(KlPenalty kl, TokenBatch batch, OffHeapArray kldOut, OffHeapArray gradOut);
+
+    /**
+     * The exact KL(p || q) per row over the vocabulary (verl's {@code kl_penalty='full'}, which verl leaves
+     * unimplemented): p = softmax(z / T) of the policy logits, q = softmax(z_ref / T) of the reference logits,
+     * KL = sum_v p_v (log p_v - log q_v), and its gradient to the raw policy logits,
+     * dKL/dz_v = p_v ((log p_v - log q_v) - KL) / T, scaled per row by {@code upstream}.
+     *
+     * @param policy      policy logits (F32 or BF16), one row per token.
+     * @param reference   reference logits with the same rows and vocabulary (own stride and type allowed).
+     * @param temperature T, finite and &gt; 0.
+     * @param rowMask     F32[rows], a row is computed where non-zero; null computes every row. Masked rows are
+     *                    never read; their kld and gradient row are exactly 0.
+     * @param kldOut      F32[rows] output.
+     * @param upstream    F32[rows] weight per row of the gradient (d loss / d kld), or null with gradLogits.
+     * @param gradLogits  F32 output in the policy logits' layout (may be the policy logits' own memory when
+     *                    they are F32; must not overlap the reference logits), or null with upstream.
+     * @throws IllegalArgumentException for mismatched shapes, short buffers or a bad temperature.
+     */
+    void klFull(Logits policy, Logits reference, double temperature, OffHeapArray rowMask, OffHeapArray kldOut,
+                OffHeapArray upstream, OffHeapArray gradLogits);
 }

@@ -3,6 +3,8 @@ package io.rlvec.engine;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
+import io.rlvec.KlPenalty;
+import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
@@ -51,5 +53,24 @@ public final class VectorEngine implements Engine, AutoCloseable {
     @Override
     public void close() {
         blocks.close();
+    }
+
+    // ---- KL penalty ----
+
+    private final KlKernel kl = new KlKernel();
+
+    @Override
+    public void klPenalty(final KlPenalty penalty, final TokenBatch batch, final OffHeapArray kldOut,
+                          final OffHeapArray gradOut) {
+        Checks.klPenalty(penalty, batch, kldOut, gradOut);
+        kl.penalty(penalty, batch, kldOut, gradOut, blocks);
+    }
+
+    @Override
+    public void klFull(final Logits policy, final Logits reference, final double temperature,
+                       final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
+                       final OffHeapArray gradLogits) {
+        Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
+        kl.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false, blocks);
     }
 }

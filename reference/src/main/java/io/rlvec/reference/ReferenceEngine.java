@@ -3,6 +3,8 @@ package io.rlvec.reference;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
+import io.rlvec.KlPenalty;
+import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
@@ -34,5 +36,22 @@ public final class ReferenceEngine implements Engine {
                         final OffHeapArray gradOut, final AggResult out) {
         Checks.aggLoss(spec, batch, lossMat, gradOut, out);
         AggLoss.compute(spec, batch, lossMat, gradOut, out);
+    }
+
+    // ---- KL penalty ----
+
+    @Override
+    public void klPenalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut,
+                          final OffHeapArray gradOut) {
+        Checks.klPenalty(kl, batch, kldOut, gradOut);
+        KlLoss.compute(kl, batch, kldOut, gradOut);
+    }
+
+    @Override
+    public void klFull(final Logits policy, final Logits reference, final double temperature,
+                       final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
+                       final OffHeapArray gradLogits) {
+        Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
+        KlLoss.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false);
     }
 }
