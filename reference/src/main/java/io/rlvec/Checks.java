@@ -74,7 +74,7 @@ public final class Checks {
         }
     }
 
-    // ---- KL penalty ----
+    // ---- KL penalty and the composed actor loss ----
 
     /** Validates the arguments of {@link Engine#klPenalty}. */
     public static void klPenalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut,
@@ -134,6 +134,25 @@ public final class Checks {
             && !(logits.type() == ElementType.F32 && grad.address() == logits.data().address())) {
             throw new IllegalArgumentException(name + " overlaps the logits without being their own F32 memory: "
                 + "pass the logits' array itself (in place) or a disjoint buffer");
+        }
+    }
+
+    /** Validates the arguments of {@link Engine#actorLoss(LossSpec, TokenBatch, OffHeapArray, ActorLossResult)}. */
+    public static void actorLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                                 final ActorLossResult out) {
+        Objects.requireNonNull(out, "out");
+        policyLoss(spec, batch, gradLogProb, out.policy());
+        if (spec.entropyNeeded()) {
+            throw new IllegalArgumentException("entropy needs logits (calculate_entropy=" + spec.calculateEntropy()
+                + ", entropy_coeff=" + spec.entropyCoeff() + "): use actorLoss with logits and labels, or set "
+                + "calculate_entropy=false and entropy_coeff=0");
+        }
+        if (spec.useKlLoss()) {
+            if (spec.klLossType().estimator() == KlPenalty.Estimator.FULL) {
+                throw new IllegalArgumentException("kl_loss_type=full needs the policy and reference logits: use "
+                    + "actorLoss with logits and reference logits");
+            }
+            columns(batch, "kl loss '" + spec.klLossType().verlName() + "'", Column.REF_LOG_PROB);
         }
     }
 

@@ -40,7 +40,7 @@ public interface Engine {
      */
     void aggLoss(LossSpec spec, TokenBatch batch, OffHeapArray lossMat, OffHeapArray gradOut, AggResult out);
 
-    // ---- KL penalty ----
+    // ---- KL penalty and the composed actor loss (dp_actor.update_policy) ----
 
     /**
      * verl's {@code kl_penalty(log_prob, ref_log_prob, kl_penalty)} per token, with d kld / d log_prob.
@@ -76,4 +76,21 @@ public interface Engine {
      */
     void klFull(Logits policy, Logits reference, double temperature, OffHeapArray rowMask, OffHeapArray kldOut,
                 OffHeapArray upstream, OffHeapArray gradLogits);
+
+    /**
+     * The actor loss as verl's {@code dp_actor.update_policy} composes it, from per-token log-probs:
+     * {@code policy_loss = pg_loss + kl_loss_coef * agg(kl_penalty(log_prob, ref_log_prob))} (KL when
+     * {@code use_kl_loss}), {@code loss = policy_loss * micro_batch_scale}, with every metric dp_actor reports
+     * and (when {@code gradLogProb} is non-null) d loss / d log_prob per token. All terms aggregate with the
+     * spec's {@code loss_agg_mode} and global-batch arguments (see {@link ActorComposition}).
+     *
+     * @param spec        policy loss, aggregation, KL settings and micro-batch scale; entropy must not be needed
+     *                    (it needs logits: use the logits overload).
+     * @param batch       needs the policy loss's columns, plus ref_log_prob when {@code use_kl_loss}.
+     * @param gradLogProb float32 output of at least {@code batch.numTokens()} elements, or null.
+     * @param out         receives the losses and metrics.
+     * @throws IllegalArgumentException when the spec needs entropy or {@code kl_loss_type=full} (both need
+     *                                  logits), or for a missing column or a short buffer.
+     */
+    void actorLoss(LossSpec spec, TokenBatch batch, OffHeapArray gradLogProb, ActorLossResult out);
 }

@@ -1,5 +1,6 @@
 package io.rlvec.engine;
 
+import io.rlvec.ActorLossResult;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
@@ -9,6 +10,7 @@ import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
+import io.rlvec.reference.ActorLoss;
 
 /**
  * The fast path: Vector API kernels over off-heap memory, bit-identical to the reference on elementwise outputs
@@ -55,9 +57,19 @@ public final class VectorEngine implements Engine, AutoCloseable {
         blocks.close();
     }
 
-    // ---- KL penalty ----
+    // ---- KL penalty and the composed actor loss ----
 
     private final KlKernel kl = new KlKernel();
+
+    // Created on first use: field initialisers run before the constructor has set blocks.
+    private ActorLoss actor;
+
+    private ActorLoss actor() {
+        if (actor == null) {
+            actor = new ActorLoss(this, new ActorKernel(blocks));
+        }
+        return actor;
+    }
 
     @Override
     public void klPenalty(final KlPenalty penalty, final TokenBatch batch, final OffHeapArray kldOut,
@@ -72,5 +84,12 @@ public final class VectorEngine implements Engine, AutoCloseable {
                        final OffHeapArray gradLogits) {
         Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
         kl.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false, blocks);
+    }
+
+    @Override
+    public void actorLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                          final ActorLossResult out) {
+        Checks.actorLoss(spec, batch, gradLogProb, out);
+        actor().fromLogProbs(spec, batch, gradLogProb, out);
     }
 }

@@ -1,5 +1,6 @@
 package io.rlvec.reference;
 
+import io.rlvec.ActorLossResult;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
@@ -38,7 +39,9 @@ public final class ReferenceEngine implements Engine {
         AggLoss.compute(spec, batch, lossMat, gradOut, out);
     }
 
-    // ---- KL penalty ----
+    // ---- KL penalty and the composed actor loss ----
+
+    private final ActorLoss actor = new ActorLoss(this, new ScalarActorKernels());
 
     @Override
     public void klPenalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut,
@@ -53,5 +56,12 @@ public final class ReferenceEngine implements Engine {
                        final OffHeapArray gradLogits) {
         Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
         KlLoss.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false);
+    }
+
+    @Override
+    public void actorLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                          final ActorLossResult out) {
+        Checks.actorLoss(spec, batch, gradLogProb, out);
+        actor.fromLogProbs(spec, batch, gradLogProb, out);
     }
 }
