@@ -227,7 +227,7 @@ public abstract class KlFullContract {
              OffHeapArray zb = OffHeapArray.allocate(ElementType.BF16, 40);
              OffHeapArray kld = OffHeapArray.allocate(ElementType.F32, 4);
              OffHeapArray up = OffHeapArray.allocate(ElementType.F32, 4);
-             OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, 40);
+             OffHeapArray shortKld = OffHeapArray.allocate(ElementType.F32, 3);
              OffHeapArray shortGrad = OffHeapArray.allocate(ElementType.F32, 39)) {
             final Engine e = engine();
             final Logits p = Logits.of(z, 4, 10);
@@ -249,8 +249,9 @@ public abstract class KlFullContract {
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("F32");
             assertThatThrownBy(() -> e.klFull(Logits.of(zb, 4, 10), q, 1, null, kld, up, zb))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("F32");
-            assertThatThrownBy(() -> e.klFull(p, q, 1, null, up.length() > 3 ? OffHeapArray.allocate(
-                ElementType.F32, 3) : kld, null, null))
+            assertThatThrownBy(() -> e.klFull(p, q, 1, null, shortKld, null, null))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("kldOut");
+            assertThatThrownBy(() -> e.klFull(p, q, 1, null, null, null, null))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("kldOut");
             assertThatThrownBy(() -> Logits.of(z, 5, 10)).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("need 50");
