@@ -85,8 +85,8 @@ public final class Checks {
             throw new IllegalArgumentException("kl_penalty 'full' needs the policy and reference logits, not "
                 + "log-probs: use Engine.klFull (or Engine.actorLoss with logits)");
         }
-        columns(batch, "kl_penalty '" + kl.verlName() + "'", Column.LOG_PROB, Column.REF_LOG_PROB,
-            Column.RESPONSE_MASK);
+        // A constant term name: building "kl_penalty 'k3'" would allocate on every call.
+        columns(batch, "kl_penalty", Column.LOG_PROB, Column.REF_LOG_PROB, Column.RESPONSE_MASK);
         array(kldOut, "kldOut", ElementType.F32, batch.numTokens(), false);
         array(gradOut, "gradOut", ElementType.F32, batch.numTokens(), true);
     }
@@ -152,7 +152,7 @@ public final class Checks {
                 throw new IllegalArgumentException("kl_loss_type=full needs the policy and reference logits: use "
                     + "actorLoss with logits and reference logits");
             }
-            columns(batch, "kl loss '" + spec.klLossType().verlName() + "'", Column.REF_LOG_PROB);
+            columns(batch, "the kl loss (use_kl_loss)", Column.REF_LOG_PROB);
         }
     }
 
