@@ -8,6 +8,7 @@ import static io.rlvec.reference.KlLoss.SLOTS;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
+import io.rlvec.CanonicalMath;
 import io.rlvec.Column;
 import io.rlvec.ElementType;
 import io.rlvec.KlPenalty;
@@ -57,8 +58,6 @@ final class KlKernel {
     private static final FloatVector RATIO_HI = FloatVector.broadcast(F, RATIO_CLAMP);
     private static final FloatVector KLD_LO = FloatVector.broadcast(F, -KLD_CLAMP);
     private static final FloatVector KLD_HI = FloatVector.broadcast(F, KLD_CLAMP);
-    private static final FloatVector NEG_INF = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
-    private static final VectorMask<Float> ALL = F.maskAll(true);
 
     private final TokenBody tokenBody = new TokenBody();
     private final RowBody rowBody = new RowBody();
@@ -120,31 +119,37 @@ final class KlKernel {
         }
     }
 
-    private static FloatVector load(final MemorySegment seg, final int i) {
-        return FloatVector.fromMemorySegment(F, seg, (long) i * Float.BYTES, Vec.LE);
-    }
+    // Loop-carried vectors (accumulators, running maxima) start from FloatVector.zero/broadcast inside the method,
+    // never from a static final constant: a loop phi merging a constant vector object with computed vectors
+    // forces C2 to box every computed value (measured 40 B/logit in the full-KL row sums).
+    //
+    // The loop bodies call the Vector API directly, without load/store helpers: in the k3 body (exp polynomial
+    // included) C2 reaches NodeCountInliningCutoff and leaves later small helpers out of line, which boxes every
+    // vector passing through them (style.md P2; measured 16 B/token before). The straight-through choice is a
+    // blend with an all-true/all-false mask, not a conditional: a vector merged across a branch that the profile
+    // never took was boxed after recompilation (measured 6 B/token).
 
-    private static void store(final FloatVector v, final MemorySegment seg, final int i) {
-        v.intoMemorySegment(seg, (long) i * Float.BYTES, Vec.LE);
-    }
-
-    /** The straight-through value (b - b) + f with b = 0.5 (d * d), verl's detach expression. */
-    private static FloatVector straightThrough(final FloatVector d, final FloatVector f) {
-        final FloatVector b = HALF.mul(d.mul(d));
-        return b.sub(b).add(f);
+    /** @return all lanes set when {@code st}, none otherwise (a compare, so no vector crosses a branch). */
+    private static VectorMask<Float> straightThroughLanes(final boolean st) {
+        return ZERO.compare(VectorOperators.LT, st ? 1f : 0f);
     }
 
     private static int k1(final MemorySegment lp, final MemorySegment ref, final MemorySegment mask,
                           final MemorySegment kld, final MemorySegment grad, final int lo, final int hi,
                           final boolean st) {
+        final VectorMask<Float> stLanes = straightThroughLanes(st);
         int i = lo;
         for (; i + FL <= hi; i += FL) {
-            final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
-            final FloatVector d = load(lp, i).sub(load(ref, i));
-            final FloatVector value = st ? straightThrough(d, d) : d;
-            store(ZERO.blend(value, valid), kld, i);
+            final long o = (long) i * Float.BYTES;
+            final VectorMask<Float> valid = FloatVector.fromMemorySegment(F, mask, o, Vec.LE)
+                .compare(VectorOperators.NE, 0f);
+            final FloatVector d = FloatVector.fromMemorySegment(F, lp, o, Vec.LE)
+                .sub(FloatVector.fromMemorySegment(F, ref, o, Vec.LE));
+            // straight-through: (b - b) + d with b = 0.5 (d * d), verl's detach expression
+            final FloatVector b = HALF.mul(d.mul(d));
+            ZERO.blend(d.blend(b.sub(b).add(d), stLanes), valid).intoMemorySegment(kld, o, Vec.LE);
             if (grad != null) {
-                store(ZERO.blend(st ? d : ONE, valid), grad, i);
+                ZERO.blend(ONE.blend(d, stLanes), valid).intoMemorySegment(grad, o, Vec.LE);
             }
         }
         return i;
@@ -153,17 +158,22 @@ final class KlKernel {
     private static int abs(final MemorySegment lp, final MemorySegment ref, final MemorySegment mask,
                            final MemorySegment kld, final MemorySegment grad, final int lo, final int hi,
                            final boolean st) {
+        final VectorMask<Float> stLanes = straightThroughLanes(st);
         int i = lo;
         for (; i + FL <= hi; i += FL) {
-            final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
-            final FloatVector d = load(lp, i).sub(load(ref, i));
+            final long o = (long) i * Float.BYTES;
+            final VectorMask<Float> valid = FloatVector.fromMemorySegment(F, mask, o, Vec.LE)
+                .compare(VectorOperators.NE, 0f);
+            final FloatVector d = FloatVector.fromMemorySegment(F, lp, o, Vec.LE)
+                .sub(FloatVector.fromMemorySegment(F, ref, o, Vec.LE));
             final FloatVector a = d.abs();
-            store(ZERO.blend(st ? straightThrough(d, a) : a, valid), kld, i);
+            final FloatVector b = HALF.mul(d.mul(d));
+            ZERO.blend(a.blend(b.sub(b).add(a), stLanes), valid).intoMemorySegment(kld, o, Vec.LE);
             if (grad != null) {
                 // torch's sign: 1 above 0, -1 below, 0 at +-0 and for NaN.
                 final FloatVector sign = ZERO.blend(ONE, d.compare(VectorOperators.GT, 0f))
                     .blend(MINUS_ONE, d.compare(VectorOperators.LT, 0f));
-                store(ZERO.blend(st ? d : sign, valid), grad, i);
+                ZERO.blend(sign.blend(d, stLanes), valid).intoMemorySegment(grad, o, Vec.LE);
             }
         }
         return i;
@@ -172,14 +182,18 @@ final class KlKernel {
     private static int k2(final MemorySegment lp, final MemorySegment ref, final MemorySegment mask,
                           final MemorySegment kld, final MemorySegment grad, final int lo, final int hi,
                           final boolean st) {
+        final VectorMask<Float> stLanes = straightThroughLanes(st);
         int i = lo;
         for (; i + FL <= hi; i += FL) {
-            final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
-            final FloatVector d = load(lp, i).sub(load(ref, i));
-            final FloatVector value = HALF.mul(d.mul(d));
-            store(ZERO.blend(st ? straightThrough(d, value) : value, valid), kld, i);
+            final long o = (long) i * Float.BYTES;
+            final VectorMask<Float> valid = FloatVector.fromMemorySegment(F, mask, o, Vec.LE)
+                .compare(VectorOperators.NE, 0f);
+            final FloatVector d = FloatVector.fromMemorySegment(F, lp, o, Vec.LE)
+                .sub(FloatVector.fromMemorySegment(F, ref, o, Vec.LE));
+            final FloatVector b = HALF.mul(d.mul(d));
+            ZERO.blend(b.blend(b.sub(b).add(b), stLanes), valid).intoMemorySegment(kld, o, Vec.LE);
             if (grad != null) {
-                store(ZERO.blend(d, valid), grad, i);
+                ZERO.blend(d, valid).intoMemorySegment(grad, o, Vec.LE);
             }
         }
         return i;
@@ -188,11 +202,14 @@ final class KlKernel {
     private static int k3(final MemorySegment lp, final MemorySegment ref, final MemorySegment mask,
                           final MemorySegment kld, final MemorySegment grad, final int lo, final int hi,
                           final boolean st) {
+        final VectorMask<Float> stLanes = straightThroughLanes(st);
         int i = lo;
         for (; i + FL <= hi; i += FL) {
-            final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
-            final FloatVector l = load(lp, i);
-            final FloatVector r = load(ref, i);
+            final long o = (long) i * Float.BYTES;
+            final VectorMask<Float> valid = FloatVector.fromMemorySegment(F, mask, o, Vec.LE)
+                .compare(VectorOperators.NE, 0f);
+            final FloatVector l = FloatVector.fromMemorySegment(F, lp, o, Vec.LE);
+            final FloatVector r = FloatVector.fromMemorySegment(F, ref, o, Vec.LE);
             final FloatVector raw = r.sub(l);
             // torch.clamp with NaN passing through: the two comparisons are false for NaN and disjoint otherwise.
             final VectorMask<Float> rawLow = raw.compare(VectorOperators.LT, -RATIO_CLAMP);
@@ -204,20 +221,17 @@ final class KlKernel {
             final VectorMask<Float> kHigh = k.compare(VectorOperators.GT, KLD_CLAMP);
             final FloatVector value = k.blend(KLD_LO, kLow).blend(KLD_HI, kHigh);
             final FloatVector d = l.sub(r);
-            store(ZERO.blend(st ? straightThrough(d, value) : value, valid), kld, i);
+            final FloatVector b = HALF.mul(d.mul(d));
+            ZERO.blend(value.blend(b.sub(b).add(value), stLanes), valid).intoMemorySegment(kld, o, Vec.LE);
             if (grad != null) {
-                final FloatVector g;
-                if (st) {
-                    g = d;
-                } else {
-                    // Both clamps pass the gradient on the closed interval (NaN compares false: no gradient).
-                    final VectorMask<Float> passes = raw.compare(VectorOperators.GE, -RATIO_CLAMP)
-                        .and(raw.compare(VectorOperators.LE, RATIO_CLAMP))
-                        .and(k.compare(VectorOperators.GE, -KLD_CLAMP))
-                        .and(k.compare(VectorOperators.LE, KLD_CLAMP));
-                    g = ZERO.blend(ONE.sub(ratio), passes);
-                }
-                store(ZERO.blend(g, valid), grad, i);
+                // Both clamps pass the gradient on the closed interval (NaN compares false: no gradient); the
+                // straight-through gradient is k2's, d.
+                final VectorMask<Float> passes = raw.compare(VectorOperators.GE, -RATIO_CLAMP)
+                    .and(raw.compare(VectorOperators.LE, RATIO_CLAMP))
+                    .and(k.compare(VectorOperators.GE, -KLD_CLAMP))
+                    .and(k.compare(VectorOperators.LE, KLD_CLAMP));
+                final FloatVector g = ZERO.blend(ONE.sub(ratio), passes).blend(d, stLanes);
+                ZERO.blend(g, valid).intoMemorySegment(grad, o, Vec.LE);
             }
         }
         return i;
@@ -309,16 +323,6 @@ final class KlKernel {
         return FloatVector.fromMemorySegment(F, seg, e * Float.BYTES, Vec.LE);
     }
 
-    /** Masked load of the lanes of {@code m} (a row's last, partial vector); other lanes read as 0. */
-    private static FloatVector loadLogits(final MemorySegment seg, final long e, final boolean bf16,
-                                          final VectorMask<Float> m) {
-        if (bf16) {
-            return ShortVector.fromMemorySegment(S, seg, e * 2, Vec.LE, m.cast(S)).castShape(Vec.I, 0)
-                .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-        }
-        return FloatVector.fromMemorySegment(F, seg, e * Float.BYTES, Vec.LE, m);
-    }
-
     private static float logit(final MemorySegment seg, final long e, final boolean bf16) {
         return bf16 ? Float.intBitsToFloat((seg.get(I16, e * 2) & 0xFFFF) << 16) : seg.get(F32, e * Float.BYTES);
     }
@@ -335,7 +339,7 @@ final class KlKernel {
 
     /** Row maximum with torch's NaN propagation (compare + blend, P13); lanes then tail in index order. */
     private static float rawMax(final MemorySegment seg, final long base, final int vocab, final boolean bf16) {
-        FloatVector m = NEG_INF;
+        FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
         int i = 0;
         for (; i + FL <= vocab; i += FL) {
             final FloatVector x = loadLogits(seg, base + i, bf16);
@@ -353,7 +357,9 @@ final class KlKernel {
 
     /**
      * S_a = sum e^(a - ma) (returned) and T_a = sum e^(a - ma) ((a - ma) - (b - mb)) (into {@code tOut[r]}), in
-     * the reference's block/slot order.
+     * the reference's block/slot order: full vectors into rotating accumulators, then per slot in order 0..15 its
+     * vector partial, plus the row's tail element of that slot (scalar, same arithmetic), into the double sums.
+     * No vector value is merged across branches (such merges box vectors in C2).
      */
     private static double sumsA(final MemorySegment z, final long zBase, final boolean zBf16, final MemorySegment zr,
                                 final long zrBase, final boolean zrBf16, final int vocab, final float t,
@@ -362,32 +368,21 @@ final class KlKernel {
         double ta = 0;
         for (int bs = 0; bs < vocab; bs += ROW_BLOCK) {
             final int be = Math.min(vocab, bs + ROW_BLOCK);
-            FloatVector s0 = ZERO;
-            FloatVector s1 = ZERO;
-            FloatVector s2 = ZERO;
-            FloatVector s3 = ZERO;
-            FloatVector t0 = ZERO;
-            FloatVector t1 = ZERO;
-            FloatVector t2 = ZERO;
-            FloatVector t3 = ZERO;
-            int nv = 0;
-            for (int i = bs; i < be; i += FL) {
-                final boolean full = i + FL <= be;
-                final VectorMask<Float> m = full ? ALL : F.indexInRange(i, be);
-                final FloatVector a = full ? loadLogits(z, zBase + i, zBf16) : loadLogits(z, zBase + i, zBf16, m);
-                final FloatVector b = full ? loadLogits(zr, zrBase + i, zrBf16)
-                    : loadLogits(zr, zrBase + i, zrBf16, m);
-                final FloatVector da = a.div(t).sub(ma);
-                final FloatVector db = b.div(t).sub(mb);
-                FloatVector ea = VectorMath.exp(da);
-                FloatVector term = ea.mul(da.sub(db));
-                if (!full) {
-                    // Lanes past the row add +0: an exact no-op on slots that start at +0.
-                    ea = ZERO.blend(ea, m);
-                    term = ZERO.blend(term, m);
-                }
+            final int fullEnd = bs + (be - bs) / FL * FL;
+            FloatVector s0 = FloatVector.zero(F);
+            FloatVector s1 = FloatVector.zero(F);
+            FloatVector s2 = FloatVector.zero(F);
+            FloatVector s3 = FloatVector.zero(F);
+            FloatVector t0 = FloatVector.zero(F);
+            FloatVector t1 = FloatVector.zero(F);
+            FloatVector t2 = FloatVector.zero(F);
+            FloatVector t3 = FloatVector.zero(F);
+            for (int i = bs; i < fullEnd; i += FL) {
+                final FloatVector da = loadLogits(z, zBase + i, zBf16).div(t).sub(ma);
+                final FloatVector db = loadLogits(zr, zrBase + i, zrBf16).div(t).sub(mb);
+                final FloatVector ea = VectorMath.exp(da);
                 final FloatVector ns = s0.add(ea);
-                final FloatVector nt = t0.add(term);
+                final FloatVector nt = t0.add(ea.mul(da.sub(db)));
                 if (NACC == 1) {
                     s0 = ns;
                     t0 = nt;
@@ -406,10 +401,9 @@ final class KlKernel {
                     t2 = t3;
                     t3 = nt;
                 }
-                nv++;
             }
             // Rotate back so that accumulator k holds slots k*FL .. k*FL + FL - 1.
-            for (int k = nv % NACC; k != 0 && k < NACC; k++) {
+            for (int q = (fullEnd - bs) / FL % NACC; q != 0 && q < NACC; q++) {
                 if (NACC == 2) {
                     final FloatVector x = s0;
                     s0 = s1;
@@ -430,44 +424,41 @@ final class KlKernel {
                     t3 = y;
                 }
             }
-            sa = addLanes(sa, s0);
-            ta = addLanes(ta, t0);
-            if (NACC >= 2) {
-                sa = addLanes(sa, s1);
-                ta = addLanes(ta, t1);
-            }
-            if (NACC == 4) {
-                sa = addLanes(sa, s2);
-                ta = addLanes(ta, t2);
-                sa = addLanes(sa, s3);
-                ta = addLanes(ta, t3);
+            final int base16 = bs + ((fullEnd - bs) & -SLOTS);
+            for (int j = 0; j < SLOTS; j++) {
+                final int k = j / FL;
+                final int l = j % FL;
+                float sj = k == 0 ? s0.lane(l) : (k == 1 ? s1.lane(l) : (k == 2 ? s2.lane(l) : s3.lane(l)));
+                float tj = k == 0 ? t0.lane(l) : (k == 1 ? t1.lane(l) : (k == 2 ? t2.lane(l) : t3.lane(l)));
+                final int v = base16 + j;
+                if (v >= fullEnd && v < be) {
+                    final float da = logit(z, zBase + v, zBf16) / t - ma;
+                    final float db = logit(zr, zrBase + v, zrBf16) / t - mb;
+                    final float ea = CanonicalMath.exp(da);
+                    sj += ea;
+                    tj += ea * (da - db);
+                }
+                sa += sj;
+                ta += tj;
             }
         }
         tOut[r] = ta;
         return sa;
     }
 
-    /** S_b = sum e^(b - mb) in the reference's block/slot order. */
+    /** S_b = sum e^(b - mb) in the reference's block/slot order (as {@link #sumsA}). */
     private static double sumExp(final MemorySegment zr, final long zrBase, final boolean zrBf16, final int vocab,
                                  final float t, final float mb) {
         double sb = 0;
         for (int bs = 0; bs < vocab; bs += ROW_BLOCK) {
             final int be = Math.min(vocab, bs + ROW_BLOCK);
-            FloatVector s0 = ZERO;
-            FloatVector s1 = ZERO;
-            FloatVector s2 = ZERO;
-            FloatVector s3 = ZERO;
-            int nv = 0;
-            for (int i = bs; i < be; i += FL) {
-                final boolean full = i + FL <= be;
-                final VectorMask<Float> m = full ? ALL : F.indexInRange(i, be);
-                final FloatVector b = full ? loadLogits(zr, zrBase + i, zrBf16)
-                    : loadLogits(zr, zrBase + i, zrBf16, m);
-                FloatVector eb = VectorMath.exp(b.div(t).sub(mb));
-                if (!full) {
-                    eb = ZERO.blend(eb, m);
-                }
-                final FloatVector ns = s0.add(eb);
+            final int fullEnd = bs + (be - bs) / FL * FL;
+            FloatVector s0 = FloatVector.zero(F);
+            FloatVector s1 = FloatVector.zero(F);
+            FloatVector s2 = FloatVector.zero(F);
+            FloatVector s3 = FloatVector.zero(F);
+            for (int i = bs; i < fullEnd; i += FL) {
+                final FloatVector ns = s0.add(VectorMath.exp(loadLogits(zr, zrBase + i, zrBf16).div(t).sub(mb)));
                 if (NACC == 1) {
                     s0 = ns;
                 } else if (NACC == 2) {
@@ -479,9 +470,8 @@ final class KlKernel {
                     s2 = s3;
                     s3 = ns;
                 }
-                nv++;
             }
-            for (int k = nv % NACC; k != 0 && k < NACC; k++) {
+            for (int q = (fullEnd - bs) / FL % NACC; q != 0 && q < NACC; q++) {
                 if (NACC == 2) {
                     final FloatVector x = s0;
                     s0 = s1;
@@ -494,25 +484,19 @@ final class KlKernel {
                     s3 = x;
                 }
             }
-            sb = addLanes(sb, s0);
-            if (NACC >= 2) {
-                sb = addLanes(sb, s1);
-            }
-            if (NACC == 4) {
-                sb = addLanes(sb, s2);
-                sb = addLanes(sb, s3);
+            final int base16 = bs + ((fullEnd - bs) & -SLOTS);
+            for (int j = 0; j < SLOTS; j++) {
+                final int k = j / FL;
+                final int l = j % FL;
+                float sj = k == 0 ? s0.lane(l) : (k == 1 ? s1.lane(l) : (k == 2 ? s2.lane(l) : s3.lane(l)));
+                final int v = base16 + j;
+                if (v >= fullEnd && v < be) {
+                    sj += CanonicalMath.exp(logit(zr, zrBase + v, zrBf16) / t - mb);
+                }
+                sb += sj;
             }
         }
         return sb;
-    }
-
-    /** {@code acc + lane 0 + lane 1 + ...} in double, lane order: the reference's slot order. */
-    private static double addLanes(final double acc, final FloatVector v) {
-        double a = acc;
-        for (int l = 0; l < FL; l++) {
-            a += v.lane(l);
-        }
-        return a;
     }
 
     /** Writes (or adds) s * p_v ((da - db) - k) for every element of the row; see KlLoss#fullGradient. */
@@ -525,12 +509,13 @@ final class KlKernel {
             final FloatVector da = loadLogits(z, zBase + i, zBf16).div(t).sub(ma);
             final FloatVector db = loadLogits(zr, zrBase + i, zrBf16).div(t).sub(mb);
             final FloatVector p = VectorMath.exp(da.sub(logSa));
-            FloatVector g = p.mul(da.sub(db).sub(k)).mul(s);
+            final FloatVector g = p.mul(da.sub(db).sub(k)).mul(s);
             final long o = (zBase + i) * Float.BYTES;
             if (accumulate) {
-                g = FloatVector.fromMemorySegment(F, grad, o, Vec.LE).add(g);
+                FloatVector.fromMemorySegment(F, grad, o, Vec.LE).add(g).intoMemorySegment(grad, o, Vec.LE);
+            } else {
+                g.intoMemorySegment(grad, o, Vec.LE);
             }
-            g.intoMemorySegment(grad, o, Vec.LE);
         }
         for (; i < vocab; i++) {
             final float g = KlLoss.fullGradient(logit(z, zBase + i, zBf16), logit(zr, zrBase + i, zrBf16), t, ma, mb,

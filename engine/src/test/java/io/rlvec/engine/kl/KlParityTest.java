@@ -185,4 +185,57 @@ class KlParityTest {
         assertFullParity(v, pad, pt, rt, t, 31L * v + pad, "hot");
         assertFullParity(v, pad, pt, rt, t, 77L * v + pad, "hot");
     }
+
+    /**
+     * After the warm-up, a call allocates nothing per element (style.md P1/P2): a boxed vector anywhere in a hot
+     * loop shows up as megabytes on these sizes. The bound leaves room for the measurement itself.
+     */
+    @Order(6)
+    @Test
+    void hotCallsAllocateNothing() {
+        final com.sun.management.ThreadMXBean threads =
+            (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        final int n = 16 * 1024;
+        final SplittableRandom r = new SplittableRandom(17);
+        final boolean[] valid = {true, true, true, true};
+        try (TokenBatch batch = KlData.adversarial(3, n);
+             OffHeapArray kld = OffHeapArray.allocate(ElementType.F32, n);
+             OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, n);
+             OffHeapArray z = logits(r, 4, 3001, 3001, ElementType.F32, valid);
+             OffHeapArray zb = logits(r, 4, 3001, 3001, ElementType.BF16, valid);
+             OffHeapArray rowKld = OffHeapArray.allocate(ElementType.F32, 4);
+             OffHeapArray up = OffHeapArray.of(1f, 1f, 1f, 1f);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, z.length())) {
+            for (final String name : KlData.NAMES) {
+                final KlPenalty kl = KlPenalty.fromVerl(name);
+                final long bytes = leastAllocated(threads, () -> ENGINE.klPenalty(kl, batch, kld, grad));
+                assertThat(bytes).as("%s klPenalty %s on %d tokens allocated %d bytes", ENGINE.name(), name, n, bytes)
+                    .isLessThan(1024);
+            }
+            final Logits q = Logits.of(z, 4, 3001);
+            for (final OffHeapArray data : new OffHeapArray[] {z, zb}) {
+                final Logits p = Logits.of(data, 4, 3001);
+                final long bytes = leastAllocated(threads, () -> ENGINE.klFull(p, q, 0.7, null, rowKld, up, g));
+                assertThat(bytes).as("%s klFull %s 4 x 3001 allocated %d bytes", ENGINE.name(), data.type(), bytes)
+                    .isLessThan(1024);
+            }
+        }
+    }
+
+    /**
+     * The fewest bytes one call allocated over up to 20 rounds of 200 calls: code still running in C1 (compile
+     * queue lag on a busy machine) allocates, C2 code must not; a boxed vector in C2 code never reaches 0.
+     */
+    static long leastAllocated(final com.sun.management.ThreadMXBean threads, final Runnable call) {
+        long least = Long.MAX_VALUE;
+        for (int round = 0; round < 20 && least >= 1024; round++) {
+            for (int c = 0; c < 200; c++) {
+                call.run();
+            }
+            final long before = threads.getCurrentThreadAllocatedBytes();
+            call.run();
+            least = Math.min(least, threads.getCurrentThreadAllocatedBytes() - before);
+        }
+        return least;
+    }
 }
