@@ -175,4 +175,71 @@ public final class Checks {
         final long b0 = b.address();
         return a.byteSize() > 0 && b.byteSize() > 0 && a0 < b0 + b.byteSize() && b0 < a0 + a.byteSize();
     }
+
+    /**
+     * Validates the arguments of
+     * {@link Engine#actorLoss(LossSpec, TokenBatch, Logits, OffHeapArray, Logits, OffHeapArray, OffHeapArray,
+     * ActorLossResult)}, labels included.
+     */
+    public static void actorLoss(final LossSpec spec, final TokenBatch batch, final Logits logits,
+                                 final OffHeapArray labels, final Logits refLogits, final OffHeapArray gradLogProb,
+                                 final OffHeapArray gradLogits, final ActorLossResult out) {
+        Objects.requireNonNull(spec, "spec");
+        Objects.requireNonNull(batch, "batch");
+        Objects.requireNonNull(logits, "logits");
+        Objects.requireNonNull(out, "out");
+        final int n = batch.numTokens();
+        columns(batch, "the policy loss", Column.OLD_LOG_PROB, Column.ADVANTAGES, Column.RESPONSE_MASK);
+        if (batch.has(Column.ROLLOUT_IS_WEIGHTS)) {
+            array(batch.column(Column.ROLLOUT_IS_WEIGHTS), "rollout_is_weights", ElementType.F32, n, false);
+        }
+        Aggregation.validate(spec, batch);
+        openLogits(logits, "logits");
+        if (logits.rows() != n) {
+            throw new IllegalArgumentException("logits must have one row per token slot (" + n + " rows), got "
+                + logits.rows());
+        }
+        array(labels, "labels", ElementType.I32, n, false);
+        array(gradLogProb, "gradLogProb", ElementType.F32, n, true);
+        gradLogits(gradLogits, "gradLogits", logits);
+        final boolean full = spec.useKlLoss() && spec.klLossType().estimator() == KlPenalty.Estimator.FULL;
+        if (full) {
+            if (refLogits == null) {
+                throw new IllegalArgumentException("kl_loss_type=full needs refLogits (" + n + " x " + logits.vocab()
+                    + ")");
+            }
+            openLogits(refLogits, "refLogits");
+            if (refLogits.rows() != n || refLogits.vocab() != logits.vocab()) {
+                throw new IllegalArgumentException("refLogits must have the logits' shape (" + n + " x "
+                    + logits.vocab() + "), got " + refLogits.rows() + " x " + refLogits.vocab());
+            }
+            if (gradLogits != null && overlaps(gradLogits, logits.data())) {
+                throw new IllegalArgumentException("kl_loss_type=full reads the logits after the vocabulary "
+                    + "backward: gradLogits must not be the logits' memory (pass a separate buffer)");
+            }
+            if (gradLogits != null && overlaps(gradLogits, refLogits.data())) {
+                throw new IllegalArgumentException("gradLogits must not overlap refLogits");
+            }
+        } else {
+            if (refLogits != null) {
+                throw new IllegalArgumentException("refLogits is read only for kl_loss_type=full (this spec: "
+                    + (spec.useKlLoss() ? "kl_loss_type=" + spec.klLossType().verlName() : "use_kl_loss=false")
+                    + "); pass null");
+            }
+            if (spec.useKlLoss()) {
+                columns(batch, "the kl loss (use_kl_loss)", Column.REF_LOG_PROB);
+            }
+        }
+        final OffHeapArray mask = batch.mask();
+        final int vocab = logits.vocab();
+        for (int t = 0; t < n; t++) {
+            if (mask.getFloat(t) != 0f) {
+                final int label = labels.getInt(t);
+                if (label < 0 || label >= vocab) {
+                    throw new IllegalArgumentException("labels[" + t + "] = " + label + " is outside [0, " + vocab
+                        + ") on a valid token");
+                }
+            }
+        }
+    }
 }

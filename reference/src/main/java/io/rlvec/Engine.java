@@ -93,4 +93,57 @@ public interface Engine {
      *                                  logits), or for a missing column or a short buffer.
      */
     void actorLoss(LossSpec spec, TokenBatch batch, OffHeapArray gradLogProb, ActorLossResult out);
+
+    /**
+     * The actor loss as {@code dp_actor.update_policy} composes it, from logits: log_prob and entropy of the
+     * labels from the vocabulary pass ({@link #logProbs}, temperature {@code spec.temperature()}), then
+     * {@code policy_loss = pg_loss - entropy_coeff * agg(entropy) + kl_loss_coef * agg(kl)} (entropy when
+     * {@code spec.entropyNeeded()}, KL when {@code use_kl_loss}), {@code loss = policy_loss * micro_batch_scale},
+     * and the backward through the vocabulary pass into {@code gradLogits}. See {@link ActorComposition}.
+     *
+     * @param spec        the loss specification.
+     * @param batch       old_log_prob, advantages, the mask (and rollout_is_weights if present), plus
+     *                    ref_log_prob for a per-token KL loss; a log_prob column, if any, is not read.
+     * @param logits      one row per token slot ({@code rows == batch.numTokens()}); rows of masked tokens are
+     *                    never read.
+     * @param labels      I32[rows], the sampled token of each row, in [0, vocab) where the mask is set.
+     * @param refLogits   reference logits of the same shape, read only for {@code kl_loss_type=full}; null
+     *                    otherwise.
+     * @param gradLogProb F32[rows] output for d loss / d log_prob (before the vocabulary backward), or null.
+     * @param gradLogits  F32 output in the logits' layout for d loss / d logits (may be the logits' own F32
+     *                    memory, except with {@code kl_loss_type=full}, which reads the logits after the
+     *                    vocabulary backward), or null for the forward only; rows of masked tokens are 0.
+     * @param out         receives the losses and metrics.
+     * @throws IllegalArgumentException for mismatched shapes, labels out of range, short buffers, a missing
+     *                                  column, or reference logits given or missing against the KL type.
+     */
+    void actorLoss(LossSpec spec, TokenBatch batch, Logits logits, OffHeapArray labels, Logits refLogits,
+                   OffHeapArray gradLogProb, OffHeapArray gradLogits, ActorLossResult out);
+
+    /**
+     * The vocabulary pass, forward: per row, log_softmax(z / T) at the label and the entropy of softmax(z / T).
+     *
+     * @param logits      rows of logits (F32 or BF16).
+     * @param labels      I32[rows] labels.
+     * @param temperature T.
+     * @param rowMask     F32[rows], a row is computed where non-zero; masked rows are not read, outputs 0.
+     * @param logProbOut  F32[rows] output.
+     * @param entropyOut  F32[rows] output.
+     */
+    void logProbs(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
+                  OffHeapArray logProbOut, OffHeapArray entropyOut);
+
+    /**
+     * The vocabulary pass, backward: d/dz of sum_r gradLogProb[r] * log_prob[r] + gradEntropy[r] * entropy[r].
+     *
+     * @param logits      rows of logits (F32 or BF16).
+     * @param labels      I32[rows] labels.
+     * @param temperature T.
+     * @param rowMask     F32[rows]; masked rows are not read and their gradient rows are written as 0.
+     * @param gradLogProb F32[rows] upstream of log_prob.
+     * @param gradEntropy F32[rows] upstream of entropy, or null.
+     * @param gradLogits  F32 output in the logits' layout (may alias F32 logits).
+     */
+    void logProbsBackward(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
+                          OffHeapArray gradLogProb, OffHeapArray gradEntropy, OffHeapArray gradLogits);
 }

@@ -3,6 +3,7 @@ package io.rlvec.engine;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
+import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
 import io.rlvec.TokenBatch;
 import io.rlvec.reference.ActorLoss;
@@ -24,12 +25,14 @@ final class ActorKernel implements ActorLoss.Kernels {
     private static final FloatVector ZERO = FloatVector.zero(F);
 
     private final Blocks blocks;
+    private final KlKernel kl;
     private final CountBody countBody = new CountBody();
     private final CombineBody combineBody = new CombineBody();
     private final FillBody fillBody = new FillBody();
 
-    ActorKernel(final Blocks blocks) {
+    ActorKernel(final Blocks blocks, final KlKernel kl) {
         this.blocks = blocks;
+        this.kl = kl;
     }
 
     @Override
@@ -58,6 +61,13 @@ final class ActorKernel implements ActorLoss.Kernels {
         fillBody.out = out.segment();
         fillBody.weights = seqWeights;
         blocks.forEach(batch.numSequences(), fillBody);
+    }
+
+    @Override
+    public void klFullAccumulate(final Logits policy, final Logits reference, final double temperature,
+                                 final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
+                                 final OffHeapArray gradLogits) {
+        kl.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, true, blocks);
     }
 
     private static FloatVector load(final MemorySegment seg, final int i) {

@@ -66,7 +66,7 @@ public final class VectorEngine implements Engine, AutoCloseable {
 
     private ActorLoss actor() {
         if (actor == null) {
-            actor = new ActorLoss(this, new ActorKernel(blocks));
+            actor = new ActorLoss(this, new ActorKernel(blocks, kl));
         }
         return actor;
     }
@@ -91,5 +91,13 @@ public final class VectorEngine implements Engine, AutoCloseable {
                           final ActorLossResult out) {
         Checks.actorLoss(spec, batch, gradLogProb, out);
         actor().fromLogProbs(spec, batch, gradLogProb, out);
+    }
+
+    @Override
+    public void actorLoss(final LossSpec spec, final TokenBatch batch, final Logits logits, final OffHeapArray labels,
+                          final Logits refLogits, final OffHeapArray gradLogProb, final OffHeapArray gradLogits,
+                          final ActorLossResult out) {
+        Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+        actor().fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
     }
 }

@@ -64,4 +64,12 @@ public final class ReferenceEngine implements Engine {
         Checks.actorLoss(spec, batch, gradLogProb, out);
         actor.fromLogProbs(spec, batch, gradLogProb, out);
     }
+
+    @Override
+    public void actorLoss(final LossSpec spec, final TokenBatch batch, final Logits logits, final OffHeapArray labels,
+                          final Logits refLogits, final OffHeapArray gradLogProb, final OffHeapArray gradLogits,
+                          final ActorLossResult out) {
+        Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+        actor.fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+    }
 }

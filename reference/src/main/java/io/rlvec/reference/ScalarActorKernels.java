@@ -1,5 +1,6 @@
 package io.rlvec.reference;
 
+import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
 import io.rlvec.TokenBatch;
 
@@ -33,5 +34,12 @@ final class ScalarActorKernels implements ActorLoss.Kernels {
                 out.setFloat(t, mask.getFloat(t) != 0f ? seqWeights[s] : 0f);
             }
         }
+    }
+
+    @Override
+    public void klFullAccumulate(final Logits policy, final Logits reference, final double temperature,
+                                 final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
+                                 final OffHeapArray gradLogits) {
+        KlLoss.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, true);
     }
 }
