@@ -166,4 +166,173 @@ public final class Checks {
             }
         }
     }
+
+    // ---- KL penalty and the composed actor loss ----
+
+    /** Validates the arguments of {@link Engine#klPenalty}. */
+    public static void klPenalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut,
+                                 final OffHeapArray gradOut) {
+        Objects.requireNonNull(kl, "kl");
+        Objects.requireNonNull(batch, "batch");
+        if (kl.estimator() == KlPenalty.Estimator.FULL) {
+            throw new IllegalArgumentException("kl_penalty 'full' needs the policy and reference logits, not "
+                + "log-probs: use Engine.klFull (or Engine.actorLoss with logits)");
+        }
+        // A constant term name: building "kl_penalty 'k3'" would allocate on every call.
+        columns(batch, "kl_penalty", Column.LOG_PROB, Column.REF_LOG_PROB, Column.RESPONSE_MASK);
+        array(kldOut, "kldOut", ElementType.F32, batch.numTokens(), false);
+        array(gradOut, "gradOut", ElementType.F32, batch.numTokens(), true);
+    }
+
+    /** Validates the arguments of {@link Engine#klFull}. */
+    public static void klFull(final Logits policy, final Logits reference, final double temperature,
+                              final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
+                              final OffHeapArray gradLogits) {
+        Objects.requireNonNull(policy, "policy");
+        Objects.requireNonNull(reference, "reference");
+        openLogits(policy, "policy");
+        openLogits(reference, "reference");
+        if (reference.rows() != policy.rows() || reference.vocab() != policy.vocab()) {
+            throw new IllegalArgumentException("reference logits must have the policy's shape (" + policy.rows()
+                + " x " + policy.vocab() + "), got " + reference.rows() + " x " + reference.vocab());
+        }
+        temperature(temperature);
+        final int rows = policy.rows();
+        array(rowMask, "rowMask", ElementType.F32, rows, true);
+        array(kldOut, "kldOut", ElementType.F32, rows, false);
+        if ((upstream == null) != (gradLogits == null)) {
+            throw new IllegalArgumentException("upstream and gradLogits must both be given (gradient) or both be "
+                + "null (forward only), got upstream " + (upstream == null ? "null" : "given") + " and gradLogits "
+                + (gradLogits == null ? "null" : "given"));
+        }
+        array(upstream, "upstream", ElementType.F32, rows, true);
+        gradLogits(gradLogits, "gradLogits", policy);
+        if (gradLogits != null && overlaps(gradLogits, reference.data())) {
+            throw new IllegalArgumentException("gradLogits must not overlap the reference logits (they are read "
+                + "while the gradient is written)");
+        }
+    }
+
+    /**
+     * Validates a gradient buffer in the layout of {@code logits}: F32, long enough, and either disjoint from the
+     * logits or exactly their own F32 memory (in place).
+     */
+    public static void gradLogits(final OffHeapArray grad, final String name, final Logits logits) {
+        if (grad == null) {
+            return;
+        }
+        array(grad, name, ElementType.F32, Logits.requiredLength(logits.rows(), logits.vocab(), logits.rowStride()),
+            false);
+        if (overlaps(grad, logits.data())
+            && !(logits.type() == ElementType.F32 && grad.address() == logits.data().address())) {
+            throw new IllegalArgumentException(name + " overlaps the logits without being their own F32 memory: "
+                + "pass the logits' array itself (in place) or a disjoint buffer");
+        }
+    }
+
+    /** Validates the arguments of {@link Engine#actorLoss(LossSpec, TokenBatch, OffHeapArray, ActorLossResult)}. */
+    public static void actorLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                                 final ActorLossResult out) {
+        Objects.requireNonNull(out, "out");
+        policyLoss(spec, batch, gradLogProb, out.policy());
+        if (spec.entropyNeeded()) {
+            throw new IllegalArgumentException("entropy needs logits (calculate_entropy=" + spec.calculateEntropy()
+                + ", entropy_coeff=" + spec.entropyCoeff() + "): use actorLoss with logits and labels, or set "
+                + "calculate_entropy=false and entropy_coeff=0");
+        }
+        if (spec.useKlLoss()) {
+            if (spec.klLossType().estimator() == KlPenalty.Estimator.FULL) {
+                throw new IllegalArgumentException("kl_loss_type=full needs the policy and reference logits: use "
+                    + "actorLoss with logits and reference logits");
+            }
+            columns(batch, "the kl loss (use_kl_loss)", Column.REF_LOG_PROB);
+        }
+    }
+
+    /** Requires finite {@code temperature > 0}. */
+    public static void temperature(final double temperature) {
+        if (!(temperature > 0) || Double.isInfinite(temperature)) {
+            throw new IllegalArgumentException("temperature must be a finite number > 0, got " + temperature);
+        }
+    }
+
+    private static void openLogits(final Logits logits, final String name) {
+        if (logits.data().isClosed()) {
+            throw new IllegalArgumentException(name + " logits data is closed");
+        }
+    }
+
+    /** @return whether the bytes of two arrays overlap. */
+    public static boolean overlaps(final OffHeapArray a, final OffHeapArray b) {
+        final long a0 = a.address();
+        final long b0 = b.address();
+        return a.byteSize() > 0 && b.byteSize() > 0 && a0 < b0 + b.byteSize() && b0 < a0 + a.byteSize();
+    }
+
+    /**
+     * Validates the arguments of
+     * {@link Engine#actorLoss(LossSpec, TokenBatch, Logits, OffHeapArray, Logits, OffHeapArray, OffHeapArray,
+     * ActorLossResult)}, labels included.
+     */
+    public static void actorLoss(final LossSpec spec, final TokenBatch batch, final Logits logits,
+                                 final OffHeapArray labels, final Logits refLogits, final OffHeapArray gradLogProb,
+                                 final OffHeapArray gradLogits, final ActorLossResult out) {
+        Objects.requireNonNull(spec, "spec");
+        Objects.requireNonNull(batch, "batch");
+        Objects.requireNonNull(logits, "logits");
+        Objects.requireNonNull(out, "out");
+        final int n = batch.numTokens();
+        columns(batch, "the policy loss", Column.OLD_LOG_PROB, Column.ADVANTAGES, Column.RESPONSE_MASK);
+        if (batch.has(Column.ROLLOUT_IS_WEIGHTS)) {
+            array(batch.column(Column.ROLLOUT_IS_WEIGHTS), "rollout_is_weights", ElementType.F32, n, false);
+        }
+        Aggregation.validate(spec, batch);
+        openLogits(logits, "logits");
+        if (logits.rows() != n) {
+            throw new IllegalArgumentException("logits must have one row per token slot (" + n + " rows), got "
+                + logits.rows());
+        }
+        array(labels, "labels", ElementType.I32, n, false);
+        array(gradLogProb, "gradLogProb", ElementType.F32, n, true);
+        gradLogits(gradLogits, "gradLogits", logits);
+        final boolean full = spec.useKlLoss() && spec.klLossType().estimator() == KlPenalty.Estimator.FULL;
+        if (full) {
+            if (refLogits == null) {
+                throw new IllegalArgumentException("kl_loss_type=full needs refLogits (" + n + " x " + logits.vocab()
+                    + ")");
+            }
+            openLogits(refLogits, "refLogits");
+            if (refLogits.rows() != n || refLogits.vocab() != logits.vocab()) {
+                throw new IllegalArgumentException("refLogits must have the logits' shape (" + n + " x "
+                    + logits.vocab() + "), got " + refLogits.rows() + " x " + refLogits.vocab());
+            }
+            if (gradLogits != null && overlaps(gradLogits, logits.data())) {
+                throw new IllegalArgumentException("kl_loss_type=full reads the logits after the vocabulary "
+                    + "backward: gradLogits must not be the logits' memory (pass a separate buffer)");
+            }
+            if (gradLogits != null && overlaps(gradLogits, refLogits.data())) {
+                throw new IllegalArgumentException("gradLogits must not overlap refLogits");
+            }
+        } else {
+            if (refLogits != null) {
+                throw new IllegalArgumentException("refLogits is read only for kl_loss_type=full (this spec: "
+                    + (spec.useKlLoss() ? "kl_loss_type=" + spec.klLossType().verlName() : "use_kl_loss=false")
+                    + "); pass null");
+            }
+            if (spec.useKlLoss()) {
+                columns(batch, "the kl loss (use_kl_loss)", Column.REF_LOG_PROB);
+            }
+        }
+        final OffHeapArray mask = batch.mask();
+        final int vocab = logits.vocab();
+        for (int t = 0; t < n; t++) {
+            if (mask.getFloat(t) != 0f) {
+                final int label = labels.getInt(t);
+                if (label < 0 || label >= vocab) {
+                    throw new IllegalArgumentException("labels[" + t + "] = " + label + " is outside [0, " + vocab
+                        + ") on a valid token");
+                }
+            }
+        }
+    }
 }

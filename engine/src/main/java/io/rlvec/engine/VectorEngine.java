@@ -1,13 +1,16 @@
 package io.rlvec.engine;
 
+import io.rlvec.ActorLossResult;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
+import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
+import io.rlvec.reference.ActorLoss;
 
 /**
  * The fast path: Vector API kernels over off-heap memory, bit-identical to the reference on elementwise outputs
@@ -72,5 +75,49 @@ public final class VectorEngine implements Engine {
                                  final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
         Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
         vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, blocks);
+    }
+
+    // ---- KL penalty and the composed actor loss ----
+
+    private final KlKernel kl = new KlKernel();
+
+    // Created on first use: field initialisers run before the constructor has set blocks.
+    private ActorLoss actor;
+
+    private ActorLoss actor() {
+        if (actor == null) {
+            actor = new ActorLoss(this, new ActorKernel(blocks, kl));
+        }
+        return actor;
+    }
+
+    @Override
+    public void klPenalty(final KlPenalty penalty, final TokenBatch batch, final OffHeapArray kldOut,
+                          final OffHeapArray gradOut) {
+        Checks.klPenalty(penalty, batch, kldOut, gradOut);
+        kl.penalty(penalty, batch, kldOut, gradOut, blocks);
+    }
+
+    @Override
+    public void klFull(final Logits policy, final Logits reference, final double temperature,
+                       final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
+                       final OffHeapArray gradLogits) {
+        Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
+        kl.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false, blocks);
+    }
+
+    @Override
+    public void actorLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                          final ActorLossResult out) {
+        Checks.actorLoss(spec, batch, gradLogProb, out);
+        actor().fromLogProbs(spec, batch, gradLogProb, out);
+    }
+
+    @Override
+    public void actorLoss(final LossSpec spec, final TokenBatch batch, final Logits logits, final OffHeapArray labels,
+                          final Logits refLogits, final OffHeapArray gradLogProb, final OffHeapArray gradLogits,
+                          final ActorLossResult out) {
+        Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+        actor().fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
     }
 }

@@ -1,8 +1,10 @@
 package io.rlvec.reference;
 
+import io.rlvec.ActorLossResult;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
+import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
@@ -52,5 +54,39 @@ public final class ReferenceEngine implements Engine {
                                  final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
         Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
         VocabPass.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
+    }
+
+    // ---- KL penalty and the composed actor loss ----
+
+    private final ActorLoss actor = new ActorLoss(this, new ScalarActorKernels());
+
+    @Override
+    public void klPenalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut,
+                          final OffHeapArray gradOut) {
+        Checks.klPenalty(kl, batch, kldOut, gradOut);
+        KlLoss.compute(kl, batch, kldOut, gradOut);
+    }
+
+    @Override
+    public void klFull(final Logits policy, final Logits reference, final double temperature,
+                       final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
+                       final OffHeapArray gradLogits) {
+        Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
+        KlLoss.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false);
+    }
+
+    @Override
+    public void actorLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                          final ActorLossResult out) {
+        Checks.actorLoss(spec, batch, gradLogProb, out);
+        actor.fromLogProbs(spec, batch, gradLogProb, out);
+    }
+
+    @Override
+    public void actorLoss(final LossSpec spec, final TokenBatch batch, final Logits logits, final OffHeapArray labels,
+                          final Logits refLogits, final OffHeapArray gradLogProb, final OffHeapArray gradLogits,
+                          final ActorLossResult out) {
+        Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+        actor.fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
     }
 }
