@@ -82,7 +82,11 @@ final class VocabKernel implements Blocks.Body {
     private int vocab;
     private long rowStrideBytes;
     private float t;
-    /** Whether t is a power of two: then x * (1 / t) is exactly x / t and replaces the division. */
+    /**
+     * Whether t and 1/t are powers of two: then x * (1/t) and x / t are the same correctly rounded value of the same
+     * real number (also when it is subnormal or overflows), and the cheaper multiply replaces the division
+     * (measured: the division is about a fifth of the fused pass at 512 bits).
+     */
     private boolean mulT;
     private float invT;
     private MemorySegment labels;
@@ -95,7 +99,7 @@ final class VocabKernel implements Blocks.Body {
     private boolean backward;
     private boolean storeExp;
     private int rowsPerBlock;
-    /** Per-block scratch: the row's S and W (two return values of the fused pass). Grows, then is reused. */
+    /** Per-block scratch ({@link #SLOT} doubles per block): S, W and the lane sums. Grows, then is reused. */
     private double[] stats = new double[SLOT];
 
     /** Forward: validated arguments (see {@link io.rlvec.Engine#logProbs}). */
@@ -134,13 +138,15 @@ final class VocabKernel implements Blocks.Body {
         rowStrideBytes = logits.rowStride() * logits.type().bytes();
         t = (float) temperature;
         invT = 1f / t;
-        mulT = isPowerOfTwo(t) && invT * t == 1f && Float.isFinite(invT) && Math.getExponent(invT) >= Float.MIN_EXPONENT;
+        mulT = isPowerOfTwo(t) && isPowerOfTwo(invT);
         labels = labelsArr.segment();
         mask = rowMask == null ? null : rowMask.segment();
     }
 
+    /** A finite, normal, positive power of two: multiplying by it or by its reciprocal only moves the exponent. */
     private static boolean isPowerOfTwo(final float v) {
-        return v > 0 && (Float.floatToRawIntBits(v) & 0x007F_FFFF) == 0 && Math.getExponent(v) >= Float.MIN_EXPONENT;
+        return v > 0 && Float.isFinite(v) && (Float.floatToRawIntBits(v) & 0x007F_FFFF) == 0
+            && Math.getExponent(v) >= Float.MIN_EXPONENT;
     }
 
     private void runBlocks(final Blocks blocks) {
