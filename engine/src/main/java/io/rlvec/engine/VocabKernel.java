@@ -69,8 +69,11 @@ final class VocabKernel implements Blocks.Body {
      * enough to amortise a task hand-off, few enough to balance two threads on small batches.
      */
     private static final int BLOCK_LOGITS = 1 << 16;
-    /** Doubles per block in {@link #stats}: one 64-byte line, so that two threads never write the same line. */
-    private static final int SLOT = 8;
+    /**
+     * Doubles per block in {@link #stats}: S and W of the current row, then the eight canonical S lanes and the
+     * eight W lanes; a multiple of 64 bytes, so that two threads never write the same cache line.
+     */
+    private static final int SLOT = 32;
 
     // Per-call state, set by forward/backward before the blocks run and cleared after.
     private MemorySegment x;
@@ -79,7 +82,11 @@ final class VocabKernel implements Blocks.Body {
     private int vocab;
     private long rowStrideBytes;
     private float t;
-    /** Whether t is a power of two: then x * (1 / t) is exactly x / t and replaces the division. */
+    /**
+     * Whether t and 1/t are powers of two: then x * (1/t) and x / t are the same correctly rounded value of the same
+     * real number (also when it is subnormal or overflows), and the cheaper multiply replaces the division
+     * (measured: the division is about a fifth of the fused pass at 512 bits).
+     */
     private boolean mulT;
     private float invT;
     private MemorySegment labels;
@@ -92,7 +99,7 @@ final class VocabKernel implements Blocks.Body {
     private boolean backward;
     private boolean storeExp;
     private int rowsPerBlock;
-    /** Per-block scratch: the row's S and W (two return values of the fused pass). Grows, then is reused. */
+    /** Per-block scratch ({@link #SLOT} doubles per block): S, W and the lane sums. Grows, then is reused. */
     private double[] stats = new double[SLOT];
 
     /** Forward: validated arguments (see {@link io.rlvec.Engine#logProbs}). */
@@ -131,13 +138,15 @@ final class VocabKernel implements Blocks.Body {
         rowStrideBytes = logits.rowStride() * logits.type().bytes();
         t = (float) temperature;
         invT = 1f / t;
-        mulT = isPowerOfTwo(t) && invT * t == 1f && Float.isFinite(invT) && Math.getExponent(invT) >= Float.MIN_EXPONENT;
+        mulT = isPowerOfTwo(t) && isPowerOfTwo(invT);
         labels = labelsArr.segment();
         mask = rowMask == null ? null : rowMask.segment();
     }
 
+    /** A finite, normal, positive power of two: multiplying by it or by its reciprocal only moves the exponent. */
     private static boolean isPowerOfTwo(final float v) {
-        return v > 0 && (Float.floatToRawIntBits(v) & 0x007F_FFFF) == 0 && Math.getExponent(v) >= Float.MIN_EXPONENT;
+        return v > 0 && Float.isFinite(v) && (Float.floatToRawIntBits(v) & 0x007F_FFFF) == 0
+            && Math.getExponent(v) >= Float.MIN_EXPONENT;
     }
 
     private void runBlocks(final Blocks blocks) {
@@ -407,60 +416,70 @@ final class VocabKernel implements Blocks.Body {
                 }
             }
         }
-        double s;
-        double w;
-        final int v8 = v - v % 8;
+        // The eight canonical lanes go through the block's scratch in `out` (slot + 8 .. slot + 23): a vector
+        // store, then scalar reads. DoubleVector.lane() was measured to box the vector on some compiles (its
+        // extract intrinsic fell back to an out-of-line call), 80-200 bytes per row.
+        final int sl = slot + 8;
+        final int wl = slot + 16;
         if (FL == 8) {
-            final DoubleVector a = s0.add(s1);
-            final DoubleVector b = w0.add(w1);
-            s = (a.lane(0) + a.lane(1)) + (a.lane(2) + a.lane(3));
-            w = (b.lane(0) + b.lane(1)) + (b.lane(2) + b.lane(3));
+            s0.intoArray(out, sl);
+            s1.intoArray(out, sl + 4);
+            w0.intoArray(out, wl);
+            w1.intoArray(out, wl + 4);
         } else if (FL == 4) {
-            final DoubleVector a = s0.add(s2);
-            final DoubleVector b = s1.add(s3);
-            final DoubleVector c = w0.add(w2);
-            final DoubleVector d = w1.add(w3);
-            s = (a.lane(0) + a.lane(1)) + (b.lane(0) + b.lane(1));
-            w = (c.lane(0) + c.lane(1)) + (d.lane(0) + d.lane(1));
+            s0.intoArray(out, sl);
+            s1.intoArray(out, sl + 2);
+            s2.intoArray(out, sl + 4);
+            s3.intoArray(out, sl + 6);
+            w0.intoArray(out, wl);
+            w1.intoArray(out, wl + 2);
+            w2.intoArray(out, wl + 4);
+            w3.intoArray(out, wl + 6);
+        } else if (FL == 16) {
+            s0.intoArray(out, sl);
+            w0.intoArray(out, wl);
         } else {
-            // 16 float lanes (s0 holds lanes 0-7, one 8-chunk may remain) or wider (no vector loop ran).
-            double l0 = s0.lane(0);
-            double l1 = s0.lane(1);
-            double l2 = s0.lane(2);
-            double l3 = s0.lane(3);
-            double l4 = s0.lane(4);
-            double l5 = s0.lane(5);
-            double l6 = s0.lane(6);
-            double l7 = s0.lane(7);
-            double q0 = w0.lane(0);
-            double q1 = w0.lane(1);
-            double q2 = w0.lane(2);
-            double q3 = w0.lane(3);
-            double q4 = w0.lane(4);
-            double q5 = w0.lane(5);
-            double q6 = w0.lane(6);
-            double q7 = w0.lane(7);
-            for (int j = vv; j < v8; j++) {
-                final float d = loadScalar(seg, base, j, bf16) / t - m;
-                final float e = CanonicalMath.exp(d);
-                final float ec = e * clamp(d);
-                if (store) {
-                    eSeg.set(F32, eBase + 4L * j, e);
-                }
-                switch (j & 7) {
-                    case 0 -> { l0 += e; q0 += ec; }
-                    case 1 -> { l1 += e; q1 += ec; }
-                    case 2 -> { l2 += e; q2 += ec; }
-                    case 3 -> { l3 += e; q3 += ec; }
-                    case 4 -> { l4 += e; q4 += ec; }
-                    case 5 -> { l5 += e; q5 += ec; }
-                    case 6 -> { l6 += e; q6 += ec; }
-                    default -> { l7 += e; q7 += ec; }
-                }
-            }
-            s = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
-            w = ((q0 + q4) + (q1 + q5)) + ((q2 + q6) + (q3 + q7));
+            // Wider vectors: no vector loop ran (SUM_VECTOR), every lane starts at 0.
+            java.util.Arrays.fill(out, sl, wl + 8, 0.0);
         }
+        double l0 = out[sl];
+        double l1 = out[sl + 1];
+        double l2 = out[sl + 2];
+        double l3 = out[sl + 3];
+        double l4 = out[sl + 4];
+        double l5 = out[sl + 5];
+        double l6 = out[sl + 6];
+        double l7 = out[sl + 7];
+        double q0 = out[wl];
+        double q1 = out[wl + 1];
+        double q2 = out[wl + 2];
+        double q3 = out[wl + 3];
+        double q4 = out[wl + 4];
+        double q5 = out[wl + 5];
+        double q6 = out[wl + 6];
+        double q7 = out[wl + 7];
+        // Whole 8-chunks the vector loop did not cover (16 float lanes: at most one; wider: all), lane by lane.
+        final int v8 = v - v % 8;
+        for (int j = vv; j < v8; j++) {
+            final float d = loadScalar(seg, base, j, bf16) / t - m;
+            final float e = CanonicalMath.exp(d);
+            final float ec = e * clamp(d);
+            if (store) {
+                eSeg.set(F32, eBase + 4L * j, e);
+            }
+            switch (j & 7) {
+                case 0 -> { l0 += e; q0 += ec; }
+                case 1 -> { l1 += e; q1 += ec; }
+                case 2 -> { l2 += e; q2 += ec; }
+                case 3 -> { l3 += e; q3 += ec; }
+                case 4 -> { l4 += e; q4 += ec; }
+                case 5 -> { l5 += e; q5 += ec; }
+                case 6 -> { l6 += e; q6 += ec; }
+                default -> { l7 += e; q7 += ec; }
+            }
+        }
+        double s = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
+        double w = ((q0 + q4) + (q1 + q5)) + ((q2 + q6) + (q3 + q7));
         for (int j = v8; j < v; j++) {
             final float d = loadScalar(seg, base, j, bf16) / t - m;
             final float e = CanonicalMath.exp(d);

@@ -1,0 +1,68 @@
+package io.rlvec.jmh.vocab;
+
+import java.util.concurrent.TimeUnit;
+
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+
+import io.rlvec.Engine;
+
+/**
+ * The vocabulary pass through {@link Engine}: forward ({@code logProbs} with entropy) and forward + backward
+ * ({@code logProbs} then {@code logProbsBackward} into a separate gradient buffer), both implementations, f32 and
+ * bf16, one and two threads, at (N, V) = (256, 32000) (a row fits in L2) and (64, 151936). Divide the time per
+ * operation by N * V for ns per logit; compare with {@link VocabFloorBenchmark}. The answer is checked against the
+ * other implementation once per trial.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Fork(value = 1, jvmArgsAppend = {"-Xms1g", "-Xmx1g", "-XX:+AlwaysPreTouch"})
+public class VocabBenchmark {
+    @Param({"vector", "vector2", "reference"})
+    public String impl;
+    @Param({"256x32000", "64x151936"})
+    public String shape;
+    @Param({"f32", "bf16"})
+    public String dtype;
+
+    private VocabInputs in;
+    private Engine engine;
+
+    @Setup(Level.Trial)
+    public void setUp() {
+        in = new VocabInputs(shape, dtype);
+        engine = VocabInputs.engine(impl);
+        in.check(engine, impl);
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() throws Exception {
+        if (engine instanceof AutoCloseable c) {
+            c.close();
+        }
+        in.close();
+    }
+
+    /** logProbs with entropy: one exp per logit. */
+    @Benchmark
+    public void forward() {
+        in.forward(engine);
+    }
+
+    /** logProbs then logProbsBackward: two exps per logit (the backward stores e_j and reads it back). */
+    @Benchmark
+    public void forwardBackward() {
+        in.forward(engine);
+        in.backward(engine);
+    }
+}

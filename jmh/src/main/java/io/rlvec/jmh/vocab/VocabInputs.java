@@ -1,0 +1,129 @@
+package io.rlvec.jmh.vocab;
+
+import java.util.SplittableRandom;
+
+import io.rlvec.ElementType;
+import io.rlvec.Engine;
+import io.rlvec.Logits;
+import io.rlvec.OffHeapArray;
+import io.rlvec.engine.VectorEngine;
+import io.rlvec.reference.ReferenceEngine;
+
+/**
+ * Shared inputs of the vocabulary-pass benchmarks: {@code rows x vocab} logits (N(0, 3) with one lifted logit per
+ * row, like a language model's output at temperature 0.7), labels, upstream gradients and output buffers, all off
+ * heap; plus the engine choice and the answer check.
+ */
+final class VocabInputs implements AutoCloseable {
+    final int rows;
+    final int vocab;
+    final ElementType type;
+    final double temperature = 0.7;
+    final OffHeapArray logits;
+    final OffHeapArray labels;
+    final OffHeapArray gradLogProb;
+    final OffHeapArray gradEntropy;
+    final OffHeapArray logProb;
+    final OffHeapArray entropy;
+    final OffHeapArray grad;
+    final Logits view;
+
+    /**
+     * @param shape "ROWSxVOCAB".
+     * @param dtype "f32" or "bf16".
+     */
+    VocabInputs(final String shape, final String dtype) {
+        final String[] p = shape.split("x");
+        rows = Integer.parseInt(p[0]);
+        vocab = Integer.parseInt(p[1]);
+        type = switch (dtype) {
+            case "f32" -> ElementType.F32;
+            case "bf16" -> ElementType.BF16;
+            default -> throw new IllegalArgumentException("dtype must be f32 or bf16, got " + dtype);
+        };
+        final long n = (long) rows * vocab;
+        logits = OffHeapArray.allocate(type, n);
+        final SplittableRandom rnd = new SplittableRandom(0x10917L + n);
+        for (int r = 0; r < rows; r++) {
+            for (int j = 0; j < vocab; j++) {
+                final double u = 1 - rnd.nextDouble();
+                final double g = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rnd.nextDouble());
+                logits.setFloat((long) r * vocab + j, (float) (3 * g));
+            }
+            logits.setFloat((long) r * vocab + rnd.nextInt(vocab), 12f);
+        }
+        labels = OffHeapArray.allocate(ElementType.I32, rows);
+        gradLogProb = OffHeapArray.allocate(ElementType.F32, rows);
+        gradEntropy = OffHeapArray.allocate(ElementType.F32, rows);
+        for (int r = 0; r < rows; r++) {
+            labels.setInt(r, rnd.nextInt(vocab));
+            gradLogProb.setFloat(r, (float) rnd.nextDouble(-1, 1));
+            gradEntropy.setFloat(r, (float) rnd.nextDouble(-0.01, 0.01));
+        }
+        logProb = OffHeapArray.allocate(ElementType.F32, rows);
+        entropy = OffHeapArray.allocate(ElementType.F32, rows);
+        grad = OffHeapArray.allocate(ElementType.F32, n);
+        view = Logits.of(logits, rows, vocab);
+    }
+
+    /** @return "reference", "vector" (one thread) or "vector2" (two threads). */
+    static Engine engine(final String impl) {
+        return switch (impl) {
+            case "reference" -> new ReferenceEngine();
+            case "vector" -> new VectorEngine(1);
+            case "vector2" -> new VectorEngine(2);
+            default -> throw new IllegalArgumentException("impl must be reference, vector or vector2, got " + impl);
+        };
+    }
+
+    void forward(final Engine e) {
+        e.logProbs(view, labels, temperature, null, logProb, entropy);
+    }
+
+    void backward(final Engine e) {
+        e.logProbsBackward(view, labels, temperature, null, gradLogProb, gradEntropy, grad);
+    }
+
+    /**
+     * Checks {@code e}'s answer against the other implementation once (style.md P13): log-probs and entropies within
+     * 1 ulp, gradients bit-identical.
+     */
+    void check(final Engine e, final String impl) {
+        final Engine other = impl.equals("reference") ? new VectorEngine(1) : new ReferenceEngine();
+        forward(e);
+        backward(e);
+        final float[] lp = logProb.toFloatArray();
+        final float[] h = entropy.toFloatArray();
+        final OffHeapArray mine = OffHeapArray.allocate(ElementType.F32, grad.length());
+        try {
+            mine.segment().copyFrom(grad.segment());
+            forward(other);
+            backward(other);
+            for (int r = 0; r < rows; r++) {
+                if (Math.abs(Math.ulp(lp[r])) < Math.abs(lp[r] - logProb.getFloat(r))
+                    || Math.abs(Math.ulp(h[r])) < Math.abs(h[r] - entropy.getFloat(r))) {
+                    throw new IllegalStateException(impl + ": row " + r + " differs from " + other.name() + ": "
+                        + lp[r] + " / " + logProb.getFloat(r) + ", " + h[r] + " / " + entropy.getFloat(r));
+                }
+            }
+            final long mismatch = mine.segment().mismatch(grad.segment());
+            if (mismatch >= 0) {
+                throw new IllegalStateException(impl + ": gradient differs from " + other.name() + " at byte "
+                    + mismatch);
+            }
+        } finally {
+            mine.close();
+        }
+    }
+
+    @Override
+    public void close() {
+        logits.close();
+        labels.close();
+        gradLogProb.close();
+        gradEntropy.close();
+        logProb.close();
+        entropy.close();
+        grad.close();
+    }
+}
