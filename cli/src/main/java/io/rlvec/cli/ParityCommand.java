@@ -26,8 +26,10 @@ import picocli.CommandLine.Parameters;
  */
 @Command(name = "parity", mixinStandardHelpOptions = true,
     description = {"Runs verl golden cases (safetensors) on the engines and compares every output with verl's: "
-        + "relative 1e-5 on losses and metrics, absolute 1e-5 on gradients. Documented deviations (verl NaN/Inf "
-            + "where the engine's contract is finite) are reported as DEVIATION; files whose function has no "
+        + "relative 1e-5 on losses, metrics and per-token values, absolute 1e-5 on gradients. Documented "
+            + "deviations (verl NaN/Inf where the engine's contract is finite, or float32 PyTorch farther than the "
+            + "engine from a double-precision evaluation) are reported as DEVIATION; outputs the engine has no "
+            + "counterpart for are computed by the harness and labelled so; files whose function has no "
             + "handler as UNSUPPORTED. With --engine both, the vector engine is also held to the reference "
             + "(gradients bit-identical, scalars within 1 ulp)."},
     exitCodeListHeading = "%nExit codes:%n",

@@ -53,12 +53,13 @@ class MainTest {
         final Run r = execute("parity", "--problems-only", "--json", json.toString(),
             golden("agg_loss_b5t9_default_tmean.safetensors").getParent().toString());
         assertThat(r.code()).as(r.out() + r.err()).isZero();
-        assertThat(r.out()).contains("summary: 225 case(s) on ").contains(" 0 FAIL, 0 UNSUPPORTED")
+        assertThat(r.out()).contains("summary: 291 case(s) on ").contains(" 0 FAIL, 0 UNSUPPORTED")
             .contains("deviation NO_VALID_TOKEN").contains("deviation MASKED_NONFINITE_SEQ_MEAN")
-            .contains("225 of 225 case(s) within the contract");
+            .contains("deviation NEG_INF_LOGIT").contains("deviation TORCH_LESS_ACCURATE")
+            .contains("291 of 291 case(s) within the contract");
         final JsonNode report = new ObjectMapper().readTree(json.toFile());
         assertThat(report.path("summary").path("failed").asBoolean(true)).isFalse();
-        assertThat(report.path("cases")).hasSize(225);
+        assertThat(report.path("cases")).hasSize(291);
         assertThat(report.path("deviationReasons").path("NO_VALID_TOKEN").path("reason").asText()).contains("0 by 0");
     }
 

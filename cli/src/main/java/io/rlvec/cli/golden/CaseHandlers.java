@@ -17,7 +17,11 @@ public final class CaseHandlers {
     public static CaseHandlers defaults() {
         return new CaseHandlers()
             .register(VanillaPolicyLossHandler.FUNCTION, new VanillaPolicyLossHandler())
-            .register(AggLossHandler.FUNCTION, new AggLossHandler());
+            .register(AggLossHandler.FUNCTION, new AggLossHandler())
+            .register(KlPenaltyHandler.FUNCTION, new KlPenaltyHandler())
+            .register(LogitsHandler.FUNCTION, new LogitsHandler())
+            .register(ActorLogProbHandler.FUNCTION, new ActorLogProbHandler())
+            .register(ActorLogitsHandler.FUNCTION, new ActorLogitsHandler());
     }
 
     /**

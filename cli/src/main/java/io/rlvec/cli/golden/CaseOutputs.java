@@ -25,9 +25,13 @@ public final class CaseOutputs {
      * @param mask         for token-aligned outputs, the response mask per element (non-zero = valid); else null.
      * @param tolerance    how close to verl it must be.
      * @param allowed      deviations that may explain a non-finite verl value.
+     * @param harness      null for an engine output; otherwise how the harness computed it (a verl output the
+     *                     engine has no counterpart for), which every report of the tensor shows.
+     * @param referee      null, or the harness's double-precision evaluation and float32 error budget: the referee
+     *                     of {@link Deviation#TORCH_LESS_ACCURATE}.
      */
     public record Output(String name, float[] values, boolean tokenAligned, float[] mask, Tolerance tolerance,
-                         Set<Deviation> allowed) {
+                         Set<Deviation> allowed, String harness, Referee referee) {
         /** Validates the shape of the record. */
         public Output {
             Objects.requireNonNull(name, "name");
@@ -39,11 +43,64 @@ public final class CaseOutputs {
             }
             allowed = Collections.unmodifiableSet(allowed.isEmpty() ? EnumSet.noneOf(Deviation.class)
                 : EnumSet.copyOf(allowed));
+            if (referee != null && referee.exact().length != values.length) {
+                throw new IllegalArgumentException("output " + name + " has " + values.length + " values but "
+                    + referee.exact().length + " refereed values");
+            }
+            if (allowed.contains(Deviation.TORCH_LESS_ACCURATE) && referee == null) {
+                throw new IllegalArgumentException("output " + name + " allows " + Deviation.TORCH_LESS_ACCURATE
+                    + " but has no double-precision evaluation to referee it");
+            }
+        }
+
+        /** @return whether the engine computed this output (false: the harness did, see {@link #harness()}). */
+        public boolean fromEngine() {
+            return harness == null;
         }
 
         /** @return whether this is a 0-d value. */
         public boolean isScalar() {
             return !tokenAligned && values.length == 1;
+        }
+    }
+
+    /**
+     * The harness's own evaluation of an output, which referees {@link Deviation#TORCH_LESS_ACCURATE}.
+     *
+     * @param exact  per element, the quantity in double precision from the same float32 inputs.
+     * @param budget per element, a bound on the error a float32 evaluation (PyTorch's) can have there, from the
+     *               float32 resolution of the inputs it rounds at (see the handler that computes it).
+     */
+    public record Referee(double[] exact, double[] budget) {
+        /** Copies and checks the arrays. */
+        public Referee {
+            exact = exact.clone();
+            budget = budget.clone();
+            if (exact.length != budget.length) {
+                throw new IllegalArgumentException("exact has " + exact.length + " values, budget " + budget.length);
+            }
+        }
+
+        /** @return a copy of the double-precision values. */
+        @Override
+        public double[] exact() {
+            return exact.clone();
+        }
+
+        /** @return a copy of the float32 error budgets. */
+        @Override
+        public double[] budget() {
+            return budget.clone();
+        }
+
+        /** @return the double-precision value of element {@code i}. */
+        public double exactAt(final int i) {
+            return exact[i];
+        }
+
+        /** @return the float32 error budget of element {@code i}. */
+        public double budgetAt(final int i) {
+            return budget[i];
         }
     }
 
@@ -64,7 +121,7 @@ public final class CaseOutputs {
      */
     public CaseOutputs scalar(final String name, final float value, final Tolerance tolerance,
                               final Deviation... allowed) {
-        return put(new Output(name, new float[] {value}, false, null, tolerance, set(allowed)));
+        return put(new Output(name, new float[] {value}, false, null, tolerance, set(allowed), null, null));
     }
 
     /**
@@ -74,13 +131,38 @@ public final class CaseOutputs {
      */
     public CaseOutputs tokens(final String name, final float[] values, final float[] mask, final Tolerance tolerance,
                               final Deviation... allowed) {
-        return put(new Output(name, values, true, mask, tolerance, set(allowed)));
+        return put(new Output(name, values, true, mask, tolerance, set(allowed), null, null));
     }
 
     /** Adds any other tensor (no per-token deviation applies to it). */
     public CaseOutputs tensor(final String name, final float[] values, final Tolerance tolerance,
                               final Deviation... allowed) {
-        return put(new Output(name, values, false, null, tolerance, set(allowed)));
+        return put(new Output(name, values, false, null, tolerance, set(allowed), null, null));
+    }
+
+    /**
+     * Adds a verl output the engine has no counterpart for, computed by the harness itself; reports label it with
+     * {@code how} so that it is never mistaken for an engine check.
+     *
+     * @param how how the harness computed it, e.g. "sum of softmax^2 in double from the float32 logits".
+     */
+    public CaseOutputs harness(final String name, final float[] values, final Tolerance tolerance, final String how) {
+        Objects.requireNonNull(how, "how");
+        return put(new Output(name, values, false, null, tolerance, Set.of(), how, null));
+    }
+
+    /**
+     * Adds a tensor together with the harness's double-precision evaluation of the same quantity from the same
+     * float32 inputs and a float32 error budget, which referee {@link Deviation#TORCH_LESS_ACCURATE} where the
+     * tensor allows it.
+     *
+     * @param harness null for an engine output, else how the harness computed the values (see {@link #harness}).
+     * @param referee one double-precision value and one budget per value.
+     */
+    public CaseOutputs refereed(final String name, final float[] values, final Referee referee,
+                                final Tolerance tolerance, final String harness, final Deviation... allowed) {
+        Objects.requireNonNull(referee, "referee");
+        return put(new Output(name, values, false, null, tolerance, set(allowed), harness, referee));
     }
 
     private CaseOutputs put(final Output o) {

@@ -138,6 +138,11 @@ public final class GoldenCase implements AutoCloseable {
         return file.float32(name);
     }
 
+    /** @return an int32 view (I32) or range-checked copy (I64) of a tensor, freed by {@link #close()}. */
+    public OffHeapArray int32(final String name) {
+        return file.int32(name);
+    }
+
     /** @return verl's exact values of a tensor (F64 kept at full precision). */
     public double[] expected(final String name) {
         return file.doubles(name);

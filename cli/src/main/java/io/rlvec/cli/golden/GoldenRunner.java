@@ -19,9 +19,14 @@ import io.rlvec.Engine;
  * <p>Rules: a function without a handler is UNSUPPORTED (never skipped); an {@code expect_error} case passes only
  * when the engine throws {@link IllegalArgumentException}; an output verl has but the handler did not compute is
  * a FAIL; a non-finite verl value is a DEVIATION only under a documented {@link Deviation} whose precondition
- * holds and whose contract the engine's value meets, else a FAIL.
+ * holds and whose contract the engine's value meets, else a FAIL; a finite verl value outside tolerance is a
+ * DEVIATION only under {@link Deviation#TORCH_LESS_ACCURATE} (refereed by the handler's double-precision
+ * evaluation), else a FAIL.
  */
 public final class GoldenRunner {
+    /** Opens the detail of every tensor the harness computed instead of the engine. */
+    public static final String HARNESS_LABEL = "not an engine output, computed by the harness: ";
+
     private final CaseHandlers handlers;
     private final List<Engine> engines;
 
@@ -158,7 +163,14 @@ public final class GoldenRunner {
                 maxRel = Double.isNaN(maxRel) ? rel : Math.max(maxRel, rel);
                 maxUlp = Math.max(maxUlp, ulpDistance((float) e, a));
                 if (!out.tolerance().accepts(abs, e)) {
-                    failure = "outside " + out.tolerance();
+                    if (Deviation.torchLessAccurate(out, i, e, a)) {
+                        deviations.add(Deviation.TORCH_LESS_ACCURATE);
+                        deviating++;
+                    } else {
+                        failure = "outside " + out.tolerance() + (out.referee() == null ? ""
+                            : "; double-precision value " + out.referee().exactAt(i) + ", float32 budget "
+                            + out.referee().budgetAt(i));
+                    }
                 }
             } else if (Double.isFinite(e)) {
                 failure = "engine not finite";
@@ -191,7 +203,7 @@ public final class GoldenRunner {
         if (failures > 0) {
             final String count = actual.length > 1 ? failures + "/" + actual.length + " elements wrong; " : "";
             return new TensorReport(out.name(), Verdict.FAIL, actual.length, maxAbs, maxRel, maxUlp, Set.of(),
-                count + firstFailure);
+                (out.fromEngine() ? "" : HARNESS_LABEL + out.harness() + "; ") + count + firstFailure);
         }
         if (!deviations.isEmpty()) {
             final StringBuilder sb = new StringBuilder();
@@ -202,9 +214,10 @@ public final class GoldenRunner {
                 sb.append(" (").append(deviating).append('/').append(actual.length).append(" elements)");
             }
             return new TensorReport(out.name(), Verdict.DEVIATION, actual.length, maxAbs, maxRel, maxUlp,
-                Set.copyOf(deviations), sb.toString());
+                Set.copyOf(deviations), sb + (out.fromEngine() ? "" : "; " + HARNESS_LABEL + out.harness()));
         }
-        return new TensorReport(out.name(), Verdict.PASS, actual.length, maxAbs, maxRel, maxUlp, Set.of(), "");
+        return new TensorReport(out.name(), Verdict.PASS, actual.length, maxAbs, maxRel, maxUlp, Set.of(),
+            out.fromEngine() ? "" : HARNESS_LABEL + out.harness());
     }
 
     private static Deviation deviation(final CaseOutputs.Output out, final CaseFacts facts, final int i) {

@@ -174,8 +174,10 @@ public final class ParityReport {
                     + "contract (gradients bit-identical, scalars within 1 ulp)", engines.get(0), engines.get(1),
                 agreementCompared() - agreementBreaches(), agreementCompared()));
         }
-        lines.add("tolerances vs verl: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.GRADIENT
-            + " on gradients; f64 cases run in float32 at the same tolerances");
+        lines.add("tolerances vs verl: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.VALUE
+            + " on per-token values (kld, log-probs, entropies), " + Tolerance.GRADIENT + " on gradients; f64 "
+            + "cases run in float32 at the same tolerances (kl_penalty f64 kld: "
+            + Tolerance.VALUE.orAbsolute(KlPenaltyHandler.F64_INPUT_ROUNDING_FLOOR) + ", for input rounding)");
         return lines;
     }
 
@@ -229,7 +231,8 @@ public final class ParityReport {
         }
         root.put("deviationReasons", reasons);
         root.put("tolerances", Map.of("scalar", Tolerance.SCALAR.toString(), "gradient",
-            Tolerance.GRADIENT.toString()));
+            Tolerance.GRADIENT.toString(), "value", Tolerance.VALUE.toString(), "klF64Kld",
+            Tolerance.VALUE.orAbsolute(KlPenaltyHandler.F64_INPUT_ROUNDING_FLOOR).toString()));
         final List<Object> list = new ArrayList<>();
         for (final CaseReport c : cases) {
             final Map<String, Object> m = new LinkedHashMap<>();

@@ -10,8 +10,11 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import io.rlvec.ActorLossResult;
 import io.rlvec.AggResult;
 import io.rlvec.Engine;
+import io.rlvec.KlPenalty;
+import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
@@ -302,6 +305,154 @@ class GoldenRunnerTest {
         assertThat(r.verdict()).as(r.toString()).isEqualTo(Verdict.PASS);
     }
 
+    private static final float LN2 = (float) Math.log(2);
+    private static final float LN3 = (float) Math.log(3);
+    private static final float THIRD_F = (float) (1.0 / 3.0);
+    private static final long[] ROWS = {2};
+    private static final long[] NV = {2, 3};
+
+    /**
+     * A hand-worked vocabulary-pass case: row 0 = [-inf, 0, 0] with label 1 (p = [0, 1/2, 1/2]), row 1 = [0, 0, 0]
+     * with label 0 (p = 1/3 each); temperature 1, w1 = 1, w2 = 0. log_prob = [-ln 2, -ln 3], entropy =
+     * [ln 2, ln 3], d log_prob / d x = onehot - p, sum p^2 = [1/2, 1/3]. verl's values for row 0's entropy and
+     * gradient are given by the caller (NaN as verl computes them, or something else to test the rules).
+     */
+    private Path logitsCase(final String name, final float entropy0, final float logProb0, final float grad0,
+                            final float entropy1) throws IOException {
+        final Path f = dir.resolve(name + ".safetensors");
+        final float[] lp = {-LN2, -LN3};
+        new SafetensorsWriter()
+            .metadata(GoldenCase.FUNCTION, LogitsHandler.FUNCTION)
+            .metadata(GoldenCase.PARAMS, "{\"temperature\": 1.0, \"N\": 2, \"V\": 3, \"kind\": \"neginf\"}")
+            .f32("in.logits", NV, Float.NEGATIVE_INFINITY, 0f, 0f, 0f, 0f, 0f)
+            .i64("in.labels", ROWS, 1L, 0L)
+            .f32("in.w1", ROWS, 1f, 1f).f32("in.w2", ROWS, 0f, 0f)
+            .f32("out.entropy", ROWS, entropy0, entropy1)
+            .f32("out.logprob_naive", ROWS, logProb0, lp[1]).f32("out.logprob_v2", ROWS, lp)
+            .f32("out.logprob_dispatch", ROWS, lp).f32("out.entropy_chunking", ROWS, entropy0, entropy1)
+            .f32("out.sum_pi_squared", ROWS, 0.5f, THIRD_F)
+            .f32("out.grad_logits_naive", NV, grad0, grad0, grad0, 2 * THIRD_F, -THIRD_F, -THIRD_F)
+            .f32("out.grad_logits_v2", NV, grad0, grad0, grad0, 2 * THIRD_F, -THIRD_F, -THIRD_F)
+            .write(f);
+        return f;
+    }
+
+    @Test
+    void negInfLogitExcusesOnlyVerlNanEntropyAndGradientOfThatRow() throws IOException {
+        final CaseReport r = run(logitsCase("neginf", Float.NaN, -LN2, Float.NaN, LN3), new ReferenceEngine(),
+            reference);
+        assertThat(r.verdict()).as(r.toString()).isEqualTo(Verdict.DEVIATION);
+        for (final String name : List.of("out.entropy", "out.entropy_chunking")) {
+            assertThat(tensor(r, 0, name).deviations()).containsExactly(Deviation.NEG_INF_LOGIT);
+            assertThat(tensor(r, 0, name).detail()).contains("1/2 elements");
+        }
+        for (final String name : List.of("out.grad_logits_naive", "out.grad_logits_v2")) {
+            assertThat(tensor(r, 0, name).deviations()).containsExactly(Deviation.NEG_INF_LOGIT);
+            assertThat(tensor(r, 0, name).detail()).contains("3/6 elements");
+        }
+        for (final String name : List.of("out.logprob_naive", "out.logprob_v2", "out.logprob_dispatch")) {
+            assertThat(tensor(r, 0, name).verdict()).isEqualTo(Verdict.PASS);
+        }
+        assertThat(tensor(r, 0, "out.sum_pi_squared").detail()).startsWith(GoldenRunner.HARNESS_LABEL);
+        assertThat(r.enginesAgree()).isTrue();
+    }
+
+    @Test
+    void negInfLogitDoesNotExcuseANanLogProbOrANanInARowWithoutMinusInfinity() throws IOException {
+        // verl's log-prob is finite in a -inf row: a NaN there is no documented deviation.
+        final CaseReport lp = run(logitsCase("neginf-lp", Float.NaN, Float.NaN, Float.NaN, LN3), reference);
+        assertThat(lp.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(lp, 0, "out.logprob_naive").detail()).contains("no documented reason applies");
+        // Row 1 holds no -inf: a NaN entropy there fails.
+        final CaseReport row = run(logitsCase("neginf-row", Float.NaN, -LN2, Float.NaN, Float.NaN), reference);
+        assertThat(row.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(row, 0, "out.entropy").detail()).contains("first at [1]")
+            .contains("no documented reason applies");
+        // A finite verl value in the -inf row is held to the tolerance as usual (ln 2 is the right entropy).
+        // verl's gradient [0, 0, 0] differs from onehot - p = [0, 1/2, -1/2] by far more than float32 rounding:
+        // the engine agrees with the double-precision value, but TORCH_LESS_ACCURATE does not excuse it.
+        final CaseReport finite = run(logitsCase("neginf-finite", LN2, -LN2, 0f, LN3), reference);
+        assertThat(finite.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(finite, 0, "out.grad_logits_v2").detail()).contains("2/6 elements wrong")
+            .contains("double-precision value 0.5");
+    }
+
+    @Test
+    void negInfLogitContractIsAFiniteEngineValue() throws IOException {
+        final Engine nanEntropy = new Wrong(reference) {
+            @Override
+            public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
+                                 final OffHeapArray rowMask, final OffHeapArray logProbOut,
+                                 final OffHeapArray entropyOut) {
+                super.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut);
+                entropyOut.setFloat(0, Float.NaN);
+            }
+        };
+        final CaseReport r = run(logitsCase("neginf-contract", Float.NaN, -LN2, Float.NaN, LN3), nanEntropy);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.entropy").detail()).contains("breaks the contract")
+            .contains(Deviation.NEG_INF_LOGIT.contract());
+    }
+
+    @Test
+    void torchLessAccurateNeedsTheEngineCloserToTheDoubleValueAndWithinTolerance() {
+        final CaseFacts facts = new CaseFacts(1, false);
+        final double exact = 1.0;
+        // verl 1 + 1e-4 is outside relative 1e-5; the engine at 1 + 1e-6 is closer to the double value.
+        final CaseOutputs closer = new CaseOutputs(facts).refereed("out.h", new float[] {1.000001f},
+            new CaseOutputs.Referee(new double[] {exact}, new double[] {1e-3}), Tolerance.VALUE, null, Deviation.TORCH_LESS_ACCURATE);
+        final TensorReport ok = GoldenRunner.compare(new double[] {1.0001}, closer.get("out.h"), facts);
+        assertThat(ok.verdict()).isEqualTo(Verdict.DEVIATION);
+        assertThat(ok.deviations()).containsExactly(Deviation.TORCH_LESS_ACCURATE);
+        // The engine farther from the double value than verl: FAIL, with the double value in the detail.
+        final CaseOutputs farther = new CaseOutputs(facts).refereed("out.h", new float[] {1.0002f},
+            new CaseOutputs.Referee(new double[] {exact}, new double[] {1e-3}), Tolerance.VALUE, null, Deviation.TORCH_LESS_ACCURATE);
+        final TensorReport bad = GoldenRunner.compare(new double[] {1.0001}, farther.get("out.h"), facts);
+        assertThat(bad.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(bad.detail()).contains("double-precision value 1.0");
+        // Closer than verl but itself outside tolerance of the double value: FAIL.
+        final CaseOutputs loose = new CaseOutputs(facts).refereed("out.h", new float[] {1.00005f},
+            new CaseOutputs.Referee(new double[] {exact}, new double[] {1e-3}), Tolerance.VALUE, null, Deviation.TORCH_LESS_ACCURATE);
+        assertThat(GoldenRunner.compare(new double[] {1.0001}, loose.get("out.h"), facts).verdict())
+            .isEqualTo(Verdict.FAIL);
+        // Not allowed on the output: FAIL even with a double value.
+        final CaseOutputs strict = new CaseOutputs(facts).refereed("out.h", new float[] {1.000001f},
+            new CaseOutputs.Referee(new double[] {exact}, new double[] {1e-3}), Tolerance.VALUE, null);
+        assertThat(GoldenRunner.compare(new double[] {1.0001}, strict.get("out.h"), facts).verdict())
+            .isEqualTo(Verdict.FAIL);
+        // verl farther than the float32 budget (1e-3 here) from the double value: a semantic difference, FAIL.
+        assertThat(GoldenRunner.compare(new double[] {1.01}, closer.get("out.h"), facts).verdict())
+            .isEqualTo(Verdict.FAIL);
+        // Never for a non-finite verl value.
+        assertThat(GoldenRunner.compare(new double[] {Double.NaN}, closer.get("out.h"), facts).verdict())
+            .isEqualTo(Verdict.FAIL);
+    }
+
+    @Test
+    void toleranceWithAnAbsoluteFloor() {
+        final Tolerance t = Tolerance.VALUE.orAbsolute(1e-6);
+        assertThat(t.accepts(9e-7, 1e-7)).isTrue();
+        assertThat(t.accepts(2e-6, 1e-7)).isFalse();
+        assertThat(t.accepts(5e-6, 1.0)).isTrue();
+        assertThat(Tolerance.VALUE.accepts(9e-7, 1e-7)).isFalse();
+        assertThat(t).hasToString("relative 1e-5 or absolute 1e-6");
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> Tolerance.GRADIENT.orAbsolute(1e-6))
+            .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("relative");
+    }
+
+    @Test
+    void klPenaltyHandlerScalesTheGradientToTheMeanOverAllEntries() throws IOException {
+        // k2 = 0.5 (lp - ref)^2 at lp - ref = [1, -2]: kld [0.5, 2]; d kld.mean() / d lp = (lp - ref) / 2.
+        final long[] bt = {1, 2};
+        final Path f = dir.resolve("kl.safetensors");
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, KlPenaltyHandler.FUNCTION)
+            .metadata(GoldenCase.PARAMS, "{\"kl_penalty\": \"k2\", \"grad_of\": \"kld.mean() w.r.t. logprob\"}")
+            .f32("in.logprob", bt, -1f, -3f).f32("in.ref_logprob", bt, -2f, -1f)
+            .f32("out.kld", bt, 0.5f, 2f).f32("out.grad_logprob", bt, 0.5f, -1f).write(f);
+        final CaseReport r = run(f, new ReferenceEngine(), reference);
+        assertThat(r.verdict()).as(r.toString()).isEqualTo(Verdict.PASS);
+    }
+
     /** An engine that delegates to another; tests override a method to make it wrong on purpose. */
     private static class Wrong implements Engine {
         private final Engine delegate;
@@ -325,6 +476,44 @@ class GoldenRunnerTest {
         public void aggLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray lossMat,
                             final OffHeapArray gradOut, final AggResult out) {
             delegate.aggLoss(spec, batch, lossMat, gradOut, out);
+        }
+
+        @Override
+        public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
+                             final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut) {
+            delegate.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut);
+        }
+
+        @Override
+        public void logProbsBackward(final Logits logits, final OffHeapArray labels, final double temperature,
+                                     final OffHeapArray rowMask, final OffHeapArray gradLogProb,
+                                     final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
+            delegate.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
+        }
+
+        @Override
+        public void klPenalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut,
+                              final OffHeapArray gradOut) {
+            delegate.klPenalty(kl, batch, kldOut, gradOut);
+        }
+
+        @Override
+        public void klFull(final Logits policy, final Logits ref, final double temperature, final OffHeapArray rowMask,
+                           final OffHeapArray kldOut, final OffHeapArray upstream, final OffHeapArray gradLogits) {
+            delegate.klFull(policy, ref, temperature, rowMask, kldOut, upstream, gradLogits);
+        }
+
+        @Override
+        public void actorLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                              final ActorLossResult out) {
+            delegate.actorLoss(spec, batch, gradLogProb, out);
+        }
+
+        @Override
+        public void actorLoss(final LossSpec spec, final TokenBatch batch, final Logits logits,
+                              final OffHeapArray labels, final Logits refLogits, final OffHeapArray gradLogProb,
+                              final OffHeapArray gradLogits, final ActorLossResult out) {
+            delegate.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
         }
     }
 }

@@ -1,0 +1,179 @@
+package io.rlvec.cli.golden;
+
+import io.rlvec.ElementType;
+import io.rlvec.Engine;
+import io.rlvec.Logits;
+import io.rlvec.OffHeapArray;
+import io.rlvec.cli.io.TensorInfo;
+
+/**
+ * verl's vocabulary pass ({@code torch_functional.entropy_from_logits} and {@code logprobs_from_logits}, naive and
+ * v2, after dp_actor's {@code logits.div_(temperature)}): inputs {@code in.logits} {@code [N, V]} (F32, or F64
+ * rounded to float32), {@code in.labels} (I64, as int32), {@code in.w1}, {@code in.w2} {@code [N]} and the param
+ * {@code temperature}. The engine's {@link Engine#logProbs} and {@link Engine#logProbsBackward} (every row valid)
+ * give one log-prob, one entropy and one gradient per row, which stand for several verl outputs:
+ * <ul>
+ * <li>{@code out.logprob_naive}, {@code out.logprob_v2}, {@code out.logprob_dispatch}: the engine's log-prob
+ * (relative 1e-5 each);</li>
+ * <li>{@code out.entropy}, {@code out.entropy_chunking}: the engine's entropy (relative 1e-5);</li>
+ * <li>{@code out.grad_logits_naive}, {@code out.grad_logits_v2}: the engine's gradient w.r.t. the raw logits of
+ * {@code sum(logprob * w1) + sum(entropy * w2)} (gradLogProb = w1, gradEntropy = w2; absolute 1e-5);</li>
+ * <li>{@code out.sum_pi_squared} (sum of softmax(z)^2 per row): the engine has no such output. The harness computes
+ * it in double from the float32 logits (its own softmax, not the engine's) and every report labels it as not an
+ * engine output, so that the file is checked completely without claiming an engine check.</li>
+ * </ul>
+ * Entropies, gradients and sum_pi_squared also carry the harness's double-precision evaluation ({@link Exact}),
+ * which referees {@link Deviation#TORCH_LESS_ACCURATE}: at logits with a large common offset (rows of about 1000
+ * in the peaked scenarios) torch's float32 softmax is off by up to ~1e-4, and a peaked row's entropy of 1e-16 to
+ * 1e-22 is exactly 0 in torch; there the engine must be within tolerance of the double value and closer to it
+ * than verl, and verl's error must be of float32 rounding size (see {@link Exact} for the budget).
+ * Rows holding a {@code -inf} logit make verl's entropy and that row's gradients NaN ({@link Deviation#NEG_INF_LOGIT},
+ * allowed on the entropies and gradients only; the log-probs must match).
+ */
+public final class LogitsHandler implements CaseHandler {
+    /** The verl function this handler runs. */
+    public static final String FUNCTION =
+        "verl.utils.torch_functional.entropy_from_logits+logprobs_from_logits_{naive,v2}";
+
+    private static final String LOGITS = "in.logits";
+    private static final String LABELS = "in.labels";
+    private static final String W1 = "in.w1";
+    private static final String W2 = "in.w2";
+    /** Params that describe the case (shape, generator, objective) and are not arguments of the vocabulary pass. */
+    private static final String[] DESCRIPTIVE = {"N", "V", "kind", "objective", "temperature"};
+    private static final String SUM_PI_SQUARED_HOW = "sum_j softmax(logits / temperature)_j^2 per row, in double "
+        + "from the float32 logits (the engine has no such output)";
+
+    @Override
+    public CaseOutputs run(final GoldenCase golden, final Engine engine) {
+        golden.lossSpec(DESCRIPTIVE).build();
+        if (!golden.params().hasNonNull("temperature") || !golden.params().get("temperature").isNumber()) {
+            throw new IllegalArgumentException("params must give the number 'temperature'");
+        }
+        final double temperature = golden.params().get("temperature").doubleValue();
+        final int[] nv = golden.matrixShape(LOGITS);
+        final int rows = nv[0];
+        final int vocab = nv[1];
+        for (final String perRow : new String[] {LABELS, W1, W2}) {
+            final TensorInfo t = golden.file().info(perRow);
+            if (t.rank() != 1 || t.dim(0) != rows) {
+                throw new IllegalArgumentException(perRow + " must have shape [" + rows + "] (one per logits row), got "
+                    + t.describe());
+            }
+        }
+        final OffHeapArray x = golden.float32(LOGITS);
+        final OffHeapArray labels = golden.int32(LABELS);
+        final Logits logits = Logits.of(x, rows, vocab);
+        try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray ent = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, (long) rows * vocab)) {
+            engine.logProbs(logits, labels, temperature, null, lp, ent);
+            engine.logProbsBackward(logits, labels, temperature, null, golden.float32(W1), golden.float32(W2), grad);
+
+            final float[] xs = x.toFloatArray();
+            final boolean[] negInf = new boolean[rows];
+            for (int r = 0; r < rows; r++) {
+                for (int j = 0; j < vocab; j++) {
+                    negInf[r] |= xs[r * vocab + j] == Float.NEGATIVE_INFINITY;
+                }
+            }
+            final float[] logProb = lp.toFloatArray();
+            final float[] entropy = ent.toFloatArray();
+            final float[] g = grad.toFloatArray();
+            final Exact exact = Exact.of(xs, labels.toIntArray(), golden.float32(W1).toFloatArray(),
+                golden.float32(W2).toFloatArray(), rows, vocab, (float) temperature);
+            final float[] spp = new float[rows];
+            for (int r = 0; r < rows; r++) {
+                spp[r] = (float) exact.sumPiSquared.exactAt(r);
+            }
+            final Deviation nan = Deviation.NEG_INF_LOGIT;
+            final Deviation torch = Deviation.TORCH_LESS_ACCURATE;
+            return new CaseOutputs(new CaseFacts(rows, false, negInf))
+                .refereed("out.entropy", entropy, exact.entropy, Tolerance.VALUE, null, nan, torch)
+                .tensor("out.logprob_naive", logProb, Tolerance.VALUE)
+                .tensor("out.logprob_v2", logProb.clone(), Tolerance.VALUE)
+                .tensor("out.logprob_dispatch", logProb.clone(), Tolerance.VALUE)
+                .refereed("out.entropy_chunking", entropy.clone(), exact.entropy, Tolerance.VALUE, null, nan, torch)
+                .refereed("out.sum_pi_squared", spp, exact.sumPiSquared, Tolerance.VALUE, SUM_PI_SQUARED_HOW, torch)
+                .refereed("out.grad_logits_naive", g, exact.grad, Tolerance.GRADIENT, null, nan, torch)
+                .refereed("out.grad_logits_v2", g.clone(), exact.grad, Tolerance.GRADIENT, null, nan, torch);
+        }
+    }
+
+    /**
+     * The vocabulary pass in double from the same float32 inputs, the referee of
+     * {@link Deviation#TORCH_LESS_ACCURATE}: {@code z = x / t} in float32 (as torch's {@code div_}), everything
+     * after it in double; a {@code -inf} logit has probability 0 and adds 0 to the entropy and its gradient.
+     *
+     * <p>The float32 error budget of a row: torch rounds {@code z_j - logsumexp(z)} (and the other steps of its
+     * log_softmax/softmax) at the magnitude of the row's logits, so every log-probability it uses may be off by
+     * {@code delta = ROUNDINGS * (ulp32(max_j |z_j|) + ulp32(1))}, and every probability by a factor
+     * {@code 1 +- delta}. Propagated: entropy {@code delta * (1 + H)}; sum of p^2 {@code 2 delta * sum p^2};
+     * gradient element j {@code delta * p_j * (|w1| + |w2| * (2 + |log p_j| + H)) / t} (p_j's error through
+     * {@code d log_prob / d z_j = [j == label] - p_j} and {@code d H / d z_j = -p_j (log p_j + H)}).
+     *
+     * @param entropy      per row.
+     * @param sumPiSquared per row, {@code sum_j p_j^2}.
+     * @param grad         per logit, d (w1 * log_prob + w2 * entropy) / d x.
+     */
+    record Exact(CaseOutputs.Referee entropy, CaseOutputs.Referee sumPiSquared, CaseOutputs.Referee grad) {
+        /**
+         * Float32 roundings a log_softmax / softmax / entropy chain may accumulate on one value (subtraction of the
+         * maximum, of the log-sum-exp, exp, the products and the sums' last roundings): a generous count, since
+         * the budget only has to separate rounding (a few ulps of the logits' magnitude) from a semantic
+         * difference (an error of order 1).
+         */
+        static final double ROUNDINGS = 16;
+
+        static Exact of(final float[] x, final int[] labels, final float[] w1, final float[] w2, final int rows,
+                        final int vocab, final float t) {
+            final double[] h = new double[rows];
+            final double[] hBudget = new double[rows];
+            final double[] spp = new double[rows];
+            final double[] sppBudget = new double[rows];
+            final double[] g = new double[rows * vocab];
+            final double[] gBudget = new double[rows * vocab];
+            final double[] logp = new double[vocab];
+            final double[] p = new double[vocab];
+            for (int r = 0; r < rows; r++) {
+                final int o = r * vocab;
+                double max = Double.NEGATIVE_INFINITY;
+                float maxAbs = 0;
+                for (int j = 0; j < vocab; j++) {
+                    final float z = x[o + j] / t;
+                    max = Math.max(max, z);
+                    if (Float.isFinite(z)) {
+                        maxAbs = Math.max(maxAbs, Math.abs(z));
+                    }
+                }
+                final double delta = ROUNDINGS * (Math.ulp(maxAbs) + Math.ulp(1f));
+                double s = 0;
+                for (int j = 0; j < vocab; j++) {
+                    s += Math.exp(x[o + j] / t - max);
+                }
+                final double logS = Math.log(s);
+                double entropy = 0;
+                double squares = 0;
+                for (int j = 0; j < vocab; j++) {
+                    logp[j] = (x[o + j] / t - max) - logS;
+                    p[j] = Math.exp(logp[j]);
+                    entropy -= p[j] == 0 ? 0 : p[j] * logp[j];
+                    squares += p[j] * p[j];
+                }
+                h[r] = entropy;
+                hBudget[r] = delta * (1 + entropy);
+                spp[r] = squares;
+                sppBudget[r] = 2 * delta * squares;
+                // d log_prob / d z_j = [j == label] - p_j; d H / d z_j = -p_j (log p_j + H); z = x / t.
+                for (int j = 0; j < vocab; j++) {
+                    final double dh = p[j] == 0 ? 0 : -p[j] * (logp[j] + entropy);
+                    g[o + j] = (w1[r] * ((j == labels[r] ? 1 : 0) - p[j]) + w2[r] * dh) / t;
+                    gBudget[o + j] = p[j] == 0 ? 0
+                        : delta * p[j] * (Math.abs(w1[r]) + Math.abs(w2[r]) * (2 + Math.abs(logp[j]) + entropy)) / t;
+                }
+            }
+            return new Exact(new CaseOutputs.Referee(h, hBudget), new CaseOutputs.Referee(spp, sppBudget),
+                new CaseOutputs.Referee(g, gBudget));
+        }
+    }
+}
