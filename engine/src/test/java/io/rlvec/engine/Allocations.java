@@ -8,6 +8,8 @@ import java.lang.management.ManagementFactory;
 final class Allocations {
     /** Rounds of warm-up + measurement before giving up on reaching the steady state. */
     private static final int ROUNDS = 40;
+    /** Wall-clock patience for the JIT on a busy machine. */
+    static final long PATIENCE_NANOS = 30_000_000_000L;
 
     private Allocations() {
     }
@@ -24,7 +26,10 @@ final class Allocations {
             (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         final int calls = 500;
         long bytes = Long.MAX_VALUE;
-        for (int round = 0; round < ROUNDS && bytes >= 1024; round++) {
+        // On a loaded machine C2 can take seconds to compile a large vector kernel: keep going past ROUNDS for up
+        // to PATIENCE_NANOS before concluding that the steady state allocates.
+        final long start = System.nanoTime();
+        for (int round = 0; bytes >= 1024 && (round < ROUNDS || System.nanoTime() - start < PATIENCE_NANOS); round++) {
             for (int i = 0; i < 5_000; i++) {
                 call.run();
             }
