@@ -188,7 +188,8 @@ class KlParityTest {
 
     /**
      * After the warm-up, a call allocates nothing per element (style.md P1/P2): a boxed vector anywhere in a hot
-     * loop shows up as megabytes on these sizes. The bound leaves room for the measurement itself.
+     * loop shows up as megabytes on these sizes. The bound leaves room for the measurement itself. (klFull's
+     * check runs first in the JVM: {@link KlFullAllocationTest}.)
      */
     @Order(6)
     @Test
@@ -196,27 +197,13 @@ class KlParityTest {
         final com.sun.management.ThreadMXBean threads =
             (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
         final int n = 16 * 1024;
-        final SplittableRandom r = new SplittableRandom(17);
-        final boolean[] valid = {true, true, true, true};
         try (TokenBatch batch = KlData.adversarial(3, n);
              OffHeapArray kld = OffHeapArray.allocate(ElementType.F32, n);
-             OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, n);
-             OffHeapArray z = logits(r, 4, 3001, 3001, ElementType.F32, valid);
-             OffHeapArray zb = logits(r, 4, 3001, 3001, ElementType.BF16, valid);
-             OffHeapArray rowKld = OffHeapArray.allocate(ElementType.F32, 4);
-             OffHeapArray up = OffHeapArray.of(1f, 1f, 1f, 1f);
-             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, z.length())) {
+             OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, n)) {
             for (final String name : KlData.NAMES) {
                 final KlPenalty kl = KlPenalty.fromVerl(name);
                 final long bytes = leastAllocated(threads, () -> ENGINE.klPenalty(kl, batch, kld, grad));
                 assertThat(bytes).as("%s klPenalty %s on %d tokens allocated %d bytes", ENGINE.name(), name, n, bytes)
-                    .isLessThan(1024);
-            }
-            final Logits q = Logits.of(z, 4, 3001);
-            for (final OffHeapArray data : new OffHeapArray[] {z, zb}) {
-                final Logits p = Logits.of(data, 4, 3001);
-                final long bytes = leastAllocated(threads, () -> ENGINE.klFull(p, q, 0.7, null, rowKld, up, g));
-                assertThat(bytes).as("%s klFull %s 4 x 3001 allocated %d bytes", ENGINE.name(), data.type(), bytes)
                     .isLessThan(1024);
             }
         }
