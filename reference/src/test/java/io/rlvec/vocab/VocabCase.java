@@ -26,7 +26,9 @@ public final class VocabCase implements AutoCloseable {
         /** N(0, 3) with about a third of the logits -inf (masked vocabulary), never all of them. */
         NEG_INF,
         /** Random float bits: every binade from subnormals up to 2^6, both signs, some exact zeros. */
-        RAW_BITS
+        RAW_BITS,
+        /** One logit at 0, the rest in [-90, -84]: exp arguments around its underflow edge EXP_LO = -87.3365. */
+        UNDERFLOW_EDGE
     }
 
     public final long seed;
@@ -265,6 +267,12 @@ public final class VocabCase implements AutoCloseable {
                     x[base + j] = rnd.nextInt(3) == 0 ? Float.NEGATIVE_INFINITY : (float) (3 * gaussian(rnd));
                 }
                 x[base + rnd.nextInt(vocab)] = (float) (3 * gaussian(rnd));
+            }
+            case UNDERFLOW_EDGE -> {
+                for (int j = 0; j < vocab; j++) {
+                    x[base + j] = (float) rnd.nextDouble(-90, -84);
+                }
+                x[base + rnd.nextInt(vocab)] = 0f;
             }
             case RAW_BITS -> {
                 for (int j = 0; j < vocab; j++) {
