@@ -1,5 +1,6 @@
 package io.rlvec.jmh.vocab;
 
+import io.rlvec.jmh.LaunchFlags;
 import java.util.concurrent.TimeUnit;
 
 import org.openjdk.jmh.annotations.Benchmark;
@@ -26,7 +27,8 @@ import io.rlvec.Engine;
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Fork(value = 1, jvmArgsAppend = {"-Xms1g", "-Xmx1g", "-XX:+AlwaysPreTouch"})
+@Fork(value = 1, jvmArgsAppend = {LaunchFlags.ADD_MODULES, LaunchFlags.ADD_OPENS, LaunchFlags.NATIVE_ACCESS,
+    LaunchFlags.XMS, LaunchFlags.XMX, LaunchFlags.PRE_TOUCH})
 public class VocabBenchmark {
     @Param({"vector", "vector2", "reference"})
     public String impl;

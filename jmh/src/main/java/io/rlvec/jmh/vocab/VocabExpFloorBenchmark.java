@@ -1,5 +1,6 @@
 package io.rlvec.jmh.vocab;
 
+import io.rlvec.jmh.LaunchFlags;
 import static io.rlvec.CanonicalMath.LN2_HI;
 import static io.rlvec.CanonicalMath.LN2_LO;
 import static io.rlvec.CanonicalMath.LOG2E;
@@ -46,7 +47,8 @@ import jdk.incubator.vector.VectorSpecies;
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Fork(value = 1, jvmArgsAppend = {"-Xms1g", "-Xmx1g", "-XX:+AlwaysPreTouch"})
+@Fork(value = 1, jvmArgsAppend = {LaunchFlags.ADD_MODULES, LaunchFlags.ADD_OPENS, LaunchFlags.NATIVE_ACCESS,
+    LaunchFlags.XMS, LaunchFlags.XMX, LaunchFlags.PRE_TOUCH})
 public class VocabExpFloorBenchmark {
     private static final VectorSpecies<Float> F = Vec.F;
     private static final int FL = Vec.FL;

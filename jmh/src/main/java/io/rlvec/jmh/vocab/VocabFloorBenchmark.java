@@ -1,5 +1,6 @@
 package io.rlvec.jmh.vocab;
 
+import io.rlvec.jmh.LaunchFlags;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 import java.util.concurrent.TimeUnit;
@@ -33,7 +34,8 @@ import jdk.incubator.vector.VectorSpecies;
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Fork(value = 1, jvmArgsAppend = {"-Xms1g", "-Xmx1g", "-XX:+AlwaysPreTouch"})
+@Fork(value = 1, jvmArgsAppend = {LaunchFlags.ADD_MODULES, LaunchFlags.ADD_OPENS, LaunchFlags.NATIVE_ACCESS,
+    LaunchFlags.XMS, LaunchFlags.XMX, LaunchFlags.PRE_TOUCH})
 public class VocabFloorBenchmark {
     private static final VectorSpecies<Float> F = Vec.F;
     private static final VectorSpecies<Short> H = VectorSpecies.of(short.class, VectorShape.forBitSize(Vec.BITS / 2));
