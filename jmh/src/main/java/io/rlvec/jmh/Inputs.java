@@ -103,6 +103,7 @@ public final class Inputs {
         final float[] logProb = new float[n];
         final float[] oldLogProb = new float[n];
         final float[] advantages = new float[n];
+        final float[] refLogProb = new float[n];
         int start = 0;
         for (int s = 0; s < shape.batch(); s++) {
             for (int t = 0; t < layout.length()[s]; t++) {
@@ -111,6 +112,8 @@ public final class Inputs {
                 final float old = (float) (-1.5 * Math.abs(rnd.nextGaussian()));
                 oldLogProb[i] = old;
                 logProb[i] = old + logRatio(rnd);
+                // The reference policy drifts a little further from the current one than the old policy does.
+                refLogProb[i] = old + (float) (0.1 * rnd.nextGaussian());
                 advantages[i] = t < layout.valid()[s] ? seqAdvantage[s] : 0f;
             }
             if (s % NAN_EVERY == 0 && layout.valid()[s] < layout.length()[s]) {
@@ -122,6 +125,7 @@ public final class Inputs {
             .column(Column.LOG_PROB, logProb)
             .column(Column.OLD_LOG_PROB, oldLogProb)
             .column(Column.ADVANTAGES, advantages)
+            .column(Column.REF_LOG_PROB, refLogProb)
             .build();
     }
 
