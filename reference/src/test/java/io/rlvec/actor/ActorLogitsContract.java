@@ -23,7 +23,7 @@ import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.TokenBatch;
 import io.rlvec.kl.KlData;
-import io.rlvec.kl.Safetensors;
+import io.rlvec.testing.Safetensors;
 
 /**
  * The behaviour of the actor loss from logits

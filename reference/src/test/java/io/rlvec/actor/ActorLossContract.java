@@ -24,7 +24,7 @@ import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
 import io.rlvec.kl.KlData;
-import io.rlvec.kl.Safetensors;
+import io.rlvec.testing.Safetensors;
 
 /**
  * The behaviour of {@link Engine#actorLoss(LossSpec, TokenBatch, OffHeapArray, ActorLossResult)} on every engine:

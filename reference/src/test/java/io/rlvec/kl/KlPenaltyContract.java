@@ -1,5 +1,7 @@
 package io.rlvec.kl;
 
+import io.rlvec.testing.Safetensors;
+
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 

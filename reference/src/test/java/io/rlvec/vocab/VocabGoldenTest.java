@@ -1,5 +1,7 @@
 package io.rlvec.vocab;
 
+import io.rlvec.testing.Safetensors;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -46,17 +48,13 @@ public abstract class VocabGoldenTest {
     @ParameterizedTest
     @MethodSource("files")
     void matchesVerl(final String file) {
-        final MiniSafetensors st = MiniSafetensors.resource("/golden/logits/" + file + ".safetensors");
-        final long[] shape = st.tensor("in.logits").shape();
-        final int n = Math.toIntExact(shape[0]);
-        final int v = Math.toIntExact(shape[1]);
-        final double t = Double.parseDouble(st.metadata().get("param.temperature"));
+        final Safetensors st = Safetensors.load("/golden/logits/" + file + ".safetensors");
+        final int[] shape = st.tensor("in.logits").shape();
+        final int n = shape[0];
+        final int v = shape[1];
+        final double t = Double.parseDouble(st.meta("param.temperature"));
         final float[] x = st.floats("in.logits");
-        final long[] labels64 = st.longs("in.labels");
-        final int[] labels = new int[n];
-        for (int r = 0; r < n; r++) {
-            labels[r] = Math.toIntExact(labels64[r]);
-        }
+        final int[] labels = st.ints("in.labels");
         final float[] w1 = st.floats("in.w1");
         final float[] w2 = st.floats("in.w2");
         final double[] verlLp = st.doubles("out.logprob_v2");

@@ -1,4 +1,4 @@
-package io.rlvec.kl;
+package io.rlvec.testing;
 
 import java.io.IOException;
 import java.io.InputStream;
