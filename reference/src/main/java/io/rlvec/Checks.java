@@ -96,12 +96,24 @@ public final class Checks {
      */
     public static void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                                 final OffHeapArray rowMask, final OffHeapArray logProbOut,
-                                final OffHeapArray entropyOut) {
+                                final OffHeapArray entropyOut, final SoftmaxStats statsOut) {
         vocabCommon(logits, labels, temperature, rowMask);
         final int rows = logits.rows();
         array(logProbOut, "logProbOut", ElementType.F32, rows, false);
         array(entropyOut, "entropyOut", ElementType.F32, rows, true);
+        if (statsOut != null) {
+            if (statsOut.isClosed()) {
+                throw new IllegalArgumentException("statsOut is closed");
+            }
+            if (statsOut.capacity() < rows) {
+                throw new IllegalArgumentException("statsOut must hold at least rows = " + rows + " rows, has "
+                    + statsOut.capacity());
+            }
+        }
         labels(logits, labels, rowMask);
+        if (statsOut != null) {
+            statsOut.bind(rows, logits.vocab(), (float) temperature);
+        }
     }
 
     /**
@@ -111,7 +123,8 @@ public final class Checks {
      */
     public static void logProbsBackward(final Logits logits, final OffHeapArray labels, final double temperature,
                                         final OffHeapArray rowMask, final OffHeapArray gradLogProb,
-                                        final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
+                                        final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
+                                        final SoftmaxStats stats) {
         vocabCommon(logits, labels, temperature, rowMask);
         final int rows = logits.rows();
         array(gradLogProb, "gradLogProb", ElementType.F32, rows, false);
@@ -132,6 +145,29 @@ public final class Checks {
                 + " or disjoint from the logits; it overlaps " + logits);
         }
         labels(logits, labels, rowMask);
+        if (stats != null) {
+            savedStats(logits, (float) temperature, rowMask, stats);
+        }
+    }
+
+    /** Saved statistics must come from a forward of this shape and temperature that computed every valid row. */
+    private static void savedStats(final Logits logits, final float t, final OffHeapArray rowMask,
+                                   final SoftmaxStats stats) {
+        if (stats.isClosed()) {
+            throw new IllegalArgumentException("stats is closed");
+        }
+        if (stats.rows() != logits.rows() || stats.vocab() != logits.vocab()
+            || Float.floatToIntBits(stats.temperature()) != Float.floatToIntBits(t)) {
+            throw new IllegalArgumentException("stats must come from logProbs over the same logits shape and "
+                + "temperature (rows " + logits.rows() + ", vocab " + logits.vocab() + ", temperature " + t
+                + "), got " + (stats.rows() < 0 ? "statistics no forward has filled" : stats.toString()));
+        }
+        for (int r = 0; r < logits.rows(); r++) {
+            if ((rowMask == null || rowMask.getFloat(r) != 0f) && !stats.computed(r)) {
+                throw new IllegalArgumentException("stats row " + r + " was masked in the forward but is valid in"
+                    + " rowMask here: pass the forward's rowMask (first such row)");
+            }
+        }
     }
 
     private static void vocabCommon(final Logits logits, final OffHeapArray labels, final double temperature,

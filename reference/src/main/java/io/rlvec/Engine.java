@@ -59,15 +59,22 @@ public interface Engine extends AutoCloseable {
      *   d_j = z_j - m                                 (float32; always &lt;= 0 or NaN)
      *   e_j = exp(d_j)                                ({@link CanonicalMath#exp}: 0 below EXP_LO)
      *   c_j = d_j &lt; EXP_LO ? EXP_LO : d_j            (clamped, so that e_j * c_j = 0 for -inf logits)
-     *   S   = sum_j e_j,  W = sum_j (double) (e_j * c_j)   (double, in the canonical order below)
+     *   S   = sum_j e_j,  W = sum_j (e_j * c_j)       (double across the row, in the canonical order below)
      *   log_prob = (float) (((double) z_label - m) - log(S))     (log = StrictMath.log, in double)
      *   entropy  = (float) (log(S) - W / S)
      * </pre>
-     * The canonical order of the sums: for {@code j < V8 = vocab - vocab % 8}, term j goes to lane {@code j % 8}
-     * (each lane adds its terms in increasing j); the lanes combine as
-     * {@code ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7))}; then the terms {@code j >= V8} are added in
+     * The canonical order of the sums: sixteen lanes, blocks of 64 terms. For {@code j < V64 = vocab - vocab % 64},
+     * term j belongs to lane {@code j % 16}; in each block a lane first adds its four terms (j, j + 16, j + 32,
+     * j + 48) in float32, in that order, starting from +0, then adds that float partial to its double sum, blocks in
+     * increasing order. For S, a term {@code e_j == 1} (the maximum and its ties) is not added to a float partial
+     * but counted, and the count K is added exactly. The lane sums combine by halving ({@code l_i + l_(i+8)}, then
+     * {@code + i+4}, {@code + i+2}, {@code + i+1}), S adds K, then the terms {@code j >= V64} are added in double in
      * increasing j. Every implementation sums in this order, so the row statistics (and hence the gradients of
-     * {@link #logProbsBackward}) are the same bits everywhere, for any vector width and thread count.
+     * {@link #logProbsBackward}) are the same bits everywhere, for any vector width and thread count. Accumulation
+     * across the row is double: the float partials add at most {@code 3 * 2^-24} relative error to {@code S - K}
+     * and to W (all terms of each sum have one sign), whatever the vocabulary size, where a float32 accumulator's
+     * grows with it; keeping the maximum's exact 1 out of them keeps that error relative to the non-maximal mass,
+     * which is what a peaked row's entropy and top log-probability depend on.
      *
      * <p>Properties: {@code S >= 1} (the maximum contributes exactly 1), so {@code log_prob <= 0} and
      * {@code entropy >= 0}; vocab 1 gives log_prob 0 and entropy 0. {@code -inf} logits get probability 0 and
@@ -84,8 +91,22 @@ public interface Engine extends AutoCloseable {
      * @param logProbOut  float32 output, at least {@code rows}: the label log-probability per row.
      * @param entropyOut  float32 output, at least {@code rows}, or null (the entropy is then not computed).
      */
+    default void logProbs(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
+                          OffHeapArray logProbOut, OffHeapArray entropyOut) {
+        logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, null);
+    }
+
+    /**
+     * {@link #logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray, OffHeapArray)} that also saves
+     * each row's statistics ({@code m}, {@code rS}, {@code mu}; see {@link SoftmaxStats}) for
+     * {@link #logProbsBackward(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray, OffHeapArray,
+     * OffHeapArray, SoftmaxStats)}. Outputs are the same bits with or without it.
+     *
+     * @param statsOut statistics with a capacity of at least {@code rows}, or null; bound to this call's rows,
+     *                 vocab and temperature.
+     */
     void logProbs(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
-                  OffHeapArray logProbOut, OffHeapArray entropyOut);
+                  OffHeapArray logProbOut, OffHeapArray entropyOut, SoftmaxStats statsOut);
 
     /**
      * The gradient of {@link #logProbs}: writes {@code d/d x} (w.r.t. the RAW, pre-temperature logits) of
@@ -118,8 +139,25 @@ public interface Engine extends AutoCloseable {
      *                     row are written). It may be the logits' own memory when they are float32 (in place, the
      *                     logits are then overwritten); otherwise it must not overlap them.
      */
+    default void logProbsBackward(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
+                                  OffHeapArray gradLogProb, OffHeapArray gradEntropy, OffHeapArray gradLogits) {
+        logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, null);
+    }
+
+    /**
+     * {@link #logProbsBackward(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray, OffHeapArray,
+     * OffHeapArray)} from the statistics a forward saved: the max and exp-sum passes are skipped, one exp per logit
+     * remains. The gradient is the same bits as without them.
+     *
+     * @param stats statistics filled by {@link #logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray,
+     *              OffHeapArray, SoftmaxStats)} over the same logits (unchanged since), labels, temperature and
+     *              mask; or null (computed here).
+     * @throws IllegalArgumentException when {@code stats} was filled for another shape or temperature, or a row
+     *                                  valid here was masked in that forward.
+     */
     void logProbsBackward(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
-                          OffHeapArray gradLogProb, OffHeapArray gradEntropy, OffHeapArray gradLogits);
+                          OffHeapArray gradLogProb, OffHeapArray gradEntropy, OffHeapArray gradLogits,
+                          SoftmaxStats stats);
 
     // ---- KL penalty and the composed actor loss (dp_actor.update_policy) ----
 

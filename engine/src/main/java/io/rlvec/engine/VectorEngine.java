@@ -8,6 +8,7 @@ import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
 import io.rlvec.reference.ActorLoss;
@@ -54,6 +55,9 @@ public final class VectorEngine implements Engine {
 
     @Override
     public void close() {
+        if (actor != null) {
+            actor.close();
+        }
         blocks.close();
     }
 
@@ -64,17 +68,19 @@ public final class VectorEngine implements Engine {
 
     @Override
     public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
-                         final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut) {
-        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut);
-        vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, blocks);
+                         final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
+                         final SoftmaxStats statsOut) {
+        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
+        vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, blocks);
     }
 
     @Override
     public void logProbsBackward(final Logits logits, final OffHeapArray labels, final double temperature,
                                  final OffHeapArray rowMask, final OffHeapArray gradLogProb,
-                                 final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
-        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
-        vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, blocks);
+                                 final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
+                                 final SoftmaxStats stats) {
+        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
+        vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats, blocks);
     }
 
     // ---- KL penalty and the composed actor loss ----

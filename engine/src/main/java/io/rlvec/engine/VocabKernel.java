@@ -21,6 +21,8 @@ import io.rlvec.CanonicalMath;
 import io.rlvec.ElementType;
 import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
+import io.rlvec.reference.VocabPass;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.ShortVector;
@@ -35,10 +37,12 @@ import jdk.incubator.vector.VectorSpecies;
  * {@link io.rlvec.Engine#logProbsBackward}), hence the same bits for log-probabilities, entropies and gradients.
  *
  * <p>Two-pass per row (style.md P12 and "Fast softmax"): a max pass (compare + blend, P13), then a fused pass that
- * evaluates one canonical exp per logit and accumulates {@code S = sum e} and {@code W = sum e * (z - m)} in double
- * lanes laid out as the canonical order's eight lanes. The backward adds a gradient pass; when the gradient buffer
- * is not the logits' own memory, the fused pass stores each {@code e_j} there and the gradient pass reads it back
- * instead of evaluating a second exp (the stored value is the same float, so the gradient bits do not change).
+ * evaluates one canonical exp per logit and accumulates {@code S = sum e} and {@code W = sum e * (z - m)} in the
+ * canonical order's sixteen lanes (float partials of four terms, double lane sums). The backward from saved
+ * {@link SoftmaxStats} is one pass (one exp per logit). Without them it repeats both forward passes first; when
+ * the gradient buffer is not the logits' own memory, the fused pass then stores each {@code e_j} there and the
+ * gradient pass reads it back instead of evaluating a second exp (the stored value is the same float, so the
+ * gradient bits do not change).
  *
  * <p>Rows are split into fixed blocks (a function of the vocabulary size only) run by {@link Blocks}; a row is
  * computed by one thread from start to end, so results do not depend on the thread count. One instance per
@@ -52,13 +56,16 @@ final class VocabKernel implements Blocks.Body {
      */
     private static final VectorSpecies<Short> H = VectorSpecies.of(short.class, VectorShape.forBitSize(Vec.BITS / 2));
     private static final int FL = Vec.FL;
+    /** Lanes of the canonical order (16) and float terms per lane per block (4); a block spans 64 logits. */
+    private static final int LANES = VocabPass.LANES;
+    private static final int DEPTH = VocabPass.DEPTH;
+    private static final int SPAN = VocabPass.SPAN;
     /**
-     * End granule of the vectorised sum loop. The canonical order has eight lanes: a float vector of 4 lanes covers
-     * half of them (two iterations rotate through the eight), of 8 exactly, of 16 twice over. Wider vectors are
-     * not used for the sums (the scalar chunk loop takes over), to keep that order.
+     * Float vectors per 16 canonical lanes: 1 at 512 bits, 2 at 256, 4 at 128. Wider vectors are not used for the
+     * sums (a scalar loop in the canonical order takes over), to keep that order.
      */
-    private static final int SUM_STEP = FL <= 8 ? 8 : 16;
-    private static final boolean SUM_VECTOR = FL <= 16;
+    private static final int GROUPS = Math.max(1, LANES / FL);
+    private static final boolean SUM_VECTOR = FL <= LANES;
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
     private static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(LE);
@@ -69,10 +76,10 @@ final class VocabKernel implements Blocks.Body {
      */
     private static final int BLOCK_LOGITS = 1 << 16;
     /**
-     * Doubles per block in {@link #stats}: S and W of the current row, then the eight canonical S lanes and the
-     * eight W lanes; a multiple of 64 bytes, so that two threads never write the same cache line.
+     * Doubles per block in {@link #sums}: S and W of the current row, then the sixteen canonical S lanes and the
+     * sixteen W lanes, padded to a multiple of 64 bytes, so that two threads never write the same cache line.
      */
-    private static final int SLOT = 32;
+    private static final int SLOT = 40;
 
     // Per-call state, set by forward/backward before the blocks run and cleared after.
     private MemorySegment x;
@@ -97,15 +104,17 @@ final class VocabKernel implements Blocks.Body {
     private MemorySegment grad;
     private boolean backward;
     private boolean storeExp;
+    /** Saved statistics: written by the forward, read by the backward; null when the caller passes none. */
+    private MemorySegment stats;
     private int rowsPerBlock;
     /** Per-block scratch ({@link #SLOT} doubles per block): S, W and the lane sums. Grows, then is reused. */
-    private double[] stats = new double[SLOT];
+    private double[] sums = new double[SLOT];
 
     /** Forward: validated arguments (see {@link io.rlvec.Engine#logProbs}). */
     void forward(final Logits logits, final OffHeapArray labelsArr, final double temperature,
                  final OffHeapArray rowMask, final OffHeapArray logProbArr, final OffHeapArray entropyArr,
-                 final Blocks blocks) {
-        setUp(logits, labelsArr, temperature, rowMask);
+                 final SoftmaxStats statsOut, final Blocks blocks) {
+        setUp(logits, labelsArr, temperature, rowMask, statsOut);
         backward = false;
         logProbOut = logProbArr.segment();
         entropyOut = entropyArr == null ? null : entropyArr.segment();
@@ -115,8 +124,8 @@ final class VocabKernel implements Blocks.Body {
     /** Backward: validated arguments (see {@link io.rlvec.Engine#logProbsBackward}). */
     void backward(final Logits logits, final OffHeapArray labelsArr, final double temperature,
                   final OffHeapArray rowMask, final OffHeapArray gradLogProbArr, final OffHeapArray gradEntropyArr,
-                  final OffHeapArray gradLogits, final Blocks blocks) {
-        setUp(logits, labelsArr, temperature, rowMask);
+                  final OffHeapArray gradLogits, final SoftmaxStats savedStats, final Blocks blocks) {
+        setUp(logits, labelsArr, temperature, rowMask, savedStats);
         backward = true;
         gradLogProb = gradLogProbArr.segment();
         gradEntropy = gradEntropyArr == null ? null : gradEntropyArr.segment();
@@ -124,13 +133,15 @@ final class VocabKernel implements Blocks.Body {
         // Store e_j in the gradient buffer and read it back in the gradient pass instead of a second exp: measured
         // faster for rows in and out of L2 alike (0.70-0.76 vs 0.87-0.98 ns/logit CPU, V = 32000 and 151936, f32
         // and bf16). In place, the logits must survive until the gradient pass: the exp is evaluated again there.
-        storeExp = gradLogits.address() != logits.data().address();
+        // With saved statistics there is no sum pass to store into: one pass, one exp per logit.
+        storeExp = savedStats == null && gradLogits.address() != logits.data().address();
         runBlocks(blocks);
     }
 
     private void setUp(final Logits logits, final OffHeapArray labelsArr, final double temperature,
-                       final OffHeapArray rowMask) {
+                       final OffHeapArray rowMask, final SoftmaxStats savedStats) {
         x = logits.data().segment();
+        stats = savedStats == null ? null : savedStats.data().segment();
         bf16 = logits.type() == ElementType.BF16;
         rows = logits.rows();
         vocab = logits.vocab();
@@ -151,8 +162,8 @@ final class VocabKernel implements Blocks.Body {
     private void runBlocks(final Blocks blocks) {
         rowsPerBlock = Math.max(1, BLOCK_LOGITS / vocab);
         final int count = (int) ((rows + (long) rowsPerBlock - 1) / rowsPerBlock);
-        if (stats.length < count * SLOT) {
-            stats = new double[count * SLOT];
+        if (sums.length < count * SLOT) {
+            sums = new double[count * SLOT];
         }
         try {
             blocks.forEach(count, this);
@@ -165,6 +176,7 @@ final class VocabKernel implements Blocks.Body {
             gradLogProb = null;
             gradEntropy = null;
             grad = null;
+            stats = null;
         }
     }
 
@@ -193,15 +205,21 @@ final class VocabKernel implements Blocks.Body {
             if (entropyOut != null) {
                 entropyOut.set(F32, 4L * r, 0f);
             }
+            if (stats != null) {
+                saveStats(r, 0f, 0f, 0f, 0f);
+            }
             return;
         }
         final long base = r * rowStrideBytes;
         // max(x) / t = max(x / t) (division is monotone); + 0f turns a -0 maximum into +0, whatever lane held it.
         final float m = rowMax(x, base, vocab, bf16) / t + 0f;
-        // W only feeds the entropy: not accumulated when the entropy is not asked for.
-        rowSums(x, base, vocab, bf16, t, mulT, invT, m, null, 0L, entropyOut != null, stats, slot);
-        final double s = stats[slot];
-        final double w = stats[slot + 1];
+        // W only feeds the entropy and its gradient: not accumulated when neither can be asked for.
+        rowSums(x, base, vocab, bf16, t, mulT, invT, m, null, 0L, entropyOut != null || stats != null, sums, slot);
+        final double s = sums[slot];
+        final double w = sums[slot + 1];
+        if (stats != null) {
+            saveStats(r, m, (float) (1.0 / s), (float) (w / s), 1f);
+        }
         final double logS = StrictMath.log(s);
         final float zy = logit(base, labels.get(I32, 4L * r)) / t;
         logProbOut.set(F32, 4L * r, (float) (((double) zy - m) - logS));
@@ -218,17 +236,28 @@ final class VocabKernel implements Blocks.Body {
             zeroRow(grad, gBase, vocab);
             return;
         }
-        final float m = rowMax(x, base, vocab, bf16) / t + 0f;
         final float gl = gradLogProb.get(F32, 4L * r) / t;
         final float ge = gradEntropy == null ? 0f : gradEntropy.get(F32, 4L * r) / t;
         // ge == 0: k = -gl for every logit, so W (mu) and the clamped c are not needed (spec: k's first case).
         final boolean ent = ge != 0f;
         final boolean store = storeExp;
-        rowSums(x, base, vocab, bf16, t, mulT, invT, m, store ? grad : null, gBase, ent, stats, slot);
-        final double s = stats[slot];
-        final double w = stats[slot + 1];
-        final float rS = (float) (1.0 / s);
-        final float mu = ent ? (float) (w / s) : 0f;
+        final float m;
+        final float rS;
+        final float mu;
+        if (stats != null) {
+            // The forward's m, rS, mu: the same floats the two passes below would compute again.
+            final long at = 4L * SoftmaxStats.STRIDE * r;
+            m = stats.get(F32, at + 4L * SoftmaxStats.M);
+            rS = stats.get(F32, at + 4L * SoftmaxStats.RS);
+            mu = ent ? stats.get(F32, at + 4L * SoftmaxStats.MU) : 0f;
+        } else {
+            m = rowMax(x, base, vocab, bf16) / t + 0f;
+            rowSums(x, base, vocab, bf16, t, mulT, invT, m, store ? grad : null, gBase, ent, sums, slot);
+            final double s = sums[slot];
+            final double w = sums[slot + 1];
+            rS = (float) (1.0 / s);
+            mu = ent ? (float) (w / s) : 0f;
+        }
         final int y = labels.get(I32, 4L * r);
         // Read before the gradient pass: in place, it overwrites the logits.
         final float dy = logit(base, y) / t - m;
@@ -242,6 +271,14 @@ final class VocabKernel implements Blocks.Body {
         final float ky = ent ? Math.fma(-ge, clamp(dy) - mu, -gl) : -gl;
         final float py = CanonicalMath.exp(dy) * rS;
         grad.set(F32, gBase + 4L * y, Math.fma(py, ky, gl));
+    }
+
+    private void saveStats(final int r, final float m, final float rS, final float mu, final float flag) {
+        final long at = 4L * SoftmaxStats.STRIDE * r;
+        stats.set(F32, at + 4L * SoftmaxStats.M, m);
+        stats.set(F32, at + 4L * SoftmaxStats.RS, rS);
+        stats.set(F32, at + 4L * SoftmaxStats.MU, mu);
+        stats.set(F32, at + 4L * SoftmaxStats.FLAG, flag);
     }
 
     private float logit(final long base, final int j) {
@@ -345,9 +382,15 @@ final class VocabKernel implements Blocks.Body {
 
     /**
      * The fused pass: {@code e_j = exp(x_j / t - m)}, {@code S = sum e_j} and {@code W = sum e_j * c_j} in the
-     * canonical order (eight double lanes over {@code j < V8}, combined as {@code ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7))},
-     * then the tail in order). Writes S and W to {@code out[slot]}, {@code out[slot + 1]}; stores each {@code e_j}
-     * as float32 at {@code eBase} in {@code eSeg} when that is non-null.
+     * canonical order (sixteen lanes; per block of 64 logits, each lane's four terms summed in float, then added to
+     * the lane's double; lanes combined by {@link VocabPass#combineLanes}; then the tail in order). Writes S and W
+     * to {@code out[slot]}, {@code out[slot + 1]}; stores each {@code e_j} as float32 at {@code eBase} in
+     * {@code eSeg} when that is non-null.
+     *
+     * <p>One exp polynomial in the loop body (style.md P2): the innermost loop walks a lane group's four terms,
+     * the middle loop the {@link #GROUPS} vectors that cover sixteen lanes, and the double accumulators rotate by
+     * one group per middle iteration (as the float slots of the KL pass do), so that after a whole block every
+     * accumulator is back on its own lanes.
      */
     private static void rowSums(final MemorySegment seg, final long base, final int v, final boolean bf16,
                                 final float t, final boolean mulT, final float invT, final float m,
@@ -356,131 +399,127 @@ final class VocabKernel implements Blocks.Body {
         final FloatVector tv = FloatVector.broadcast(F, mulT ? invT : t);
         final FloatVector mv = FloatVector.broadcast(F, m);
         final boolean store = eSeg != null;
-        // Lane groups of the canonical order, D.length() lanes each (see SUM_STEP): s0, s1 hold lanes 0-7 for
-        // 8 float lanes; for 4 float lanes s0..s3 hold lanes 0-1, 2-3, 4-5, 6-7 after an even number of steps.
-        // (local zero, not a static final vector: see rowMax)
+        // (local zeros, not static final vectors: see rowMax)
+        final FloatVector fzero = FloatVector.zero(F);
         final DoubleVector zero = DoubleVector.zero(D);
+        // Group g's lanes g*FL .. g*FL+FL-1 convert to two double vectors; (s0, s1) always hold the current group.
         DoubleVector s0 = zero;
         DoubleVector s1 = zero;
         DoubleVector s2 = zero;
         DoubleVector s3 = zero;
+        DoubleVector s4 = zero;
+        DoubleVector s5 = zero;
+        DoubleVector s6 = zero;
+        DoubleVector s7 = zero;
         DoubleVector w0 = zero;
         DoubleVector w1 = zero;
         DoubleVector w2 = zero;
         DoubleVector w3 = zero;
-        final int vv = SUM_VECTOR ? v & -SUM_STEP : 0;
-        for (int j = 0; j < vv; j += FL) {
-            final FloatVector x = load(seg, base, j, bf16);
-            // x * (1 / t) when t is a power of two (exact, so the same bits), x / t otherwise.
-            final FloatVector d = (mulT ? x.mul(tv) : x.div(tv)).sub(mv);
-            final VectorMask<Float> under = d.compare(VectorOperators.LT, EXP_LO);
-            final FloatVector e = expPoly(d).blend(0f, under);
-            if (store) {
-                e.intoMemorySegment(eSeg, eBase + 4L * j, LE);
-            }
-            // Widening the upper half of a vector costs more than the lower half (a lane-crossing move), about
-            // a quarter of this loop at 512 bits: W's two conversions are skipped when W is not needed.
-            final DoubleVector e0 = (DoubleVector) e.convertShape(VectorOperators.F2D, D, 0);
-            final DoubleVector e1 = (DoubleVector) e.convertShape(VectorOperators.F2D, D, 1);
-            if (FL == 8) {
-                s0 = s0.add(e0);
-                s1 = s1.add(e1);
-            } else if (FL == 4) {
-                // Elements j..j+3 are lanes 0-3 on even steps and 4-7 on odd ones: add into s0/s1, then rotate.
-                final DoubleVector ns0 = s0.add(e0);
-                final DoubleVector ns1 = s1.add(e1);
-                s0 = s2;
-                s1 = s3;
-                s2 = ns0;
-                s3 = ns1;
-            } else {
-                // 16 float lanes: both halves map onto lanes 0-7, the first half first.
-                s0 = s0.add(e0).add(e1);
-            }
-            if (withW) {
-                final FloatVector ec = e.mul(d.blend(EXP_LO, under));
-                final DoubleVector q0 = (DoubleVector) ec.convertShape(VectorOperators.F2D, D, 0);
-                final DoubleVector q1 = (DoubleVector) ec.convertShape(VectorOperators.F2D, D, 1);
-                if (FL == 8) {
-                    w0 = w0.add(q0);
-                    w1 = w1.add(q1);
-                } else if (FL == 4) {
-                    final DoubleVector nw0 = w0.add(q0);
-                    final DoubleVector nw1 = w1.add(q1);
+        DoubleVector w4 = zero;
+        DoubleVector w5 = zero;
+        DoubleVector w6 = zero;
+        DoubleVector w7 = zero;
+        final int vs = SUM_VECTOR ? v - v % SPAN : 0;
+        // Terms e_j == 1 (the maximum and its ties) are counted, not added to the float partials (canonical order).
+        long ones = 0;
+        for (int b = 0; b < vs; b += SPAN) {
+            for (int g = 0; g < GROUPS; g++) {
+                FloatVector ps = fzero;
+                FloatVector pw = fzero;
+                for (int j = b + g * FL; j < b + SPAN; j += LANES) {
+                    final FloatVector x = load(seg, base, j, bf16);
+                    // x * (1 / t) when t is a power of two (exact, so the same bits), x / t otherwise.
+                    final FloatVector d = (mulT ? x.mul(tv) : x.div(tv)).sub(mv);
+                    final VectorMask<Float> under = d.compare(VectorOperators.LT, EXP_LO);
+                    final FloatVector e = expPoly(d).blend(0f, under);
+                    if (store) {
+                        e.intoMemorySegment(eSeg, eBase + 4L * j, LE);
+                    }
+                    final VectorMask<Float> one = e.compare(VectorOperators.EQ, 1f);
+                    ps = ps.add(e.blend(0f, one));
+                    ones += one.trueCount();
+                    if (withW) {
+                        pw = pw.add(e.mul(d.blend(EXP_LO, under)));
+                    }
+                }
+                s0 = s0.add((DoubleVector) ps.convertShape(VectorOperators.F2D, D, 0));
+                s1 = s1.add((DoubleVector) ps.convertShape(VectorOperators.F2D, D, 1));
+                if (withW) {
+                    // Widening the upper half costs more than the lower (a lane-crossing move): skipped without W.
+                    w0 = w0.add((DoubleVector) pw.convertShape(VectorOperators.F2D, D, 0));
+                    w1 = w1.add((DoubleVector) pw.convertShape(VectorOperators.F2D, D, 1));
+                }
+                if (GROUPS == 2) {
+                    final DoubleVector ts0 = s0;
+                    final DoubleVector ts1 = s1;
+                    s0 = s2;
+                    s1 = s3;
+                    s2 = ts0;
+                    s3 = ts1;
+                    final DoubleVector tw0 = w0;
+                    final DoubleVector tw1 = w1;
                     w0 = w2;
                     w1 = w3;
-                    w2 = nw0;
-                    w3 = nw1;
-                } else {
-                    w0 = w0.add(q0).add(q1);
+                    w2 = tw0;
+                    w3 = tw1;
+                } else if (GROUPS == 4) {
+                    final DoubleVector ts0 = s0;
+                    final DoubleVector ts1 = s1;
+                    s0 = s2;
+                    s1 = s3;
+                    s2 = s4;
+                    s3 = s5;
+                    s4 = s6;
+                    s5 = s7;
+                    s6 = ts0;
+                    s7 = ts1;
+                    final DoubleVector tw0 = w0;
+                    final DoubleVector tw1 = w1;
+                    w0 = w2;
+                    w1 = w3;
+                    w2 = w4;
+                    w3 = w5;
+                    w4 = w6;
+                    w5 = w7;
+                    w6 = tw0;
+                    w7 = tw1;
                 }
             }
         }
-        // The eight canonical lanes go through the block's scratch in `out` (slot + 8 .. slot + 23): a vector
-        // store, then scalar reads. DoubleVector.lane() was measured to box the vector on some compiles (its
-        // extract intrinsic fell back to an out-of-line call), 80-200 bytes per row.
+        // The sixteen canonical lanes go through the block's scratch in `out` (slot + 8 .. slot + 39): vector stores,
+        // then scalar reads. DoubleVector.lane() was measured to box the vector on some compiles (its extract
+        // intrinsic fell back to an out-of-line call), 80-200 bytes per row.
         final int sl = slot + 8;
-        final int wl = slot + 16;
-        if (FL == 8) {
+        final int wl = sl + LANES;
+        if (SUM_VECTOR) {
+            final int h = D.length();
             s0.intoArray(out, sl);
-            s1.intoArray(out, sl + 4);
+            s1.intoArray(out, sl + h);
             w0.intoArray(out, wl);
-            w1.intoArray(out, wl + 4);
-        } else if (FL == 4) {
-            s0.intoArray(out, sl);
-            s1.intoArray(out, sl + 2);
-            s2.intoArray(out, sl + 4);
-            s3.intoArray(out, sl + 6);
-            w0.intoArray(out, wl);
-            w1.intoArray(out, wl + 2);
-            w2.intoArray(out, wl + 4);
-            w3.intoArray(out, wl + 6);
-        } else if (FL == 16) {
-            s0.intoArray(out, sl);
-            w0.intoArray(out, wl);
+            w1.intoArray(out, wl + h);
+            if (GROUPS >= 2) {
+                s2.intoArray(out, sl + 2 * h);
+                s3.intoArray(out, sl + 3 * h);
+                w2.intoArray(out, wl + 2 * h);
+                w3.intoArray(out, wl + 3 * h);
+            }
+            if (GROUPS == 4) {
+                s4.intoArray(out, sl + 4 * h);
+                s5.intoArray(out, sl + 5 * h);
+                s6.intoArray(out, sl + 6 * h);
+                s7.intoArray(out, sl + 7 * h);
+                w4.intoArray(out, wl + 4 * h);
+                w5.intoArray(out, wl + 5 * h);
+                w6.intoArray(out, wl + 6 * h);
+                w7.intoArray(out, wl + 7 * h);
+            }
         } else {
-            // Wider vectors: no vector loop ran (SUM_VECTOR), every lane starts at 0.
-            java.util.Arrays.fill(out, sl, wl + 8, 0.0);
+            ones = scalarLanes(seg, base, v, bf16, t, m, eSeg, eBase, out, sl, wl);
         }
-        double l0 = out[sl];
-        double l1 = out[sl + 1];
-        double l2 = out[sl + 2];
-        double l3 = out[sl + 3];
-        double l4 = out[sl + 4];
-        double l5 = out[sl + 5];
-        double l6 = out[sl + 6];
-        double l7 = out[sl + 7];
-        double q0 = out[wl];
-        double q1 = out[wl + 1];
-        double q2 = out[wl + 2];
-        double q3 = out[wl + 3];
-        double q4 = out[wl + 4];
-        double q5 = out[wl + 5];
-        double q6 = out[wl + 6];
-        double q7 = out[wl + 7];
-        // Whole 8-chunks the vector loop did not cover (16 float lanes: at most one; wider: all), lane by lane.
-        final int v8 = v - v % 8;
-        for (int j = vv; j < v8; j++) {
-            final float d = loadScalar(seg, base, j, bf16) / t - m;
-            final float e = CanonicalMath.exp(d);
-            final float ec = e * clamp(d);
-            if (store) {
-                eSeg.set(F32, eBase + 4L * j, e);
-            }
-            switch (j & 7) {
-                case 0 -> { l0 += e; q0 += ec; }
-                case 1 -> { l1 += e; q1 += ec; }
-                case 2 -> { l2 += e; q2 += ec; }
-                case 3 -> { l3 += e; q3 += ec; }
-                case 4 -> { l4 += e; q4 += ec; }
-                case 5 -> { l5 += e; q5 += ec; }
-                case 6 -> { l6 += e; q6 += ec; }
-                default -> { l7 += e; q7 += ec; }
-            }
-        }
-        double s = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
-        double w = ((q0 + q4) + (q1 + q5)) + ((q2 + q6) + (q3 + q7));
-        for (int j = v8; j < v; j++) {
+        double s = VocabPass.combineLanes(out, sl) + ones;
+        double w = VocabPass.combineLanes(out, wl);
+        final int tail = v - v % SPAN;
+        for (int j = tail; j < v; j++) {
             final float d = loadScalar(seg, base, j, bf16) / t - m;
             final float e = CanonicalMath.exp(d);
             if (store) {
@@ -491,6 +530,37 @@ final class VocabKernel implements Blocks.Body {
         }
         out[slot] = s;
         out[slot + 1] = w;
+    }
+
+    /** The canonical lanes one term at a time (vectors wider than 16 floats): the reference's loop. */
+    private static long scalarLanes(final MemorySegment seg, final long base, final int v, final boolean bf16,
+                                    final float t, final float m, final MemorySegment eSeg, final long eBase,
+                                    final double[] out, final int sl, final int wl) {
+        java.util.Arrays.fill(out, sl, wl + LANES, 0.0);
+        long ones = 0;
+        final int vs = v - v % SPAN;
+        for (int b = 0; b < vs; b += SPAN) {
+            for (int l = 0; l < LANES; l++) {
+                float ps = 0f;
+                float pw = 0f;
+                for (int j = b + l; j < b + SPAN; j += LANES) {
+                    final float d = loadScalar(seg, base, j, bf16) / t - m;
+                    final float e = CanonicalMath.exp(d);
+                    if (eSeg != null) {
+                        eSeg.set(F32, eBase + 4L * j, e);
+                    }
+                    if (e == 1f) {
+                        ones++;
+                    } else {
+                        ps += e;
+                    }
+                    pw += e * clamp(d);
+                }
+                out[sl + l] += ps;
+                out[wl + l] += pw;
+            }
+        }
+        return ones;
     }
 
     /**

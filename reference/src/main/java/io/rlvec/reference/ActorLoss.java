@@ -13,6 +13,7 @@ import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 import io.rlvec.TokenBatch;
 
 /**
@@ -59,6 +60,8 @@ public final class ActorLoss {
     private final Scratch innerGrad = new Scratch();
     private final Scratch gradEntropy = new Scratch();
     private final Scratch upstream = new Scratch();
+    /** The vocabulary forward's row statistics, handed to its backward (grows to the largest batch seen). */
+    private SoftmaxStats softmax;
     private TokenBatch derivedFrom;
     private OffHeapArray derivedLogProb;
     private TokenBatch derived;
@@ -112,7 +115,9 @@ public final class ActorLoss {
         // The vocabulary pass always writes the entropy (its output is not optional); the loss uses it only when
         // spec.entropyNeeded().
         final OffHeapArray ent = entropy.get(n);
-        engine.logProbs(logits, labels, temperature, mask, lp, ent);
+        // The backward reuses the forward's row statistics: one exp per logit instead of a max and two exp passes.
+        final SoftmaxStats st = gradLogits != null ? softmaxStats(n) : null;
+        engine.logProbs(logits, labels, temperature, mask, lp, ent, st);
         final TokenBatch withLp = withLogProb(batch, lp);
         final boolean kl = spec.useKlLoss();
         final boolean full = kl && spec.klLossType().estimator() == KlPenalty.Estimator.FULL;
@@ -139,7 +144,7 @@ public final class ActorLoss {
                 ge = gradEntropy.get(n);
                 kernels.fill(batch, entropyWeights(spec, batch, denominator), ge);
             }
-            engine.logProbsBackward(logits, labels, temperature, mask, glp, ge, gradLogits);
+            engine.logProbsBackward(logits, labels, temperature, mask, glp, ge, gradLogits, st);
         }
         if (full) {
             if (gradLogits != null) {
@@ -152,6 +157,24 @@ public final class ActorLoss {
             engine.aggLoss(spec, batch, k, null, out.kl());
         }
         out.finish(spec, hasEntropy, kl);
+    }
+
+    private SoftmaxStats softmaxStats(final int rows) {
+        if (softmax == null || softmax.capacity() < rows) {
+            if (softmax != null) {
+                softmax.close();
+            }
+            softmax = SoftmaxStats.allocate(Math.max(rows, softmax == null ? 0 : softmax.capacity() * 2));
+        }
+        return softmax;
+    }
+
+    /** Frees the off-heap statistics (the token scratch is freed by the garbage collector). */
+    public void close() {
+        if (softmax != null) {
+            softmax.close();
+            softmax = null;
+        }
     }
 
     /**

@@ -8,6 +8,7 @@ import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
 
@@ -43,22 +44,29 @@ public final class ReferenceEngine implements Engine {
 
     @Override
     public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
-                         final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut) {
-        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut);
-        VocabPass.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut);
+                         final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
+                         final SoftmaxStats statsOut) {
+        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
+        VocabPass.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
     }
 
     @Override
     public void logProbsBackward(final Logits logits, final OffHeapArray labels, final double temperature,
                                  final OffHeapArray rowMask, final OffHeapArray gradLogProb,
-                                 final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
-        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
-        VocabPass.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
+                                 final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
+                                 final SoftmaxStats stats) {
+        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
+        VocabPass.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
     }
 
     // ---- KL penalty and the composed actor loss ----
 
     private final ActorLoss actor = new ActorLoss(this, new ScalarActorKernels());
+
+    @Override
+    public void close() {
+        actor.close();
+    }
 
     @Override
     public void klPenalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut,

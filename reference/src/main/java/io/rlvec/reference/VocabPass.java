@@ -5,6 +5,7 @@ import static io.rlvec.CanonicalMath.EXP_LO;
 import io.rlvec.CanonicalMath;
 import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 
 /**
  * The vocabulary pass, scalar: verl's {@code logits.div_(temperature)}, {@code logprobs_from_logits_v2} and
@@ -14,18 +15,25 @@ import io.rlvec.OffHeapArray;
  *
  * <p>Per row: a max pass, then one pass computing {@code e_j = exp(z_j - m)} and the double sums
  * {@code S = sum e_j}, {@code W = sum e_j (z_j - m)}, then (backward only) a gradient pass that evaluates the exp
- * again. The row normaliser {@code log S} is {@link StrictMath#log} in double, once per row.
+ * again. The row normaliser {@code log S} is {@link StrictMath#log} in double, once per row. With statistics saved
+ * by the forward ({@link SoftmaxStats}), the backward reads {@code m}, {@code rS}, {@code mu} instead of the first
+ * two passes.
  */
 public final class VocabPass {
     /** Lanes of the canonical summation order (see {@link io.rlvec.Engine#logProbs}). */
-    public static final int LANES = 8;
+    public static final int LANES = 16;
+    /** Terms per lane per block, summed in float before the lane's double adds them. */
+    public static final int DEPTH = 4;
+    /** Elements per block: {@code LANES * DEPTH}. */
+    public static final int SPAN = LANES * DEPTH;
 
     private VocabPass() {
     }
 
     /** Forward: see {@link io.rlvec.Engine#logProbs}. Arguments are validated by the caller. */
     static void forward(final Logits logits, final OffHeapArray labels, final double temperature,
-                        final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut) {
+                        final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
+                        final SoftmaxStats statsOut) {
         final float t = (float) temperature;
         final RowStats st = new RowStats();
         for (int r = 0; r < logits.rows(); r++) {
@@ -34,9 +42,15 @@ public final class VocabPass {
                 if (entropyOut != null) {
                     entropyOut.setFloat(r, 0f);
                 }
+                if (statsOut != null) {
+                    save(statsOut, r, 0f, 0f, 0f, 0f);
+                }
                 continue;
             }
             rowStats(logits, r, t, st);
+            if (statsOut != null) {
+                save(statsOut, r, st.m, (float) (1.0 / st.s), (float) (st.w / st.s), 1f);
+            }
             final double logS = StrictMath.log(st.s);
             final float zy = logit(logits, r, labels.getInt(r)) / t;
             logProbOut.setFloat(r, (float) (((double) zy - st.m) - logS));
@@ -49,7 +63,7 @@ public final class VocabPass {
     /** Backward: see {@link io.rlvec.Engine#logProbsBackward}. Arguments are validated by the caller. */
     static void backward(final Logits logits, final OffHeapArray labels, final double temperature,
                          final OffHeapArray rowMask, final OffHeapArray gradLogProb, final OffHeapArray gradEntropy,
-                         final OffHeapArray gradLogits) {
+                         final OffHeapArray gradLogits, final SoftmaxStats stats) {
         final float t = (float) temperature;
         final RowStats st = new RowStats();
         final int v = logits.vocab();
@@ -61,21 +75,42 @@ public final class VocabPass {
                 }
                 continue;
             }
-            rowStats(logits, r, t, st);
-            final float rS = (float) (1.0 / st.s);
-            final float mu = (float) (st.w / st.s);
+            final float m;
+            final float rS;
+            final float mu;
+            if (stats != null) {
+                // Saved by the forward: the same three floats this row would compute again.
+                m = stats.shift(r);
+                rS = stats.reciprocalSum(r);
+                mu = stats.meanShiftedLogit(r);
+            } else {
+                rowStats(logits, r, t, st);
+                m = st.m;
+                rS = (float) (1.0 / st.s);
+                mu = (float) (st.w / st.s);
+            }
             final float gl = gradLogProb.getFloat(r) / t;
             final float ge = gradEntropy == null ? 0f : gradEntropy.getFloat(r) / t;
             final int y = labels.getInt(r);
             // Reads x_j before writing g_j at the same index, so the logits may be the gradient buffer itself.
             for (int j = 0; j < v; j++) {
-                final float d = logit(logits, r, j) / t - st.m;
+                final float d = logit(logits, r, j) / t - m;
                 final float e = CanonicalMath.exp(d);
                 final float k = ge == 0f ? -gl : Math.fma(-ge, clamp(d) - mu, -gl);
                 final float p = e * rS;
                 gradLogits.setFloat(base + j, j == y ? Math.fma(p, k, gl) : p * k);
             }
         }
+    }
+
+    private static void save(final SoftmaxStats stats, final int r, final float m, final float rS, final float mu,
+                             final float flag) {
+        final long at = (long) SoftmaxStats.STRIDE * r;
+        final OffHeapArray d = stats.data();
+        d.setFloat(at + SoftmaxStats.M, m);
+        d.setFloat(at + SoftmaxStats.RS, rS);
+        d.setFloat(at + SoftmaxStats.MU, mu);
+        d.setFloat(at + SoftmaxStats.FLAG, flag);
     }
 
     /** Max, S and W of one row (the canonical order; see {@link io.rlvec.Engine#logProbs}). */
@@ -94,16 +129,31 @@ public final class VocabPass {
         final double[] wl = st.wLanes;
         java.util.Arrays.fill(sl, 0.0);
         java.util.Arrays.fill(wl, 0.0);
-        final int v8 = v - v % LANES;
-        for (int j = 0; j < v8; j++) {
-            final float d = logit(logits, r, j) / t - m;
-            final float e = CanonicalMath.exp(d);
-            sl[j % LANES] += e;
-            wl[j % LANES] += e * clamp(d);
+        final int vs = v - v % SPAN;
+        long ones = 0;
+        for (int b = 0; b < vs; b += SPAN) {
+            for (int l = 0; l < LANES; l++) {
+                // The block's float partial of lane l: terms b + l, b + 16 + l, b + 32 + l, b + 48 + l, in order;
+                // a term e_j == 1 (the maximum, its ties) is counted instead, exactly.
+                float ps = 0f;
+                float pw = 0f;
+                for (int u = 0; u < DEPTH; u++) {
+                    final float d = logit(logits, r, b + LANES * u + l) / t - m;
+                    final float e = CanonicalMath.exp(d);
+                    if (e == 1f) {
+                        ones++;
+                    } else {
+                        ps += e;
+                    }
+                    pw += e * clamp(d);
+                }
+                sl[l] += ps;
+                wl[l] += pw;
+            }
         }
-        double s = ((sl[0] + sl[4]) + (sl[1] + sl[5])) + ((sl[2] + sl[6]) + (sl[3] + sl[7]));
-        double w = ((wl[0] + wl[4]) + (wl[1] + wl[5])) + ((wl[2] + wl[6]) + (wl[3] + wl[7]));
-        for (int j = v8; j < v; j++) {
+        double s = combineLanes(sl, 0) + ones;
+        double w = combineLanes(wl, 0);
+        for (int j = vs; j < v; j++) {
             final float d = logit(logits, r, j) / t - m;
             final float e = CanonicalMath.exp(d);
             s += e;
@@ -112,6 +162,30 @@ public final class VocabPass {
         st.m = m;
         st.s = s;
         st.w = w;
+    }
+
+    /**
+     * The canonical combination of the {@link #LANES} lane sums at {@code off}: halving, lane i with lane
+     * i + 8, then i + 4, i + 2, i + 1 (see {@link io.rlvec.Engine#logProbs}).
+     *
+     * @param a   at least {@code off + 16} doubles.
+     * @param off first lane.
+     * @return the row sum of the lanes.
+     */
+    public static double combineLanes(final double[] a, final int off) {
+        final double b0 = a[off] + a[off + 8];
+        final double b1 = a[off + 1] + a[off + 9];
+        final double b2 = a[off + 2] + a[off + 10];
+        final double b3 = a[off + 3] + a[off + 11];
+        final double b4 = a[off + 4] + a[off + 12];
+        final double b5 = a[off + 5] + a[off + 13];
+        final double b6 = a[off + 6] + a[off + 14];
+        final double b7 = a[off + 7] + a[off + 15];
+        final double c0 = b0 + b4;
+        final double c1 = b1 + b5;
+        final double c2 = b2 + b6;
+        final double c3 = b3 + b7;
+        return (c0 + c2) + (c1 + c3);
     }
 
     /** {@code d} clamped below at EXP_LO, where exp is already 0: keeps {@code e * c} and {@code c - mu} finite. */

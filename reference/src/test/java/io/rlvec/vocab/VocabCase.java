@@ -6,6 +6,7 @@ import io.rlvec.ElementType;
 import io.rlvec.Engine;
 import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 
 /**
  * One seeded vocabulary-pass input (logits, labels, row mask, upstream gradients) with helpers that run an engine
@@ -366,6 +367,36 @@ public final class VocabCase implements AutoCloseable {
             final Logits own = Logits.of(g, rows, vocab, stride);
             engine.logProbsBackward(own, labelsArr, temperature, maskArr, gradLogProbArr, gradEntropyArr, g);
             return g.toFloatArray();
+        }
+    }
+
+    /**
+     * Runs {@link Engine#logProbs} saving {@link SoftmaxStats}, then {@link Engine#logProbsBackward} from them into
+     * a fresh sentinel-padded buffer ({@code inPlace}: over a float32 copy of the logits instead); returns the
+     * gradient buffer.
+     */
+    public float[] backwardSaved(final Engine engine, final boolean inPlace) {
+        try (SoftmaxStats st = SoftmaxStats.allocate(rows);
+             OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray copy = OffHeapArray.of(x.clone());
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, x.length)) {
+            final Logits l = inPlace ? Logits.of(copy, rows, vocab, stride) : logits();
+            final OffHeapArray out = inPlace ? copy : g;
+            g.fill(SENTINEL);
+            engine.logProbs(l, labelsArr, temperature, maskArr, lp, null, st);
+            engine.logProbsBackward(l, labelsArr, temperature, maskArr, gradLogProbArr, gradEntropyArr, out, st);
+            return out.toFloatArray();
+        }
+    }
+
+    /** Runs {@link Engine#logProbs} saving statistics; returns their floats ({@link SoftmaxStats#STRIDE} a row). */
+    public float[] savedStats(final Engine engine) {
+        try (SoftmaxStats st = SoftmaxStats.allocate(rows);
+             OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, rows)) {
+            st.data().fill(Float.NaN);
+            engine.logProbs(logits(), labelsArr, temperature, maskArr, lp, null, st);
+            final float[] all = st.data().toFloatArray();
+            return java.util.Arrays.copyOf(all, SoftmaxStats.STRIDE * rows);
         }
     }
 

@@ -19,6 +19,7 @@ import io.rlvec.ElementType;
 import io.rlvec.Engine;
 import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 import io.rlvec.vocab.VocabCase.Fill;
 
 /**
@@ -104,8 +105,10 @@ public abstract class VocabContractTest {
      * Error budget of a row result v against double: the float result's own rounding (2 ulp); the canonical exp's
      * few ulp on each e_j and the float rounding of {@code d_j = z_j - m} (relative |d_j| 2^-24 on e_j), which
      * reach v relatively (small entropies are sums of such terms, |d_j| about |ln v|) and through log S (weighted by
-     * the non-maximal mass 1 - 1/S, and by |mu| for the rounding of d); the double sums' own rounding, absolute
-     * (S = 1 + tiny loses what lies below 2^-53 S); and the flush of exp below 2^-126 (absolute, negligible).
+     * the non-maximal mass 1 - 1/S, and by |mu| for the rounding of d); the float partials of four terms (at most
+     * 3 * 2^-24 relative to S - K, the non-maximal part, and to W: inside the same two terms); the double sums' own
+     * rounding, absolute (S = 1 + tiny loses what lies below 2^-53 S); and the flush of exp below 2^-126 (absolute,
+     * negligible).
      */
     static double tolerance(final double v, final VocabOracle.Row o, final int vocab) {
         final double spread = -Math.expm1(-o.logS());
@@ -434,6 +437,92 @@ public abstract class VocabContractTest {
                     assertEquals(Float.floatToIntBits(out[i]), Float.floatToIntBits(in[i]),
                         c.describe() + " row " + r + " j " + j);
                 }
+            }
+        }
+    }
+
+    /**
+     * Statistics saved by the forward give the gradient's bits (out of place and in place), and do not change the
+     * forward's outputs.
+     */
+    @ParameterizedTest
+    @MethodSource("caseArgs")
+    void savedStatisticsGiveTheSameGradient(final VocabCase.Spec spec) {
+        try (VocabCase c = spec.build();
+             SoftmaxStats st = SoftmaxStats.allocate(c.rows + 3);
+             OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, c.rows);
+             OffHeapArray h = OffHeapArray.allocate(ElementType.F32, c.rows)) {
+            final float[] plain = c.backward(engine());
+            assertSameBits(c.describe() + " saved statistics", plain, c.backwardSaved(engine(), false));
+            if (c.type == ElementType.F32) {
+                final float[] inPlace = c.backwardSaved(engine(), true);
+                for (int r = 0; r < c.rows; r++) {
+                    for (int j = 0; j < c.vocab; j++) {
+                        final int i = Math.toIntExact(r * c.stride + j);
+                        assertEquals(Float.floatToIntBits(plain[i]), Float.floatToIntBits(inPlace[i]),
+                            c.describe() + " saved statistics, in place, row " + r + " j " + j);
+                    }
+                }
+            }
+            engine().logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, h, st);
+            assertSameForward(c.describe() + " forward saving statistics",
+                new VocabCase.Forward(lp.toFloatArray(), h.toFloatArray()), c.forward(engine()));
+            assertEquals(c.rows, st.rows());
+            assertEquals(c.vocab, st.vocab());
+            for (int r = 0; r < c.rows; r++) {
+                assertEquals(c.valid(r), st.computed(r), c.describe() + " flag of row " + r);
+                if (c.valid(r)) {
+                    assertTrue(st.reciprocalSum(r) > 0f && st.reciprocalSum(r) <= 1f || Float.isNaN(st.reciprocalSum(r)),
+                        c.describe() + " rS of row " + r + " = " + st.reciprocalSum(r) + " (S >= 1)");
+                }
+            }
+        }
+    }
+
+    /** Statistics of another shape, temperature or mask, or closed or unfilled ones, are rejected up front. */
+    @Test
+    void rejectsMismatchedSavedStatistics() {
+        try (VocabCase c = VocabCase.spec().seed(78).rows(5).vocab(9).masked(true).build();
+             SoftmaxStats st = SoftmaxStats.allocate(5);
+             SoftmaxStats small = SoftmaxStats.allocate(4);
+             SoftmaxStats closed = SoftmaxStats.allocate(5);
+             OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 5);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 45);
+             OffHeapArray zeros = OffHeapArray.ofInts(0, 0, 0, 0, 0)) {
+            final Engine e = engine();
+            final Logits l = c.logits();
+            closed.close();
+            g.fill(42f);
+            assertThatThrownBy(() -> SoftmaxStats.allocate(-1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("capacity");
+            assertThatThrownBy(() -> e.logProbs(l, c.labelsArray(), 1.0, c.maskArray(), lp, null, small))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("statsOut must hold at least");
+            assertThatThrownBy(() -> e.logProbs(l, c.labelsArray(), 1.0, c.maskArray(), lp, null, closed))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("statsOut is closed");
+            assertThatThrownBy(() -> e.logProbsBackward(l, c.labelsArray(), 1.0, c.maskArray(), c.gradLogProbArray(),
+                null, g, st)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("no forward");
+            e.logProbs(l, c.labelsArray(), 0.7, c.maskArray(), lp, null, st);
+            assertThatThrownBy(() -> e.logProbsBackward(l, c.labelsArray(), 1.0, c.maskArray(), c.gradLogProbArray(),
+                null, g, st)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("temperature");
+            assertThatThrownBy(() -> e.logProbsBackward(Logits.of(c.logitsArray(), 4, 9), c.labelsArray(), 0.7,
+                c.maskArray(), c.gradLogProbArray(), null, g, st))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("same logits shape");
+            int maskedRow = -1;
+            for (int r = 0; r < c.rows && maskedRow < 0; r++) {
+                if (!c.valid(r)) {
+                    maskedRow = r;
+                }
+            }
+            assertTrue(maskedRow >= 0, "the case masks a row");
+            final String want = "stats row " + maskedRow + " was masked";
+            // Every row valid here, with in-range labels: the row the forward masked must be refused.
+            assertThatThrownBy(() -> e.logProbsBackward(l, zeros, 0.7, null, c.gradLogProbArray(), null, g,
+                st)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining(want);
+            st.close();
+            assertThatThrownBy(() -> e.logProbsBackward(l, c.labelsArray(), 0.7, c.maskArray(), c.gradLogProbArray(),
+                null, g, st)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("stats is closed");
+            for (int i = 0; i < 45; i++) {
+                assertEquals(42f, g.getFloat(i), "gradLogits touched");
             }
         }
     }

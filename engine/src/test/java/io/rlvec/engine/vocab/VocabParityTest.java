@@ -7,6 +7,7 @@ import java.util.stream.Stream;
 
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -17,6 +18,7 @@ import io.rlvec.ElementType;
 import io.rlvec.Engine;
 import io.rlvec.Engines;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 import io.rlvec.engine.VectorEngine;
 import io.rlvec.reference.ReferenceEngine;
 import io.rlvec.vocab.VocabCase;
@@ -72,6 +74,9 @@ class VocabParityTest {
                 + ref.entropy()[r] + " (" + dh + " ulp)");
         }
         VocabContractTest.assertSameBits(at + " gradient", c.backward(REFERENCE), c.backward(engine));
+        VocabContractTest.assertSameBits(at + " saved statistics", c.savedStats(REFERENCE), c.savedStats(engine));
+        VocabContractTest.assertSameBits(at + " gradient from saved statistics", c.backward(REFERENCE),
+            c.backwardSaved(engine, false));
         if (c.type == ElementType.F32) {
             VocabContractTest.assertSameBits(at + " in-place gradient", c.backward(REFERENCE),
                 c.backwardInPlace(engine));
@@ -117,12 +122,17 @@ class VocabParityTest {
         };
         try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 3);
              OffHeapArray h = OffHeapArray.allocate(ElementType.F32, 3);
-             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 48)) {
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 48);
+             SoftmaxStats st = SoftmaxStats.allocate(3)) {
             for (int i = 0; i < 20_000; i++) {
                 final VocabCase c = small[i & 1];
                 ONE.logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, h);
                 ONE.logProbsBackward(c.logits(), c.labelsArray(), c.temperature, c.maskArray(),
                     c.gradLogProbArray(), c.gradEntropyArray(), g);
+                // The saved-statistics path of both passes.
+                ONE.logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, h, st);
+                ONE.logProbsBackward(c.logits(), c.labelsArray(), c.temperature, c.maskArray(),
+                    c.gradLogProbArray(), c.gradEntropyArray(), g, st);
             }
         } finally {
             for (final VocabCase c : small) {
@@ -154,6 +164,7 @@ class VocabParityTest {
      */
     @Test
     @Order(5)
+    @Tag("allocation")
     void hotCallsAllocateNothing() {
         if (!(ONE instanceof VectorEngine)) {
             return;
@@ -166,7 +177,8 @@ class VocabParityTest {
                  .pad(3).build();
              OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 3);
              OffHeapArray h = OffHeapArray.allocate(ElementType.F32, 3);
-             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 48)) {
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 48);
+             SoftmaxStats st = SoftmaxStats.allocate(3)) {
             final VocabCase[] small = {a, b};
             final io.rlvec.Logits[] views = {a.logits(), b.logits()};
             long best = Long.MAX_VALUE;
@@ -184,6 +196,9 @@ class VocabParityTest {
                     ONE.logProbs(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(), lp, h);
                     ONE.logProbsBackward(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(),
                         c.gradLogProbArray(), c.gradEntropyArray(), g);
+                    ONE.logProbs(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(), lp, h, st);
+                    ONE.logProbsBackward(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(),
+                        c.gradLogProbArray(), c.gradEntropyArray(), g, st);
                 }
                 if (attempt >= 0) {
                     best = Math.min(best, tm.getCurrentThreadAllocatedBytes() - before);
@@ -191,6 +206,64 @@ class VocabParityTest {
             }
             assertEquals(0L, best, "hot vocabulary calls allocated " + best + " bytes over 200 iterations");
         }
+    }
+
+    /**
+     * With two threads, hot calls allocate nothing on the caller nor on the engine's worker threads (the persistent
+     * workers of {@link io.rlvec.engine.Blocks}): the forward saving statistics and the backward from them.
+     */
+    @Test
+    @Order(6)
+    @Tag("allocation")
+    void hotTwoThreadCallsAllocateNothingOnAnyThread() {
+        if (!(TWO instanceof VectorEngine)) {
+            return;
+        }
+        final com.sun.management.ThreadMXBean tm =
+            (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        try (VocabCase c = VocabCase.spec().seed(13).rows(8).vocab(20_000).fill(Fill.NORMAL).temperature(0.7)
+                 .masked(true).build();
+             OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 8);
+             OffHeapArray h = OffHeapArray.allocate(ElementType.F32, 8);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, c.x.length);
+             SoftmaxStats st = SoftmaxStats.allocate(8)) {
+            final io.rlvec.Logits view = c.logits();
+            final Runnable call = () -> {
+                TWO.logProbs(view, c.labelsArray(), c.temperature, c.maskArray(), lp, h, st);
+                TWO.logProbsBackward(view, c.labelsArray(), c.temperature, c.maskArray(), c.gradLogProbArray(),
+                    c.gradEntropyArray(), g, st);
+            };
+            long best = Long.MAX_VALUE;
+            final long start = System.nanoTime();
+            for (int attempt = -1; best != 0 && (attempt < 20 || System.nanoTime() - start < 30_000_000_000L);
+                 attempt++) {
+                for (int i = 0; i < (attempt < 0 ? 3_000 : 100); i++) {
+                    call.run();
+                }
+                final long[] ids = workerIds();
+                final long[] before = tm.getThreadAllocatedBytes(ids);
+                final long callerBefore = tm.getCurrentThreadAllocatedBytes();
+                for (int i = 0; i < 100; i++) {
+                    call.run();
+                }
+                long bytes = tm.getCurrentThreadAllocatedBytes() - callerBefore;
+                final long[] after = tm.getThreadAllocatedBytes(ids);
+                for (int w = 0; w < ids.length; w++) {
+                    bytes += after[w] - before[w];
+                }
+                if (attempt >= 0) {
+                    best = Math.min(best, bytes);
+                }
+            }
+            assertTrue(workerIds().length >= 1, "a two-thread engine has a worker thread");
+            assertEquals(0L, best, "hot two-thread vocabulary calls allocated " + best + " bytes over 100 iterations");
+        }
+    }
+
+    private static long[] workerIds() {
+        return Thread.getAllStackTraces().keySet().stream()
+            .filter(t -> t.getName().startsWith("rlvec-blocks-") && !t.getName().contains("cleaner"))
+            .mapToLong(Thread::threadId).toArray();
     }
 
     /** Many rows, uneven blocks: one and two threads give the same bits. */

@@ -61,9 +61,22 @@ public class VocabBenchmark {
         in.forward(engine);
     }
 
-    /** logProbs then logProbsBackward: two exps per logit (the backward stores e_j and reads it back). */
+    /**
+     * logProbs saving the row statistics, then logProbsBackward from them (a trainer's step): two exps per logit,
+     * the least the pair can do without keeping probabilities.
+     */
     @Benchmark
     public void forwardBackward() {
+        in.forwardSaving(engine);
+        in.backwardSaved(engine);
+    }
+
+    /**
+     * logProbs then logProbsBackward without saved statistics: the backward repeats the max and exp-sum passes
+     * (it stores e_j in the gradient buffer and reads it back, so two exps per logit here too, plus a max pass).
+     */
+    @Benchmark
+    public void forwardBackwardUnsaved() {
         in.forward(engine);
         in.backward(engine);
     }

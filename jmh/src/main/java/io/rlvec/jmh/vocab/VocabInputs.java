@@ -6,6 +6,7 @@ import io.rlvec.ElementType;
 import io.rlvec.Engine;
 import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 import io.rlvec.engine.VectorEngine;
 import io.rlvec.reference.ReferenceEngine;
 
@@ -27,6 +28,8 @@ final class VocabInputs implements AutoCloseable {
     final OffHeapArray entropy;
     final OffHeapArray grad;
     final Logits view;
+    /** Row statistics the forward saves for the backward (the trainer's path). */
+    final SoftmaxStats stats;
 
     /**
      * @param shape "ROWSxVOCAB".
@@ -64,6 +67,7 @@ final class VocabInputs implements AutoCloseable {
         entropy = OffHeapArray.allocate(ElementType.F32, rows);
         grad = OffHeapArray.allocate(ElementType.F32, n);
         view = Logits.of(logits, rows, vocab);
+        stats = SoftmaxStats.allocate(rows);
     }
 
     /** @return "reference", "vector" (one thread) or "vector2" (two threads). */
@@ -82,6 +86,16 @@ final class VocabInputs implements AutoCloseable {
 
     void backward(final Engine e) {
         e.logProbsBackward(view, labels, temperature, null, gradLogProb, gradEntropy, grad);
+    }
+
+    /** The forward that saves the row statistics. */
+    void forwardSaving(final Engine e) {
+        e.logProbs(view, labels, temperature, null, logProb, entropy, stats);
+    }
+
+    /** The backward from the statistics of {@link #forwardSaving}: one exp per logit. */
+    void backwardSaved(final Engine e) {
+        e.logProbsBackward(view, labels, temperature, null, gradLogProb, gradEntropy, grad, stats);
     }
 
     /**
@@ -111,6 +125,15 @@ final class VocabInputs implements AutoCloseable {
                 throw new IllegalStateException(impl + ": gradient differs from " + other.name() + " at byte "
                     + mismatch);
             }
+            // The saved-statistics path gives the same gradient bits.
+            grad.fill(Float.NaN);
+            forwardSaving(e);
+            backwardSaved(e);
+            final long savedMismatch = mine.segment().mismatch(grad.segment());
+            if (savedMismatch >= 0) {
+                throw new IllegalStateException(impl + ": gradient from saved statistics differs at byte "
+                    + savedMismatch);
+            }
         } finally {
             mine.close();
         }
@@ -125,5 +148,6 @@ final class VocabInputs implements AutoCloseable {
         logProb.close();
         entropy.close();
         grad.close();
+        stats.close();
     }
 }

@@ -1,0 +1,121 @@
+package io.rlvec;
+
+/**
+ * Per-row softmax statistics that {@link Engine#logProbs} saves for {@link Engine#logProbsBackward}, as an autograd
+ * context saves the normaliser: with them, the backward skips the max pass and the exp-sum pass and evaluates one
+ * exp per logit (the forward + backward pair does two, the least it can do without keeping probabilities).
+ *
+ * <p>Per row, four float32 values at {@code 4 * row}: the shift {@code m}, {@code rS = (float) (1 / S)},
+ * {@code mu = (float) (W / S)} (the row statistics of {@link Engine#logProbs}, the very values the backward
+ * formula uses, so the gradient is the same bits with or without saved statistics), and a flag, 1 for a row the
+ * forward computed and 0 for a masked one.
+ *
+ * <p>The forward binds the statistics to its shape (rows, vocab, temperature); the backward rejects statistics
+ * bound to another shape or temperature, or whose flag says a row it must differentiate was masked in the
+ * forward. The logits must not change in between (that cannot be checked). Reusable across calls; not
+ * thread-safe; close it to free its off-heap memory.
+ */
+public final class SoftmaxStats implements AutoCloseable {
+    /** Floats per row. */
+    public static final int STRIDE = 4;
+    /** Offset of {@code m} within a row's floats. */
+    public static final int M = 0;
+    /** Offset of {@code rS = 1 / S}. */
+    public static final int RS = 1;
+    /** Offset of {@code mu = W / S}. */
+    public static final int MU = 2;
+    /** Offset of the flag: 1 = computed, 0 = masked. */
+    public static final int FLAG = 3;
+
+    private final OffHeapArray data;
+    private final int capacity;
+    private int rows = -1;
+    private int vocab;
+    private float temperature;
+
+    private SoftmaxStats(final int capacity) {
+        this.capacity = capacity;
+        this.data = OffHeapArray.allocate(ElementType.F32, (long) STRIDE * Math.max(1, capacity));
+    }
+
+    /**
+     * @param capacity rows, {@code >= 0}.
+     * @return statistics for up to {@code capacity} rows, unbound.
+     * @throws IllegalArgumentException when {@code capacity < 0}.
+     */
+    public static SoftmaxStats allocate(final int capacity) {
+        if (capacity < 0) {
+            throw new IllegalArgumentException("capacity must be >= 0 rows, got " + capacity);
+        }
+        return new SoftmaxStats(capacity);
+    }
+
+    /** @return rows this object can hold. */
+    public int capacity() {
+        return capacity;
+    }
+
+    /** @return the rows of the forward that filled it, or -1 when no forward has. */
+    public int rows() {
+        return rows;
+    }
+
+    /** @return the vocabulary size of the forward that filled it. */
+    public int vocab() {
+        return vocab;
+    }
+
+    /** @return the float32 temperature of the forward that filled it. */
+    public float temperature() {
+        return temperature;
+    }
+
+    /** @return the backing float32 array ({@link #STRIDE} floats per row), for engines. */
+    public OffHeapArray data() {
+        return data;
+    }
+
+    /** @return whether {@link #close()} was called. */
+    public boolean isClosed() {
+        return data.isClosed();
+    }
+
+    /** @return {@code m} of row {@code r}. */
+    public float shift(final int r) {
+        return data.getFloat((long) STRIDE * r + M);
+    }
+
+    /** @return {@code rS = (float) (1 / S)} of row {@code r}. */
+    public float reciprocalSum(final int r) {
+        return data.getFloat((long) STRIDE * r + RS);
+    }
+
+    /** @return {@code mu = (float) (W / S)} of row {@code r}. */
+    public float meanShiftedLogit(final int r) {
+        return data.getFloat((long) STRIDE * r + MU);
+    }
+
+    /** @return whether the forward computed row {@code r} (false for a masked row). */
+    public boolean computed(final int r) {
+        return data.getFloat((long) STRIDE * r + FLAG) != 0f;
+    }
+
+    /** Binds to a forward's shape; called by validation, before the kernel writes the rows. */
+    void bind(final int forwardRows, final int forwardVocab, final float t) {
+        this.rows = forwardRows;
+        this.vocab = forwardVocab;
+        this.temperature = t;
+    }
+
+    @Override
+    public void close() {
+        rows = -1;
+        data.close();
+    }
+
+    @Override
+    public String toString() {
+        return "SoftmaxStats[capacity=" + capacity + ", rows=" + rows + ", vocab=" + vocab + ", temperature="
+            + temperature + "]";
+    }
+}
