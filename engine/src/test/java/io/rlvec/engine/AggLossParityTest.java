@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 import io.rlvec.AggMode;
@@ -111,7 +112,15 @@ class AggLossParityTest {
                 assertClose(run(reference, c), hot, "hot " + c);
                 assertSameBits(cold.get(i), hot, "cold vs hot " + c);
             }
-            final Case c = warm[0];
+        }
+    }
+
+    /** The steady state allocates nothing (a fresh JVM per class: the "allocation" executions of the pom). */
+    @Test
+    @Tag("allocation")
+    void hotCallsAllocateNothing() {
+        try (VectorEngine engine = new VectorEngine()) {
+            final Case c = randomCase(1, 3, 70);
             try (TokenBatch batch = c.data().batch();
                  OffHeapArray values = OffHeapArray.of(c.values());
                  OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, c.data().numTokens())) {

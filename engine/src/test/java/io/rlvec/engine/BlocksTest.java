@@ -12,6 +12,7 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -256,6 +257,7 @@ class BlocksTest {
 
     @ParameterizedTest(name = "parallelism {0}")
     @ValueSource(ints = {1, 2, 3})
+    @Tag("allocation")
     void hotCallsAllocateNothingOnAnyThread(final int parallelism) {
         final com.sun.management.ThreadMXBean mx =
             (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();

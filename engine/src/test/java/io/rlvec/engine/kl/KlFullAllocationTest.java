@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.util.SplittableRandom;
 
 import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 import io.rlvec.ElementType;
@@ -21,6 +22,7 @@ import io.rlvec.OffHeapArray;
  * kernel itself reaches 0 B per call on a clean profile, which is what this test pins.
  */
 @Order(0)
+@Tag("allocation")
 class KlFullAllocationTest {
     private static final Engine ENGINE = Engines.preferred();
 
