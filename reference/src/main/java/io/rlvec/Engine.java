@@ -66,15 +66,16 @@ public interface Engine extends AutoCloseable {
      * The canonical order of the sums: sixteen lanes, blocks of 64 terms. For {@code j < V64 = vocab - vocab % 64},
      * term j belongs to lane {@code j % 16}; in each block a lane first adds its four terms (j, j + 16, j + 32,
      * j + 48) in float32, in that order, starting from +0, then adds that float partial to its double sum, blocks in
-     * increasing order. For S, a term {@code e_j == 1} (the maximum and its ties) is not added to a float partial
-     * but counted, and the count K is added exactly. The lane sums combine by halving ({@code l_i + l_(i+8)}, then
-     * {@code + i+4}, {@code + i+2}, {@code + i+1}), S adds K, then the terms {@code j >= V64} are added in double in
-     * increasing j. Every implementation sums in this order, so the row statistics (and hence the gradients of
-     * {@link #logProbsBackward}) are the same bits everywhere, for any vector width and thread count. Accumulation
-     * across the row is double: the float partials add at most {@code 3 * 2^-24} relative error to {@code S - K}
-     * and to W (all terms of each sum have one sign), whatever the vocabulary size, where a float32 accumulator's
-     * grows with it; keeping the maximum's exact 1 out of them keeps that error relative to the non-maximal mass,
-     * which is what a peaked row's entropy and top log-probability depend on.
+     * increasing order. For S, the term of {@code top}, the first j with {@code x_j == max x} (its e is exactly 1),
+     * is left out of its float partial when {@code top < V64}. The lane sums combine by halving
+     * ({@code l_i + l_(i+8)}, then {@code + i+4}, {@code + i+2}, {@code + i+1}), S adds {@code e_top} if it was
+     * left out, then the terms {@code j >= V64} are added in double in increasing j. Every implementation sums in
+     * this order, so the row statistics (and hence the gradients of {@link #logProbsBackward}) are the same bits
+     * everywhere, for any vector width and thread count. Accumulation across the row is double: the float partials
+     * add at most {@code 3 * 2^-24} relative error to {@code S - 1} and to W (all terms of each sum have one sign),
+     * whatever the vocabulary size, where a float32 accumulator's grows with it; keeping the maximum's exact 1 out
+     * of them keeps that error relative to the non-maximal mass, which is what a peaked row's entropy and top
+     * log-probability depend on.
      *
      * <p>Properties: {@code S >= 1} (the maximum contributes exactly 1), so {@code log_prob <= 0} and
      * {@code entropy >= 0}; vocab 1 gives log_prob 0 and entropy 0. {@code -inf} logits get probability 0 and

@@ -66,6 +66,14 @@ final class VocabKernel implements Blocks.Body {
      */
     private static final int GROUPS = Math.max(1, LANES / FL);
     private static final boolean SUM_VECTOR = FL <= LANES;
+    /** 0, 1, 2, ... per float lane. */
+    private static final float[] IOTA = new float[Math.max(FL, LANES)];
+
+    static {
+        for (int i = 0; i < IOTA.length; i++) {
+            IOTA[i] = i;
+        }
+    }
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
     private static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(LE);
@@ -212,9 +220,11 @@ final class VocabKernel implements Blocks.Body {
         }
         final long base = r * rowStrideBytes;
         // max(x) / t = max(x / t) (division is monotone); + 0f turns a -0 maximum into +0, whatever lane held it.
-        final float m = rowMax(x, base, vocab, bf16) / t + 0f;
+        final float mx = rowMax(x, base, vocab, bf16);
+        final float m = mx / t + 0f;
         // W only feeds the entropy and its gradient: not accumulated when neither can be asked for.
-        rowSums(x, base, vocab, bf16, t, mulT, invT, m, null, 0L, entropyOut != null || stats != null, sums, slot);
+        rowSums(x, base, vocab, bf16, t, mulT, invT, mx, m, null, 0L, entropyOut != null || stats != null, sums,
+            slot);
         final double s = sums[slot];
         final double w = sums[slot + 1];
         if (stats != null) {
@@ -251,8 +261,9 @@ final class VocabKernel implements Blocks.Body {
             rS = stats.get(F32, at + 4L * SoftmaxStats.RS);
             mu = ent ? stats.get(F32, at + 4L * SoftmaxStats.MU) : 0f;
         } else {
-            m = rowMax(x, base, vocab, bf16) / t + 0f;
-            rowSums(x, base, vocab, bf16, t, mulT, invT, m, store ? grad : null, gBase, ent, sums, slot);
+            final float mx = rowMax(x, base, vocab, bf16);
+            m = mx / t + 0f;
+            rowSums(x, base, vocab, bf16, t, mulT, invT, mx, m, store ? grad : null, gBase, ent, sums, slot);
             final double s = sums[slot];
             final double w = sums[slot + 1];
             rS = (float) (1.0 / s);
@@ -393,7 +404,7 @@ final class VocabKernel implements Blocks.Body {
      * accumulator is back on its own lanes.
      */
     private static void rowSums(final MemorySegment seg, final long base, final int v, final boolean bf16,
-                                final float t, final boolean mulT, final float invT, final float m,
+                                final float t, final boolean mulT, final float invT, final float mx, final float m,
                                 final MemorySegment eSeg, final long eBase, final boolean withW,
                                 final double[] out, final int slot) {
         final FloatVector tv = FloatVector.broadcast(F, mulT ? invT : t);
@@ -420,8 +431,12 @@ final class VocabKernel implements Blocks.Body {
         DoubleVector w6 = zero;
         DoubleVector w7 = zero;
         final int vs = SUM_VECTOR ? v - v % SPAN : 0;
-        // Terms e_j == 1 (the maximum and its ties) are counted, not added to the float partials (canonical order).
-        long ones = 0;
+        // The first maximal logit (e = 1) stays out of its float partial (canonical order): the vector holding it
+        // starts at topVec, and `keep` is 1 in every lane but its own, where it is 0 (e * 1 = e, e * 0 = 0).
+        final int top = v - v % SPAN > 0 ? firstIndexOf(seg, base, v, bf16, mx) : -1;
+        final boolean topInLanes = top >= 0 && top < v - v % SPAN;
+        final int topVec = topInLanes ? top - top % FL : -1;
+        final FloatVector keep = FloatVector.fromArray(F, IOTA, 0).sub((float) (top % FL)).abs().min(1f);
         for (int b = 0; b < vs; b += SPAN) {
             for (int g = 0; g < GROUPS; g++) {
                 FloatVector ps = fzero;
@@ -435,9 +450,7 @@ final class VocabKernel implements Blocks.Body {
                     if (store) {
                         e.intoMemorySegment(eSeg, eBase + 4L * j, LE);
                     }
-                    final VectorMask<Float> one = e.compare(VectorOperators.EQ, 1f);
-                    ps = ps.add(e.blend(0f, one));
-                    ones += one.trueCount();
+                    ps = ps.add(j == topVec ? e.mul(keep) : e);
                     if (withW) {
                         pw = pw.add(e.mul(d.blend(EXP_LO, under)));
                     }
@@ -514,9 +527,12 @@ final class VocabKernel implements Blocks.Body {
                 w7.intoArray(out, wl + 7 * h);
             }
         } else {
-            ones = scalarLanes(seg, base, v, bf16, t, m, eSeg, eBase, out, sl, wl);
+            scalarLanes(seg, base, v, bf16, t, m, top, eSeg, eBase, out, sl, wl);
         }
-        double s = VocabPass.combineLanes(out, sl) + ones;
+        double s = VocabPass.combineLanes(out, sl);
+        if (topInLanes) {
+            s += CanonicalMath.exp(loadScalar(seg, base, top, bf16) / t - m);
+        }
         double w = VocabPass.combineLanes(out, wl);
         final int tail = v - v % SPAN;
         for (int j = tail; j < v; j++) {
@@ -533,11 +549,10 @@ final class VocabKernel implements Blocks.Body {
     }
 
     /** The canonical lanes one term at a time (vectors wider than 16 floats): the reference's loop. */
-    private static long scalarLanes(final MemorySegment seg, final long base, final int v, final boolean bf16,
-                                    final float t, final float m, final MemorySegment eSeg, final long eBase,
-                                    final double[] out, final int sl, final int wl) {
+    private static void scalarLanes(final MemorySegment seg, final long base, final int v, final boolean bf16,
+                                    final float t, final float m, final int top, final MemorySegment eSeg,
+                                    final long eBase, final double[] out, final int sl, final int wl) {
         java.util.Arrays.fill(out, sl, wl + LANES, 0.0);
-        long ones = 0;
         final int vs = v - v % SPAN;
         for (int b = 0; b < vs; b += SPAN) {
             for (int l = 0; l < LANES; l++) {
@@ -549,9 +564,7 @@ final class VocabKernel implements Blocks.Body {
                     if (eSeg != null) {
                         eSeg.set(F32, eBase + 4L * j, e);
                     }
-                    if (e == 1f) {
-                        ones++;
-                    } else {
+                    if (j != top) {
                         ps += e;
                     }
                     pw += e * clamp(d);
@@ -560,7 +573,24 @@ final class VocabKernel implements Blocks.Body {
                 out[wl + l] += pw;
             }
         }
-        return ones;
+    }
+
+    /** @return the first j with {@code x_j == mx} (compare, then the first set lane), or -1. */
+    private static int firstIndexOf(final MemorySegment seg, final long base, final int v, final boolean bf16,
+                                    final float mx) {
+        int j = 0;
+        for (; j <= v - FL; j += FL) {
+            final VectorMask<Float> hit = load(seg, base, j, bf16).compare(VectorOperators.EQ, mx);
+            if (hit.anyTrue()) {
+                return j + hit.firstTrue();
+            }
+        }
+        for (; j < v; j++) {
+            if (loadScalar(seg, base, j, bf16) == mx) {
+                return j;
+            }
+        }
+        return -1;
     }
 
     /**

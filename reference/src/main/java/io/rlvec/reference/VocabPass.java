@@ -130,19 +130,19 @@ public final class VocabPass {
         java.util.Arrays.fill(sl, 0.0);
         java.util.Arrays.fill(wl, 0.0);
         final int vs = v - v % SPAN;
-        long ones = 0;
+        // The first maximal logit (d = 0, e = 1 exactly): counted apart from the float partials when j < V64.
+        final int top = firstIndexOf(logits, r, mx);
         for (int b = 0; b < vs; b += SPAN) {
             for (int l = 0; l < LANES; l++) {
                 // The block's float partial of lane l: terms b + l, b + 16 + l, b + 32 + l, b + 48 + l, in order;
-                // a term e_j == 1 (the maximum, its ties) is counted instead, exactly.
+                // the first maximal term (e == 1) is added to S after the lanes instead, exactly.
                 float ps = 0f;
                 float pw = 0f;
                 for (int u = 0; u < DEPTH; u++) {
-                    final float d = logit(logits, r, b + LANES * u + l) / t - m;
+                    final int j = b + LANES * u + l;
+                    final float d = logit(logits, r, j) / t - m;
                     final float e = CanonicalMath.exp(d);
-                    if (e == 1f) {
-                        ones++;
-                    } else {
+                    if (j != top) {
                         ps += e;
                     }
                     pw += e * clamp(d);
@@ -151,7 +151,11 @@ public final class VocabPass {
                 wl[l] += pw;
             }
         }
-        double s = combineLanes(sl, 0) + ones;
+        // e_top is 1 (d = 0) in every row without NaN; NaN propagates as any term's would.
+        double s = combineLanes(sl, 0);
+        if (top >= 0 && top < vs) {
+            s += CanonicalMath.exp(logit(logits, r, top) / t - m);
+        }
         double w = combineLanes(wl, 0);
         for (int j = vs; j < v; j++) {
             final float d = logit(logits, r, j) / t - m;
@@ -162,6 +166,16 @@ public final class VocabPass {
         st.m = m;
         st.s = s;
         st.w = w;
+    }
+
+    /** @return the first j with {@code x_j == mx}, or -1 (a row without a non-NaN logit above -inf). */
+    private static int firstIndexOf(final Logits logits, final int r, final float mx) {
+        for (int j = 0; j < logits.vocab(); j++) {
+            if (logit(logits, r, j) == mx) {
+                return j;
+            }
+        }
+        return -1;
     }
 
     /**

@@ -45,6 +45,8 @@ public class VocabBenchmark {
         in = new VocabInputs(shape, dtype);
         engine = VocabInputs.engine(impl);
         in.check(engine, impl);
+        // Statistics for the backward-only benchmark.
+        in.forwardSaving(engine);
     }
 
     @TearDown(Level.Trial)
@@ -68,6 +70,12 @@ public class VocabBenchmark {
     @Benchmark
     public void forwardBackward() {
         in.forwardSaving(engine);
+        in.backwardSaved(engine);
+    }
+
+    /** logProbsBackward alone from saved statistics: one exp per logit, logits read once, gradient written once. */
+    @Benchmark
+    public void backward() {
         in.backwardSaved(engine);
     }
 

@@ -29,7 +29,8 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * The memory-bandwidth floor of the vocabulary pass (design.md, style.md P12), on the same shapes, types and thread
  * counts as {@link VocabBenchmark}: read every logit once (f32, or bf16 widened in registers) into four vector
- * sums, no other work; rows run through {@link Blocks}. The exp-throughput floor is {@link VocabExpFloorBenchmark}.
+ * sums, no other work ({@code stream}), and read it while writing one float32 per logit ({@code streamToGradient}, the
+ * backward's traffic); rows run through {@link Blocks}. The exp-throughput floor is {@link VocabExpFloorBenchmark}.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -56,6 +57,8 @@ public class VocabFloorBenchmark {
     private boolean bf16;
     private int vocab;
     private final Blocks.Body streamBody = this::streamRow;
+    private final Blocks.Body writeBody = this::writeRow;
+    private MemorySegment gradSeg;
 
     @Setup(Level.Trial)
     public void setUp() {
@@ -64,6 +67,7 @@ public class VocabFloorBenchmark {
         seg = in.logits.segment();
         bf16 = in.type == ElementType.BF16;
         vocab = in.vocab;
+        gradSeg = in.grad.segment();
         // Answer check: the stream sum equals a scalar sum of the same values (up to float rounding).
         final float s = stream();
         double want = 0;
@@ -90,6 +94,33 @@ public class VocabFloorBenchmark {
             s += partial[r];
         }
         return s;
+    }
+
+    /**
+     * The backward's memory traffic: read every logit once and write one float32 per logit into the gradient
+     * buffer (the value read, widened), no math. The floor of the one-exp backward from saved statistics.
+     */
+    @Benchmark
+    public void streamToGradient() {
+        blocks.forEach(in.rows, writeBody);
+    }
+
+    private void writeRow(final int r) {
+        final long base = (long) r * vocab * (bf16 ? 2 : 4);
+        final long gBase = (long) r * vocab * 4;
+        int j = 0;
+        if (bf16) {
+            for (; j <= vocab - FL; j += FL) {
+                bf16At(base, j).intoMemorySegment(gradSeg, gBase + 4L * j, LE);
+            }
+        } else {
+            for (; j <= vocab - FL; j += FL) {
+                FloatVector.fromMemorySegment(F, seg, base + 4L * j, LE).intoMemorySegment(gradSeg, gBase + 4L * j, LE);
+            }
+        }
+        for (; j < vocab; j++) {
+            in.grad.setFloat((long) r * vocab + j, in.logits.getFloat((long) r * vocab + j));
+        }
     }
 
     private void streamRow(final int r) {
