@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI smoke check of the JMH module (about a minute on 2 cores, build included): runs the policy-loss and
-# agg_loss benchmarks on the small padded (8, 512) shape, both engines, 1 fork, one 200 ms warm-up and one 200 ms
+# agg_loss benchmarks on the small padded (8, 512) shape, both engines, then the vocabulary pass's forward+backward
+# and backward at (256, 32000) f32 with 1 and 2 threads; 1 fork, one 200 ms warm-up and one 200 ms
 # measurement iteration, with -prof gc. The numbers are no benchmark (use bench/run-jmh.sh for that); the run
 # fails (non-zero exit) when
 #   1. an answer check throws: engine vs reference, cold in the setup and hot in the teardown (gradients
@@ -46,4 +47,15 @@ rm -f "$report"
 # Two benchmarks x two engines = 4 results; the vector ones must not allocate.
 "$JAVA_HOME/bin/java" -cp "$jar" io.rlvec.jmh.report.Summary --expect-rows 4 \
   --max-alloc "$max_alloc" --where engine=vector "$report"
+# The vocabulary pass, one and two threads: the setup's answer check (engine vs reference: log-probs within 1 ulp,
+# gradients bit-identical, with and without saved statistics) and the allocation bound. A call takes milliseconds,
+# so JMH's background allocation reaches tens of bytes per call; a boxed vector would be megabytes.
+vocab_report="reports/jmh-smoke-vocab.json"
+rm -f "$vocab_report"
+"$JAVA_HOME/bin/java" -Djmh.ignoreLock=true -jar "$jar" 'io\.rlvec\.jmh\.vocab\.VocabBenchmark\.(forwardBackward|backward)$' \
+  -p impl=vector,vector2 -p shape=256x32000 -p dtype=f32 \
+  -f 1 -wi 1 -w 200ms -i 1 -r 200ms -prof gc -foe true -rf json -rff "$vocab_report"
+
+"$JAVA_HOME/bin/java" -cp "$jar" io.rlvec.jmh.report.Summary --expect-rows 4 \
+  --max-alloc "${SMOKE_MAX_VOCAB_ALLOC:-4096}" "$vocab_report"
 echo "smoke-jmh: passed in $(( $(date +%s) - start )) s"

@@ -66,8 +66,9 @@ public interface Engine extends AutoCloseable {
      * The canonical order of the sums: sixteen lanes, blocks of 64 terms. For {@code j < V64 = vocab - vocab % 64},
      * term j belongs to lane {@code j % 16}; in each block a lane first adds its four terms (j, j + 16, j + 32,
      * j + 48) in float32, in that order, starting from +0, then adds that float partial to its double sum, blocks in
-     * increasing order. For S, the term of {@code top}, the first j with {@code x_j == max x} (its e is exactly 1),
-     * is left out of its float partial when {@code top < V64}. The lane sums combine by halving
+     * increasing order, except that the block holding {@code top}, the first j with {@code x_j == max x} (its e is
+     * exactly 1), comes after all the others when {@code top < V64}, with top's term left out of its lane's float
+     * partial for S. The lane sums combine by halving
      * ({@code l_i + l_(i+8)}, then {@code + i+4}, {@code + i+2}, {@code + i+1}), S adds {@code e_top} if it was
      * left out, then the terms {@code j >= V64} are added in double in increasing j. Every implementation sums in
      * this order, so the row statistics (and hence the gradients of {@link #logProbsBackward}) are the same bits

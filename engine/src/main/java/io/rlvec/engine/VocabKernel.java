@@ -220,10 +220,10 @@ final class VocabKernel implements Blocks.Body {
         }
         final long base = r * rowStrideBytes;
         // max(x) / t = max(x / t) (division is monotone); + 0f turns a -0 maximum into +0, whatever lane held it.
-        final float mx = rowMax(x, base, vocab, bf16);
+        final float mx = rowMax(x, base, vocab, bf16, sums, slot);
         final float m = mx / t + 0f;
         // W only feeds the entropy and its gradient: not accumulated when neither can be asked for.
-        rowSums(x, base, vocab, bf16, t, mulT, invT, mx, m, null, 0L, entropyOut != null || stats != null, sums,
+        rowSums(x, base, vocab, bf16, t, mulT, invT, m, null, 0L, entropyOut != null || stats != null, sums,
             slot);
         final double s = sums[slot];
         final double w = sums[slot + 1];
@@ -261,9 +261,9 @@ final class VocabKernel implements Blocks.Body {
             rS = stats.get(F32, at + 4L * SoftmaxStats.RS);
             mu = ent ? stats.get(F32, at + 4L * SoftmaxStats.MU) : 0f;
         } else {
-            final float mx = rowMax(x, base, vocab, bf16);
+            final float mx = rowMax(x, base, vocab, bf16, sums, slot);
             m = mx / t + 0f;
-            rowSums(x, base, vocab, bf16, t, mulT, invT, mx, m, store ? grad : null, gBase, ent, sums, slot);
+            rowSums(x, base, vocab, bf16, t, mulT, invT, m, store ? grad : null, gBase, ent, sums, slot);
             final double s = sums[slot];
             final double w = sums[slot + 1];
             rS = (float) (1.0 / s);
@@ -353,42 +353,86 @@ final class VocabKernel implements Blocks.Body {
         return y.mul(scale);
     }
 
-    /** Row maximum, NaN skipped (compare + blend, style.md P13), four accumulators to hide the blend latency. */
-    private static float rowMax(final MemorySegment seg, final long base, final int v, final boolean bf16) {
+    /**
+     * Row maximum, NaN skipped (compare + blend, style.md P13), four accumulators to hide the blend latency; also
+     * the first index holding it ({@code top}, written to {@code out[slot + 2]}): each accumulator lane keeps the
+     * index of the first value that raised it, so the first index overall is the least such index among the lanes
+     * that hold the maximum (float indices: exact below 2^24; longer rows and rows without a finite-or-+inf maximum
+     * find it by a scalar scan).
+     */
+    private static float rowMax(final MemorySegment seg, final long base, final int v, final boolean bf16,
+                                final double[] out, final int slot) {
         // Accumulators start from a local broadcast: a static final vector as a loop phi's initial value boxes
         // every iteration (measured: one vector allocation per load).
         FloatVector m0 = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
         FloatVector m1 = m0;
         FloatVector m2 = m0;
         FloatVector m3 = m0;
+        final FloatVector iota = FloatVector.fromArray(F, IOTA, 0);
+        FloatVector i0 = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
+        FloatVector i1 = i0;
+        FloatVector i2 = i0;
+        FloatVector i3 = i0;
         int j = 0;
         for (; j <= v - 4 * FL; j += 4 * FL) {
             final FloatVector a = load(seg, base, j, bf16);
             final FloatVector b = load(seg, base, j + FL, bf16);
             final FloatVector c = load(seg, base, j + 2 * FL, bf16);
             final FloatVector d = load(seg, base, j + 3 * FL, bf16);
-            m0 = m0.blend(a, a.compare(VectorOperators.GT, m0));
-            m1 = m1.blend(b, b.compare(VectorOperators.GT, m1));
-            m2 = m2.blend(c, c.compare(VectorOperators.GT, m2));
-            m3 = m3.blend(d, d.compare(VectorOperators.GT, m3));
+            final FloatVector ja = iota.add((float) j);
+            final VectorMask<Float> ga = a.compare(VectorOperators.GT, m0);
+            final VectorMask<Float> gb = b.compare(VectorOperators.GT, m1);
+            final VectorMask<Float> gc = c.compare(VectorOperators.GT, m2);
+            final VectorMask<Float> gd = d.compare(VectorOperators.GT, m3);
+            m0 = m0.blend(a, ga);
+            m1 = m1.blend(b, gb);
+            m2 = m2.blend(c, gc);
+            m3 = m3.blend(d, gd);
+            i0 = i0.blend(ja, ga);
+            i1 = i1.blend(ja.add((float) FL), gb);
+            i2 = i2.blend(ja.add((float) (2 * FL)), gc);
+            i3 = i3.blend(ja.add((float) (3 * FL)), gd);
         }
-        for (; j <= v - FL; j += FL) {
-            final FloatVector a = load(seg, base, j, bf16);
-            m0 = m0.blend(a, a.compare(VectorOperators.GT, m0));
-        }
-        m0 = m0.blend(m1, m1.compare(VectorOperators.GT, m0));
-        m2 = m2.blend(m3, m3.compare(VectorOperators.GT, m2));
-        m0 = m0.blend(m2, m2.compare(VectorOperators.GT, m0));
+        // No vector remainder loop: on rows where it seldom runs, C2 compiles its vector operations without
+        // intrinsics and boxes them (measured: 2 vectors per row after bf16 rows of another length); the scalar
+        // tail below takes up to 4 * FL - 1 logits.
+        final FloatVector m01 = m0.blend(m1, m1.compare(VectorOperators.GT, m0));
+        final FloatVector m23 = m2.blend(m3, m3.compare(VectorOperators.GT, m2));
         // No NaN in the accumulators; the order of equal values only matters for the sign of zero, which the
         // caller normalises.
-        float mx = m0.reduceLanes(VectorOperators.MAX);
+        float mx = m01.blend(m23, m23.compare(VectorOperators.GT, m01)).reduceLanes(VectorOperators.MAX);
+        final int vectorEnd = j;
         for (; j < v; j++) {
             final float a = loadScalar(seg, base, j, bf16);
             if (a > mx) {
                 mx = a;
             }
         }
+        int top = -1;
+        if (mx > Float.NEGATIVE_INFINITY && v <= 1 << 24) {
+            final float none = Float.POSITIVE_INFINITY;
+            final FloatVector c0 = i0.blend(none, m0.compare(VectorOperators.NE, mx));
+            final FloatVector c1 = i1.blend(none, m1.compare(VectorOperators.NE, mx));
+            final FloatVector c2 = i2.blend(none, m2.compare(VectorOperators.NE, mx));
+            final FloatVector c3 = i3.blend(none, m3.compare(VectorOperators.NE, mx));
+            final float first = c0.min(c1).min(c2.min(c3)).reduceLanes(VectorOperators.MIN);
+            top = first < none ? (int) first : scanFrom(seg, base, vectorEnd, v, bf16, mx);
+        } else {
+            top = scanFrom(seg, base, 0, v, bf16, mx);
+        }
+        out[slot + 2] = top;
         return mx;
+    }
+
+    /** @return the first j in {@code [from, v)} with {@code x_j == mx}, or -1. */
+    private static int scanFrom(final MemorySegment seg, final long base, final int from, final int v,
+                                final boolean bf16, final float mx) {
+        for (int j = from; j < v; j++) {
+            if (loadScalar(seg, base, j, bf16) == mx) {
+                return j;
+            }
+        }
+        return -1;
     }
 
     /**
@@ -404,7 +448,7 @@ final class VocabKernel implements Blocks.Body {
      * accumulator is back on its own lanes.
      */
     private static void rowSums(final MemorySegment seg, final long base, final int v, final boolean bf16,
-                                final float t, final boolean mulT, final float invT, final float mx, final float m,
+                                final float t, final boolean mulT, final float invT, final float m,
                                 final MemorySegment eSeg, final long eBase, final boolean withW,
                                 final double[] out, final int slot) {
         final FloatVector tv = FloatVector.broadcast(F, mulT ? invT : t);
@@ -431,13 +475,17 @@ final class VocabKernel implements Blocks.Body {
         DoubleVector w6 = zero;
         DoubleVector w7 = zero;
         final int vs = SUM_VECTOR ? v - v % SPAN : 0;
-        // The first maximal logit (e = 1) stays out of its float partial (canonical order): the vector holding it
-        // starts at topVec, and `keep` is 1 in every lane but its own, where it is 0 (e * 1 = e, e * 0 = 0).
-        final int top = v - v % SPAN > 0 ? firstIndexOf(seg, base, v, bf16, mx) : -1;
+        // The block holding the first maximal logit (e = 1; its index found by rowMax) is left to the end (canonical
+        // order): skipped here, added last by the scalar addBlock, without that logit's term. The skip is a scalar
+        // branch with no vector operation in it (a vector operation on a path taken once per row is compiled
+        // without intrinsics and boxed).
+        final int top = (int) out[slot + 2];
         final boolean topInLanes = top >= 0 && top < v - v % SPAN;
-        final int topVec = topInLanes ? top - top % FL : -1;
-        final FloatVector keep = FloatVector.fromArray(F, IOTA, 0).sub((float) (top % FL)).abs().min(1f);
+        final int topBlock = topInLanes ? top - top % SPAN : -1;
         for (int b = 0; b < vs; b += SPAN) {
+            if (b == topBlock) {
+                continue;
+            }
             for (int g = 0; g < GROUPS; g++) {
                 FloatVector ps = fzero;
                 FloatVector pw = fzero;
@@ -450,7 +498,7 @@ final class VocabKernel implements Blocks.Body {
                     if (store) {
                         e.intoMemorySegment(eSeg, eBase + 4L * j, LE);
                     }
-                    ps = ps.add(j == topVec ? e.mul(keep) : e);
+                    ps = ps.add(e);
                     if (withW) {
                         pw = pw.add(e.mul(d.blend(EXP_LO, under)));
                     }
@@ -527,7 +575,10 @@ final class VocabKernel implements Blocks.Body {
                 w7.intoArray(out, wl + 7 * h);
             }
         } else {
-            scalarLanes(seg, base, v, bf16, t, m, top, eSeg, eBase, out, sl, wl);
+            scalarLanes(seg, base, v, bf16, t, m, topBlock, eSeg, eBase, out, sl, wl);
+        }
+        if (topInLanes) {
+            addBlock(seg, base, topBlock, bf16, t, m, top, eSeg, eBase, out, sl, wl);
         }
         double s = VocabPass.combineLanes(out, sl);
         if (topInLanes) {
@@ -550,47 +601,41 @@ final class VocabKernel implements Blocks.Body {
 
     /** The canonical lanes one term at a time (vectors wider than 16 floats): the reference's loop. */
     private static void scalarLanes(final MemorySegment seg, final long base, final int v, final boolean bf16,
-                                    final float t, final float m, final int top, final MemorySegment eSeg,
+                                    final float t, final float m, final int skip, final MemorySegment eSeg,
                                     final long eBase, final double[] out, final int sl, final int wl) {
         java.util.Arrays.fill(out, sl, wl + LANES, 0.0);
         final int vs = v - v % SPAN;
         for (int b = 0; b < vs; b += SPAN) {
-            for (int l = 0; l < LANES; l++) {
-                float ps = 0f;
-                float pw = 0f;
-                for (int j = b + l; j < b + SPAN; j += LANES) {
-                    final float d = loadScalar(seg, base, j, bf16) / t - m;
-                    final float e = CanonicalMath.exp(d);
-                    if (eSeg != null) {
-                        eSeg.set(F32, eBase + 4L * j, e);
-                    }
-                    if (j != top) {
-                        ps += e;
-                    }
-                    pw += e * clamp(d);
-                }
-                out[sl + l] += ps;
-                out[wl + l] += pw;
+            if (b != skip) {
+                addBlock(seg, base, b, bf16, t, m, -1, eSeg, eBase, out, sl, wl);
             }
         }
     }
 
-    /** @return the first j with {@code x_j == mx} (compare, then the first set lane), or -1. */
-    private static int firstIndexOf(final MemorySegment seg, final long base, final int v, final boolean bf16,
-                                    final float mx) {
-        int j = 0;
-        for (; j <= v - FL; j += FL) {
-            final VectorMask<Float> hit = load(seg, base, j, bf16).compare(VectorOperators.EQ, mx);
-            if (hit.anyTrue()) {
-                return j + hit.firstTrue();
+    /**
+     * One block of the canonical order, one term at a time: each lane's four terms summed in float (leaving out the
+     * term at {@code top}, when it is in this block), then added to the lane's double in {@code out}.
+     */
+    private static void addBlock(final MemorySegment seg, final long base, final int b, final boolean bf16,
+                                 final float t, final float m, final int top, final MemorySegment eSeg,
+                                 final long eBase, final double[] out, final int sl, final int wl) {
+        for (int l = 0; l < LANES; l++) {
+            float ps = 0f;
+            float pw = 0f;
+            for (int j = b + l; j < b + SPAN; j += LANES) {
+                final float d = loadScalar(seg, base, j, bf16) / t - m;
+                final float e = CanonicalMath.exp(d);
+                if (eSeg != null) {
+                    eSeg.set(F32, eBase + 4L * j, e);
+                }
+                if (j != top) {
+                    ps += e;
+                }
+                pw += e * clamp(d);
             }
+            out[sl + l] += ps;
+            out[wl + l] += pw;
         }
-        for (; j < v; j++) {
-            if (loadScalar(seg, base, j, bf16) == mx) {
-                return j;
-            }
-        }
-        return -1;
     }
 
     /**

@@ -130,30 +130,20 @@ public final class VocabPass {
         java.util.Arrays.fill(sl, 0.0);
         java.util.Arrays.fill(wl, 0.0);
         final int vs = v - v % SPAN;
-        // The first maximal logit (d = 0, e = 1 exactly): counted apart from the float partials when j < V64.
+        // The first maximal logit (d = 0, e = 1 exactly): when j < V64, its block comes last and its term is added
+        // to S after the lanes instead of to its float partial.
         final int top = firstIndexOf(logits, r, mx);
+        final int topBlock = top >= 0 && top < vs ? top - top % SPAN : -1;
         for (int b = 0; b < vs; b += SPAN) {
-            for (int l = 0; l < LANES; l++) {
-                // The block's float partial of lane l: terms b + l, b + 16 + l, b + 32 + l, b + 48 + l, in order;
-                // the first maximal term (e == 1) is added to S after the lanes instead, exactly.
-                float ps = 0f;
-                float pw = 0f;
-                for (int u = 0; u < DEPTH; u++) {
-                    final int j = b + LANES * u + l;
-                    final float d = logit(logits, r, j) / t - m;
-                    final float e = CanonicalMath.exp(d);
-                    if (j != top) {
-                        ps += e;
-                    }
-                    pw += e * clamp(d);
-                }
-                sl[l] += ps;
-                wl[l] += pw;
+            if (b != topBlock) {
+                addBlock(logits, r, b, t, m, -1, sl, wl);
             }
         }
-        // e_top is 1 (d = 0) in every row without NaN; NaN propagates as any term's would.
+        if (topBlock >= 0) {
+            addBlock(logits, r, topBlock, t, m, top, sl, wl);
+        }
         double s = combineLanes(sl, 0);
-        if (top >= 0 && top < vs) {
+        if (topBlock >= 0) {
             s += CanonicalMath.exp(logit(logits, r, top) / t - m);
         }
         double w = combineLanes(wl, 0);
@@ -166,6 +156,29 @@ public final class VocabPass {
         st.m = m;
         st.s = s;
         st.w = w;
+    }
+
+    /**
+     * Block {@code b}: lane l's float partial of its terms b + l, b + 16 + l, b + 32 + l, b + 48 + l, in order
+     * (leaving the term at {@code skip} out of S's), added to the lane's double.
+     */
+    private static void addBlock(final Logits logits, final int r, final int b, final float t, final float m,
+                                 final int skip, final double[] sl, final double[] wl) {
+        for (int l = 0; l < LANES; l++) {
+            float ps = 0f;
+            float pw = 0f;
+            for (int u = 0; u < DEPTH; u++) {
+                final int j = b + LANES * u + l;
+                final float d = logit(logits, r, j) / t - m;
+                final float e = CanonicalMath.exp(d);
+                if (j != skip) {
+                    ps += e;
+                }
+                pw += e * clamp(d);
+            }
+            sl[l] += ps;
+            wl[l] += pw;
+        }
     }
 
     /** @return the first j with {@code x_j == mx}, or -1 (a row without a non-NaN logit above -inf). */

@@ -117,12 +117,12 @@ class VocabParityTest {
     @Order(3)
     void hotParity() {
         final VocabCase[] small = {
-            VocabCase.spec().seed(11).rows(3).vocab(37).fill(Fill.NORMAL).temperature(0.7).masked(true).build(),
-            VocabCase.spec().seed(12).rows(2).vocab(45).fill(Fill.PEAKED).type(ElementType.BF16).pad(3).build(),
+            VocabCase.spec().seed(11).rows(3).vocab(133).fill(Fill.NORMAL).temperature(0.7).masked(true).build(),
+            VocabCase.spec().seed(12).rows(2).vocab(200).fill(Fill.PEAKED).type(ElementType.BF16).pad(3).build(),
         };
         try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 3);
              OffHeapArray h = OffHeapArray.allocate(ElementType.F32, 3);
-             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 48);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 210);
              SoftmaxStats st = SoftmaxStats.allocate(3)) {
             for (int i = 0; i < 20_000; i++) {
                 final VocabCase c = small[i & 1];
@@ -171,13 +171,13 @@ class VocabParityTest {
         }
         final com.sun.management.ThreadMXBean tm =
             (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
-        try (VocabCase a = VocabCase.spec().seed(11).rows(3).vocab(37).fill(Fill.NORMAL).temperature(0.7)
+        try (VocabCase a = VocabCase.spec().seed(11).rows(3).vocab(133).fill(Fill.NORMAL).temperature(0.7)
                  .masked(true).build();
-             VocabCase b = VocabCase.spec().seed(12).rows(2).vocab(45).fill(Fill.PEAKED).type(ElementType.BF16)
+             VocabCase b = VocabCase.spec().seed(12).rows(2).vocab(200).fill(Fill.PEAKED).type(ElementType.BF16)
                  .pad(3).build();
              OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 3);
              OffHeapArray h = OffHeapArray.allocate(ElementType.F32, 3);
-             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 48);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 210);
              SoftmaxStats st = SoftmaxStats.allocate(3)) {
             final VocabCase[] small = {a, b};
             final io.rlvec.Logits[] views = {a.logits(), b.logits()};
@@ -264,6 +264,68 @@ class VocabParityTest {
         return Thread.getAllStackTraces().keySet().stream()
             .filter(t -> t.getName().startsWith("rlvec-blocks-") && !t.getName().contains("cleaner"))
             .mapToLong(Thread::threadId).toArray();
+    }
+
+    /**
+     * Where the maximum sits decides which term leaves the float partials: first element, last of a 64-block, first
+     * of the next, the tail, ties (the first one counts), a row of -inf and a row of NaN; every width, both types,
+     * the same bits as the reference (forward, statistics, gradient).
+     */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"F32", "BF16"})
+    void maximumPositionsMatchTheReference(final String type) {
+        final int v = 200;
+        final int[][] tops = {{0}, {63}, {64}, {199}, {70, 130}, {130, 199}, {5, 6, 7}, {}};
+        final int rows = tops.length + 2;
+        final java.util.SplittableRandom rnd = new java.util.SplittableRandom(99);
+        final float[] x = new float[rows * v];
+        for (int r = 0; r < rows; r++) {
+            for (int j = 0; j < v; j++) {
+                x[r * v + j] = (float) (rnd.nextGaussian() * 2);
+            }
+        }
+        for (int r = 0; r < tops.length; r++) {
+            for (final int j : tops[r]) {
+                x[r * v + j] = 9f;
+            }
+        }
+        java.util.Arrays.fill(x, tops.length * v, (tops.length + 1) * v, Float.NEGATIVE_INFINITY);
+        java.util.Arrays.fill(x, (tops.length + 1) * v, rows * v, Float.NaN);
+        final ElementType et = ElementType.valueOf(type);
+        final int[] labels = new int[rows];
+        final float[] up = new float[rows];
+        for (int r = 0; r < rows; r++) {
+            labels[r] = (r * 37) % v;
+            up[r] = 0.5f - r * 0.1f;
+        }
+        try (OffHeapArray data = et == ElementType.F32 ? OffHeapArray.of(x) : OffHeapArray.ofBf16(x);
+             OffHeapArray lab = OffHeapArray.ofInts(labels);
+             OffHeapArray gl = OffHeapArray.of(up);
+             OffHeapArray ge = OffHeapArray.of(up)) {
+            final io.rlvec.Logits l = io.rlvec.Logits.of(data, rows, v);
+            final float[][] got = new float[2][];
+            final float[][] fwd = new float[2][];
+            final float[][] st = new float[2][];
+            final Engine[] engines = {REFERENCE, ONE};
+            for (int k = 0; k < 2; k++) {
+                try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, rows);
+                     OffHeapArray h = OffHeapArray.allocate(ElementType.F32, rows);
+                     OffHeapArray g = OffHeapArray.allocate(ElementType.F32, (long) rows * v);
+                     SoftmaxStats stats = SoftmaxStats.allocate(rows)) {
+                    engines[k].logProbs(l, lab, 0.7, null, lp, h, stats);
+                    engines[k].logProbsBackward(l, lab, 0.7, null, gl, ge, g, stats);
+                    got[k] = g.toFloatArray();
+                    final float[] both = new float[2 * rows];
+                    System.arraycopy(lp.toFloatArray(), 0, both, 0, rows);
+                    System.arraycopy(h.toFloatArray(), 0, both, rows, rows);
+                    fwd[k] = both;
+                    st[k] = stats.data().toFloatArray();
+                }
+            }
+            VocabContractTest.assertSameBits(type + " maxima: log-prob and entropy", fwd[0], fwd[1]);
+            VocabContractTest.assertSameBits(type + " maxima: statistics", st[0], st[1]);
+            VocabContractTest.assertSameBits(type + " maxima: gradient", got[0], got[1]);
+        }
     }
 
     /** Many rows, uneven blocks: one and two threads give the same bits. */
