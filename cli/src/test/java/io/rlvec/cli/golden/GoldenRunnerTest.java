@@ -17,6 +17,7 @@ import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
 import io.rlvec.cli.io.SafetensorsWriter;
@@ -480,15 +481,18 @@ class GoldenRunnerTest {
 
         @Override
         public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
-                             final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut) {
-            delegate.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut);
+                             final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
+                             final SoftmaxStats statsOut) {
+            delegate.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
         }
 
         @Override
         public void logProbsBackward(final Logits logits, final OffHeapArray labels, final double temperature,
                                      final OffHeapArray rowMask, final OffHeapArray gradLogProb,
-                                     final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
-            delegate.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits);
+                                     final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
+                                     final SoftmaxStats stats) {
+            delegate.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits,
+                stats);
         }
 
         @Override
