@@ -84,8 +84,9 @@ final class VocabKernel implements Blocks.Body {
      */
     private static final int BLOCK_LOGITS = 1 << 16;
     /**
-     * Doubles per block in {@link #sums}: S and W of the current row, then the sixteen canonical S lanes and the
-     * sixteen W lanes, padded to a multiple of 64 bytes, so that two threads never write the same cache line.
+     * Doubles per block in {@link #sums}: S and W of the current row, the index of its first maximal logit (written
+     * by rowMax, read by rowSums), then from {@code slot + 8} the sixteen canonical S lanes and the sixteen W lanes;
+     * a multiple of 64 bytes, so that two threads never write the same cache line.
      */
     private static final int SLOT = 40;
 
@@ -408,7 +409,7 @@ final class VocabKernel implements Blocks.Body {
                 mx = a;
             }
         }
-        int top = -1;
+        final int top;
         if (mx > Float.NEGATIVE_INFINITY && v <= 1 << 24) {
             final float none = Float.POSITIVE_INFINITY;
             final FloatVector c0 = i0.blend(none, m0.compare(VectorOperators.NE, mx));
