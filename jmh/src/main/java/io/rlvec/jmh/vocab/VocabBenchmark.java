@@ -36,13 +36,16 @@ public class VocabBenchmark {
     public String shape;
     @Param({"f32", "bf16"})
     public String dtype;
+    /** verl's temperature: logits are divided by it (a power of two multiplies instead, with the same bits). */
+    @Param({"0.7"})
+    public double temperature;
 
     private VocabInputs in;
     private Engine engine;
 
     @Setup(Level.Trial)
     public void setUp() {
-        in = new VocabInputs(shape, dtype);
+        in = new VocabInputs(shape, dtype, temperature);
         engine = VocabInputs.engine(impl);
         in.check(engine, impl);
         // Statistics for the backward-only benchmark.

@@ -19,7 +19,7 @@ final class VocabInputs implements AutoCloseable {
     final int rows;
     final int vocab;
     final ElementType type;
-    final double temperature = 0.7;
+    final double temperature;
     final OffHeapArray logits;
     final OffHeapArray labels;
     final OffHeapArray gradLogProb;
@@ -36,6 +36,17 @@ final class VocabInputs implements AutoCloseable {
      * @param dtype "f32" or "bf16".
      */
     VocabInputs(final String shape, final String dtype) {
+        this(shape, dtype, 0.7);
+    }
+
+    /**
+     * @param shape "ROWSxVOCAB".
+     * @param dtype "f32" or "bf16".
+     * @param temperature verl's temperature (0.7 as sampled; 1.0, verl's default, takes the exact multiplication
+     *                    instead of a division per logit).
+     */
+    VocabInputs(final String shape, final String dtype, final double temperature) {
+        this.temperature = temperature;
         final String[] p = shape.split("x");
         rows = Integer.parseInt(p[0]);
         vocab = Integer.parseInt(p[1]);
