@@ -71,7 +71,7 @@ public final class VectorEngine implements Engine {
                          final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
                          final SoftmaxStats statsOut) {
         Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
-        vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, blocks);
+        vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, null, blocks);
     }
 
     @Override
@@ -80,7 +80,8 @@ public final class VectorEngine implements Engine {
                                  final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
                                  final SoftmaxStats stats) {
         Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
-        vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats, blocks);
+        vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats, false,
+            blocks);
     }
 
     // ---- KL penalty and the composed actor loss ----
@@ -92,7 +93,7 @@ public final class VectorEngine implements Engine {
 
     private ActorLoss actor() {
         if (actor == null) {
-            actor = new ActorLoss(this, new ActorKernel(blocks, kl));
+            actor = new ActorLoss(this, new ActorKernel(blocks, kl, vocab));
         }
         return actor;
     }

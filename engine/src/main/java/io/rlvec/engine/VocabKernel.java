@@ -119,21 +119,33 @@ final class VocabKernel implements Blocks.Body {
     /** Per-block scratch ({@link #SLOT} doubles per block): S, W and the lane sums. Grows, then is reused. */
     private double[] sums = new double[SLOT];
 
-    /** Forward: validated arguments (see {@link io.rlvec.Engine#logProbs}). */
+    /**
+     * Forward: validated arguments (see {@link io.rlvec.Engine#logProbs}).
+     *
+     * @param keep null, or a float32 buffer in the logits' row layout, disjoint from them, that receives each valid
+     *             row's {@code e_j} for a {@link #backward} with {@code kept} (requires {@code statsOut}).
+     */
     void forward(final Logits logits, final OffHeapArray labelsArr, final double temperature,
                  final OffHeapArray rowMask, final OffHeapArray logProbArr, final OffHeapArray entropyArr,
-                 final SoftmaxStats statsOut, final Blocks blocks) {
+                 final SoftmaxStats statsOut, final OffHeapArray keep, final Blocks blocks) {
         setUp(logits, labelsArr, temperature, rowMask, statsOut);
         backward = false;
         logProbOut = logProbArr.segment();
         entropyOut = entropyArr == null ? null : entropyArr.segment();
+        grad = keep == null ? null : keep.segment();
+        storeExp = keep != null;
         runBlocks(blocks);
     }
 
-    /** Backward: validated arguments (see {@link io.rlvec.Engine#logProbsBackward}). */
+    /**
+     * Backward: validated arguments (see {@link io.rlvec.Engine#logProbsBackward}).
+     *
+     * @param kept whether a {@link #forward} saving {@code savedStats} kept the exps in {@code gradLogits}.
+     */
     void backward(final Logits logits, final OffHeapArray labelsArr, final double temperature,
                   final OffHeapArray rowMask, final OffHeapArray gradLogProbArr, final OffHeapArray gradEntropyArr,
-                  final OffHeapArray gradLogits, final SoftmaxStats savedStats, final Blocks blocks) {
+                  final OffHeapArray gradLogits, final SoftmaxStats savedStats, final boolean kept,
+                  final Blocks blocks) {
         setUp(logits, labelsArr, temperature, rowMask, savedStats);
         backward = true;
         gradLogProb = gradLogProbArr.segment();
@@ -142,8 +154,9 @@ final class VocabKernel implements Blocks.Body {
         // Store e_j in the gradient buffer and read it back in the gradient pass instead of a second exp: measured
         // faster for rows in and out of L2 alike (0.70-0.76 vs 0.87-0.98 ns/logit CPU, V = 32000 and 151936, f32
         // and bf16). In place, the logits must survive until the gradient pass: the exp is evaluated again there.
-        // With saved statistics there is no sum pass to store into: one pass, one exp per logit.
-        storeExp = savedStats == null && gradLogits.address() != logits.data().address();
+        // With saved statistics there is no sum pass to store into: one pass, one exp per logit, unless the
+        // forward kept its exps in this buffer (then none).
+        storeExp = kept || savedStats == null && gradLogits.address() != logits.data().address();
         runBlocks(blocks);
     }
 
@@ -224,8 +237,8 @@ final class VocabKernel implements Blocks.Body {
         final float mx = rowMax(x, base, vocab, bf16, sums, slot);
         final float m = mx / t + 0f;
         // W only feeds the entropy and its gradient: not accumulated when neither can be asked for.
-        rowSums(x, base, vocab, bf16, t, mulT, invT, m, null, 0L, entropyOut != null || stats != null, sums,
-            slot);
+        rowSums(x, base, vocab, bf16, t, mulT, invT, m, storeExp ? grad : null, bf16 ? base * 2 : base,
+            entropyOut != null || stats != null, sums, slot);
         final double s = sums[slot];
         final double w = sums[slot + 1];
         if (stats != null) {
