@@ -5,7 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.lang.management.ManagementFactory;
 
 /** Measures what a hot call allocates on the calling thread. */
-final class Allocations {
+public final class Allocations {
     /** Rounds of warm-up + measurement before giving up on reaching the steady state. */
     private static final int ROUNDS = 40;
     /** Wall-clock patience for the JIT on a busy machine. */
@@ -41,5 +41,24 @@ final class Allocations {
         }
         assertThat(bytes).as("bytes allocated by %d hot calls of %s after %d rounds", calls, what, ROUNDS)
             .isLessThan(1024);
+    }
+
+    /**
+     * The least bytes one call allocated on this thread, over rounds of 200 warm calls and one measured call, until
+     * a round measures below {@code enough} (at least 20 rounds, or {@link #PATIENCE_NANOS} of wall clock).
+     */
+    public static long leastAllocated(final com.sun.management.ThreadMXBean threads, final Runnable call,
+                                      final long enough) {
+        long least = Long.MAX_VALUE;
+        final long start = System.nanoTime();
+        for (int round = 0; least >= enough && (round < 20 || System.nanoTime() - start < PATIENCE_NANOS); round++) {
+            for (int c = 0; c < 200; c++) {
+                call.run();
+            }
+            final long before = threads.getCurrentThreadAllocatedBytes();
+            call.run();
+            least = Math.min(least, threads.getCurrentThreadAllocatedBytes() - before);
+        }
+        return least;
     }
 }

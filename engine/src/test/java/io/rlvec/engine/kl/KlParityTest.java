@@ -216,17 +216,6 @@ class KlParityTest {
      * queue lag on a busy machine) allocates, C2 code must not; a boxed vector in C2 code never reaches 0.
      */
     static long leastAllocated(final com.sun.management.ThreadMXBean threads, final Runnable call) {
-        long least = Long.MAX_VALUE;
-        // Rounds until the steady state shows, with wall-clock patience for C2 on a busy machine.
-        final long start = System.nanoTime();
-        for (int round = 0; least >= 1024 && (round < 20 || System.nanoTime() - start < 30_000_000_000L); round++) {
-            for (int c = 0; c < 200; c++) {
-                call.run();
-            }
-            final long before = threads.getCurrentThreadAllocatedBytes();
-            call.run();
-            least = Math.min(least, threads.getCurrentThreadAllocatedBytes() - before);
-        }
-        return least;
+        return io.rlvec.engine.Allocations.leastAllocated(threads, call, 1024);
     }
 }
