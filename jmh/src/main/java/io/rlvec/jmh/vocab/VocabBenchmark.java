@@ -14,13 +14,15 @@ import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.infra.BenchmarkParams;
 
 import io.rlvec.Engine;
 
 /**
  * The vocabulary pass through {@link Engine}: forward ({@code logProbs} with entropy) and forward + backward
  * ({@code logProbs} then {@code logProbsBackward} into a separate gradient buffer), both implementations, f32 and
- * bf16, one and two threads, at (N, V) = (256, 32000) (a row fits in L2) and (64, 151936). Divide the time per
+ * bf16, one and two threads, at (N, V) = (256, 32000) (a row fits in L2) and (64, 151936); and the composed actor
+ * loss from the same logits in one call ({@code actorLoss}, {@code actorLossEntropy}). Divide the time per
  * operation by N * V for ns per logit; compare with {@link VocabFloorBenchmark}. The answer is checked against the
  * other implementation once per trial.
  */
@@ -44,10 +46,14 @@ public class VocabBenchmark {
     private Engine engine;
 
     @Setup(Level.Trial)
-    public void setUp() {
+    public void setUp(final BenchmarkParams params) {
         in = new VocabInputs(shape, dtype, temperature);
         engine = VocabInputs.engine(impl);
         in.check(engine, impl);
+        if (params.getBenchmark().contains(".actorLoss")) {
+            in.checkActor(engine, impl);
+            in.warmTokenKernels(engine, 30_000);
+        }
         // Statistics for the backward-only benchmark.
         in.forwardSaving(engine);
     }
@@ -80,6 +86,22 @@ public class VocabBenchmark {
     @Benchmark
     public void backward() {
         in.backwardSaved(engine);
+    }
+
+    /**
+     * The composed actor loss from logits in one call (vanilla PPO clip, token-mean, low_var_kl KL loss,
+     * entropy_coeff 0): vocabulary forward, loss, metrics and d loss / d logits. The engine keeps the forward's
+     * exps in the gradient buffer, so the pair evaluates one exp per logit and the backward reads no logit.
+     */
+    @Benchmark
+    public void actorLoss() {
+        in.actorLoss(engine, false);
+    }
+
+    /** {@link #actorLoss} with entropy_coeff 0.01: the backward reads the logits again for the entropy's gradient. */
+    @Benchmark
+    public void actorLossEntropy() {
+        in.actorLoss(engine, true);
     }
 
     /**

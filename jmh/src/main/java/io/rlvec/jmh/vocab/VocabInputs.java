@@ -2,11 +2,17 @@ package io.rlvec.jmh.vocab;
 
 import java.util.SplittableRandom;
 
+import io.rlvec.ActorLossResult;
+import io.rlvec.AggMode;
+import io.rlvec.Column;
 import io.rlvec.ElementType;
 import io.rlvec.Engine;
+import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
+import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.SoftmaxStats;
+import io.rlvec.TokenBatch;
 import io.rlvec.engine.VectorEngine;
 import io.rlvec.reference.ReferenceEngine;
 
@@ -30,6 +36,18 @@ final class VocabInputs implements AutoCloseable {
     final Logits view;
     /** Row statistics the forward saves for the backward (the trainer's path). */
     final SoftmaxStats stats;
+    /** Tokens per sequence of the actor-loss batch (rows / 32 sequences, every token valid). */
+    static final int SEQ_LEN = 32;
+    /**
+     * The actor-loss batch over these rows: old_log_prob and ref_log_prob near the logits' own label log-probs
+     * (N(0, 0.05) and N(0, 0.1) apart, so some ratios clip), one advantage of +-1 per sequence.
+     */
+    final TokenBatch actorBatch;
+    /** vanilla PPO clip (0.2 / 0.28), token-mean, low_var_kl KL loss (coef 0.001), entropy_coeff 0 (verl's default). */
+    final LossSpec actorSpec;
+    /** {@link #actorSpec} with entropy_coeff 0.01: the entropy's gradient flows to the logits too. */
+    final LossSpec actorSpecEntropy;
+    final ActorLossResult actorOut = new ActorLossResult();
 
     /**
      * @param shape "ROWSxVOCAB".
@@ -79,6 +97,34 @@ final class VocabInputs implements AutoCloseable {
         grad = OffHeapArray.allocate(ElementType.F32, n);
         view = Logits.of(logits, rows, vocab);
         stats = SoftmaxStats.allocate(rows);
+        if (rows % SEQ_LEN != 0) {
+            throw new IllegalArgumentException("rows must be a multiple of " + SEQ_LEN + ", got " + rows);
+        }
+        try (Engine ref = new VectorEngine(1)) {
+            ref.logProbs(view, labels, temperature, null, logProb, null);
+        }
+        final float[] old = new float[rows];
+        final float[] refLp = new float[rows];
+        final float[] adv = new float[rows];
+        final boolean[] valid = new boolean[rows];
+        for (int r = 0; r < rows; r++) {
+            final float lp = logProb.getFloat(r);
+            old[r] = lp + (float) (0.05 * gaussian(rnd));
+            refLp[r] = lp + (float) (0.1 * gaussian(rnd));
+            adv[r] = r / SEQ_LEN % 2 == 0 ? 1f : -1f;
+            valid[r] = true;
+        }
+        actorBatch = TokenBatch.padded(rows / SEQ_LEN, SEQ_LEN).column(Column.OLD_LOG_PROB, old)
+            .column(Column.ADVANTAGES, adv).column(Column.REF_LOG_PROB, refLp).mask(valid).build();
+        actorSpec = LossSpec.builder().clipRatioHigh(0.28).lossAggMode(AggMode.TOKEN_MEAN).useKlLoss(true)
+            .klLossCoef(0.001).klLossType(KlPenalty.fromVerl("low_var_kl")).calculateEntropy(true)
+            .temperature(temperature).build();
+        actorSpecEntropy = actorSpec.toBuilder().entropyCoeff(0.01).build();
+    }
+
+    private static double gaussian(final SplittableRandom rnd) {
+        final double u = 1 - rnd.nextDouble();
+        return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rnd.nextDouble());
     }
 
     /** @return "reference", "vector" (one thread) or "vector2" (two threads). */
@@ -107,6 +153,59 @@ final class VocabInputs implements AutoCloseable {
     /** The backward from the statistics of {@link #forwardSaving}: one exp per logit. */
     void backwardSaved(final Engine e) {
         e.logProbsBackward(view, labels, temperature, null, gradLogProb, gradEntropy, grad, stats);
+    }
+
+    /**
+     * The composed actor loss from the logits in one call ({@link Engine#actorLoss(LossSpec, TokenBatch, Logits,
+     * OffHeapArray, Logits, OffHeapArray, OffHeapArray, ActorLossResult)}): forward, loss, metrics and
+     * d loss / d logits into {@link #grad}.
+     */
+    void actorLoss(final Engine e, final boolean withEntropy) {
+        e.actorLoss(withEntropy ? actorSpecEntropy : actorSpec, actorBatch, view, labels, null, null, grad,
+            actorOut);
+    }
+
+    /**
+     * Brings the token kernels of the actor loss (policy loss, KL, aggregation, combination) to their steady state:
+     * {@code calls} calls of the log-prob form of the same loss on the same tokens. A trainer runs thousands of
+     * steps; a JMH warm-up of millisecond calls on a micro-batch of 64-256 tokens does not reach the 10^4 calls
+     * after which C2 compiles those short loops (before that they run as C1 code, which boxes vectors).
+     */
+    void warmTokenKernels(final Engine e, final int calls) {
+        try (TokenBatch withLp = TokenBatch.padded(rows / SEQ_LEN, SEQ_LEN)
+                 .column(Column.LOG_PROB, logProb)
+                 .column(Column.OLD_LOG_PROB, actorBatch.column(Column.OLD_LOG_PROB))
+                 .column(Column.ADVANTAGES, actorBatch.column(Column.ADVANTAGES))
+                 .column(Column.REF_LOG_PROB, actorBatch.column(Column.REF_LOG_PROB))
+                 .column(Column.RESPONSE_MASK, actorBatch.mask()).build()) {
+            final LossSpec fromLogProbs = actorSpec.toBuilder().calculateEntropy(false).build();
+            for (int c = 0; c < calls; c++) {
+                e.actorLoss(fromLogProbs, withLp, gradLogProb, actorOut);
+            }
+        }
+    }
+
+    /** The actor loss's gradient to the logits is the same bits as the other implementation's (both specs). */
+    void checkActor(final Engine e, final String impl) {
+        try (Engine other = impl.equals("reference") ? new VectorEngine(1) : new ReferenceEngine();
+             OffHeapArray mine = OffHeapArray.allocate(ElementType.F32, grad.length())) {
+            for (final boolean ent : new boolean[] {false, true}) {
+                grad.fill(Float.NaN);
+                actorLoss(e, ent);
+                final double loss = actorOut.loss();
+                mine.segment().copyFrom(grad.segment());
+                grad.fill(Float.NaN);
+                actorLoss(other, ent);
+                final long mismatch = mine.segment().mismatch(grad.segment());
+                if (mismatch >= 0) {
+                    throw new IllegalStateException(impl + ": actor-loss gradient (entropy_coeff "
+                        + (ent ? "0.01" : "0") + ") differs from " + other.name() + " at byte " + mismatch);
+                }
+                if (Math.abs(loss - actorOut.loss()) > 2 * Math.ulp(loss)) {
+                    throw new IllegalStateException(impl + ": actor loss " + loss + " vs " + actorOut.loss());
+                }
+            }
+        }
     }
 
     /**
@@ -160,5 +259,6 @@ final class VocabInputs implements AutoCloseable {
         entropy.close();
         grad.close();
         stats.close();
+        actorBatch.close();
     }
 }
