@@ -147,6 +147,49 @@ public final class Checks {
         labels(logits, labels, rowMask);
         if (stats != null) {
             savedStats(logits, (float) temperature, rowMask, stats);
+            if (stats.keeps(gradLogits)) {
+                keptExps(logits, rowMask, gradLogits, stats);
+            }
+        }
+    }
+
+    /**
+     * Validates the arguments of {@link Engine#logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray,
+     * OffHeapArray, SoftmaxStats, OffHeapArray)}: as {@link #logProbs}, plus {@code gradLogits} (null, or a
+     * gradient buffer for these logits: see {@link #gradLogits}), which needs {@code statsOut}.
+     */
+    public static void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
+                                final OffHeapArray rowMask, final OffHeapArray logProbOut,
+                                final OffHeapArray entropyOut, final SoftmaxStats statsOut,
+                                final OffHeapArray gradLogits) {
+        if (gradLogits != null) {
+            if (statsOut == null) {
+                throw new IllegalArgumentException("gradLogits (the buffer to keep the exps in) needs statsOut: the "
+                    + "backward finds them through the statistics");
+            }
+            if (logits == null) {
+                throw new IllegalArgumentException("logits must not be null");
+            }
+            gradLogits(gradLogits, "gradLogits", logits);
+        }
+        logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
+    }
+
+    /**
+     * The exps a forward kept in {@code gradLogits} must still be there: each valid row's kept value at its first
+     * maximal logit is exactly 1 (a buffer zeroed or written since fails this for every such row).
+     */
+    private static void keptExps(final Logits logits, final OffHeapArray rowMask, final OffHeapArray gradLogits,
+                                 final SoftmaxStats stats) {
+        for (int r = 0; r < logits.rows(); r++) {
+            if (rowMask != null && rowMask.getFloat(r) == 0f) {
+                continue;
+            }
+            final int top = stats.keptTop(r);
+            if (top >= 0 && gradLogits.getFloat(r * logits.rowStride() + top) != 1f) {
+                throw new IllegalArgumentException("gradLogits no longer holds the exps the forward kept in it (row "
+                    + r + "): pass it to logProbsBackward unchanged, or run the forward without it");
+            }
         }
     }
 

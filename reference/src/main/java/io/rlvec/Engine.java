@@ -107,8 +107,31 @@ public interface Engine extends AutoCloseable {
      * @param statsOut statistics with a capacity of at least {@code rows}, or null; bound to this call's rows,
      *                 vocab and temperature.
      */
+    default void logProbs(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
+                          OffHeapArray logProbOut, OffHeapArray entropyOut, SoftmaxStats statsOut) {
+        logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, null);
+    }
+
+    /**
+     * {@link #logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray, OffHeapArray, SoftmaxStats)} that
+     * may also keep each valid row's {@code e_j} in {@code gradLogits}, the buffer the backward will write (as a
+     * training forward leaves a reserve space for its backward): {@link #logProbsBackward(Logits, OffHeapArray,
+     * double, OffHeapArray, OffHeapArray, OffHeapArray, OffHeapArray, SoftmaxStats)} with these statistics and this
+     * same buffer then reads them back instead of evaluating the exp again, so the pair evaluates one exp per logit
+     * (and, with {@code gradEntropy} null or 0, the backward reads no logit). Outputs and the gradient are the same
+     * bits either way.
+     *
+     * <p>Between the two calls the buffer's contents belong to the engine: pass it to the backward unchanged. The
+     * backward refuses a buffer whose kept values are visibly gone (each row's kept 1 at its maximum) and falls back
+     * to evaluating the exp for any other buffer; one backward consumes the kept exps (a second backward from the
+     * same statistics evaluates them again). Whether anything is kept is the engine's choice: the reference
+     * keeps nothing, and nothing is kept in place (a buffer that is the logits' own memory).
+     *
+     * @param gradLogits null, or a float32 buffer with the logits' row layout ({@code logits.requiredLength()}
+     *                   elements), disjoint from the logits or their own F32 memory; needs {@code statsOut}.
+     */
     void logProbs(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
-                  OffHeapArray logProbOut, OffHeapArray entropyOut, SoftmaxStats statsOut);
+                  OffHeapArray logProbOut, OffHeapArray entropyOut, SoftmaxStats statsOut, OffHeapArray gradLogits);
 
     /**
      * The gradient of {@link #logProbs}: writes {@code d/d x} (w.r.t. the RAW, pre-temperature logits) of
@@ -154,8 +177,9 @@ public interface Engine extends AutoCloseable {
      * @param stats statistics filled by {@link #logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray,
      *              OffHeapArray, SoftmaxStats)} over the same logits (unchanged since), labels, temperature and
      *              mask; or null (computed here).
-     * @throws IllegalArgumentException when {@code stats} was filled for another shape or temperature, or a row
-     *                                  valid here was masked in that forward.
+     * @throws IllegalArgumentException when {@code stats} was filled for another shape or temperature, a row
+     *                                  valid here was masked in that forward, or {@code gradLogits} is the buffer
+     *                                  the forward kept its exps in and no longer holds them.
      */
     void logProbsBackward(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
                           OffHeapArray gradLogProb, OffHeapArray gradEntropy, OffHeapArray gradLogits,

@@ -14,6 +14,13 @@ package io.rlvec;
  * bound to another shape or temperature, or whose flag says a row it must differentiate was masked in the
  * forward. The logits must not change in between (that cannot be checked). Reusable across calls; not
  * thread-safe; close it to free its off-heap memory.
+ *
+ * <p>An engine whose forward also kept each row's {@code e_j} in the future gradient buffer (see
+ * {@link Engine#logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray, OffHeapArray, SoftmaxStats,
+ * OffHeapArray)}) records that buffer here, with the index of each row's first maximal logit (whose kept value is
+ * exactly 1): the backward reads the kept exps only from that same buffer, and refuses it when a row's kept 1 is
+ * gone (the buffer was written in between). One backward consumes them: another backward from the same statistics
+ * evaluates the exps again.
  */
 public final class SoftmaxStats implements AutoCloseable {
     /** Floats per row. */
@@ -32,10 +39,16 @@ public final class SoftmaxStats implements AutoCloseable {
     private int rows = -1;
     private int vocab;
     private float temperature;
+    /** The buffer holding the forward's kept exps (address and bytes), or 0 / 0 when nothing was kept. */
+    private long keptAddress;
+    private long keptBytes;
+    /** Per row, the first maximal logit's index (its kept exp is exactly 1), or -1 (masked row, or none). */
+    private final int[] keptTop;
 
     private SoftmaxStats(final int capacity) {
         this.capacity = capacity;
         this.data = OffHeapArray.allocate(ElementType.F32, (long) STRIDE * Math.max(1, capacity));
+        this.keptTop = new int[capacity];
     }
 
     /**
@@ -100,11 +113,44 @@ public final class SoftmaxStats implements AutoCloseable {
         return data.getFloat((long) STRIDE * r + FLAG) != 0f;
     }
 
-    /** Binds to a forward's shape; called by validation, before the kernel writes the rows. */
+    /** Binds to a forward's shape, with nothing kept; called by validation, before the kernel writes the rows. */
     void bind(final int forwardRows, final int forwardVocab, final float t) {
         this.rows = forwardRows;
         this.vocab = forwardVocab;
         this.temperature = t;
+        this.keptAddress = 0;
+        this.keptBytes = 0;
+    }
+
+    /**
+     * For engines: records that this forward kept its exps in {@code gradLogits} (after {@link #bind}); the rows'
+     * top indices follow through {@link #keptTop(int, int)}.
+     */
+    public void keptIn(final OffHeapArray gradLogits) {
+        keptAddress = gradLogits.address();
+        keptBytes = gradLogits.byteSize();
+    }
+
+    /** For engines: row {@code r}'s first maximal logit, whose kept exp is exactly 1 (-1: none, or masked). */
+    public void keptTop(final int r, final int top) {
+        keptTop[r] = top;
+    }
+
+    /** @return row {@code r}'s recorded top index (see {@link #keptTop(int, int)}). */
+    public int keptTop(final int r) {
+        return keptTop[r];
+    }
+
+    /** For engines: the kept exps were consumed (a backward overwrote them with the gradient). */
+    public void keptConsumed() {
+        keptAddress = 0;
+        keptBytes = 0;
+    }
+
+    /** @return whether the forward kept its exps in exactly this buffer (and no backward has consumed them). */
+    public boolean keeps(final OffHeapArray gradLogits) {
+        return keptBytes != 0 && gradLogits != null && gradLogits.address() == keptAddress
+            && gradLogits.byteSize() == keptBytes;
     }
 
     @Override

@@ -3,10 +3,8 @@ package io.rlvec.engine;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
-import io.rlvec.Checks;
 import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
-import io.rlvec.SoftmaxStats;
 import io.rlvec.TokenBatch;
 import io.rlvec.reference.ActorLoss;
 
@@ -28,15 +26,13 @@ final class ActorKernel implements ActorLoss.Kernels {
 
     private final Blocks blocks;
     private final KlKernel kl;
-    private final VocabKernel vocab;
     private final CountBody countBody = new CountBody();
     private final CombineBody combineBody = new CombineBody();
     private final FillBody fillBody = new FillBody();
 
-    ActorKernel(final Blocks blocks, final KlKernel kl, final VocabKernel vocab) {
+    ActorKernel(final Blocks blocks, final KlKernel kl) {
         this.blocks = blocks;
         this.kl = kl;
-        this.vocab = vocab;
     }
 
     @Override
@@ -72,37 +68,6 @@ final class ActorKernel implements ActorLoss.Kernels {
                                  final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
                                  final OffHeapArray gradLogits) {
         kl.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, true, blocks);
-    }
-
-    /**
-     * Keeps the exps in the gradient buffer whenever it is not the logits' own memory: the backward then reads
-     * {@code e_j} back instead of evaluating a second exp per logit (the same float, so the same gradient bits).
-     */
-    @Override
-    public boolean vocabForward(final Logits logits, final OffHeapArray labels, final double temperature,
-                                final OffHeapArray rowMask, final OffHeapArray logProbOut,
-                                final OffHeapArray entropyOut, final SoftmaxStats stats,
-                                final OffHeapArray gradLogits) {
-        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, stats);
-        Checks.gradLogits(gradLogits, "gradLogits", logits);
-        final boolean keep = stats != null && gradLogits != null
-            && gradLogits.address() != logits.data().address();
-        vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, stats, keep ? gradLogits : null,
-            blocks);
-        return keep;
-    }
-
-    @Override
-    public void vocabBackward(final Logits logits, final OffHeapArray labels, final double temperature,
-                              final OffHeapArray rowMask, final OffHeapArray gradLogProb,
-                              final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
-                              final SoftmaxStats stats, final boolean kept) {
-        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
-        if (kept && stats == null) {
-            throw new IllegalArgumentException("kept exps need the statistics of the forward that kept them");
-        }
-        vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats, kept,
-            blocks);
     }
 
     private static FloatVector load(final MemorySegment seg, final int i) {

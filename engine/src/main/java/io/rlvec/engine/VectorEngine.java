@@ -69,9 +69,15 @@ public final class VectorEngine implements Engine {
     @Override
     public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                          final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
-                         final SoftmaxStats statsOut) {
-        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
-        vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, null, blocks);
+                         final SoftmaxStats statsOut, final OffHeapArray gradLogits) {
+        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, gradLogits);
+        // Kept whenever the buffer is not the logits' own memory (the forward must not overwrite them).
+        final boolean keep = gradLogits != null && gradLogits.address() != logits.data().address();
+        if (keep) {
+            statsOut.keptIn(gradLogits);
+        }
+        vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, keep ? gradLogits : null,
+            blocks);
     }
 
     @Override
@@ -80,8 +86,13 @@ public final class VectorEngine implements Engine {
                                  final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
                                  final SoftmaxStats stats) {
         Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
-        vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats, false,
+        final boolean kept = stats != null && stats.keeps(gradLogits);
+        vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats, kept,
             blocks);
+        if (kept) {
+            // The gradient has replaced them: a second backward from these statistics evaluates the exps again.
+            stats.keptConsumed();
+        }
     }
 
     // ---- KL penalty and the composed actor loss ----
@@ -93,7 +104,7 @@ public final class VectorEngine implements Engine {
 
     private ActorLoss actor() {
         if (actor == null) {
-            actor = new ActorLoss(this, new ActorKernel(blocks, kl, vocab));
+            actor = new ActorLoss(this, new ActorKernel(blocks, kl));
         }
         return actor;
     }

@@ -115,6 +115,8 @@ final class VocabKernel implements Blocks.Body {
     private boolean storeExp;
     /** Saved statistics: written by the forward, read by the backward; null when the caller passes none. */
     private MemorySegment stats;
+    /** The forward's statistics object when it keeps its exps (it records each row's top index), else null. */
+    private SoftmaxStats keptStats;
     private int rowsPerBlock;
     /** Per-block scratch ({@link #SLOT} doubles per block): S, W and the lane sums. Grows, then is reused. */
     private double[] sums = new double[SLOT];
@@ -134,6 +136,7 @@ final class VocabKernel implements Blocks.Body {
         entropyOut = entropyArr == null ? null : entropyArr.segment();
         grad = keep == null ? null : keep.segment();
         storeExp = keep != null;
+        keptStats = keep == null ? null : statsOut;
         runBlocks(blocks);
     }
 
@@ -199,6 +202,7 @@ final class VocabKernel implements Blocks.Body {
             gradEntropy = null;
             grad = null;
             stats = null;
+            keptStats = null;
         }
     }
 
@@ -230,6 +234,9 @@ final class VocabKernel implements Blocks.Body {
             if (stats != null) {
                 saveStats(r, 0f, 0f, 0f, 0f);
             }
+            if (storeExp) {
+                keptStats.keptTop(r, -1);
+            }
             return;
         }
         final long base = r * rowStrideBytes;
@@ -243,6 +250,12 @@ final class VocabKernel implements Blocks.Body {
         final double w = sums[slot + 1];
         if (stats != null) {
             saveStats(r, m, (float) (1.0 / s), (float) (w / s), 1f);
+        }
+        if (storeExp) {
+            // The backward's check that the kept exps are still there: the first maximum's kept 1 (absent when the
+            // maximum is +inf, whose e is NaN).
+            final int top = (int) sums[slot + 2];
+            keptStats.keptTop(r, top >= 0 && grad.get(F32, (bf16 ? base * 2 : base) + 4L * top) == 1f ? top : -1);
         }
         final double logS = StrictMath.log(s);
         final float zy = logit(base, labels.get(I32, 4L * r)) / t;

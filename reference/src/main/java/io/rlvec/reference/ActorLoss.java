@@ -49,27 +49,6 @@ public final class ActorLoss {
          */
         void klFullAccumulate(Logits policy, Logits reference, double temperature, OffHeapArray rowMask,
                               OffHeapArray kldOut, OffHeapArray upstream, OffHeapArray gradLogits);
-
-        /**
-         * The composition's vocabulary forward: {@link Engine#logProbs} saving {@code stats}, which may also keep
-         * each row's {@code e_j} in {@code gradLogits} (when given: the buffer the backward will write, disjoint
-         * from the logits), so that {@link #vocabBackward} reads them instead of evaluating the exp again. Same
-         * bits as {@link Engine#logProbs} for every output.
-         *
-         * @return whether the exps were kept in {@code gradLogits} (pass it on to {@link #vocabBackward}).
-         */
-        boolean vocabForward(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
-                             OffHeapArray logProbOut, OffHeapArray entropyOut, SoftmaxStats stats,
-                             OffHeapArray gradLogits);
-
-        /**
-         * The composition's vocabulary backward: {@link Engine#logProbsBackward} from {@code stats}; with
-         * {@code kept}, from the exps {@link #vocabForward} left in {@code gradLogits} (unchanged since). Same bits
-         * as {@link Engine#logProbsBackward}.
-         */
-        void vocabBackward(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
-                           OffHeapArray gradLogProb, OffHeapArray gradEntropy, OffHeapArray gradLogits,
-                           SoftmaxStats stats, boolean kept);
     }
 
     private final Engine engine;
@@ -137,9 +116,10 @@ public final class ActorLoss {
         // spec.entropyNeeded().
         final OffHeapArray ent = entropy.get(n);
         // The backward reuses the forward's row statistics (one exp per logit instead of a max and two exp passes),
-        // and an engine may keep the forward's exps in the gradient buffer so that the backward evaluates none.
+        // and an engine may keep the forward's exps in the gradient buffer so that the backward evaluates none
+        // (nothing writes that buffer in between).
         final SoftmaxStats st = gradLogits != null ? softmaxStats(n) : null;
-        final boolean kept = kernels.vocabForward(logits, labels, temperature, mask, lp, ent, st, gradLogits);
+        engine.logProbs(logits, labels, temperature, mask, lp, ent, st, gradLogits);
         final TokenBatch withLp = withLogProb(batch, lp);
         final boolean kl = spec.useKlLoss();
         final boolean full = kl && spec.klLossType().estimator() == KlPenalty.Estimator.FULL;
@@ -166,7 +146,7 @@ public final class ActorLoss {
                 ge = gradEntropy.get(n);
                 kernels.fill(batch, entropyWeights(spec, batch, denominator), ge);
             }
-            kernels.vocabBackward(logits, labels, temperature, mask, glp, ge, gradLogits, st, kept);
+            engine.logProbsBackward(logits, labels, temperature, mask, glp, ge, gradLogits, st);
         }
         if (full) {
             if (gradLogits != null) {

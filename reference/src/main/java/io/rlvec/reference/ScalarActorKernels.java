@@ -1,9 +1,7 @@
 package io.rlvec.reference;
 
-import io.rlvec.Checks;
 import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
-import io.rlvec.SoftmaxStats;
 import io.rlvec.TokenBatch;
 
 /** The reference's elementwise passes of the actor composition: plain scalar loops. */
@@ -43,25 +41,5 @@ final class ScalarActorKernels implements ActorLoss.Kernels {
                                  final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
                                  final OffHeapArray gradLogits) {
         KlLoss.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, true);
-    }
-
-    /** The literal spec: the forward keeps nothing, the backward evaluates the exp again (same bits). */
-    @Override
-    public boolean vocabForward(final Logits logits, final OffHeapArray labels, final double temperature,
-                                final OffHeapArray rowMask, final OffHeapArray logProbOut,
-                                final OffHeapArray entropyOut, final SoftmaxStats stats,
-                                final OffHeapArray gradLogits) {
-        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, stats);
-        VocabPass.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, stats);
-        return false;
-    }
-
-    @Override
-    public void vocabBackward(final Logits logits, final OffHeapArray labels, final double temperature,
-                              final OffHeapArray rowMask, final OffHeapArray gradLogProb,
-                              final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
-                              final SoftmaxStats stats, final boolean kept) {
-        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
-        VocabPass.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
     }
 }

@@ -376,14 +376,29 @@ public final class VocabCase implements AutoCloseable {
      * gradient buffer.
      */
     public float[] backwardSaved(final Engine engine, final boolean inPlace) {
+        return backwardFromStats(engine, inPlace, false);
+    }
+
+    /**
+     * Runs {@link Engine#logProbs} saving {@link SoftmaxStats} and keeping its exps in the gradient buffer, then
+     * {@link Engine#logProbsBackward} from both into that buffer (sentinel-padded; {@code inPlace}: a float32 copy of
+     * the logits, where nothing can be kept); returns the gradient buffer.
+     */
+    public float[] backwardKept(final Engine engine, final boolean inPlace) {
+        return backwardFromStats(engine, inPlace, true);
+    }
+
+    private float[] backwardFromStats(final Engine engine, final boolean inPlace, final boolean keep) {
         try (SoftmaxStats st = SoftmaxStats.allocate(rows);
              OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray h = OffHeapArray.allocate(ElementType.F32, rows);
              OffHeapArray copy = OffHeapArray.of(x.clone());
              OffHeapArray g = OffHeapArray.allocate(ElementType.F32, x.length)) {
             final Logits l = inPlace ? Logits.of(copy, rows, vocab, stride) : logits();
             final OffHeapArray out = inPlace ? copy : g;
             g.fill(SENTINEL);
-            engine.logProbs(l, labelsArr, temperature, maskArr, lp, null, st);
+            // The kept form asks for the entropy too (the forward then accumulates W, as a trainer's would).
+            engine.logProbs(l, labelsArr, temperature, maskArr, lp, keep ? h : null, st, keep ? out : null);
             engine.logProbsBackward(l, labelsArr, temperature, maskArr, gradLogProbArr, gradEntropyArr, out, st);
             return out.toFloatArray();
         }

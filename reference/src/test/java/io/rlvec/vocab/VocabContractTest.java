@@ -479,6 +479,88 @@ public abstract class VocabContractTest {
         }
     }
 
+    /**
+     * A forward that may keep its exps in the gradient buffer gives the same forward outputs, and the backward from
+     * it the same gradient bits (padding untouched), out of place and in place.
+     */
+    @ParameterizedTest
+    @MethodSource("caseArgs")
+    void keptExpsGiveTheSameGradient(final VocabCase.Spec spec) {
+        try (VocabCase c = spec.build();
+             SoftmaxStats st = SoftmaxStats.allocate(c.rows);
+             OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, c.rows);
+             OffHeapArray h = OffHeapArray.allocate(ElementType.F32, c.rows);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, c.x.length);
+             OffHeapArray other = OffHeapArray.allocate(ElementType.F32, c.x.length)) {
+            final float[] plain = c.backward(engine());
+            assertSameBits(c.describe() + " kept exps", plain, c.backwardKept(engine(), false));
+            if (c.type == ElementType.F32) {
+                final float[] inPlace = c.backwardKept(engine(), true);
+                for (int r = 0; r < c.rows; r++) {
+                    for (int j = 0; j < c.vocab; j++) {
+                        final int i = Math.toIntExact(r * c.stride + j);
+                        assertEquals(Float.floatToIntBits(plain[i]), Float.floatToIntBits(inPlace[i]),
+                            c.describe() + " kept exps, in place, row " + r + " j " + j);
+                    }
+                }
+            }
+            engine().logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, h, st, g);
+            assertSameForward(c.describe() + " forward keeping exps",
+                new VocabCase.Forward(lp.toFloatArray(), h.toFloatArray()), c.forward(engine()));
+            // Another buffer than the one the exps were kept in: the backward evaluates them again.
+            other.fill(VocabCase.SENTINEL);
+            engine().logProbsBackward(c.logits(), c.labelsArray(), c.temperature, c.maskArray(),
+                c.gradLogProbArray(), c.gradEntropyArray(), other, st);
+            assertSameBits(c.describe() + " kept elsewhere", plain, other.toFloatArray());
+        }
+    }
+
+    /**
+     * A keep buffer is validated like a gradient buffer and needs statistics; a kept buffer written before the
+     * backward is refused (when the engine kept anything) before any gradient is written.
+     */
+    @Test
+    void rejectsBadOrOverwrittenKeepBuffers() {
+        try (VocabCase c = VocabCase.spec().seed(79).rows(5).vocab(70).masked(true).build();
+             SoftmaxStats st = SoftmaxStats.allocate(5);
+             OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 5);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 350);
+             OffHeapArray shortG = OffHeapArray.allocate(ElementType.F32, 349);
+             OffHeapArray halves = OffHeapArray.allocate(ElementType.BF16, 350)) {
+            final Engine e = engine();
+            final Logits l = c.logits();
+            final OffHeapArray y = c.labelsArray();
+            final OffHeapArray m = c.maskArray();
+            assertThatThrownBy(() -> e.logProbs(l, y, 0.7, m, lp, null, null, g))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("needs statsOut");
+            assertThatThrownBy(() -> e.logProbs(l, y, 0.7, m, lp, null, st, shortG))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("gradLogits");
+            assertThatThrownBy(() -> e.logProbs(l, y, 0.7, m, lp, null, st, halves))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("gradLogits");
+            e.logProbs(l, y, 0.7, m, lp, null, st, g);
+            if (st.keeps(g)) {
+                g.fill(0f);
+                assertThatThrownBy(() -> e.logProbsBackward(l, y, 0.7, m, c.gradLogProbArray(), null, g, st))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("no longer holds the exps");
+                for (int i = 0; i < 350; i++) {
+                    assertEquals(0f, g.getFloat(i), "gradLogits touched");
+                }
+            }
+            // One backward consumes the kept exps: a second one into the same buffer evaluates them again.
+            final float[] plain = c.backward(e);
+            e.logProbs(l, y, c.temperature, m, lp, null, st, g);
+            e.logProbsBackward(l, y, c.temperature, m, c.gradLogProbArray(), c.gradEntropyArray(), g, st);
+            e.logProbsBackward(l, y, c.temperature, m, c.gradLogProbArray(), c.gradEntropyArray(), g, st);
+            for (int i = 0; i < 350; i++) {
+                assertEquals(Float.floatToIntBits(plain[i]), Float.floatToIntBits(g.getFloat(i)),
+                    "second backward, element " + i);
+            }
+            // A forward without a keep buffer forgets the last one.
+            e.logProbs(l, y, 0.7, m, lp, null, st);
+            assertTrue(!st.keeps(g), "statistics still point at a buffer after a forward that kept nothing");
+        }
+    }
+
     /** Statistics of another shape, temperature or mask, or closed or unfilled ones, are rejected up front. */
     @Test
     void rejectsMismatchedSavedStatistics() {

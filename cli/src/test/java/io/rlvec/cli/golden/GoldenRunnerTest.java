@@ -482,8 +482,8 @@ class GoldenRunnerTest {
         @Override
         public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                              final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
-                             final SoftmaxStats statsOut) {
-            delegate.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
+                             final SoftmaxStats statsOut, final OffHeapArray gradLogits) {
+            delegate.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, gradLogits);
         }
 
         @Override

@@ -77,7 +77,11 @@ class VocabParityTest {
         VocabContractTest.assertSameBits(at + " saved statistics", c.savedStats(REFERENCE), c.savedStats(engine));
         VocabContractTest.assertSameBits(at + " gradient from saved statistics", c.backward(REFERENCE),
             c.backwardSaved(engine, false));
+        VocabContractTest.assertSameBits(at + " gradient from kept exps", c.backward(REFERENCE),
+            c.backwardKept(engine, false));
         if (c.type == ElementType.F32) {
+            VocabContractTest.assertSameBits(at + " in-place gradient, keep buffer = logits", c.backward(REFERENCE),
+                c.backwardKept(engine, true));
             VocabContractTest.assertSameBits(at + " in-place gradient", c.backward(REFERENCE),
                 c.backwardInPlace(engine));
         }
@@ -199,6 +203,9 @@ class VocabParityTest {
                     ONE.logProbs(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(), lp, h, st);
                     ONE.logProbsBackward(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(),
                         c.gradLogProbArray(), c.gradEntropyArray(), g, st);
+                    ONE.logProbs(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(), lp, h, st, g);
+                    ONE.logProbsBackward(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(),
+                        c.gradLogProbArray(), c.gradEntropyArray(), g, st);
                 }
                 if (attempt >= 0) {
                     best = Math.min(best, tm.getCurrentThreadAllocatedBytes() - before);
@@ -232,6 +239,9 @@ class VocabParityTest {
                 TWO.logProbs(view, c.labelsArray(), c.temperature, c.maskArray(), lp, h, st);
                 TWO.logProbsBackward(view, c.labelsArray(), c.temperature, c.maskArray(), c.gradLogProbArray(),
                     c.gradEntropyArray(), g, st);
+                TWO.logProbs(view, c.labelsArray(), c.temperature, c.maskArray(), lp, h, st, g);
+                TWO.logProbsBackward(view, c.labelsArray(), c.temperature, c.maskArray(), c.gradLogProbArray(),
+                    c.gradEntropyArray(), g, st);
             };
             long best = Long.MAX_VALUE;
             final long start = System.nanoTime();
@@ -257,6 +267,25 @@ class VocabParityTest {
             }
             assertTrue(workerIds().length >= 1, "a two-thread engine has a worker thread");
             assertEquals(0L, best, "hot two-thread vocabulary calls allocated " + best + " bytes over 100 iterations");
+        }
+    }
+
+    /** The vector engine keeps the exps in a separate buffer (and only there), never in the logits' own memory. */
+    @Test
+    void vectorEngineKeepsExpsOutOfPlaceOnly() {
+        if (!(ONE instanceof VectorEngine)) {
+            return;
+        }
+        try (VocabCase c = VocabCase.spec().seed(14).rows(4).vocab(300).fill(Fill.NORMAL).masked(true).build();
+             OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 4);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, c.x.length);
+             OffHeapArray own = OffHeapArray.of(c.x.clone());
+             SoftmaxStats st = SoftmaxStats.allocate(4)) {
+            ONE.logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, null, st, g);
+            assertTrue(st.keeps(g), "the forward kept its exps in the separate buffer");
+            ONE.logProbs(io.rlvec.Logits.of(own, 4, 300), c.labelsArray(), c.temperature, c.maskArray(), lp, null,
+                st, own);
+            assertTrue(!st.keeps(own), "nothing is kept in the logits' own memory");
         }
     }
 

@@ -82,6 +82,16 @@ public class VocabBenchmark {
         in.backwardSaved(engine);
     }
 
+    /**
+     * The pair with the forward keeping its exps in the gradient buffer ({@code logProbs(..., stats, grad)}): one
+     * exp per logit, and the backward (gradEntropy non-zero here) reads the logits and the kept exps.
+     */
+    @Benchmark
+    public void forwardBackwardKept() {
+        in.forwardKeeping(engine);
+        in.backwardSaved(engine);
+    }
+
     /** logProbsBackward alone from saved statistics: one exp per logit, logits read once, gradient written once. */
     @Benchmark
     public void backward() {
@@ -91,7 +101,8 @@ public class VocabBenchmark {
     /**
      * The composed actor loss from logits in one call (vanilla PPO clip, token-mean, low_var_kl KL loss,
      * entropy_coeff 0): vocabulary forward, loss, metrics and d loss / d logits. The engine keeps the forward's
-     * exps in the gradient buffer, so the pair evaluates one exp per logit and the backward reads no logit.
+     * exps in the gradient buffer (as {@link #forwardBackwardKept}), so the pair evaluates one exp per logit and
+     * the backward reads no logit.
      */
     @Benchmark
     public void actorLoss() {

@@ -150,6 +150,11 @@ final class VocabInputs implements AutoCloseable {
         e.logProbs(view, labels, temperature, null, logProb, entropy, stats);
     }
 
+    /** The forward that saves the row statistics and keeps its exps in {@link #grad} for the backward. */
+    void forwardKeeping(final Engine e) {
+        e.logProbs(view, labels, temperature, null, logProb, entropy, stats, grad);
+    }
+
     /** The backward from the statistics of {@link #forwardSaving}: one exp per logit. */
     void backwardSaved(final Engine e) {
         e.logProbsBackward(view, labels, temperature, null, gradLogProb, gradEntropy, grad, stats);
@@ -243,6 +248,14 @@ final class VocabInputs implements AutoCloseable {
             if (savedMismatch >= 0) {
                 throw new IllegalStateException(impl + ": gradient from saved statistics differs at byte "
                     + savedMismatch);
+            }
+            // And the path that keeps the forward's exps in the gradient buffer.
+            grad.fill(Float.NaN);
+            forwardKeeping(e);
+            backwardSaved(e);
+            final long keptMismatch = mine.segment().mismatch(grad.segment());
+            if (keptMismatch >= 0) {
+                throw new IllegalStateException(impl + ": gradient from kept exps differs at byte " + keptMismatch);
             }
         } finally {
             mine.close();
