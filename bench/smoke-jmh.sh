@@ -47,15 +47,18 @@ rm -f "$report"
 # Two benchmarks x two engines = 4 results; the vector ones must not allocate.
 "$JAVA_HOME/bin/java" -cp "$jar" io.rlvec.jmh.report.Summary --expect-rows 4 \
   --max-alloc "$max_alloc" --where engine=vector "$report"
-# The vocabulary pass, one and two threads: the setup's answer check (engine vs reference: log-probs within 1 ulp,
-# gradients bit-identical, with and without saved statistics) and the allocation bound. A call takes milliseconds,
-# so JMH's background allocation reaches tens of bytes per call; a boxed vector would be megabytes.
+# The vocabulary pass and the actor loss from logits, one and two threads: the setup's answer check (engine vs
+# reference: log-probs within 1 ulp, gradients bit-identical, with and without saved statistics or kept exps, and
+# the actor loss's gradient) and the allocation bound. A call takes milliseconds, so JMH's background allocation
+# reaches tens of bytes per call; a boxed vector would be megabytes. About a second of warm-up: the setup runs
+# several paths through the same kernels, and with two threads a call or two right after it can still run code
+# that C2 has not yet recompiled (measured once in three 200 ms warm-ups: 27 MB in that iteration).
 vocab_report="reports/jmh-smoke-vocab.json"
 rm -f "$vocab_report"
-"$JAVA_HOME/bin/java" -Djmh.ignoreLock=true -jar "$jar" 'io\.rlvec\.jmh\.vocab\.VocabBenchmark\.(forwardBackward|backward)$' \
+"$JAVA_HOME/bin/java" -Djmh.ignoreLock=true -jar "$jar" 'io\.rlvec\.jmh\.vocab\.VocabBenchmark\.(forwardBackward|forwardBackwardKept|backward|actorLoss)$' \
   -p impl=vector,vector2 -p shape=256x32000 -p dtype=f32 \
-  -f 1 -wi 1 -w 200ms -i 1 -r 200ms -prof gc -foe true -rf json -rff "$vocab_report"
+  -f 1 -wi 3 -w 300ms -i 1 -r 200ms -prof gc -foe true -rf json -rff "$vocab_report"
 
-"$JAVA_HOME/bin/java" -cp "$jar" io.rlvec.jmh.report.Summary --expect-rows 4 \
+"$JAVA_HOME/bin/java" -cp "$jar" io.rlvec.jmh.report.Summary --expect-rows 8 \
   --max-alloc "${SMOKE_MAX_VOCAB_ALLOC:-4096}" "$vocab_report"
 echo "smoke-jmh: passed in $(( $(date +%s) - start )) s"
