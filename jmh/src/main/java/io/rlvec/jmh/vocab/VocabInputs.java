@@ -100,8 +100,8 @@ final class VocabInputs implements AutoCloseable {
         if (rows % SEQ_LEN != 0) {
             throw new IllegalArgumentException("rows must be a multiple of " + SEQ_LEN + ", got " + rows);
         }
-        try (Engine ref = new VectorEngine(1)) {
-            ref.logProbs(view, labels, temperature, null, logProb, null);
+        try (Engine once = new VectorEngine(1)) {
+            once.logProbs(view, labels, temperature, null, logProb, null);
         }
         final float[] old = new float[rows];
         final float[] refLp = new float[rows];
@@ -182,10 +182,11 @@ final class VocabInputs implements AutoCloseable {
                  .column(Column.OLD_LOG_PROB, actorBatch.column(Column.OLD_LOG_PROB))
                  .column(Column.ADVANTAGES, actorBatch.column(Column.ADVANTAGES))
                  .column(Column.REF_LOG_PROB, actorBatch.column(Column.REF_LOG_PROB))
-                 .column(Column.RESPONSE_MASK, actorBatch.mask()).build()) {
+                 .column(Column.RESPONSE_MASK, actorBatch.mask()).build();
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, rows)) {
             final LossSpec fromLogProbs = actorSpec.toBuilder().calculateEntropy(false).build();
             for (int c = 0; c < calls; c++) {
-                e.actorLoss(fromLogProbs, withLp, gradLogProb, actorOut);
+                e.actorLoss(fromLogProbs, withLp, g, actorOut);
             }
         }
     }
