@@ -97,6 +97,19 @@ public final class Checks {
     public static void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                                 final OffHeapArray rowMask, final OffHeapArray logProbOut,
                                 final OffHeapArray entropyOut, final SoftmaxStats statsOut) {
+        logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, null);
+    }
+
+    /**
+     * Validates the arguments of {@link Engine#logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray,
+     * OffHeapArray, SoftmaxStats, OffHeapArray)}: as {@link #logProbs}, plus {@code gradLogits} (null, or a
+     * gradient buffer for these logits: see {@link #gradLogits}), which needs {@code statsOut}. The statistics are
+     * bound only once everything has passed.
+     */
+    public static void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
+                                final OffHeapArray rowMask, final OffHeapArray logProbOut,
+                                final OffHeapArray entropyOut, final SoftmaxStats statsOut,
+                                final OffHeapArray gradLogits) {
         vocabCommon(logits, labels, temperature, rowMask);
         final int rows = logits.rows();
         array(logProbOut, "logProbOut", ElementType.F32, rows, false);
@@ -109,6 +122,13 @@ public final class Checks {
                 throw new IllegalArgumentException("statsOut must hold at least rows = " + rows + " rows, has "
                     + statsOut.capacity());
             }
+        }
+        if (gradLogits != null) {
+            if (statsOut == null) {
+                throw new IllegalArgumentException("gradLogits (the buffer to keep the exps in) needs statsOut: the "
+                    + "backward finds them through the statistics");
+            }
+            gradLogits(gradLogits, "gradLogits", logits);
         }
         labels(logits, labels, rowMask);
         if (statsOut != null) {
@@ -151,28 +171,6 @@ public final class Checks {
                 keptExps(logits, rowMask, gradLogits, stats);
             }
         }
-    }
-
-    /**
-     * Validates the arguments of {@link Engine#logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray,
-     * OffHeapArray, SoftmaxStats, OffHeapArray)}: as {@link #logProbs}, plus {@code gradLogits} (null, or a
-     * gradient buffer for these logits: see {@link #gradLogits}), which needs {@code statsOut}.
-     */
-    public static void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
-                                final OffHeapArray rowMask, final OffHeapArray logProbOut,
-                                final OffHeapArray entropyOut, final SoftmaxStats statsOut,
-                                final OffHeapArray gradLogits) {
-        if (gradLogits != null) {
-            if (statsOut == null) {
-                throw new IllegalArgumentException("gradLogits (the buffer to keep the exps in) needs statsOut: the "
-                    + "backward finds them through the statistics");
-            }
-            if (logits == null) {
-                throw new IllegalArgumentException("logits must not be null");
-            }
-            gradLogits(gradLogits, "gradLogits", logits);
-        }
-        logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
     }
 
     /**

@@ -124,7 +124,7 @@ public final class SoftmaxStats implements AutoCloseable {
 
     /**
      * For engines: records that this forward kept its exps in {@code gradLogits} (after {@link #bind}); the rows'
-     * top indices follow through {@link #keptTop(int, int)}.
+     * top indices follow through {@link #setKeptTop(int, int)}.
      */
     public void keptIn(final OffHeapArray gradLogits) {
         keptAddress = gradLogits.address();
@@ -132,11 +132,11 @@ public final class SoftmaxStats implements AutoCloseable {
     }
 
     /** For engines: row {@code r}'s first maximal logit, whose kept exp is exactly 1 (-1: none, or masked). */
-    public void keptTop(final int r, final int top) {
+    public void setKeptTop(final int r, final int top) {
         keptTop[r] = top;
     }
 
-    /** @return row {@code r}'s recorded top index (see {@link #keptTop(int, int)}). */
+    /** @return row {@code r}'s recorded top index (see {@link #setKeptTop(int, int)}). */
     public int keptTop(final int r) {
         return keptTop[r];
     }

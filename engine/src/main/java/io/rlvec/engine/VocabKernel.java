@@ -235,16 +235,18 @@ final class VocabKernel implements Blocks.Body {
                 saveStats(r, 0f, 0f, 0f, 0f);
             }
             if (storeExp) {
-                keptStats.keptTop(r, -1);
+                keptStats.setKeptTop(r, -1);
             }
             return;
         }
         final long base = r * rowStrideBytes;
+        // The kept exps have the logits' row layout with float32 elements.
+        final long gBase = bf16 ? base * 2 : base;
         // max(x) / t = max(x / t) (division is monotone); + 0f turns a -0 maximum into +0, whatever lane held it.
         final float mx = rowMax(x, base, vocab, bf16, sums, slot);
         final float m = mx / t + 0f;
         // W only feeds the entropy and its gradient: not accumulated when neither can be asked for.
-        rowSums(x, base, vocab, bf16, t, mulT, invT, m, storeExp ? grad : null, bf16 ? base * 2 : base,
+        rowSums(x, base, vocab, bf16, t, mulT, invT, m, storeExp ? grad : null, gBase,
             entropyOut != null || stats != null, sums, slot);
         final double s = sums[slot];
         final double w = sums[slot + 1];
@@ -255,7 +257,7 @@ final class VocabKernel implements Blocks.Body {
             // The backward's check that the kept exps are still there: the first maximum's kept 1 (absent when the
             // maximum is +inf, whose e is NaN).
             final int top = (int) sums[slot + 2];
-            keptStats.keptTop(r, top >= 0 && grad.get(F32, (bf16 ? base * 2 : base) + 4L * top) == 1f ? top : -1);
+            keptStats.setKeptTop(r, top >= 0 && grad.get(F32, gBase + 4L * top) == 1f ? top : -1);
         }
         final double logS = StrictMath.log(s);
         final float zy = logit(base, labels.get(I32, 4L * r)) / t;

@@ -429,15 +429,7 @@ public abstract class VocabContractTest {
     @MethodSource("caseArgs")
     void inPlaceGradientEqualsOutOfPlace(final VocabCase.Spec spec) {
         try (VocabCase c = spec.type(ElementType.F32).build()) {
-            final float[] out = c.backward(engine());
-            final float[] in = c.backwardInPlace(engine());
-            for (int r = 0; r < c.rows; r++) {
-                for (int j = 0; j < c.vocab; j++) {
-                    final int i = Math.toIntExact(r * c.stride + j);
-                    assertEquals(Float.floatToIntBits(out[i]), Float.floatToIntBits(in[i]),
-                        c.describe() + " row " + r + " j " + j);
-                }
-            }
+            assertSameRows(c, c.describe() + " in place", c.backward(engine()), c.backwardInPlace(engine()));
         }
     }
 
@@ -455,14 +447,7 @@ public abstract class VocabContractTest {
             final float[] plain = c.backward(engine());
             assertSameBits(c.describe() + " saved statistics", plain, c.backwardSaved(engine(), false));
             if (c.type == ElementType.F32) {
-                final float[] inPlace = c.backwardSaved(engine(), true);
-                for (int r = 0; r < c.rows; r++) {
-                    for (int j = 0; j < c.vocab; j++) {
-                        final int i = Math.toIntExact(r * c.stride + j);
-                        assertEquals(Float.floatToIntBits(plain[i]), Float.floatToIntBits(inPlace[i]),
-                            c.describe() + " saved statistics, in place, row " + r + " j " + j);
-                    }
-                }
+                assertSameRows(c, c.describe() + " saved statistics, in place", plain, c.backwardSaved(engine(), true));
             }
             engine().logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, h, st);
             assertSameForward(c.describe() + " forward saving statistics",
@@ -495,14 +480,7 @@ public abstract class VocabContractTest {
             final float[] plain = c.backward(engine());
             assertSameBits(c.describe() + " kept exps", plain, c.backwardKept(engine(), false));
             if (c.type == ElementType.F32) {
-                final float[] inPlace = c.backwardKept(engine(), true);
-                for (int r = 0; r < c.rows; r++) {
-                    for (int j = 0; j < c.vocab; j++) {
-                        final int i = Math.toIntExact(r * c.stride + j);
-                        assertEquals(Float.floatToIntBits(plain[i]), Float.floatToIntBits(inPlace[i]),
-                            c.describe() + " kept exps, in place, row " + r + " j " + j);
-                    }
-                }
+                assertSameRows(c, c.describe() + " kept exps, in place", plain, c.backwardKept(engine(), true));
             }
             engine().logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, h, st, g);
             assertSameForward(c.describe() + " forward keeping exps",
@@ -558,6 +536,21 @@ public abstract class VocabContractTest {
             // A forward without a keep buffer forgets the last one.
             e.logProbs(l, y, 0.7, m, lp, null, st);
             assertTrue(!st.keeps(g), "statistics still point at a buffer after a forward that kept nothing");
+        }
+    }
+
+    /**
+     * The first {@code vocab} elements of every row are the same bits (an in-place buffer holds the logits in its
+     * padding, so only the rows' own elements compare).
+     */
+    private static void assertSameRows(final VocabCase c, final String what, final float[] expected,
+                                       final float[] actual) {
+        for (int r = 0; r < c.rows; r++) {
+            for (int j = 0; j < c.vocab; j++) {
+                final int i = Math.toIntExact(r * c.stride + j);
+                assertEquals(Float.floatToIntBits(expected[i]), Float.floatToIntBits(actual[i]),
+                    what + ", row " + r + " j " + j);
+            }
         }
     }
 
