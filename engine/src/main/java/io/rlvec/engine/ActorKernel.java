@@ -5,6 +5,7 @@ import java.lang.foreign.ValueLayout;
 
 import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
+import io.rlvec.SoftmaxStats;
 import io.rlvec.TokenBatch;
 import io.rlvec.reference.ActorLoss;
 
@@ -26,13 +27,15 @@ final class ActorKernel implements ActorLoss.Kernels {
 
     private final Blocks blocks;
     private final KlKernel kl;
+    private final VocabKernel vocab;
     private final CountBody countBody = new CountBody();
     private final CombineBody combineBody = new CombineBody();
     private final FillBody fillBody = new FillBody();
 
-    ActorKernel(final Blocks blocks, final KlKernel kl) {
+    ActorKernel(final Blocks blocks, final KlKernel kl, final VocabKernel vocab) {
         this.blocks = blocks;
         this.kl = kl;
+        this.vocab = vocab;
     }
 
     @Override
@@ -68,6 +71,16 @@ final class ActorKernel implements ActorLoss.Kernels {
                                  final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
                                  final OffHeapArray gradLogits) {
         kl.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, true, blocks);
+    }
+
+    @Override
+    public boolean vocabStep(final Logits logits, final OffHeapArray labels, final double temperature,
+                             final OffHeapArray rowMask, final OffHeapArray logProb, final OffHeapArray entropy,
+                             final SoftmaxStats stats, final OffHeapArray gradLogProb, final OffHeapArray gradEntropy,
+                             final OffHeapArray gradLogits, final ActorLoss.TokenStep step) {
+        vocab.step(logits, labels, temperature, rowMask, logProb, entropy, stats, gradLogProb, gradEntropy, gradLogits,
+            step, blocks);
+        return true;
     }
 
     private static FloatVector load(final MemorySegment seg, final int i) {

@@ -104,7 +104,7 @@ public final class VectorEngine implements Engine {
 
     private ActorLoss actor() {
         if (actor == null) {
-            actor = new ActorLoss(this, new ActorKernel(blocks, kl));
+            actor = new ActorLoss(this, new ActorKernel(blocks, kl, vocab));
         }
         return actor;
     }

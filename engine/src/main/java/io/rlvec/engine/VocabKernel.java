@@ -22,6 +22,7 @@ import io.rlvec.ElementType;
 import io.rlvec.Logits;
 import io.rlvec.OffHeapArray;
 import io.rlvec.SoftmaxStats;
+import io.rlvec.reference.ActorLoss;
 import io.rlvec.reference.VocabPass;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
@@ -112,6 +113,10 @@ final class VocabKernel implements Blocks.Body {
     private MemorySegment gradEntropy;
     private MemorySegment grad;
     private boolean backward;
+    /** Row by row: forward, {@link #step}, backward (see {@link #step(Logits, OffHeapArray, double, OffHeapArray,
+     * OffHeapArray, OffHeapArray, SoftmaxStats, OffHeapArray, OffHeapArray, OffHeapArray, ActorLoss.TokenStep,
+     * Blocks)}); null otherwise. */
+    private ActorLoss.TokenStep step;
     private boolean storeExp;
     /** Saved statistics: written by the forward, read by the backward; null when the caller passes none. */
     private MemorySegment stats;
@@ -163,6 +168,30 @@ final class VocabKernel implements Blocks.Body {
         runBlocks(blocks);
     }
 
+    /**
+     * Forward, per-token step and backward, one row at a time (validated arguments; see
+     * {@link ActorLoss.Kernels#vocabStep}): a row's backward follows its forward and reads the exps it kept (when
+     * {@code gradLogits} is not the logits' own memory) from cache instead of memory. Each row computes exactly
+     * what the forward and the backward over the whole batch compute for it: the same bits.
+     */
+    void step(final Logits logits, final OffHeapArray labelsArr, final double temperature,
+              final OffHeapArray rowMask, final OffHeapArray logProbArr, final OffHeapArray entropyArr,
+              final SoftmaxStats stats, final OffHeapArray gradLogProbArr, final OffHeapArray gradEntropyArr,
+              final OffHeapArray gradLogits, final ActorLoss.TokenStep tokenStep, final Blocks blocks) {
+        setUp(logits, labelsArr, temperature, rowMask, stats);
+        backward = false;
+        step = tokenStep;
+        logProbOut = logProbArr.segment();
+        entropyOut = entropyArr.segment();
+        gradLogProb = gradLogProbArr.segment();
+        gradEntropy = gradEntropyArr == null ? null : gradEntropyArr.segment();
+        grad = gradLogits.segment();
+        // In place, the logits must survive until the row's gradient pass: the exps are evaluated again there.
+        storeExp = gradLogits.address() != logits.data().address();
+        keptStats = storeExp ? stats : null;
+        runBlocks(blocks);
+    }
+
     private void setUp(final Logits logits, final OffHeapArray labelsArr, final double temperature,
                        final OffHeapArray rowMask, final SoftmaxStats savedStats) {
         x = logits.data().segment();
@@ -203,6 +232,7 @@ final class VocabKernel implements Blocks.Body {
             grad = null;
             stats = null;
             keptStats = null;
+            step = null;
         }
     }
 
@@ -213,7 +243,11 @@ final class VocabKernel implements Blocks.Body {
         final int to = Math.min(rows, from + rowsPerBlock);
         final int slot = block * SLOT;
         for (int r = from; r < to; r++) {
-            if (backward) {
+            if (step != null) {
+                forwardRow(r, slot);
+                step.token(r);
+                backwardRow(r, slot);
+            } else if (backward) {
                 backwardRow(r, slot);
             } else {
                 forwardRow(r, slot);

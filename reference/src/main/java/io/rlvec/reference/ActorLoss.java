@@ -5,6 +5,8 @@ import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
 import io.rlvec.ActorComposition;
+import io.rlvec.Aggregation;
+import io.rlvec.CanonicalMath;
 import io.rlvec.ActorLossResult;
 import io.rlvec.Column;
 import io.rlvec.ElementType;
@@ -49,6 +51,30 @@ public final class ActorLoss {
          */
         void klFullAccumulate(Logits policy, Logits reference, double temperature, OffHeapArray rowMask,
                               OffHeapArray kldOut, OffHeapArray upstream, OffHeapArray gradLogits);
+
+        /**
+         * Optional: the vocabulary forward and backward one row at a time (validated arguments). For each row r:
+         * {@link Engine#logProbs} with {@code stats} (keeping the exps in {@code gradLogits} when it is not the
+         * logits' own memory), then {@code step.token(r)}, which writes {@code gradLogProb[r]} from the row's
+         * log-prob, then {@link Engine#logProbsBackward} of that row from {@code gradLogProb} and
+         * {@code gradEntropy} (null: none) while the row is still in cache. The same bits as the three over the
+         * whole batch one after the other; rows may run on several threads (the step must only touch token r).
+         *
+         * @return false when the engine has no such pass: the composition then runs them one after the other.
+         */
+        default boolean vocabStep(final Logits logits, final OffHeapArray labels, final double temperature,
+                                  final OffHeapArray rowMask, final OffHeapArray logProb, final OffHeapArray entropy,
+                                  final SoftmaxStats stats, final OffHeapArray gradLogProb,
+                                  final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
+                                  final TokenStep step) {
+            return false;
+        }
+    }
+
+    /** The per-token work between a row's vocabulary forward and its backward (see {@link Kernels#vocabStep}). */
+    public interface TokenStep {
+        /** Computes what the row's backward needs from token {@code t}'s log-prob; touches token t only. */
+        void token(int t);
     }
 
     private final Engine engine;
@@ -67,6 +93,7 @@ public final class ActorLoss {
     private TokenBatch derived;
     private long[] counts = new long[0];
     private float[] weights = new float[0];
+    private final LocalGradient local = new LocalGradient();
 
     /**
      * @param engine  the engine whose terms the composition calls.
@@ -119,12 +146,27 @@ public final class ActorLoss {
         // and an engine may keep the forward's exps in the gradient buffer so that the backward evaluates none
         // (nothing writes that buffer in between).
         final SoftmaxStats st = gradLogits != null ? softmaxStats(n) : null;
-        engine.logProbs(logits, labels, temperature, mask, lp, ent, st, gradLogits);
         final TokenBatch withLp = withLogProb(batch, lp);
         final boolean kl = spec.useKlLoss();
         final boolean full = kl && spec.klLossType().estimator() == KlPenalty.Estimator.FULL;
         final boolean hasEntropy = spec.entropyNeeded();
         final OffHeapArray glp = gradLogProb != null ? gradLogProb : (gradLogits != null ? innerGrad.get(n) : null);
+        if (gradLogits != null && !full && localGradient(spec)
+            && rowByRow(spec, batch, logits, labels, withLp, lp, ent, st, glp, gradLogits)) {
+            // The gradients are written; the loss and the metrics come from the token terms without gradients.
+            engine.policyLoss(spec, withLp, null, out.policy());
+            if (hasEntropy) {
+                engine.aggLoss(spec, batch, ent, null, out.entropy());
+            }
+            if (kl) {
+                final OffHeapArray k = kld.get(n);
+                engine.klPenalty(spec.klLossType(), withLp, k, null);
+                engine.aggLoss(spec, batch, k, null, out.kl());
+            }
+            out.finish(spec, hasEntropy, kl);
+            return;
+        }
+        engine.logProbs(logits, labels, temperature, mask, lp, ent, st, gradLogits);
         engine.policyLoss(spec, withLp, glp, out.policy());
         final double denominator = out.policy().denominator();
         if (hasEntropy) {
@@ -159,6 +201,52 @@ public final class ActorLoss {
             engine.aggLoss(spec, batch, k, null, out.kl());
         }
         out.finish(spec, hasEntropy, kl);
+    }
+
+    /**
+     * Whether d loss / d log_prob at a token depends only on that token's log_prob (and on weights fixed by the
+     * mask): then it can be computed row by row, between a row's vocabulary forward and its backward.
+     */
+    private static boolean localGradient(final LossSpec spec) {
+        return switch (spec.policyLossMode()) {
+            case VANILLA -> true;
+        };
+    }
+
+    /**
+     * The vocabulary forward, d loss / d log_prob and the vocabulary backward, row by row through
+     * {@link Kernels#vocabStep}: each row's backward reads the exps its forward kept while they are still in cache.
+     *
+     * @return false (nothing written) when the engine's kernels have no row-by-row pass.
+     */
+    private boolean rowByRow(final LossSpec spec, final TokenBatch batch, final Logits logits,
+                             final OffHeapArray labels, final TokenBatch withLp, final OffHeapArray lp,
+                             final OffHeapArray ent, final SoftmaxStats st, final OffHeapArray glp,
+                             final OffHeapArray gradLogits) {
+        final int n = batch.numTokens();
+        final int b = batch.numSequences();
+        final long[] c = counts(b);
+        kernels.sequenceCounts(batch, c);
+        long validTokens = 0;
+        long validSequences = 0;
+        for (int s = 0; s < b; s++) {
+            validTokens += c[s];
+            validSequences += c[s] > 0 ? 1 : 0;
+        }
+        // The policy loss's own denominator (the value policyLoss reports), fixed by the mask.
+        final double denominator = Aggregation.denominator(spec, batch, validTokens, validSequences);
+        OffHeapArray ge = null;
+        if (spec.entropyNeeded() && spec.entropyCoeff() != 0.0) {
+            ge = gradEntropy.get(n);
+            kernels.fill(batch, entropyWeights(spec, batch, denominator), ge);
+        }
+        local.set(spec, withLp, glp, c, denominator);
+        try {
+            return kernels.vocabStep(logits, labels, spec.temperature(), batch.mask(), lp, ent, st, glp, ge,
+                gradLogits, local);
+        } finally {
+            local.clear();
+        }
     }
 
     private SoftmaxStats softmaxStats(final int rows) {
@@ -255,6 +343,108 @@ public final class ActorLoss {
             weights = new float[Math.max(b, weights.length * 2)];
         }
         return weights;
+    }
+
+    /**
+     * d loss / d log_prob at one token from its log_prob, for {@link #localGradient} specs: the policy loss's
+     * gradient ({@link VanillaPolicyLoss#tokenGradient} times the rollout weight and the token weight), then the
+     * combination with the KL term's, in the float operations of the batch path (policy loss, KL penalty and
+     * {@link Kernels#combine}), so that both paths give the same bits.
+     */
+    private static final class LocalGradient implements TokenStep {
+        private TokenBatch batch;
+        private OffHeapArray mask;
+        private OffHeapArray logProb;
+        private OffHeapArray oldLogProb;
+        private OffHeapArray advantages;
+        private OffHeapArray weights;
+        private OffHeapArray refLogProb;
+        private OffHeapArray out;
+        private KlPenalty klType;
+        private float lower;
+        private float upper;
+        private float clipC;
+        private float pgScale;
+        /** Per sequence: the policy loss's token weight and the KL term's ({@link ActorComposition}). */
+        private float[] pgWeight = new float[0];
+        private float[] klWeight = new float[0];
+
+        void set(final LossSpec spec, final TokenBatch withLp, final OffHeapArray glp, final long[] counts,
+                 final double denominator) {
+            final int b = withLp.numSequences();
+            if (pgWeight.length < b) {
+                pgWeight = new float[Math.max(b, pgWeight.length * 2)];
+                klWeight = new float[pgWeight.length];
+            }
+            for (int s = 0; s < b; s++) {
+                pgWeight[s] = (float) Aggregation.tokenWeight(spec, denominator, counts[s]);
+                klWeight[s] = ActorComposition.klTokenWeight(spec, denominator, counts[s]);
+            }
+            batch = withLp;
+            mask = withLp.mask();
+            logProb = withLp.column(Column.LOG_PROB);
+            oldLogProb = withLp.column(Column.OLD_LOG_PROB);
+            advantages = withLp.column(Column.ADVANTAGES);
+            weights = withLp.column(Column.ROLLOUT_IS_WEIGHTS);
+            klType = spec.useKlLoss() ? spec.klLossType() : null;
+            refLogProb = klType != null ? withLp.column(Column.REF_LOG_PROB) : null;
+            out = glp;
+            lower = (float) (1.0 - spec.clipRatioLow());
+            upper = (float) (1.0 + spec.clipRatioHigh());
+            clipC = (float) spec.clipRatioC();
+            pgScale = ActorComposition.pgScale(spec);
+        }
+
+        void clear() {
+            batch = null;
+            mask = null;
+            logProb = null;
+            oldLogProb = null;
+            advantages = null;
+            weights = null;
+            refLogProb = null;
+            out = null;
+            klType = null;
+        }
+
+        @Override
+        public void token(final int t) {
+            final int s = sequenceOf(t);
+            float g = 0f;
+            float kg = 0f;
+            if (mask.getFloat(t) != 0f) {
+                final float lp = logProb.getFloat(t);
+                final float logRatio = lp - oldLogProb.getFloat(t);
+                final float ratio = CanonicalMath.exp(TorchOps.clamp(logRatio, -20f, 20f));
+                g = VanillaPolicyLoss.tokenGradient(advantages.getFloat(t), logRatio, ratio, lower, upper, clipC);
+                g = (weights != null ? g * weights.getFloat(t) : g) * pgWeight[s];
+                if (klType != null) {
+                    kg = KlLoss.gradient(klType, lp, refLogProb.getFloat(t));
+                }
+            }
+            // combine(): g * pgScale + kg * w_kl of the token's sequence (masked tokens included), or without the KL
+            // term g * pgScale, skipped when pgScale is 1.
+            if (klType != null) {
+                out.setFloat(t, g * pgScale + kg * klWeight[s]);
+            } else {
+                out.setFloat(t, pgScale != 1f ? g * pgScale : g);
+            }
+        }
+
+        /** The sequence holding token t: the last s with offset(s) <= t (binary search over the offsets). */
+        private int sequenceOf(final int t) {
+            int lo = 0;
+            int hi = batch.numSequences() - 1;
+            while (lo < hi) {
+                final int mid = (lo + hi + 1) >>> 1;
+                if (batch.offset(mid) <= t) {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            return lo;
+        }
     }
 
     /**

@@ -85,16 +85,8 @@ final class VanillaPolicyLoss {
                 }
 
                 if (grad != null) {
-                    // d pg_losses / d ratio = -A * (share1 + share2 * [ratio inside the clip]) * [dual share].
-                    final float dual = negative ? TorchOps.minShare(clip1, pg3) : 1f;
-                    final float shares = TorchOps.maxShare(pg1, pg2)
-                        + (TorchOps.clampPasses(ratio, lower, upper) ? TorchOps.maxShare(pg2, pg1) : 0f);
-                    final float coef = dual * shares;
-                    float g = TorchOps.clampPasses(logRatio, -20f, 20f) ? (negA * coef) * ratio : 0f;
-                    if (weights != null) {
-                        g = g * w;
-                    }
-                    grad.setFloat(t, g * tokenWeight);
+                    final float g = tokenGradient(a, logRatio, ratio, lower, upper, clipC);
+                    grad.setFloat(t, (weights != null ? g * w : g) * tokenWeight);
                 }
 
                 sum += loss;
@@ -120,6 +112,29 @@ final class VanillaPolicyLoss {
         out.add(Stat.VALID_TOKENS, validTokens);
         out.add(Stat.VALID_SEQUENCES, validSequences);
         out.finish(spec, denominator);
+    }
+
+    /**
+     * d pg_losses / d log_prob at one valid token, before the rollout weight and the aggregation's token weight
+     * (the gradient is then {@code (g * w) * tokenWeight}, or {@code g * tokenWeight} without weights): the same
+     * float operations as the batch loop, so that a composition computing one token at a time gets its bits.
+     *
+     * @param logRatio log_prob - old_log_prob (float32), before the clamp.
+     * @param ratio    exp(clamp(logRatio, -20, 20)) with the canonical exp.
+     */
+    static float tokenGradient(final float a, final float logRatio, final float ratio, final float lower,
+                               final float upper, final float clipC) {
+        final float negA = -a;
+        final float pg1 = negA * ratio;
+        final float pg2 = negA * TorchOps.clamp(ratio, lower, upper);
+        final float clip1 = TorchOps.maximum(pg1, pg2);
+        final float pg3 = negA * clipC;
+        // d pg_losses / d ratio = -A * (share1 + share2 * [ratio inside the clip]) * [dual share].
+        final float dual = a < 0f ? TorchOps.minShare(clip1, pg3) : 1f;
+        final float shares = TorchOps.maxShare(pg1, pg2)
+            + (TorchOps.clampPasses(ratio, lower, upper) ? TorchOps.maxShare(pg2, pg1) : 0f);
+        final float coef = dual * shares;
+        return TorchOps.clampPasses(logRatio, -20f, 20f) ? (negA * coef) * ratio : 0f;
     }
 
     static long countValid(final OffHeapArray mask, final int start, final int end) {

@@ -289,7 +289,10 @@ public abstract class ActorLogitsContract {
         }
     }
 
-    /** Without entropy and full KL, the logits path equals the log-prob path on the engine's own log-probs. */
+    /**
+     * Without entropy and full KL, the logits path equals the log-prob path on the engine's own log-probs, with and
+     * without d loss / d logits.
+     */
     @Test
     void agreesWithTheLogProbPath() {
         final Case c = smallCase(21, 40, 37, false);
@@ -302,9 +305,14 @@ public abstract class ActorLogitsContract {
              OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, rows);
              OffHeapArray ent = OffHeapArray.allocate(ElementType.F32, rows);
              OffHeapArray g1 = OffHeapArray.allocate(ElementType.F32, rows);
-             OffHeapArray g2 = OffHeapArray.allocate(ElementType.F32, rows)) {
+             OffHeapArray g2 = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray g3 = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray gz = OffHeapArray.allocate(ElementType.F32, (long) rows * c.v())) {
             final Logits logits = Logits.of(z, rows, c.v());
             final ActorLossResult a = new ActorLossResult();
+            // With d loss / d logits asked for too (an engine may then compute d loss / d log_prob row by row).
+            final ActorLossResult a3 = new ActorLossResult();
+            engine().actorLoss(spec, batch, logits, labels, null, g3, gz, a3);
             engine().actorLoss(spec, batch, logits, labels, null, g1, null, a);
             engine().logProbs(logits, labels, 0.8, batch.mask(), lp, ent);
             final float[] mask = batch.mask().toFloatArray();
@@ -317,6 +325,9 @@ public abstract class ActorLogitsContract {
                 assertThat(a.loss()).isEqualTo(b.loss());
                 assertThat(a.metrics()).isEqualTo(b.metrics());
                 assertThat(g1.toFloatArray()).containsExactly(g2.toFloatArray());
+                assertThat(a3.loss()).isEqualTo(b.loss());
+                assertThat(a3.metrics()).isEqualTo(b.metrics());
+                assertThat(g3.toFloatArray()).containsExactly(g2.toFloatArray());
             }
         }
     }

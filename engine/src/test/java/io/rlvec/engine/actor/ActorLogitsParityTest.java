@@ -77,13 +77,7 @@ class ActorLogitsParityTest {
             REF.actorLoss(spec, batch, logits, lab, ref, gl2, g2, b);
             final String what = String.format("%s seed %d kl=%s ent=%s V=%d %s", phase, seed, kl, entropyCoeff, v,
                 type);
-            for (int i = 0; i < rows; i++) {
-                assertThat(KlData.same(gl1.getFloat(i), gl2.getFloat(i))).as("%s gradLogProb[%d]", what, i).isTrue();
-            }
-            for (int i = 0; i < z.length; i++) {
-                assertThat(KlData.same(g1.getFloat(i), g2.getFloat(i))).as("%s gradLogits[%d]: %s vs %s", what, i,
-                    g1.getFloat(i), g2.getFloat(i)).isTrue();
-            }
+            assertSameGradients(what, gl1, gl2, g1, g2);
             ActorParityTest.assertUlps(what + " pg_loss", a.policy().pgLoss(), b.policy().pgLoss(), 1);
             if (kl != null) {
                 ActorParityTest.assertUlps(what + " kl_loss", a.klLoss(), b.klLoss(), 1);
@@ -103,6 +97,19 @@ class ActorLogitsParityTest {
                     }
                 }
             }
+        }
+    }
+
+    /** d loss / d log_prob and d loss / d logits, engine ({@code gl1}, {@code g1}) and reference, bit for bit. */
+    private static void assertSameGradients(final String what, final OffHeapArray gl1, final OffHeapArray gl2,
+                                            final OffHeapArray g1, final OffHeapArray g2) {
+        for (int i = 0; i < gl1.length(); i++) {
+            assertThat(KlData.same(gl1.getFloat(i), gl2.getFloat(i))).as("%s gradLogProb[%d]: %s vs %s", what, i,
+                gl1.getFloat(i), gl2.getFloat(i)).isTrue();
+        }
+        for (int i = 0; i < g1.length(); i++) {
+            assertThat(KlData.same(g1.getFloat(i), g2.getFloat(i))).as("%s gradLogits[%d]: %s vs %s", what, i,
+                g1.getFloat(i), g2.getFloat(i)).isTrue();
         }
     }
 
@@ -147,7 +154,103 @@ class ActorLogitsParityTest {
         }
     }
 
+    /**
+     * Every loss whose gradient the vector engine computes row by row (between each row's vocabulary forward and
+     * backward) against the reference's batch path: every aggregation mode, every KL estimator but full (and none),
+     * with and without rollout weights, micro-batch scale 1 and 0.37, global-batch arguments, entropy on or off;
+     * log-ratios and KL differences beyond the +-20 clamps, zero and negative advantages (dual clip), zero weights,
+     * masked tokens holding NaN/Inf; packed and padded; the same bits for d loss / d log_prob and d loss / d logits
+     * and the same metrics.
+     */
+    static Stream<Arguments> rowByRowCases() {
+        final Stream.Builder<Arguments> out = Stream.builder();
+        final String[] kls = {null, "kl", "abs", "mse", "low_var_kl", "low_var_kl+", "mse+"};
+        long seed = 300;
+        for (final AggMode mode : AggMode.values()) {
+            for (final String kl : kls) {
+                out.add(Arguments.of(mode, kl, seed++));
+            }
+        }
+        return out.build();
+    }
+
     @Order(3)
+    @ParameterizedTest
+    @MethodSource("rowByRowCases")
+    void rowByRowMatchesTheBatchPath(final AggMode mode, final String kl, final long seed) {
+        final SplittableRandom r = new SplittableRandom(seed);
+        final boolean padded = (seed & 1) == 0;
+        final boolean weighted = (seed & 2) == 0;
+        final int v = (seed & 4) == 0 ? 77 : 300;
+        final ElementType type = (seed & 8) == 0 ? ElementType.F32 : ElementType.BF16;
+        final ActorData.Inputs in = ActorData.inputs(seed, 41, padded, false);
+        final int rows = in.lp().length;
+        final float[] z = new float[rows * v];
+        final int[] labels = new int[rows];
+        final float[] old = new float[rows];
+        final float[] ref = new float[rows];
+        final float[] adv = new float[rows];
+        final float[] w = new float[rows];
+        for (int i = 0; i < rows; i++) {
+            final boolean valid = in.mask()[i] != 0f;
+            labels[i] = r.nextInt(v);
+            for (int j = 0; j < v; j++) {
+                z[i * v + j] = valid ? (float) (3 * r.nextGaussian()) : KlData.garbage(r);
+            }
+            // About one token in five has its old or reference log-prob far enough to hit the +-20 clamps.
+            old[i] = !valid ? KlData.garbage(r) : (float) (r.nextInt(5) == 0 ? 25 * r.nextGaussian()
+                : -5 + r.nextGaussian());
+            ref[i] = !valid ? KlData.garbage(r) : (float) (r.nextInt(5) == 0 ? 25 * r.nextGaussian()
+                : -5 + r.nextGaussian());
+            adv[i] = !valid ? KlData.garbage(r) : switch (r.nextInt(4)) {
+                case 0 -> 0f;
+                case 1 -> (float) -Math.abs(2 * r.nextGaussian());
+                default -> (float) (2 * r.nextGaussian());
+            };
+            w[i] = !valid ? KlData.garbage(r) : r.nextInt(7) == 0 ? 0f : (float) r.nextDouble(0.2, 2);
+        }
+        final LossSpec.Builder b = ActorData.spec(mode, kl, 0.07, (seed & 16) == 0 ? 1 : 0.37).toBuilder()
+            .temperature(0.7).entropyCoeff((seed & 32) == 0 ? 0.0 : 0.013);
+        if ((seed & 64) == 0) {
+            b.dpSize(2).batchNumTokens(2L * rows).globalBatchSize(9).lossScaleFactor(33);
+        } else if (mode == AggMode.SEQ_MEAN_TOKEN_SUM_NORM && !padded) {
+            // A packed batch has no padded width to divide by: the trainer's response_length.
+            b.lossScaleFactor(40);
+        }
+        final LossSpec spec = b.build();
+        final TokenBatch.Builder tb = padded
+            ? TokenBatch.padded(in.offsets().length - 1, in.paddedWidth()) : TokenBatch.withOffsets(in.offsets());
+        tb.column(io.rlvec.Column.OLD_LOG_PROB, old).column(io.rlvec.Column.REF_LOG_PROB, ref)
+            .column(io.rlvec.Column.ADVANTAGES, adv).column(io.rlvec.Column.RESPONSE_MASK, in.mask());
+        if (weighted) {
+            tb.column(io.rlvec.Column.ROLLOUT_IS_WEIGHTS, w);
+        }
+        try (TokenBatch batch = tb.build();
+             OffHeapArray zd = type == ElementType.F32 ? OffHeapArray.of(z) : OffHeapArray.ofBf16(z);
+             OffHeapArray lab = OffHeapArray.ofInts(labels);
+             OffHeapArray gl1 = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray gl2 = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray g1 = OffHeapArray.allocate(ElementType.F32, z.length);
+             OffHeapArray g2 = OffHeapArray.allocate(ElementType.F32, z.length)) {
+            final Logits logits = Logits.of(zd, rows, v);
+            final ActorLossResult a = new ActorLossResult();
+            final ActorLossResult e = new ActorLossResult();
+            ENGINE.actorLoss(spec, batch, logits, lab, null, gl1, g1, a);
+            REF.actorLoss(spec, batch, logits, lab, null, gl2, g2, e);
+            final String what = String.format("seed %d %s kl=%s weights=%s V=%d %s %s", seed, mode, kl, weighted, v,
+                type, padded ? "padded" : "packed");
+            assertSameGradients(what, gl1, gl2, g1, g2);
+            assertThat(a.metrics().keySet()).as(what).isEqualTo(e.metrics().keySet());
+            for (final var m : e.metrics().entrySet()) {
+                final double x = a.metrics().get(m.getKey());
+                assertThat(Math.abs(x - m.getValue())).as("%s %s: %s vs %s", what, m.getKey(), x, m.getValue())
+                    .isLessThanOrEqualTo(4 * Math.ulp((float) m.getValue().doubleValue()));
+            }
+            ActorParityTest.assertUlps(what + " loss", a.loss(), e.loss(), 2);
+        }
+    }
+
+    @Order(4)
     @ParameterizedTest
     @MethodSource("cases")
     void hotParity(final String kl, final double entropyCoeff, final int v, final ElementType type) {

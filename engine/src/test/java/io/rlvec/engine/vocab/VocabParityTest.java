@@ -43,7 +43,7 @@ class VocabParityTest {
     private static int maxUlp;
 
     static Stream<Arguments> cases() {
-        return VocabContractTest.cases().map(Arguments::of);
+        return Stream.concat(VocabContractTest.cases().map(Arguments::of), multiRowCases());
     }
 
     static int ulpDistance(final float a, final float b) {
@@ -304,57 +304,85 @@ class VocabParityTest {
     @org.junit.jupiter.params.provider.ValueSource(strings = {"F32", "BF16"})
     void maximumPositionsMatchTheReference(final String type) {
         final int v = 200;
-        final int[][] tops = {{0}, {63}, {64}, {199}, {70, 130}, {130, 199}, {5, 6, 7}, {}};
-        final int rows = tops.length + 2;
+        // The last two patterns are a row of -inf and a row of NaN. 120 rows in blocks of several rows: the cycle of 10
+        // and every 7th row masked put every pattern after every other, masked or not, within a block.
+        final int[][] tops = {{0}, {63}, {64}, {199}, {70, 130}, {130, 199}, {5, 6, 7}, {}, {}, {}};
+        final int rows = 120;
         final java.util.SplittableRandom rnd = new java.util.SplittableRandom(99);
         final float[] x = new float[rows * v];
-        for (int r = 0; r < rows; r++) {
-            for (int j = 0; j < v; j++) {
-                x[r * v + j] = (float) (rnd.nextGaussian() * 2);
-            }
-        }
-        for (int r = 0; r < tops.length; r++) {
-            for (final int j : tops[r]) {
-                x[r * v + j] = 9f;
-            }
-        }
-        java.util.Arrays.fill(x, tops.length * v, (tops.length + 1) * v, Float.NEGATIVE_INFINITY);
-        java.util.Arrays.fill(x, (tops.length + 1) * v, rows * v, Float.NaN);
-        final ElementType et = ElementType.valueOf(type);
+        final float[] rowMask = new float[rows];
         final int[] labels = new int[rows];
         final float[] up = new float[rows];
         for (int r = 0; r < rows; r++) {
+            final int p = (r + r / 10) % tops.length;
+            for (int j = 0; j < v; j++) {
+                x[r * v + j] = p == 8 ? Float.NEGATIVE_INFINITY : p == 9 ? Float.NaN : (float) (rnd.nextGaussian() * 2);
+            }
+            for (final int j : tops[p]) {
+                x[r * v + j] = 9f;
+            }
+            rowMask[r] = r % 7 == 3 ? 0f : 1f;
             labels[r] = (r * 37) % v;
-            up[r] = 0.5f - r * 0.1f;
+            up[r] = 0.5f - (r % 11) * 0.1f;
         }
+        final ElementType et = ElementType.valueOf(type);
         try (OffHeapArray data = et == ElementType.F32 ? OffHeapArray.of(x) : OffHeapArray.ofBf16(x);
              OffHeapArray lab = OffHeapArray.ofInts(labels);
+             OffHeapArray mask = OffHeapArray.of(rowMask);
              OffHeapArray gl = OffHeapArray.of(up);
              OffHeapArray ge = OffHeapArray.of(up)) {
             final io.rlvec.Logits l = io.rlvec.Logits.of(data, rows, v);
-            final float[][] got = new float[2][];
-            final float[][] fwd = new float[2][];
-            final float[][] st = new float[2][];
-            final Engine[] engines = {REFERENCE, ONE};
-            for (int k = 0; k < 2; k++) {
+            final float[][][] got = new float[3][][];
+            final Engine[] engines = {REFERENCE, ONE, TWO};
+            for (int k = 0; k < engines.length; k++) {
                 try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, rows);
                      OffHeapArray h = OffHeapArray.allocate(ElementType.F32, rows);
                      OffHeapArray g = OffHeapArray.allocate(ElementType.F32, (long) rows * v);
                      SoftmaxStats stats = SoftmaxStats.allocate(rows)) {
-                    engines[k].logProbs(l, lab, 0.7, null, lp, h, stats);
-                    engines[k].logProbsBackward(l, lab, 0.7, null, gl, ge, g, stats);
-                    got[k] = g.toFloatArray();
-                    final float[] both = new float[2 * rows];
-                    System.arraycopy(lp.toFloatArray(), 0, both, 0, rows);
-                    System.arraycopy(h.toFloatArray(), 0, both, rows, rows);
-                    fwd[k] = both;
-                    st[k] = stats.data().toFloatArray();
+                    final float[][] out = new float[6][];
+                    engines[k].logProbs(l, lab, 0.7, mask, lp, h, stats);
+                    out[0] = lp.toFloatArray();
+                    out[1] = h.toFloatArray();
+                    out[2] = stats.data().toFloatArray();
+                    engines[k].logProbsBackward(l, lab, 0.7, mask, gl, ge, g, stats);
+                    out[3] = g.toFloatArray();
+                    // Without statistics the backward runs both forward passes itself.
+                    engines[k].logProbsBackward(l, lab, 0.7, mask, gl, ge, g);
+                    out[4] = g.toFloatArray();
+                    // Kept exps: the forward stores them, and checks each row's top index against them.
+                    engines[k].logProbs(l, lab, 0.7, mask, lp, h, stats, g);
+                    engines[k].logProbsBackward(l, lab, 0.7, mask, gl, ge, g, stats);
+                    out[5] = g.toFloatArray();
+                    got[k] = out;
                 }
             }
-            VocabContractTest.assertSameBits(type + " maxima: log-prob and entropy", fwd[0], fwd[1]);
-            VocabContractTest.assertSameBits(type + " maxima: statistics", st[0], st[1]);
-            VocabContractTest.assertSameBits(type + " maxima: gradient", got[0], got[1]);
+            final String[] what = {"log-prob", "entropy", "statistics", "gradient from statistics",
+                "gradient without statistics", "gradient from kept exps"};
+            for (int k = 1; k < engines.length; k++) {
+                for (int i = 0; i < what.length; i++) {
+                    VocabContractTest.assertSameBits(type + " maxima, " + engines[k].name() + ": " + what[i],
+                        got[0][i], got[k][i]);
+                }
+            }
         }
+    }
+
+    /**
+     * Batches of many rows (several per block, several blocks; every fill, both types, masked rows, vocabulary sizes
+     * of one and of many 64-logit blocks), with the contract's cases in {@link #earlyParity} and {@link #hotParity}.
+     */
+    static Stream<Arguments> multiRowCases() {
+        final Stream.Builder<Arguments> out = Stream.builder();
+        long seed = 500;
+        for (final int v : new int[] {64, 200, 3001}) {
+            for (final Fill f : Fill.values()) {
+                for (final ElementType type : new ElementType[] {ElementType.F32, ElementType.BF16}) {
+                    out.add(Arguments.of(VocabCase.spec().seed(seed++).rows(73).vocab(v).fill(f).type(type)
+                        .masked(true).temperature(v == 200 ? 1.0 : 0.7)));
+                }
+            }
+        }
+        return out.build();
     }
 
     /** Many rows, uneven blocks: one and two threads give the same bits. */
