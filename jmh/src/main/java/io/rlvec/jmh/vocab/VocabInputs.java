@@ -172,7 +172,8 @@ final class VocabInputs implements AutoCloseable {
 
     /**
      * Brings the token kernels of the actor loss (policy loss, KL, aggregation, combination) to their steady state:
-     * {@code calls} calls of the log-prob form of the same loss on the same tokens. A trainer runs thousands of
+     * {@code calls} calls of the log-prob form of the same loss on the same tokens, then as many of the logits form
+     * (with and without entropy) on a vocabulary of 16. A trainer runs thousands of
      * steps; a JMH warm-up of millisecond calls on a micro-batch of 64-256 tokens does not reach the 10^4 calls
      * after which C2 compiles those short loops (before that they run as C1 code, which boxes vectors).
      */
@@ -187,6 +188,26 @@ final class VocabInputs implements AutoCloseable {
             final LossSpec fromLogProbs = actorSpec.toBuilder().calculateEntropy(false).build();
             for (int c = 0; c < calls; c++) {
                 e.actorLoss(fromLogProbs, withLp, g, actorOut);
+            }
+        }
+        // The kernels only the logits form runs (the entropy weights' fill, the row-by-row step): the same tokens
+        // with a vocabulary of 16, so that these calls cost microseconds.
+        final int v = 16;
+        final float[] tiny = new float[rows * v];
+        final int[] tinyLabels = new int[rows];
+        for (int i = 0; i < tiny.length; i++) {
+            tiny[i] = (i * 7 % 13) * 0.25f;
+        }
+        for (int r = 0; r < rows; r++) {
+            tinyLabels[r] = r % v;
+        }
+        try (OffHeapArray z = OffHeapArray.of(tiny);
+             OffHeapArray lab = OffHeapArray.ofInts(tinyLabels);
+             OffHeapArray gz = OffHeapArray.allocate(ElementType.F32, tiny.length)) {
+            final Logits small = Logits.of(z, rows, v);
+            for (int c = 0; c < calls; c++) {
+                e.actorLoss((c & 1) == 0 ? actorSpecEntropy : actorSpec, actorBatch, small, lab, null, null, gz,
+                    actorOut);
             }
         }
     }
