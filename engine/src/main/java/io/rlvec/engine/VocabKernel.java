@@ -45,6 +45,9 @@ import jdk.incubator.vector.VectorSpecies;
  * gradient pass reads it back instead of evaluating a second exp (the stored value is the same float, so the
  * gradient bits do not change).
  *
+ * <p>For the actor loss from logits ({@link #step}) a row's forward, the loss's per-token step and the row's backward
+ * run one after the other, so that the backward reads the row's kept exps from cache.
+ *
  * <p>Rows are split into fixed blocks (a function of the vocabulary size only) run by {@link Blocks}; a row is
  * computed by one thread from start to end, so results do not depend on the thread count. One instance per
  * engine: it holds the per-call arguments in fields (so that a call allocates nothing) and is not reentrant.
@@ -113,9 +116,7 @@ final class VocabKernel implements Blocks.Body {
     private MemorySegment gradEntropy;
     private MemorySegment grad;
     private boolean backward;
-    /** Row by row: forward, {@link #step}, backward (see {@link #step(Logits, OffHeapArray, double, OffHeapArray,
-     * OffHeapArray, OffHeapArray, SoftmaxStats, OffHeapArray, OffHeapArray, OffHeapArray, ActorLoss.TokenStep,
-     * Blocks)}); null otherwise. */
+    /** Set by {@link #step}: each row runs forward, this per-token step, then backward; null otherwise. */
     private ActorLoss.TokenStep step;
     private boolean storeExp;
     /** Saved statistics: written by the forward, read by the backward; null when the caller passes none. */
@@ -182,7 +183,7 @@ final class VocabKernel implements Blocks.Body {
         backward = false;
         step = tokenStep;
         logProbOut = logProbArr.segment();
-        entropyOut = entropyArr.segment();
+        entropyOut = entropyArr == null ? null : entropyArr.segment();
         gradLogProb = gradLogProbArr.segment();
         gradEntropy = gradEntropyArr == null ? null : gradEntropyArr.segment();
         grad = gradLogits.segment();

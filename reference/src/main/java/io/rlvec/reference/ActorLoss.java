@@ -5,9 +5,9 @@ import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
 import io.rlvec.ActorComposition;
+import io.rlvec.ActorLossResult;
 import io.rlvec.Aggregation;
 import io.rlvec.CanonicalMath;
-import io.rlvec.ActorLossResult;
 import io.rlvec.Column;
 import io.rlvec.ElementType;
 import io.rlvec.Engine;
