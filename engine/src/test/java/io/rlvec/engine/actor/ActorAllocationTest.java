@@ -22,7 +22,8 @@ import io.rlvec.engine.Allocations;
 /**
  * Hot actor-loss calls allocate nothing: from log-probs, and from logits with the exps kept in a separate gradient
  * buffer and in place, entropy_coeff 0 and 0.01, on a small packed batch (short token loops, the case where the
- * token kernels take longest to reach C2). Fresh JVM per class in the {@code allocation} executions.
+ * token kernels take longest to reach C2), then with two threads on every thread. Fresh JVM per class in the
+ * {@code allocation} executions.
  */
 @Tag("allocation")
 class ActorAllocationTest {
@@ -78,6 +79,72 @@ class ActorAllocationTest {
                 assertThat(bytes).as("%s actorLoss %s allocated %d bytes per call", ENGINE.name(), names[k], bytes)
                     .isZero();
             }
+            // Run after the one-thread forms, so that the token kernels are compiled already.
+            twoThreadsAllocateNothingOnAnyThread(threads, in, plain, entropy);
         }
+    }
+
+    /**
+     * The actor loss from logits with two threads (several blocks of rows, so the workers run rows, and with them
+     * the row-by-row step): no allocation on the caller or on any worker over 100 hot calls.
+     */
+    private static void twoThreadsAllocateNothingOnAnyThread(final com.sun.management.ThreadMXBean threads,
+                                                           final ActorData.Inputs in, final LossSpec plain,
+                                                           final LossSpec entropy) {
+        final int rows = in.lp().length;
+        final int v = 20_000;
+        final SplittableRandom r = new SplittableRandom(7);
+        final float[] z = new float[rows * v];
+        final int[] labels = new int[rows];
+        for (int i = 0; i < rows; i++) {
+            labels[i] = r.nextInt(v);
+        }
+        for (int i = 0; i < z.length; i++) {
+            z[i] = (float) (3 * r.nextGaussian());
+        }
+        try (Engine two = Engines.preferred(2);
+             TokenBatch batch = in.batch();
+             OffHeapArray logits = OffHeapArray.of(z);
+             OffHeapArray lab = OffHeapArray.ofInts(labels);
+             OffHeapArray glp = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, z.length)) {
+            final Logits view = Logits.of(logits, rows, v);
+            final ActorLossResult out = new ActorLossResult();
+            final Runnable call = () -> {
+                two.actorLoss(plain, batch, view, lab, null, null, g, out);
+                two.actorLoss(entropy, batch, view, lab, null, glp, g, out);
+            };
+            long best = Long.MAX_VALUE;
+            final long start = System.nanoTime();
+            for (int attempt = -1; best != 0 && (attempt < 10 || System.nanoTime() - start < 30_000_000_000L);
+                 attempt++) {
+                for (int i = 0; i < (attempt < 0 ? 3_000 : 100); i++) {
+                    call.run();
+                }
+                final long[] ids = workerIds();
+                final long[] before = threads.getThreadAllocatedBytes(ids);
+                final long callerBefore = threads.getCurrentThreadAllocatedBytes();
+                for (int i = 0; i < 100; i++) {
+                    call.run();
+                }
+                long bytes = threads.getCurrentThreadAllocatedBytes() - callerBefore;
+                final long[] after = threads.getThreadAllocatedBytes(ids);
+                for (int w = 0; w < ids.length; w++) {
+                    bytes += after[w] - before[w];
+                }
+                if (attempt >= 0) {
+                    best = Math.min(best, bytes);
+                }
+            }
+            assertThat(workerIds()).as("a two-thread engine has a worker thread").isNotEmpty();
+            assertThat(best).as("%s actorLoss from logits allocated %d bytes over 100 pairs of calls", two.name(),
+                best).isZero();
+        }
+    }
+
+    private static long[] workerIds() {
+        return Thread.getAllStackTraces().keySet().stream()
+            .filter(t -> t.getName().startsWith("rlvec-blocks-") && !t.getName().contains("cleaner"))
+            .mapToLong(Thread::threadId).toArray();
     }
 }
