@@ -61,4 +61,42 @@ public final class Allocations {
         }
         return least;
     }
+
+    /**
+     * The least bytes 100 calls allocated on this thread and on every worker thread of the engines' pools
+     * ({@code rlvec-blocks-*}), over rounds of 100 warm calls and 100 measured ones after {@code warmUp} calls, until a
+     * round measures 0 (at least 10 rounds, or {@link #PATIENCE_NANOS} of wall clock).
+     */
+    public static long leastAllocatedOnAllThreads(final com.sun.management.ThreadMXBean threads, final Runnable call,
+                                                  final int warmUp) {
+        long best = Long.MAX_VALUE;
+        final long start = System.nanoTime();
+        for (int attempt = -1; best != 0 && (attempt < 10 || System.nanoTime() - start < PATIENCE_NANOS); attempt++) {
+            for (int i = 0; i < (attempt < 0 ? warmUp : 100); i++) {
+                call.run();
+            }
+            final long[] ids = workerIds();
+            final long[] before = threads.getThreadAllocatedBytes(ids);
+            final long callerBefore = threads.getCurrentThreadAllocatedBytes();
+            for (int i = 0; i < 100; i++) {
+                call.run();
+            }
+            long bytes = threads.getCurrentThreadAllocatedBytes() - callerBefore;
+            final long[] after = threads.getThreadAllocatedBytes(ids);
+            for (int w = 0; w < ids.length; w++) {
+                bytes += after[w] - before[w];
+            }
+            if (attempt >= 0) {
+                best = Math.min(best, bytes);
+            }
+        }
+        return best;
+    }
+
+    /** The ids of the live worker threads of every {@link Blocks} pool (not their cleaners). */
+    public static long[] workerIds() {
+        return Thread.getAllStackTraces().keySet().stream()
+            .filter(t -> t.getName().startsWith("rlvec-blocks-") && !t.getName().contains("cleaner"))
+            .mapToLong(Thread::threadId).toArray();
+    }
 }

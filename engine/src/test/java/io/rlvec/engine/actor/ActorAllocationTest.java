@@ -114,37 +114,10 @@ class ActorAllocationTest {
                 two.actorLoss(plain, batch, view, lab, null, null, g, out);
                 two.actorLoss(entropy, batch, view, lab, null, glp, g, out);
             };
-            long best = Long.MAX_VALUE;
-            final long start = System.nanoTime();
-            for (int attempt = -1; best != 0 && (attempt < 10 || System.nanoTime() - start < 30_000_000_000L);
-                 attempt++) {
-                for (int i = 0; i < (attempt < 0 ? 3_000 : 100); i++) {
-                    call.run();
-                }
-                final long[] ids = workerIds();
-                final long[] before = threads.getThreadAllocatedBytes(ids);
-                final long callerBefore = threads.getCurrentThreadAllocatedBytes();
-                for (int i = 0; i < 100; i++) {
-                    call.run();
-                }
-                long bytes = threads.getCurrentThreadAllocatedBytes() - callerBefore;
-                final long[] after = threads.getThreadAllocatedBytes(ids);
-                for (int w = 0; w < ids.length; w++) {
-                    bytes += after[w] - before[w];
-                }
-                if (attempt >= 0) {
-                    best = Math.min(best, bytes);
-                }
-            }
-            assertThat(workerIds()).as("a two-thread engine has a worker thread").isNotEmpty();
+            final long best = Allocations.leastAllocatedOnAllThreads(threads, call, 3_000);
+            assertThat(Allocations.workerIds()).as("a two-thread engine has a worker thread").isNotEmpty();
             assertThat(best).as("%s actorLoss from logits allocated %d bytes over 100 pairs of calls", two.name(),
                 best).isZero();
         }
-    }
-
-    private static long[] workerIds() {
-        return Thread.getAllStackTraces().keySet().stream()
-            .filter(t -> t.getName().startsWith("rlvec-blocks-") && !t.getName().contains("cleaner"))
-            .mapToLong(Thread::threadId).toArray();
     }
 }

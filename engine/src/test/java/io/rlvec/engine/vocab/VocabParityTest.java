@@ -243,29 +243,8 @@ class VocabParityTest {
                 TWO.logProbsBackward(view, c.labelsArray(), c.temperature, c.maskArray(), c.gradLogProbArray(),
                     c.gradEntropyArray(), g, st);
             };
-            long best = Long.MAX_VALUE;
-            final long start = System.nanoTime();
-            for (int attempt = -1; best != 0 && (attempt < 20 || System.nanoTime() - start < 30_000_000_000L);
-                 attempt++) {
-                for (int i = 0; i < (attempt < 0 ? 3_000 : 100); i++) {
-                    call.run();
-                }
-                final long[] ids = workerIds();
-                final long[] before = tm.getThreadAllocatedBytes(ids);
-                final long callerBefore = tm.getCurrentThreadAllocatedBytes();
-                for (int i = 0; i < 100; i++) {
-                    call.run();
-                }
-                long bytes = tm.getCurrentThreadAllocatedBytes() - callerBefore;
-                final long[] after = tm.getThreadAllocatedBytes(ids);
-                for (int w = 0; w < ids.length; w++) {
-                    bytes += after[w] - before[w];
-                }
-                if (attempt >= 0) {
-                    best = Math.min(best, bytes);
-                }
-            }
-            assertTrue(workerIds().length >= 1, "a two-thread engine has a worker thread");
+            final long best = io.rlvec.engine.Allocations.leastAllocatedOnAllThreads(tm, call, 3_000);
+            assertTrue(io.rlvec.engine.Allocations.workerIds().length >= 1, "a two-thread engine has a worker thread");
             assertEquals(0L, best, "hot two-thread vocabulary calls allocated " + best + " bytes over 100 iterations");
         }
     }
@@ -287,12 +266,6 @@ class VocabParityTest {
                 st, own);
             assertTrue(!st.keeps(own), "nothing is kept in the logits' own memory");
         }
-    }
-
-    private static long[] workerIds() {
-        return Thread.getAllStackTraces().keySet().stream()
-            .filter(t -> t.getName().startsWith("rlvec-blocks-") && !t.getName().contains("cleaner"))
-            .mapToLong(Thread::threadId).toArray();
     }
 
     /**
