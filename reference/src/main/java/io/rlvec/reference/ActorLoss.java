@@ -238,7 +238,7 @@ public final class ActorLoss {
         OffHeapArray ge = null;
         if (spec.entropyNeeded() && spec.entropyCoeff() != 0.0) {
             ge = gradEntropy.get(n);
-            kernels.fill(batch, entropyWeights(spec, batch, denominator), ge);
+            kernels.fill(batch, entropyWeights(spec, c, b, denominator), ge);
         }
         local.set(spec, withLp, glp, c, denominator);
         try {
@@ -299,8 +299,13 @@ public final class ActorLoss {
     private float[] entropyWeights(final LossSpec spec, final TokenBatch batch, final double denominator) {
         final int b = batch.numSequences();
         final long[] c = counts(b);
-        final float[] w = weights(b);
         kernels.sequenceCounts(batch, c);
+        return entropyWeights(spec, c, b, denominator);
+    }
+
+    /** @param c valid tokens of each of the {@code b} sequences. */
+    private float[] entropyWeights(final LossSpec spec, final long[] c, final int b, final double denominator) {
+        final float[] w = weights(b);
         for (int s = 0; s < b; s++) {
             w[s] = ActorComposition.entropyTokenWeight(spec, denominator, c[s]);
         }
