@@ -3,7 +3,11 @@ package io.rlvec.engine;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import java.lang.management.ManagementFactory;
+
 import org.junit.jupiter.api.Test;
+
+import com.sun.management.HotSpotDiagnosticMXBean;
 
 import io.rlvec.Engine;
 import io.rlvec.Engines;
@@ -11,11 +15,12 @@ import io.rlvec.Engines;
 /**
  * Asserts which provider ran (jvector's testVectorSupportTypeIsExpected): each Surefire execution of this module
  * says what it expects through {@code -Drlvec.expectedProvider} (vector or reference) and, for a forced width,
- * {@code -Drlvec.expectedBits}.
+ * {@code -Drlvec.expectedBits}; the runs that limit the JIT to AVX2 code also set {@code -Drlvec.expectedUseAVX}.
  */
 class ProviderSelectionTest {
     private static final String EXPECTED_PROVIDER = System.getProperty("rlvec.expectedProvider");
     private static final String EXPECTED_BITS = System.getProperty("rlvec.expectedBits");
+    private static final String EXPECTED_USE_AVX = System.getProperty("rlvec.expectedUseAVX");
 
     @Test
     void thePreferredEngineIsTheExpectedProvider() {
@@ -36,6 +41,13 @@ class ProviderSelectionTest {
             default -> throw new AssertionError("unknown -Drlvec.expectedProvider=" + EXPECTED_PROVIDER);
         }
         assertThat(reason).isNotBlank();
+    }
+
+    @Test
+    void theJitUsesTheExpectedInstructionSet() {
+        assumeTrue(EXPECTED_USE_AVX != null, "only the executions that set -XX:UseAVX say what they expect");
+        final HotSpotDiagnosticMXBean hotspot = ManagementFactory.getPlatformMXBean(HotSpotDiagnosticMXBean.class);
+        assertThat(hotspot.getVMOption("UseAVX").getValue()).as("-XX:UseAVX of this JVM").isEqualTo(EXPECTED_USE_AVX);
     }
 
     @Test
