@@ -10,7 +10,7 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "rlvec", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
     description = "SIMD-vectorised CPU engine for the loss side of RL fine-tuning, with verl's semantics.",
-    subcommands = {DemoCommand.class, ParityCommand.class, CommandLine.HelpCommand.class},
+    subcommands = {DemoCommand.class, ParityCommand.class, io.rlvec.cli.diagnose.DiagnoseCommand.class, CommandLine.HelpCommand.class},
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {"0:success", "1:parity mismatch or failure", "2:usage error"})
 public final class Main implements Runnable {
