@@ -94,7 +94,7 @@ public final class Charts {
         final String counts = d.count(Severity.CRITICAL) + " critical, " + d.count(Severity.WARNING) + " warning, "
             + d.count(Severity.INFO) + " info";
         final JFreeChart chart = new JFreeChart(d.run().name() + "  (" + d.estimator().name() + "; " + counts + ")",
-            new Font(Font.SANS_SERIF, Font.BOLD, 14), plot, true);
+            new Font(Font.SANS_SERIF, Font.BOLD, 14), plot, plot.getLegendItems().getItemCount() > 0);
         chart.setBackgroundPaint(Color.WHITE);
         ChartUtils.saveChartAsPNG(png.toFile(), chart, WIDTH, height(panels.size()));
     }
@@ -128,6 +128,8 @@ public final class Charts {
         for (int i = 0; i < data.getSeriesCount(); i++) {
             r.setSeriesPaint(i, colors[i % colors.length]);
             r.setSeriesStroke(i, new BasicStroke(1.4f));
+            // The legend names the curves of shared panels only; a lone curve is named by its axis.
+            r.setSeriesVisibleInLegend(i, data.getSeriesCount() > 1);
         }
         final XYPlot p = new XYPlot(data, null, y, r);
         p.setBackgroundPaint(Color.WHITE);
@@ -141,6 +143,7 @@ public final class Charts {
             if (on == null || on.contains(m)) {
                 final IntervalMarker marker = new IntervalMarker(f.firstStep() - 0.5, f.lastStep() + 0.5,
                     f.severity() == Severity.CRITICAL ? CRITICAL : WARNING);
+                marker.setAlpha(1f); // the colour carries the transparency
                 p.addDomainMarker(marker, Layer.BACKGROUND);
             }
         }

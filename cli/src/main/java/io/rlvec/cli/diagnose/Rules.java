@@ -62,6 +62,11 @@ public final class Rules {
         return run.series(m).map(Series::finite).filter(s -> s.size() > 0);
     }
 
+    /** @return the finite series of {@code m} when it has enough steps for trend rules, else null */
+    private Series trendable(final Metric m) {
+        return finite(m).filter(s -> s.size() >= MIN_TREND_STEPS).orElse(null);
+    }
+
     private void add(final String rule, final Severity sev, final String title, final long first, final long last,
         final List<String> evidence, final String reading) {
         out.add(new Finding(rule, sev, title, first, last, List.copyOf(evidence), reading));
@@ -126,11 +131,10 @@ public final class Rules {
     // ---------------------------------------------------------------------------------------------------------
 
     private void pgLossSign() {
-        final Optional<Series> opt = finite(Metric.PG_LOSS);
-        if (opt.isEmpty() || opt.get().size() < MIN_TREND_STEPS) {
+        final Series s = trendable(Metric.PG_LOSS);
+        if (s == null) {
             return;
         }
-        final Series s = opt.get();
         final double[] v = s.values();
         final boolean critic = estimator.family() == Family.CRITIC;
         final int k = critic ? PG_WINDOW_CRITIC : PG_WINDOW_NORMALISED;
@@ -160,48 +164,12 @@ public final class Rules {
         }
         final String est = " (" + estimator.name() + ")";
         boolean any = false;
-        for (final Span sp : Stats.spans(pos, minRun)) {
-            any = true;
-            final List<String> ev = spanEvidence(s, rm, sp, k);
-            if (critic) {
-                add("pg-loss-sign", Severity.WARNING, "pg_loss persistently positive with a critic" + est,
-                    s.steps()[sp.from()], s.steps()[sp.to()], ev,
-                    "pg_loss = -E[clipped ratio * A]; with a critic a positive value means the sampled actions did "
-                        + "worse than the value baseline predicted. Oscillating around 0 is healthy; staying positive "
-                        + "this long means the policy keeps under-performing its critic: it is degrading or not "
-                        + "learning, or the critic overestimates (stale after a reward change). Check the reward curve "
-                        + "over these steps, critic/vf_loss and vf_explained_var, and the actor learning rate.");
-            } else {
-                add("pg-loss-sign", Severity.WARNING, "pg_loss strongly positive with normalised advantages" + est,
-                    s.steps()[sp.from()], s.steps()[sp.to()], ev,
-                    "Group- or batch-normalised advantages have zero mean, so on-policy pg_loss is near 0 by "
-                        + "construction. A large positive value means the A<0 side dominates the weighted sum: "
-                        + "under token-mean aggregation, responses with negative advantage carry many more tokens "
-                        + "than those with positive advantage (long failing answers, rambling to the length limit), "
-                        + "or the ratio rose on A<0 tokens and fell on A>0 ones. It often precedes or accompanies a "
-                        + "collapse: check the reward, the response length and the entropy over the same steps, and "
-                        + "the A>0 / A<0 split where this engine logged it.");
-            }
-        }
-        for (final Span sp : Stats.spans(neg, minRun)) {
-            any = true;
-            final List<String> ev = spanEvidence(s, rm, sp, k);
-            if (critic) {
-                add("pg-loss-sign", Severity.WARNING, "pg_loss persistently strongly negative with a critic" + est,
-                    s.steps()[sp.from()], s.steps()[sp.to()], ev,
-                    "With a critic a negative pg_loss means the sampled actions did better than the value baseline "
-                        + "predicted. Slightly negative while reward climbs is normal; strongly negative for this long "
-                        + "means the critic lags and underestimates, so advantages stay inflated and the actor takes "
-                        + "large steps on them (an instability risk). Check critic/vf_loss and vf_explained_var, give "
-                        + "the critic a higher learning rate or a warm-up, and watch pg_clipfrac and ppo_kl.");
-            } else {
-                add("pg-loss-sign", Severity.INFO, "pg_loss strongly negative with normalised advantages" + est,
-                    s.steps()[sp.from()], s.steps()[sp.to()], ev,
-                    "Zero-mean advantages put on-policy pg_loss near 0; a clearly negative value means the A>0 side "
-                        + "dominates: responses with positive advantage carry more tokens under token-mean (long "
-                        + "correct answers), or the ratio rose on A>0 tokens and fell on A<0 ones, the direction the "
-                        + "update is meant to move. Not a problem by itself; if the response length grows with it, "
-                        + "watch for length hacking.");
+        for (final boolean positive : new boolean[] {true, false}) {
+            final Reading r = strongReading(critic, positive);
+            for (final Span sp : Stats.spans(positive ? pos : neg, minRun)) {
+                any = true;
+                add("pg-loss-sign", r.severity(), r.title() + est, s.steps()[sp.from()], s.steps()[sp.to()],
+                    spanEvidence(s, rm, sp, k), r.text());
             }
         }
         if (any) {
@@ -250,6 +218,46 @@ public final class Rules {
                 : "No persistent sign, as expected for zero-mean normalised advantages: pg_loss is not a progress "
                     + "signal under this estimator (read progress from the reward).");
         }
+    }
+
+    /** A finding's severity, title and reading. */
+    private record Reading(Severity severity, String title, String text) {
+    }
+
+    /** The reading of a strongly one-signed pg_loss stretch, per estimator family and sign. */
+    private static Reading strongReading(final boolean critic, final boolean positive) {
+        if (critic && positive) {
+            return new Reading(Severity.WARNING, "pg_loss persistently positive with a critic",
+                "pg_loss = -E[clipped ratio * A]; with a critic a positive value means the sampled actions did "
+                    + "worse than the value baseline predicted. Oscillating around 0 is healthy; staying positive "
+                    + "this long means the policy keeps under-performing its critic: it is degrading or not "
+                    + "learning, or the critic overestimates (stale after a reward change). Check the reward curve "
+                    + "over these steps, critic/vf_loss and vf_explained_var, and the actor learning rate.");
+        }
+        if (critic) {
+            return new Reading(Severity.WARNING, "pg_loss persistently strongly negative with a critic",
+                "With a critic a negative pg_loss means the sampled actions did better than the value baseline "
+                    + "predicted. Slightly negative while reward climbs is normal; strongly negative for this long "
+                    + "means the critic lags and underestimates, so advantages stay inflated and the actor takes "
+                    + "large steps on them (an instability risk). Check critic/vf_loss and vf_explained_var, give "
+                    + "the critic a higher learning rate or a warm-up, and watch pg_clipfrac and ppo_kl.");
+        }
+        if (positive) {
+            return new Reading(Severity.WARNING, "pg_loss strongly positive with normalised advantages",
+                "Group- or batch-normalised advantages have zero mean, so on-policy pg_loss is near 0 by "
+                    + "construction. A large positive value means the A<0 side dominates the weighted sum: "
+                    + "under token-mean aggregation, responses with negative advantage carry many more tokens "
+                    + "than those with positive advantage (long failing answers, rambling to the length limit), "
+                    + "or the ratio rose on A<0 tokens and fell on A>0 ones. It often precedes or accompanies a "
+                    + "collapse: check the reward, the response length and the entropy over the same steps, and "
+                    + "the A>0 / A<0 split where this engine logged it.");
+        }
+        return new Reading(Severity.INFO, "pg_loss strongly negative with normalised advantages",
+            "Zero-mean advantages put on-policy pg_loss near 0; a clearly negative value means the A>0 side "
+                + "dominates: responses with positive advantage carry more tokens under token-mean (long "
+                + "correct answers), or the ratio rose on A>0 tokens and fell on A<0 ones, the direction the "
+                + "update is meant to move. Not a problem by itself; if the response length grows with it, "
+                + "watch for length hacking.");
     }
 
     private static List<String> spanEvidence(final Series s, final double[] rm, final Span sp, final int k) {
@@ -420,11 +428,10 @@ public final class Rules {
     // ---------------------------------------------------------------------------------------------------------
 
     private void entropy() {
-        final Optional<Series> opt = finite(Metric.ENTROPY);
-        if (opt.isEmpty() || opt.get().size() < MIN_TREND_STEPS) {
+        final Series s = trendable(Metric.ENTROPY);
+        if (s == null) {
             return;
         }
-        final Series s = opt.get();
         final double[] v = s.values();
         final Trend t = Stats.trend(v);
         final long last = s.steps()[v.length - 1];
@@ -472,11 +479,10 @@ public final class Rules {
     }
 
     private void klDrift() {
-        final Optional<Series> opt = finite(Metric.KL_REF);
-        if (opt.isEmpty() || opt.get().size() < MIN_TREND_STEPS) {
+        final Series s = trendable(Metric.KL_REF);
+        if (s == null) {
             return;
         }
-        final Series s = opt.get();
         final double[] v = s.values();
         final Trend t = Stats.trend(v);
         if (!t.rises()) {
@@ -504,11 +510,10 @@ public final class Rules {
     }
 
     private void reward() {
-        final Optional<Series> opt = finite(Metric.REWARD);
-        if (opt.isEmpty() || opt.get().size() < MIN_TREND_STEPS) {
+        final Series s = trendable(Metric.REWARD);
+        if (s == null) {
             return;
         }
-        final Series s = opt.get();
         final double[] v = s.values();
         final Trend t = Stats.trend(v);
         final long first = s.steps()[0];
