@@ -47,7 +47,8 @@ public final class Reports {
         b.append("\n**").append(countLine(d)).append("**\n\n");
         if (png != null) {
             b.append("![curves of ").append(d.run().name()).append("](").append(png).append(")\n\n");
-            b.append("Shaded: the steps of each finding (red critical, orange warning, blue info).\n\n");
+            b.append("Shaded: the steps of each CRITICAL (red) and WARNING (orange) finding, on the panels of the "
+                + "metrics it reads.\n\n");
         }
         b.append("## Findings\n");
         for (final Finding f : d.findings()) {

@@ -185,6 +185,9 @@ public final class Rules {
         final List<String> ev = new ArrayList<>();
         ev.add(s.key() + ": median " + fmt(med) + ", range " + fmt(min(v)) + " .. " + fmt(max(v)) + ", " + p
             + " of " + v.length + " steps > 0, " + q + " < 0");
+        final Trend trend = Stats.trend(v);
+        ev.add(trendEvidence(s, trend) + (trend.rises() ? ": trending up" : trend.falls() ? ": trending down"
+            : ": no trend"));
         run.series(Metric.ADVANTAGE_MEAN).map(Series::finite).filter(a -> a.size() > 0).ifPresent(a ->
             ev.add(a.key() + ": median " + fmt(Stats.median(a.values()))));
         final long first = s.steps()[0];
