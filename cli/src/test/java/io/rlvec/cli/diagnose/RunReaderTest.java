@@ -67,6 +67,22 @@ class RunReaderTest {
     }
 
     @Test
+    void aRoundedConsoleLogSaysThatItsZerosMayBeSmallValues() {
+        final List<String> lines = new java.util.ArrayList<>();
+        for (int step = 1; step <= 30; step++) {
+            lines.add("step:" + step + " - actor/pg_loss:" + (step % 2 == 0 ? "0.012" : "-0.011")
+                + " - actor/pg_clipfrac:0.000 - actor/ppo_kl:0.000 - critic/vf_loss:0.100");
+        }
+        final Run run = RunReader.parse("rounded.log", lines);
+        final List<Finding> f = Rules.diagnose(run, Estimator.infer(run), 0.2);
+        final Finding still = f.stream().filter(x -> x.rule().equals("no-policy-movement")).findFirst()
+            .orElseThrow();
+        assertThat(still.severity()).isEqualTo(Severity.WARNING);
+        assertThat(still.evidence()).anyMatch(e -> e.contains("3 decimals"));
+        assertThat(still.reading()).contains("cannot be told from none");
+    }
+
+    @Test
     void aFileWithoutStepMetricsIsRefused() {
         assertThatThrownBy(() -> RunReader.parse("empty.log", List.of("hello", "world")))
             .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("RUN empty.log: no step metrics");
