@@ -21,19 +21,19 @@ import io.rlvec.reference.ReferenceEngine;
  * row, like a language model's output at temperature 0.7), labels, upstream gradients and output buffers, all off
  * heap; plus the engine choice and the answer check.
  */
-final class VocabInputs implements AutoCloseable {
-    final int rows;
-    final int vocab;
-    final ElementType type;
-    final double temperature;
-    final OffHeapArray logits;
-    final OffHeapArray labels;
-    final OffHeapArray gradLogProb;
-    final OffHeapArray gradEntropy;
+public final class VocabInputs implements AutoCloseable {
+    public final int rows;
+    public final int vocab;
+    public final ElementType type;
+    public final double temperature;
+    public final OffHeapArray logits;
+    public final OffHeapArray labels;
+    public final OffHeapArray gradLogProb;
+    public final OffHeapArray gradEntropy;
     final OffHeapArray logProb;
     final OffHeapArray entropy;
-    final OffHeapArray grad;
-    final Logits view;
+    public final OffHeapArray grad;
+    public final Logits view;
     /** Row statistics the forward saves for the backward (the trainer's path). */
     final SoftmaxStats stats;
     /** Tokens per sequence of the actor-loss batch (rows / 32 sequences, every token valid). */
@@ -42,12 +42,12 @@ final class VocabInputs implements AutoCloseable {
      * The actor-loss batch over these rows: old_log_prob and ref_log_prob near the logits' own label log-probs
      * (N(0, 0.05) and N(0, 0.1) apart, so some ratios clip), one advantage of +-1 per sequence.
      */
-    final TokenBatch actorBatch;
+    public final TokenBatch actorBatch;
     /** vanilla PPO clip (0.2 / 0.28), token-mean, low_var_kl KL loss (coef 0.001), entropy_coeff 0 (verl's default). */
-    final LossSpec actorSpec;
+    public final LossSpec actorSpec;
     /** {@link #actorSpec} with entropy_coeff 0.01: the entropy's gradient flows to the logits too. */
     final LossSpec actorSpecEntropy;
-    final ActorLossResult actorOut = new ActorLossResult();
+    public final ActorLossResult actorOut = new ActorLossResult();
 
     /**
      * @param shape "ROWSxVOCAB".
@@ -63,7 +63,7 @@ final class VocabInputs implements AutoCloseable {
      * @param temperature verl's temperature (0.7 as sampled; 1.0, verl's default, takes the exact multiplication
      *                    instead of a division per logit).
      */
-    VocabInputs(final String shape, final String dtype, final double temperature) {
+    public VocabInputs(final String shape, final String dtype, final double temperature) {
         this.temperature = temperature;
         final String[] p = shape.split("x");
         rows = Integer.parseInt(p[0]);
@@ -128,7 +128,7 @@ final class VocabInputs implements AutoCloseable {
     }
 
     /** @return "reference", "vector" (one thread) or "vector2" (two threads). */
-    static Engine engine(final String impl) {
+    public static Engine engine(final String impl) {
         return switch (impl) {
             case "reference" -> new ReferenceEngine();
             case "vector" -> new VectorEngine(1);
@@ -141,7 +141,7 @@ final class VocabInputs implements AutoCloseable {
         e.logProbs(view, labels, temperature, null, logProb, entropy);
     }
 
-    void backward(final Engine e) {
+    public void backward(final Engine e) {
         e.logProbsBackward(view, labels, temperature, null, gradLogProb, gradEntropy, grad);
     }
 
@@ -165,7 +165,7 @@ final class VocabInputs implements AutoCloseable {
      * OffHeapArray, Logits, OffHeapArray, OffHeapArray, ActorLossResult)}): forward, loss, metrics and
      * d loss / d logits into {@link #grad}.
      */
-    void actorLoss(final Engine e, final boolean withEntropy) {
+    public void actorLoss(final Engine e, final boolean withEntropy) {
         e.actorLoss(withEntropy ? actorSpecEntropy : actorSpec, actorBatch, view, labels, null, null, grad,
             actorOut);
     }
