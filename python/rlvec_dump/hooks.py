@@ -41,6 +41,19 @@ class _Nested:
         return False
 
 
+def _compiling():
+    """Whether torch.compile is tracing the call (verl can compile entropy_from_logits): then the wrapper stays
+    out of the graph and the call is not dumped."""
+    try:
+        return bool(torch.compiler.is_compiling())
+    except AttributeError:
+        pass
+    try:
+        return bool(torch._dynamo.is_compiling())
+    except Exception:  # noqa: BLE001 - a torch without dynamo compiles nothing
+        return False
+
+
 def _bind(original, args, kwargs):
     bound = inspect.signature(original).bind(*args, **kwargs)
     bound.apply_defaults()
@@ -146,7 +159,7 @@ def make_wrapper(entry, original):
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
         d = _DUMPER
-        if d is None or _depth() > 0 or not d.wants(entry.short, entry.attr):
+        if d is None or _depth() > 0 or _compiling() or not d.wants(entry.short, entry.attr):
             return original(*args, **kwargs)
         case = bound = state = None
         try:

@@ -252,6 +252,35 @@ class WrapperTest(Dumping):
                                    "out.vf_clipfrac", "out.grad_vpreds"])
         self.assertEqual(json.loads(md["params"]), {"cliprange_value": 0.5, "loss_agg_mode": "token-mean"})
 
+    def test_apply_kl_penalty_file_names_match_the_golden_files(self):
+        from verl.trainer.ppo import core_algos, ray_trainer
+        self.install()
+        g = torch.Generator().manual_seed(5)
+        batch = {"token_level_scores": torch.randn(3, 4, generator=g), "old_log_probs": torch.randn(3, 4, generator=g),
+                 "ref_log_prob": torch.randn(3, 4, generator=g), "response_mask": torch.ones(3, 4)}
+        ctrl = core_algos.AdaptiveKLController(0.2, 0.05, 100)
+        ray_trainer.apply_kl_penalty(ray_trainer.DataProto(batch), ctrl, "abs")
+        names = files(self.dir)
+        self.assertEqual(len(names), 1, names)  # the kl_penalty inside it is not dumped again
+        t, md = self.load(names[0])
+        self.assertEqual(list(t), ["in.token_level_scores", "in.old_log_probs", "in.ref_log_prob",
+                                   "in.response_mask", "out.token_level_rewards", "out.current_kl", "out.beta_used",
+                                   "out.kl_coef_after_update"])
+        self.assertEqual(json.loads(md["params"]), {"horizon": 100, "init_kl_coef": 0.2, "kl_ctrl": "adaptive",
+                                                    "kl_penalty": "abs", "target_kl": 0.05})
+        self.assertEqual(t["out.beta_used"].item(), 0.2)
+        self.assertEqual(t["out.kl_coef_after_update"].item(), ctrl.value)
+        self.assertTrue(torch.equal(t["out.token_level_rewards"], batch["token_level_rewards"]))
+
+    def test_compute_rewards_file(self):
+        from verl.trainer.ppo import core_algos
+        self.install()
+        core_algos.compute_rewards(torch.ones(2, 3), torch.zeros(2, 3), torch.ones(2, 3), 0.001)
+        t, md = self.load(files(self.dir)[0])
+        self.assertEqual(list(t), ["in.token_level_scores", "in.old_log_prob", "in.ref_log_prob",
+                                   "out.token_level_rewards"])
+        self.assertEqual(json.loads(md["params"]), {"kl_ratio": 0.001})
+
     def test_every_table_entry_names_a_function_and_a_group(self):
         for e in rlvec_dump.table.ENTRIES:
             self.assertTrue(e.function and e.group and e.short, e.attr)

@@ -157,3 +157,28 @@ def compute_grpo_outcome_advantage(token_level_rewards, response_mask, index, ep
             out[rows] = (s - mean) / (std + epsilon) if norm_adv_by_std_in_grpo else s - mean
     adv = out.unsqueeze(-1) * response_mask
     return adv, adv
+
+
+class AdaptiveKLController:
+    """value *= 1 + clip(current / target - 1, -0.2, 0.2) * n_steps / horizon."""
+
+    def __init__(self, init_kl_coef, target_kl, horizon):
+        self.value = init_kl_coef
+        self.target = target_kl
+        self.horizon = horizon
+
+    def update(self, current_kl, n_steps):
+        err = min(max(current_kl / self.target - 1, -0.2), 0.2)
+        self.value *= 1 + err * n_steps / self.horizon
+
+
+class FixedKLController:
+    def __init__(self, kl_coef):
+        self.value = kl_coef
+
+    def update(self, current_kl, n_steps):
+        pass
+
+
+def compute_rewards(token_level_scores, old_log_prob, ref_log_prob, kl_ratio):
+    return token_level_scores - (old_log_prob - ref_log_prob) * kl_ratio
