@@ -15,6 +15,8 @@ echo "== dump module unit tests"
 
 echo "== correct stand-in: dump, then parity must pass"
 RLVEC_DUMP_GRADS=1 "$PY" python/tests/fake_trainer.py "$work/good"
+# ... and a case written with the standard library alone, as docs/dump-format.md shows it.
+"$PY" python/examples/write_case_stdlib.py "$work/good/stdlib_kl_k1.safetensors"
 if ! ./rlvec parity -q "$work/good" > "$work/good.txt" 2>&1; then
   cat "$work/good.txt"
   echo "run_dump_roundtrip: parity failed on dumps of the correct stand-in" >&2

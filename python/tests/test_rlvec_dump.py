@@ -286,6 +286,16 @@ class WrapperTest(Dumping):
             self.assertTrue(e.function and e.group and e.short, e.attr)
 
 
+class DocsTest(unittest.TestCase):
+    def test_the_format_spec_shows_the_stdlib_example_verbatim(self):
+        root = os.path.dirname(PYTHON_DIR)
+        with open(os.path.join(PYTHON_DIR, "examples", "write_case_stdlib.py")) as f:
+            example = f.read()
+        with open(os.path.join(root, "docs", "dump-format.md")) as f:
+            spec = f.read()
+        self.assertIn("```python\n" + example + "```\n", spec)
+
+
 class ImportHookTest(unittest.TestCase):
     def test_sitecustomize_wraps_verl_when_it_is_imported_later(self):
         with tempfile.TemporaryDirectory() as d:
