@@ -4,8 +4,9 @@
 
 Runs, for three aggregation modes and five KL estimators: temperature-scaled logits -> log-probs and entropy
 (torch_functional) -> vanilla policy loss through the policy-loss registry -> entropy and KL terms through
-agg_loss and kl_penalty -> backward. Ragged masks (one row fully masked), one kl_penalty call verl refuses
-("full": an expect_error case). Checks that the trainer's gradients are the same bits with and without the dump
+agg_loss and kl_penalty -> backward; per mode also a micro-batch aggregated over a larger mini-batch
+(global_batch_info). Ragged masks (one row fully masked), one kl_penalty call verl refuses ("full": an
+expect_error case). Checks that the trainer's gradients are the same bits with and without the dump
 installed, then prints what was written. Exits non-zero when a check fails.
 """
 
@@ -41,12 +42,20 @@ def batch(seed, b=4, t=12, v=64):
                 advantages=advantages, response_mask=mask)
 
 
-def step(data, loss_agg_mode, kl_type, temperature=0.7):
-    """One micro-batch of the actor update; returns the gradient w.r.t. the model's logits and the loss."""
+def step(data, loss_agg_mode, kl_type, temperature=0.7, global_batch=False):
+    """One micro-batch of the actor update; returns the gradient w.r.t. the model's logits and the loss.
+
+    With ``global_batch``, the micro-batch is one of several: the aggregation divides by the mini-batch's token
+    and sequence counts (verl's ``config.global_batch_info``, splatted into agg_loss)."""
     from verl.trainer.ppo import core_algos
     from verl.utils import torch_functional as verl_F
 
     cfg = ActorConfig(clip_ratio=0.2, clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0)
+    gbi = {}
+    if global_batch:
+        gbi = dict(dp_size=1, batch_num_tokens=int(data["response_mask"].sum()) + 17,
+                   global_batch_size=data["response_mask"].shape[0] + 3)
+        cfg["global_batch_info"] = gbi
     model_logits = data["logits"].clone().requires_grad_(True)
     logits = model_logits / temperature
     log_prob = verl_F.logprobs_from_logits(logits, data["responses"])
@@ -54,9 +63,9 @@ def step(data, loss_agg_mode, kl_type, temperature=0.7):
     policy_loss_fn = core_algos.get_policy_loss_fn("vanilla")
     pg_loss, metrics = policy_loss_fn(data["old_log_prob"], log_prob, data["advantages"], data["response_mask"],
                                       loss_agg_mode, cfg)
-    entropy_agg = core_algos.agg_loss(entropy, data["response_mask"], loss_agg_mode)
+    entropy_agg = core_algos.agg_loss(entropy, data["response_mask"], loss_agg_mode, **gbi)
     kld = core_algos.kl_penalty(log_prob, data["ref_log_prob"], kl_type)
-    kl_loss = core_algos.agg_loss(kld, data["response_mask"], loss_agg_mode)
+    kl_loss = core_algos.agg_loss(kld, data["response_mask"], loss_agg_mode, **gbi)
     loss = pg_loss - 0.001 * entropy_agg + 0.001 * kl_loss
     loss.backward()
     return model_logits.grad, loss.detach(), metrics
@@ -70,6 +79,8 @@ def run_all(seed_base=0):
                 continue  # a spread of (mode, estimator) pairs keeps the run small
             g, loss, _ = step(batch(seed_base + 10 * i + j), mode, kl_type)
             grads.append((g, loss))
+        g, loss, _ = step(batch(seed_base + 10 * i + 7), mode, "low_var_kl", global_batch=True)
+        grads.append((g, loss))
     return grads
 
 
