@@ -9,14 +9,22 @@ inputs, parameters, outputs and (RLVEC_DUMP_GRADS=1) gradients. The wrappers ret
 a failure of the dump itself is logged (logger ``rlvec_dump``) and never reaches the trainer. Needs only torch.
 """
 
+import importlib
 import logging
-
-from . import hooks, table
-from .writer import Case, Dumper, Settings
 
 __all__ = ["install", "uninstall", "dump_call", "Settings", "Dumper", "table", "written"]
 
 LOG = logging.getLogger("rlvec_dump")
+
+
+def __getattr__(name):
+    """Submodules and classes load on first use, so that importing the package (sitecustomize does, in every
+    Python process) does not import torch."""
+    if name in ("hooks", "table", "st", "writer"):
+        return importlib.import_module("." + name, __name__)
+    if name in ("Case", "Dumper", "Settings"):
+        return getattr(importlib.import_module(".writer", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def install(directory=None, settings=None):
@@ -27,6 +35,9 @@ def install(directory=None, settings=None):
     :param settings: a :class:`Settings` (limits, gradients, function filter); default: read from the environment.
     :return: the :class:`Dumper` (its counters say what was written).
     """
+    from . import hooks
+    from .writer import Dumper, Settings
+
     s = settings or Settings(directory)
     if directory is not None:
         s.directory = directory
@@ -40,11 +51,15 @@ def install(directory=None, settings=None):
 
 def uninstall():
     """Stops dumping; the wrappers stay in place and call verl's functions directly."""
+    from . import hooks
+
     hooks.uninstall()
 
 
 def written():
     """(files, bytes) written by this process since :func:`install`."""
+    from . import hooks
+
     d = hooks.dumper()
     return (d._files, d._bytes) if d is not None else (0, 0)
 
@@ -62,6 +77,9 @@ def dump_call(function, group, inputs, outputs, params=None, masks=(), expect_er
     :param masks: input names that are masks.
     :param expect_error: verl's exception text when the call raised (then ``outputs`` is empty).
     """
+    from . import hooks
+    from .writer import Case
+
     d = hooks.dumper()
     if d is None or not d.settings.directory:
         return None

@@ -4,7 +4,7 @@
 
 Runs, for three aggregation modes and five KL estimators: temperature-scaled logits -> log-probs and entropy
 (torch_functional) -> vanilla policy loss through the policy-loss registry -> entropy and KL terms through
-agg_loss and kl_penalty -> backward; per mode also a micro-batch aggregated over a larger mini-batch
+agg_loss and kl_penalty -> the actor's composition written by hand (dump_call) -> backward; per mode also a micro-batch aggregated over a larger mini-batch
 (global_batch_info). Ragged masks (one row fully masked), one kl_penalty call verl refuses ("full": an
 expect_error case). Checks that the trainer's gradients are the same bits with and without the dump
 installed, then prints what was written. Exits non-zero when a check fails.
@@ -67,8 +67,29 @@ def step(data, loss_agg_mode, kl_type, temperature=0.7, global_batch=False):
     kld = core_algos.kl_penalty(log_prob, data["ref_log_prob"], kl_type)
     kl_loss = core_algos.agg_loss(kld, data["response_mask"], loss_agg_mode, **gbi)
     loss = pg_loss - 0.001 * entropy_agg + 0.001 * kl_loss
+    if kl_type == "low_var_kl" and not global_batch:
+        dump_actor_composition(data, cfg, log_prob, pg_loss, kl_loss, loss_agg_mode)
     loss.backward()
     return model_logits.grad, loss.detach(), metrics
+
+
+def dump_actor_composition(data, cfg, log_prob, pg_loss, kl_loss, loss_agg_mode, kl_coef=0.001, scale=0.5):
+    """The actor's composition is inline in verl, no single function: written by hand with dump_call, as
+    (pg_loss + kl_coef * kl_loss) * micro-batch scale and its gradient w.r.t. the log-probs."""
+    import rlvec_dump
+
+    loss = (pg_loss + kl_coef * kl_loss) * scale
+    (grad,) = torch.autograd.grad(loss, [log_prob], retain_graph=True)
+    params = {k: cfg[k] for k in ("clip_ratio", "clip_ratio_low", "clip_ratio_high", "clip_ratio_c")}
+    params.update(loss_agg_mode=loss_agg_mode, entropy_coeff=0.0, kl_loss_coef=kl_coef, kl_loss_type="low_var_kl",
+                  loss_scale_factor=scale)
+    rlvec_dump.dump_call("dp_actor composition: vanilla pg_loss + kl_loss(low_var_kl)*coef",
+                         "actor_composite:log_prob",
+                         inputs={"old_log_prob": data["old_log_prob"], "log_prob": log_prob,
+                                 "ref_log_prob": data["ref_log_prob"], "advantages": data["advantages"],
+                                 "response_mask": data["response_mask"]},
+                         outputs={"pg_loss": pg_loss, "kl_loss": kl_loss, "loss": loss, "grad_log_prob": grad},
+                         params=params, masks=("response_mask",), short="actor_log_prob")
 
 
 def run_all(seed_base=0):

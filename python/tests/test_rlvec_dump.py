@@ -303,11 +303,22 @@ class ImportHookTest(unittest.TestCase):
             env["PYTHONPATH"] = os.pathsep.join([os.path.join(PYTHON_DIR, "rlvec_dump_sitecustomize"), PYTHON_DIR,
                                                  FAKE_VERL])
             env["RLVEC_DUMP_DIR"] = d
-            code = ("import sys; assert 'verl' not in sys.modules\n"
+            code = ("import sys; assert 'verl' not in sys.modules and 'torch' not in sys.modules\n"
                     "from verl.trainer.ppo.core_algos import kl_penalty\n"
                     "import torch; kl_penalty(torch.zeros(1, 2), torch.ones(1, 2), 'mse')\n")
             subprocess.run([sys.executable, "-c", code], env=env, check=True)
             self.assertEqual(len(files(d)), 1)
+
+    def test_auto_targets_are_the_tables_modules(self):
+        import rlvec_dump.auto
+        self.assertEqual(set(rlvec_dump.auto.TARGETS), set(rlvec_dump.table.by_module()))
+
+    def test_sitecustomize_without_the_variable_imports_nothing(self):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(PYTHON_DIR, "rlvec_dump_sitecustomize"),
+                                                           PYTHON_DIR, FAKE_VERL]))
+        env.pop("RLVEC_DUMP_DIR", None)
+        code = "import sys; assert 'rlvec_dump' in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)"
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
     def test_install_after_import_rebinds_names_imported_earlier(self):
         with tempfile.TemporaryDirectory() as d:
