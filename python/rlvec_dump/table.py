@@ -227,21 +227,32 @@ def advantage_outputs(result):
     return [("advantages", result[0]), ("returns", result[1])]
 
 
-def advantage_config(bound):
-    """The estimator's ``config`` (verl's AlgoConfig) as params: ``config_gamma`` (reinforce_plus_plus reads
-    ``config.gamma``) and ``norm_adv_by_std_in_grpo`` where it is read from the config (grpo_passk)."""
-    cfg = bound.get("config")
-    out = {}
-    if cfg is None:
+# estimator -> {param: key of verl's AlgoConfig} for the estimators that read their config (verl passes the whole
+# algorithm config to every estimator of the registry; only these keys change a result).
+ADVANTAGE_CONFIG = {
+    "reinforce_plus_plus": {"config_gamma": "gamma"},
+    "grpo_passk": {"norm_adv_by_std_in_grpo": "norm_adv_by_std_in_grpo"},
+    "gdpo": {"gdpo_reward_keys": "gdpo_reward_keys", "gdpo_reward_weights": "gdpo_reward_weights"},
+}
+
+
+def advantage_config(name):
+    """Params from the estimator's ``config`` argument, by :data:`ADVANTAGE_CONFIG`; an argument of the same name
+    given to the call wins."""
+    keys = ADVANTAGE_CONFIG.get(name, {})
+
+    def params(bound):
+        cfg = bound.get("config")
+        out = {}
+        for param, key in keys.items():
+            if param in bound and bound[param] is not None:
+                continue
+            v = cfg_get(cfg, key)
+            if v is not MISSING and v is not None:
+                out[param] = _plain(v)
         return out
-    gamma = cfg_get(cfg, "gamma")
-    if gamma is not MISSING and gamma is not None:
-        out["config_gamma"] = _plain(gamma)
-    if "norm_adv_by_std_in_grpo" not in bound:
-        norm = cfg_get(cfg, "norm_adv_by_std_in_grpo")
-        if norm is not MISSING and norm is not None:
-            out["norm_adv_by_std_in_grpo"] = _plain(norm)
-    return out
+
+    return params
 
 
 # estimator -> function attribute (verl's AdvantageEstimator names, group "advantage:<name>" as the golden files)
@@ -267,7 +278,7 @@ def advantage_entry(name, attr=None):
     attr = attr or ADVANTAGE_ESTIMATORS[name]
     return Entry(CORE, attr, f"{CORE}.{attr}", "advantage:" + name, "adv_" + name,
                  tensors=ADVANTAGE_TENSORS, masks=("response_mask",), scalars=ADVANTAGE_SCALARS,
-                 config=advantage_config, outputs=advantage_outputs)
+                 config=advantage_config(name), outputs=advantage_outputs)
 
 
 # ---------------------------------------------------------------------------------------------- logits

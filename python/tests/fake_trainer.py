@@ -50,7 +50,7 @@ def step(data, loss_agg_mode, kl_type, temperature=0.7, global_batch=False):
     from verl.trainer.ppo import core_algos
     from verl.utils import torch_functional as verl_F
 
-    cfg = ActorConfig(clip_ratio=0.2, clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0)
+    cfg = ActorConfig(clip_ratio=0.2, clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0, global_batch_info={})
     gbi = {}
     if global_batch:
         gbi = dict(dp_size=1, batch_num_tokens=int(data["response_mask"].sum()) + 17,
