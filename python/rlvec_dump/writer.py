@@ -43,6 +43,7 @@ class Settings:
         self.grads = _env_flag("RLVEC_DUMP_GRADS")
         self.max_files = _env_int("RLVEC_DUMP_MAX_FILES", 1000)
         self.max_bytes = _env_int("RLVEC_DUMP_MAX_BYTES", 2 << 30)
+        self.every = max(1, _env_int("RLVEC_DUMP_EVERY", 1))
         names = os.environ.get("RLVEC_DUMP_FUNCTIONS", "").strip()
         self.functions = {n.strip() for n in names.split(",") if n.strip()} or None
         ranks = os.environ.get("RLVEC_DUMP_RANKS", "").strip()
@@ -235,6 +236,7 @@ class Dumper:
         self._bytes = 0
         self._warned = set()
         self._made_dir = False
+        self._calls = {}
 
     def wants(self, short, attr):
         """Whether calls of this function are dumped at all (directory set, function and rank selected)."""
@@ -246,7 +248,9 @@ class Dumper:
         if s.ranks is not None and rank() not in s.ranks:
             return False
         with self._lock:
-            return self._files < s.max_files and self._bytes < s.max_bytes
+            n = self._calls.get(short, 0)
+            self._calls[short] = n + 1
+            return n % s.every == 0 and self._files < s.max_files and self._bytes < s.max_bytes
 
     def fits(self, nbytes):
         """Whether ``nbytes`` more still fit under the limits (checked before anything is copied)."""

@@ -36,6 +36,7 @@ class Dumping(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="rlvec-dump-test-")
         self.saved = {k: os.environ.get(k) for k in
                       ("RLVEC_DUMP_GRADS", "RLVEC_DUMP_MAX_FILES", "RLVEC_DUMP_MAX_BYTES", "RLVEC_DUMP_FUNCTIONS",
+                       "RLVEC_DUMP_EVERY",
                        "RLVEC_DUMP_RANKS", "RLVEC_VERL_COMMIT", "FAKE_VERL_BUG")}
         for k in self.saved:
             os.environ.pop(k, None)
@@ -174,6 +175,17 @@ class WrapperTest(Dumping):
             core_algos.kl_penalty(torch.zeros(2, 3), torch.ones(2, 3), "kl")
         self.assertEqual(len(files(self.dir)), 2)
         self.assertEqual(d._files, 2)
+
+    def test_every_nth_call_of_each_function(self):
+        from verl.trainer.ppo import core_algos
+        self.install(RLVEC_DUMP_EVERY=3)
+        for i in range(7):
+            core_algos.kl_penalty(torch.full((1, 2), float(i)), torch.zeros(1, 2), "kl")
+            core_algos.agg_loss(torch.ones(1, 2), torch.ones(1, 2), "token-mean")
+        kl = [f for f in files(self.dir) if "kl_penalty" in f]
+        self.assertEqual(len(kl), 3)  # calls 0, 3 and 6
+        self.assertEqual([self.load(f)[0]["in.logprob"][0, 0].item() for f in kl], [0.0, 3.0, 6.0])
+        self.assertEqual(len(files(self.dir)), 6)
 
     def test_byte_limit_is_checked_before_copying(self):
         from verl.trainer.ppo import core_algos
