@@ -134,7 +134,10 @@ def _grads(entry, original, bound, case):
         rerun = inspect.BoundArguments(bound.signature, args)
         if not leaf.is_floating_point():
             continue
-        with torch.enable_grad():
+        # A function that draws random numbers (clip_cov) must not move the trainer's generators.
+        devices = [leaf.device.index if leaf.device.index is not None else torch.cuda.current_device()] \
+            if leaf.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
             result = original(*rerun.args, **rerun.kwargs)
             objective = g.objective(result)
             (grad,) = torch.autograd.grad(objective, [leaf], allow_unused=True)
@@ -192,7 +195,11 @@ def make_wrapper(entry, original):
                         for name, value in entry.outputs(result):
                             case.add_output(name, value)
                         if d.settings.grads:
-                            _grads(entry, original, bound, case)
+                            try:
+                                _grads(entry, original, bound, case)
+                            except Exception as e:  # noqa: BLE001 - the case is still worth writing
+                                _log_failure(d, entry, "the gradient re-run", e)
+                                case.notes.append(f"no gradient: {type(e).__name__}: {e}")
                     _finish(entry, case)
                     d.write(case)
                 except Exception as e:  # noqa: BLE001

@@ -106,6 +106,13 @@ class FormatTest(Dumping):
         self.assertEqual(set(back), {"a", "b"})
 
 
+def _noisy_policy_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", config=None,
+                       rollout_is_weights=None):
+    """A policy loss that draws random numbers, as clip_cov does."""
+    keep = (torch.rand(log_prob.shape) < 0.5).float()
+    return (-(advantages * log_prob) * keep * response_mask).sum(), {}
+
+
 class WrapperTest(Dumping):
     def vanilla_call(self):
         from verl.trainer.ppo import core_algos
@@ -145,6 +152,24 @@ class WrapperTest(Dumping):
         self.assertIsNone(lp.grad)
         loss.backward()
         self.assertTrue(torch.equal(lp.grad, expected))
+
+    def test_the_gradient_re_run_leaves_the_random_generator_alone(self):
+        from verl.trainer.ppo import core_algos
+        self.install(RLVEC_DUMP_GRADS=1)
+        core_algos.POLICY_LOSS_REGISTRY["noisy"] = noisy = rlvec_dump.hooks.make_wrapper(
+            rlvec_dump.table.policy_loss_entry("noisy", attr="noisy"), _noisy_policy_loss)
+        try:
+            torch.manual_seed(11)
+            lp = torch.zeros(2, 3, requires_grad=True)
+            noisy(torch.zeros(2, 3), lp, torch.ones(2, 3), torch.ones(2, 3), "token-mean", {})
+            after_dumped_call = torch.rand(1)
+            torch.manual_seed(11)
+            _noisy_policy_loss(torch.zeros(2, 3), lp, torch.ones(2, 3), torch.ones(2, 3), "token-mean", {})
+            self.assertTrue(torch.equal(after_dumped_call, torch.rand(1)))
+        finally:
+            del core_algos.POLICY_LOSS_REGISTRY["noisy"]
+        t, _ = self.load(files(self.dir)[0])
+        self.assertIn("out.grad_log_prob", t)
 
     def test_gradients_only_when_asked(self):
         self.install()
