@@ -114,9 +114,21 @@ def _capture(entry, arguments):
     return case
 
 
-def _grads(entry, original, bound, case):
+def _cuda_devices(arguments):
+    return sorted({v.device.index if v.device.index is not None else torch.cuda.current_device()
+                   for v in arguments.values() if isinstance(v, torch.Tensor) and v.device.type == "cuda"})
+
+
+def _rng_state(arguments):
+    """The random generators' state before the call (CPU, and each CUDA device the arguments live on)."""
+    return torch.random.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in _cuda_devices(arguments)}
+
+
+def _grads(entry, original, bound, case, rng):
     """Re-runs the function on detached clones (the trainer's tensors and graph are untouched) and records
-    d objective / d argument for each of the entry's gradients."""
+    d objective / d argument for each of the entry's gradients. The re-run starts from the generators' state
+    before the call, so a function that draws random numbers (clip_cov) draws the same ones, and the trainer's
+    generators are restored after it."""
     for g in entry.grads:
         if not isinstance(bound.arguments.get(g.arg), torch.Tensor):
             continue
@@ -134,10 +146,11 @@ def _grads(entry, original, bound, case):
         rerun = inspect.BoundArguments(bound.signature, args)
         if not leaf.is_floating_point():
             continue
-        # A function that draws random numbers (clip_cov) must not move the trainer's generators.
-        devices = [leaf.device.index if leaf.device.index is not None else torch.cuda.current_device()] \
-            if leaf.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        cpu_state, cuda_states = rng
+        with torch.random.fork_rng(devices=list(cuda_states)), torch.enable_grad():
+            torch.random.set_rng_state(cpu_state)
+            for device, state in cuda_states.items():
+                torch.cuda.set_rng_state(state, device)
             result = original(*rerun.args, **rerun.kwargs)
             objective = g.objective(result)
             (grad,) = torch.autograd.grad(objective, [leaf], allow_unused=True)
@@ -164,7 +177,7 @@ def make_wrapper(entry, original):
         d = _DUMPER
         if d is None or _depth() > 0 or _compiling() or not d.wants(entry.short, entry.attr):
             return original(*args, **kwargs)
-        case = bound = state = None
+        case = bound = state = rng = None
         try:
             if entry.custom == "apply_kl_penalty":
                 case, state = _apply_kl_before(entry, args, kwargs, original)
@@ -172,6 +185,8 @@ def make_wrapper(entry, original):
                 bound, arguments = _bind(original, args, kwargs)
                 if d.fits(_estimate_bytes(arguments, entry, d.settings.grads)):
                     case = _capture(entry, arguments)
+                    if d.settings.grads and entry.grads:
+                        rng = _rng_state(arguments)
         except Exception as e:  # noqa: BLE001 - never into the trainer
             _log_failure(d, entry, "capturing the inputs", e)
             case = None
@@ -196,7 +211,7 @@ def make_wrapper(entry, original):
                             case.add_output(name, value)
                         if d.settings.grads:
                             try:
-                                _grads(entry, original, bound, case)
+                                _grads(entry, original, bound, case, rng)
                             except Exception as e:  # noqa: BLE001 - the case is still worth writing
                                 _log_failure(d, entry, "the gradient re-run", e)
                                 case.notes.append(f"no gradient: {type(e).__name__}: {e}")
