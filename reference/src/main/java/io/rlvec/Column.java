@@ -18,6 +18,10 @@ public enum Column {
     RETURNS("returns"),
     /** token-level scores (rewards). */
     TOKEN_LEVEL_SCORES("token_level_scores"),
+    /** Rewards per token after the in-reward KL penalty, the advantage estimators' input. */
+    TOKEN_LEVEL_REWARDS("token_level_rewards"),
+    /** Sum over the vocabulary of the squared token probabilities, per token (the optimal-token baselines). */
+    SUM_PI_SQUARED("sum_pi_squared"),
     /** response mask: a token is valid where this is non-zero. */
     RESPONSE_MASK("response_mask");
 

@@ -264,4 +264,23 @@ public interface Engine extends AutoCloseable {
      */
     void actorLoss(LossSpec spec, TokenBatch batch, Logits logits, OffHeapArray labels, Logits refLogits,
                    OffHeapArray gradLogProb, OffHeapArray gradLogits, ActorLossResult out);
+
+    /**
+     * verl's advantage estimator named by {@code spec} ({@code algorithm.adv_estimator}): advantages and returns
+     * per token, exactly as verl's {@code core_algos} computes them (see {@link io.rlvec.reference.Advantages} for
+     * every formula and where the results differ from verl's float32 arithmetic). Group ids come from
+     * {@code inputs.index()} in any order.
+     *
+     * @param spec       the estimator and its parameters.
+     * @param batch      token_level_rewards and the response mask (plus values for gae).
+     * @param inputs     per-sequence inputs (group ids for the group estimators, reward_baselines for remax);
+     *                   may be null for gae and reinforce_plus_plus.
+     * @param advantages F32 output, at least {@code batch.numTokens()} elements.
+     * @param returns    F32 output, at least {@code batch.numTokens()} elements, not overlapping advantages.
+     * @throws IllegalArgumentException for a missing column or input, a short buffer, or verl's own errors
+     *                                  (a pass@k group of one sample, whitening over at most one valid token),
+     *                                  before anything is written.
+     */
+    void advantages(AdvantageSpec spec, TokenBatch batch, AdvantageInputs inputs, OffHeapArray advantages,
+                    OffHeapArray returns);
 }

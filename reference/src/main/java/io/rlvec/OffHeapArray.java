@@ -22,6 +22,7 @@ public final class OffHeapArray implements AutoCloseable {
 
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final ElementType type;
@@ -67,6 +68,13 @@ public final class OffHeapArray implements AutoCloseable {
     public static OffHeapArray ofInts(final int... values) {
         final OffHeapArray a = allocate(ElementType.I32, values.length);
         MemorySegment.copy(values, 0, a.segment, I32, 0, values.length);
+        return a;
+    }
+
+    /** @return a new int64 owner holding a copy of {@code values}. */
+    public static OffHeapArray ofLongs(final long... values) {
+        final OffHeapArray a = allocate(ElementType.I64, values.length);
+        MemorySegment.copy(values, 0, a.segment, I64, 0, values.length);
         return a;
     }
 
@@ -164,7 +172,7 @@ public final class OffHeapArray implements AutoCloseable {
         return switch (type) {
             case F32 -> segment.get(F32, i * 4);
             case BF16 -> Float.intBitsToFloat((segment.get(I16, i * 2) & 0xFFFF) << 16);
-            case I32 -> throw new IllegalStateException("getFloat on an I32 array");
+            case I32, I64 -> throw new IllegalStateException("getFloat on an " + type + " array");
         };
     }
 
@@ -174,7 +182,7 @@ public final class OffHeapArray implements AutoCloseable {
         switch (type) {
             case F32 -> segment.set(F32, i * 4, v);
             case BF16 -> segment.set(I16, i * 2, Bf16.fromFloat(v));
-            case I32 -> throw new IllegalStateException("setFloat on an I32 array");
+            case I32, I64 -> throw new IllegalStateException("setFloat on an " + type + " array");
         }
     }
 
@@ -194,6 +202,15 @@ public final class OffHeapArray implements AutoCloseable {
             throw new IllegalStateException("setInt on a " + type + " array");
         }
         segment.set(I32, i * 4, v);
+    }
+
+    /** @return long element {@code i} (I64 arrays). */
+    public long getLong(final long i) {
+        checkIndex(i);
+        if (type != ElementType.I64) {
+            throw new IllegalStateException("getLong on a " + type + " array");
+        }
+        return segment.get(I64, i * 8);
     }
 
     /** Fills every element with float {@code v}. */

@@ -1,6 +1,8 @@
 package io.rlvec.engine;
 
 import io.rlvec.ActorLossResult;
+import io.rlvec.AdvantageInputs;
+import io.rlvec.AdvantageSpec;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
@@ -12,6 +14,7 @@ import io.rlvec.SoftmaxStats;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
 import io.rlvec.reference.ActorLoss;
+import io.rlvec.reference.Advantages;
 
 /**
  * The fast path: Vector API kernels over off-heap memory, bit-identical to the reference on elementwise outputs
@@ -137,5 +140,14 @@ public final class VectorEngine implements Engine {
                           final ActorLossResult out) {
         Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
         actor().fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+    }
+
+    private final AdvantageKernel advantageKernel = new AdvantageKernel();
+    private final Advantages.Scratch advantageScratch = new Advantages.Scratch();
+
+    @Override
+    public void advantages(final AdvantageSpec spec, final TokenBatch batch, final AdvantageInputs inputs,
+                           final OffHeapArray advantages, final OffHeapArray returns) {
+        Advantages.compute(advantageKernel, advantageScratch, spec, batch, inputs, advantages, returns);
     }
 }

@@ -1,6 +1,8 @@
 package io.rlvec.reference;
 
 import io.rlvec.ActorLossResult;
+import io.rlvec.AdvantageInputs;
+import io.rlvec.AdvantageSpec;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
@@ -97,5 +99,13 @@ public final class ReferenceEngine implements Engine {
                           final ActorLossResult out) {
         Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
         actor.fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+    }
+
+    private final Advantages.Scratch advantageScratch = new Advantages.Scratch();
+
+    @Override
+    public void advantages(final AdvantageSpec spec, final TokenBatch batch, final AdvantageInputs inputs,
+                           final OffHeapArray advantages, final OffHeapArray returns) {
+        Advantages.compute(Advantages.SCALAR, advantageScratch, spec, batch, inputs, advantages, returns);
     }
 }

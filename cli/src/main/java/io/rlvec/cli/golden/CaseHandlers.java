@@ -21,7 +21,8 @@ public final class CaseHandlers {
             .register(KlPenaltyHandler.FUNCTION, new KlPenaltyHandler())
             .register(LogitsHandler.FUNCTION, new LogitsHandler())
             .register(ActorLogProbHandler.FUNCTION, new ActorLogProbHandler())
-            .register(ActorLogitsHandler.FUNCTION, new ActorLogitsHandler());
+            .register(ActorLogitsHandler.FUNCTION, new ActorLogitsHandler())
+            .registerAdvantages();
     }
 
     /**
@@ -30,6 +31,12 @@ public final class CaseHandlers {
      * @return this registry.
      * @throws IllegalArgumentException when the function already has a handler.
      */
+    private CaseHandlers registerAdvantages() {
+        AdvantageHandler.FUNCTIONS.forEach((function, estimator) -> register(function,
+            new AdvantageHandler(estimator)));
+        return this;
+    }
+
     public CaseHandlers register(final String function, final CaseHandler handler) {
         Objects.requireNonNull(function, "function");
         Objects.requireNonNull(handler, "handler");

@@ -332,8 +332,9 @@ public final class Safetensors implements AutoCloseable {
             case F32 -> ElementType.F32;
             case BF16 -> ElementType.BF16;
             case I32 -> ElementType.I32;
+            case I64 -> ElementType.I64;
             default -> throw new IllegalArgumentException("tensor " + quote(name) + " is " + t.dtype().fileName()
-                + ": only F32, BF16 and I32 tensors can be viewed without conversion (use float32() or int32())");
+                + ": only F32, BF16, I32 and I64 tensors can be viewed without conversion (use float32() or int32())");
         };
         return viewCache.computeIfAbsent(name, n -> OffHeapArray.wrap(type, bytes(n), t.elementCount()));
     }

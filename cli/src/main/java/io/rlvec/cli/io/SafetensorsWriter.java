@@ -116,13 +116,14 @@ public final class SafetensorsWriter {
         return raw(name, Dtype.U8, shape, values);
     }
 
-    /** Adds a tensor holding a copy of an off-heap array (F32, BF16 or I32). */
+    /** Adds a tensor holding a copy of an off-heap array (F32, BF16, I32 or I64). */
     public SafetensorsWriter array(final String name, final long[] shape, final OffHeapArray a) {
         Objects.requireNonNull(a, "array");
         final Dtype dtype = switch (a.type()) {
             case F32 -> Dtype.F32;
             case BF16 -> Dtype.BF16;
             case I32 -> Dtype.I32;
+            case I64 -> Dtype.I64;
         };
         final long bytes = a.byteSize();
         if (bytes > Integer.MAX_VALUE - 8) {

@@ -502,6 +502,13 @@ class GoldenRunnerTest {
         }
 
         @Override
+        public void advantages(final io.rlvec.AdvantageSpec spec, final TokenBatch batch,
+                               final io.rlvec.AdvantageInputs inputs, final OffHeapArray advantages,
+                               final OffHeapArray returns) {
+            delegate.advantages(spec, batch, inputs, advantages, returns);
+        }
+
+        @Override
         public void klFull(final Logits policy, final Logits ref, final double temperature, final OffHeapArray rowMask,
                            final OffHeapArray kldOut, final OffHeapArray upstream, final OffHeapArray gradLogits) {
             delegate.klFull(policy, ref, temperature, rowMask, kldOut, upstream, gradLogits);

@@ -1,0 +1,185 @@
+package io.rlvec;
+
+import java.util.Objects;
+
+/**
+ * What {@link Engine#advantages} computes: the estimator and its parameters, under verl's names
+ * ({@code algorithm.gamma}, {@code algorithm.lam}, {@code algorithm.norm_adv_by_std_in_grpo}, the estimators'
+ * {@code epsilon} and gpg's {@code f_norm}) and the verl release whose semantics it follows
+ * ({@code verl_semantics}: REINFORCE++ across masked spans and grpo_vectorized's variance changed between them).
+ * Immutable.
+ */
+public final class AdvantageSpec {
+    private final AdvantageEstimator estimator;
+    private final double gamma;
+    private final double lam;
+    private final double epsilon;
+    private final boolean normAdvByStd;
+    private final double fNorm;
+    private final VerlRelease release;
+
+    private AdvantageSpec(final Builder b) {
+        estimator = b.estimator;
+        gamma = b.gamma;
+        lam = b.lam;
+        epsilon = b.epsilon;
+        normAdvByStd = b.normAdvByStd;
+        fNorm = b.fNorm;
+        release = b.release;
+    }
+
+    /** @return a builder with verl's defaults for {@code estimator}. */
+    public static Builder builder(final AdvantageEstimator estimator) {
+        return new Builder(Objects.requireNonNull(estimator, "estimator"));
+    }
+
+    /** @return the estimator. */
+    public AdvantageEstimator estimator() {
+        return estimator;
+    }
+
+    /** @return the discount {@code gamma} (gae, reinforce_plus_plus; default 1.0). */
+    public double gamma() {
+        return gamma;
+    }
+
+    /** @return GAE's {@code lam} (default 1.0). */
+    public double lam() {
+        return lam;
+    }
+
+    /** @return the group estimators' {@code epsilon} (default 1e-6). */
+    public double epsilon() {
+        return epsilon;
+    }
+
+    /** @return {@code norm_adv_by_std_in_grpo} (grpo, grpo_passk, grpo_vectorized; default true). */
+    public boolean normAdvByStd() {
+        return normAdvByStd;
+    }
+
+    /** @return gpg's {@code f_norm} (default 1.0). */
+    public double fNorm() {
+        return fNorm;
+    }
+
+    /** @return the verl release whose semantics apply. */
+    public VerlRelease release() {
+        return release;
+    }
+
+    @Override
+    public String toString() {
+        return "AdvantageSpec{adv_estimator=" + estimator.verlName() + ", gamma=" + gamma + ", lam=" + lam
+            + ", epsilon=" + epsilon + ", norm_adv_by_std_in_grpo=" + normAdvByStd + ", f_norm=" + fNorm
+            + ", verl_semantics=" + release.label() + "}";
+    }
+
+    /** Builder with verl's defaults. */
+    public static final class Builder {
+        private AdvantageEstimator estimator;
+        private double gamma = 1.0;
+        private double lam = 1.0;
+        private double epsilon = 1e-6;
+        private boolean normAdvByStd = true;
+        private double fNorm = 1.0;
+        private VerlRelease release = VerlRelease.DEFAULT;
+
+        private Builder(final AdvantageEstimator estimator) {
+            this.estimator = estimator;
+        }
+
+        /** Sets the estimator. */
+        public Builder estimator(final AdvantageEstimator e) {
+            estimator = Objects.requireNonNull(e, "estimator");
+            return this;
+        }
+
+        /** Sets {@code gamma}, in [0, 1]. */
+        public Builder gamma(final double v) {
+            gamma = inUnit("gamma", v);
+            return this;
+        }
+
+        /** Sets {@code lam}, in [0, 1]. */
+        public Builder lam(final double v) {
+            lam = inUnit("lam", v);
+            return this;
+        }
+
+        /** Sets {@code epsilon}, finite and {@code >= 0}. */
+        public Builder epsilon(final double v) {
+            if (!(v >= 0) || Double.isInfinite(v)) {
+                throw new IllegalArgumentException("epsilon must be a finite number >= 0, got " + v);
+            }
+            epsilon = v;
+            return this;
+        }
+
+        /** Sets {@code norm_adv_by_std_in_grpo}. */
+        public Builder normAdvByStd(final boolean v) {
+            normAdvByStd = v;
+            return this;
+        }
+
+        /** Sets gpg's {@code f_norm}, finite and non-zero. */
+        public Builder fNorm(final double v) {
+            if (v == 0 || !Double.isFinite(v)) {
+                throw new IllegalArgumentException("f_norm must be a finite non-zero number, got " + v);
+            }
+            fNorm = v;
+            return this;
+        }
+
+        /** Sets the verl release whose semantics apply. */
+        public Builder release(final VerlRelease r) {
+            release = Objects.requireNonNull(r, "release");
+            return this;
+        }
+
+        /**
+         * Sets a value by its verl key: {@code adv_estimator}, {@code gamma}, {@code lam}, {@code epsilon},
+         * {@code norm_adv_by_std_in_grpo}, {@code f_norm}, {@code verl_semantics} (a release label or commit).
+         *
+         * @throws IllegalArgumentException for an unknown key or a value of the wrong kind.
+         */
+        public Builder set(final String key, final Object value) {
+            switch (key) {
+                case "adv_estimator" -> estimator(AdvantageEstimator.fromVerl(String.valueOf(value)));
+                case "gamma" -> gamma(num(key, value));
+                case "lam" -> lam(num(key, value));
+                case "epsilon" -> epsilon(num(key, value));
+                case "f_norm" -> fNorm(num(key, value));
+                case "norm_adv_by_std_in_grpo" -> {
+                    if (!(value instanceof Boolean b)) {
+                        throw new IllegalArgumentException("norm_adv_by_std_in_grpo must be a boolean, got " + value);
+                    }
+                    normAdvByStd(b);
+                }
+                case "verl_semantics" -> release(VerlRelease.fromVerl(String.valueOf(value)));
+                default -> throw new IllegalArgumentException("unknown advantage key '" + key + "' (known: "
+                    + "adv_estimator, gamma, lam, epsilon, norm_adv_by_std_in_grpo, f_norm, verl_semantics)");
+            }
+            return this;
+        }
+
+        private static double num(final String key, final Object v) {
+            if (v instanceof Number n) {
+                return n.doubleValue();
+            }
+            throw new IllegalArgumentException(key + " must be a number, got " + v);
+        }
+
+        private static double inUnit(final String key, final double v) {
+            if (!(v >= 0 && v <= 1)) {
+                throw new IllegalArgumentException(key + " must be in [0, 1], got " + v);
+            }
+            return v;
+        }
+
+        /** @return the spec. */
+        public AdvantageSpec build() {
+            return new AdvantageSpec(this);
+        }
+    }
+}
