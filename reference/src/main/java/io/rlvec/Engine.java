@@ -283,4 +283,19 @@ public interface Engine extends AutoCloseable {
      */
     void advantages(AdvantageSpec spec, TokenBatch batch, AdvantageInputs inputs, OffHeapArray advantages,
                     OffHeapArray returns);
+
+    /**
+     * verl's in-reward KL penalty ({@code ray_trainer.apply_kl_penalty}): {@code kld = kl_penalty(old_log_prob,
+     * ref_log_prob) * response_mask}, {@code token_level_rewards = token_level_scores - beta * kld}, and the
+     * step's {@code current_kl}, the mean over sequences of each sequence's masked mean of kld (verl's
+     * {@code actor/reward_kl_penalty}; feed it to {@link KlController#update} with the number of sequences).
+     *
+     * @param kl         the estimator ({@code algorithm.kl_penalty}); {@code full} is refused.
+     * @param beta       the coefficient, {@link KlController#value()} before the step's update.
+     * @param batch      token_level_scores, old_log_prob, ref_log_prob and the mask.
+     * @param kldOut     F32 output, the masked kld per token.
+     * @param rewardsOut F32 output, token_level_rewards (it may be the token_level_scores column itself).
+     * @return current_kl.
+     */
+    double rewardKlPenalty(KlPenalty kl, double beta, TokenBatch batch, OffHeapArray kldOut, OffHeapArray rewardsOut);
 }

@@ -116,6 +116,47 @@ final class AdvantageKernel implements Advantages.Kernels {
     }
 
     @Override
+    public void maskedRowSums(final TokenBatch batch, final OffHeapArray x, final double[] out) {
+        final MemorySegment xs = x.segment();
+        final MemorySegment ms = batch.mask().segment();
+        final DoubleVector zero = DoubleVector.zero(D4);
+        for (int i = 0; i < batch.numSequences(); i++) {
+            final int start = batch.offset(i);
+            final int end = batch.offset(i + 1);
+            DoubleVector acc = zero;
+            int t = start;
+            for (; t + 4 <= end; t += 4) {
+                final VectorMask<Double> valid = FloatVector.fromMemorySegment(F4, ms, (long) t * Float.BYTES, Vec.LE)
+                    .compare(VectorOperators.NE, 0f).cast(D4);
+                acc = acc.add(zero.blend(widen(xs, t), valid));
+            }
+            acc.intoArray(lanes, 0);
+            for (; t < end; t++) {
+                if (ms.getAtIndex(F32, t) != 0) {
+                    lanes[(t - start) & 3] += xs.getAtIndex(F32, t);
+                }
+            }
+            out[i] = Advantages.combine(lanes[0], lanes[1], lanes[2], lanes[3]);
+        }
+    }
+
+    @Override
+    public void subtractScaled(final TokenBatch batch, final OffHeapArray a, final float beta, final OffHeapArray b,
+                               final OffHeapArray out) {
+        final MemorySegment as = a.segment();
+        final MemorySegment bs = b.segment();
+        final MemorySegment os = out.segment();
+        final int n = batch.numTokens();
+        int t = 0;
+        for (; t + L <= n; t += L) {
+            store(load(as, t).sub(load(bs, t).mul(beta)), os, t);
+        }
+        for (; t < n; t++) {
+            os.setAtIndex(F32, t, as.getAtIndex(F32, t) - beta * bs.getAtIndex(F32, t));
+        }
+    }
+
+    @Override
     public void broadcast(final TokenBatch batch, final float[] perSeq, final OffHeapArray out) {
         final MemorySegment ms = batch.mask().segment();
         final MemorySegment os = out.segment();

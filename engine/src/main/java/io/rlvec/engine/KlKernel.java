@@ -68,9 +68,15 @@ final class KlKernel {
     /** {@code Engine.klPenalty} after validation. */
     void penalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut, final OffHeapArray gradOut,
                  final Blocks blocks) {
+        penalty(kl, batch.column(Column.LOG_PROB), batch, kldOut, gradOut, blocks);
+    }
+
+    /** The same with the policy's log-probs from {@code logProb} (the in-reward penalty reads old_log_prob). */
+    void penalty(final KlPenalty kl, final OffHeapArray logProb, final TokenBatch batch, final OffHeapArray kldOut,
+                 final OffHeapArray gradOut, final Blocks blocks) {
         final TokenBody b = tokenBody;
         b.kl = kl;
-        b.lp = batch.column(Column.LOG_PROB).segment();
+        b.lp = logProb.segment();
         b.ref = batch.column(Column.REF_LOG_PROB).segment();
         b.mask = batch.mask().segment();
         b.kld = kldOut.segment();

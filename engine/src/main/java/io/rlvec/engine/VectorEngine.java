@@ -150,4 +150,12 @@ public final class VectorEngine implements Engine {
                            final OffHeapArray advantages, final OffHeapArray returns) {
         Advantages.compute(advantageKernel, advantageScratch, spec, batch, inputs, advantages, returns);
     }
+
+    @Override
+    public double rewardKlPenalty(final KlPenalty penalty, final double beta, final TokenBatch batch,
+                                  final OffHeapArray kldOut, final OffHeapArray rewardsOut) {
+        Advantages.validateRewardKl(penalty, beta, batch, kldOut, rewardsOut);
+        kl.penalty(penalty, batch.column(io.rlvec.Column.OLD_LOG_PROB), batch, kldOut, null, blocks);
+        return Advantages.rewardKl(advantageKernel, advantageScratch, batch, beta, kldOut, rewardsOut);
+    }
 }

@@ -86,6 +86,12 @@ public final class Advantages {
         /** REINFORCE++'s discounted returns ({@code carry}: the 2026-08 form). */
         void discountedReturns(TokenBatch batch, float gamma, boolean carry, OffHeapArray rewards, OffHeapArray ret);
 
+        /** out[i] = the canonical sum over sequence i's tokens of (m != 0 ? x : 0), in double. */
+        void maskedRowSums(TokenBatch batch, OffHeapArray x, double[] out);
+
+        /** out[t] = a[t] - beta * b[t] (float32 operations). */
+        void subtractScaled(TokenBatch batch, OffHeapArray a, float beta, OffHeapArray b, OffHeapArray out);
+
         /** ReMax: ret = reverse-cumsum(r * m), adv = ret - baseline[i] * m. */
         void remax(TokenBatch batch, OffHeapArray rewards, OffHeapArray baselines, OffHeapArray ret,
                    OffHeapArray adv);
@@ -101,6 +107,8 @@ public final class Advantages {
         int[] first = new int[0];
         double[] sum = new double[0];
         double[] sq = new double[0];
+        double[] rowSum = new double[0];
+        double[] rowCount = new double[0];
         long[] keys = new long[0];
         int[] slots = new int[0];
 
@@ -114,6 +122,8 @@ public final class Advantages {
                 first = new int[sequences];
                 sum = new double[sequences];
                 sq = new double[sequences];
+                rowSum = new double[sequences];
+                rowCount = new double[sequences];
                 final int table = Integer.highestOneBit(Math.max(4, sequences)) * 4;
                 keys = new long[table];
                 slots = new int[table];
@@ -200,7 +210,54 @@ public final class Advantages {
         }
     }
 
-    private static double requireWhitenable(final Kernels k, final TokenBatch batch) {
+    /**
+     * Validates the arguments of {@link io.rlvec.Engine#rewardKlPenalty} before any memory is touched.
+     *
+     * @throws IllegalArgumentException naming the argument and the expected shape.
+     */
+    public static void validateRewardKl(final io.rlvec.KlPenalty kl, final double beta, final TokenBatch batch,
+                                        final OffHeapArray kldOut, final OffHeapArray rewardsOut) {
+        Objects.requireNonNull(kl, "kl");
+        Objects.requireNonNull(batch, "batch");
+        if (kl.estimator() == io.rlvec.KlPenalty.Estimator.FULL) {
+            throw new IllegalArgumentException("kl_penalty 'full' needs logits; the in-reward penalty takes a "
+                + "per-token estimator (kl, abs, mse, low_var_kl and their + forms)");
+        }
+        if (!Double.isFinite(beta)) {
+            throw new IllegalArgumentException("beta (the KL coefficient) must be finite, got " + beta);
+        }
+        Checks.columns(batch, REWARD_KL_TERM, REWARD_KL_COLUMNS);
+        Checks.array(kldOut, "kldOut", ElementType.F32, batch.numTokens(), false);
+        Checks.array(rewardsOut, "rewardsOut", ElementType.F32, batch.numTokens(), false);
+        if (Checks.overlaps(kldOut, rewardsOut)) {
+            throw new IllegalArgumentException("kldOut and rewardsOut must not overlap");
+        }
+    }
+
+    /**
+     * The part of {@link io.rlvec.Engine#rewardKlPenalty} after the masked kld is in {@code kld}: the rewards and
+     * current_kl (per-sequence masked means in double, verl's 1e-8 in the denominator, then their mean over all
+     * sequences, fully masked ones included as 0).
+     */
+    public static double rewardKl(final Kernels k, final Scratch s, final TokenBatch batch, final double beta,
+                                  final OffHeapArray kld, final OffHeapArray rewards) {
+        final int b = batch.numSequences();
+        s.ensure(b);
+        k.maskedRowSums(batch, kld, s.rowSum);
+        k.maskedRowSums(batch, batch.mask(), s.rowCount);
+        k.subtractScaled(batch, batch.column(Column.TOKEN_LEVEL_SCORES), (float) beta, kld, rewards);
+        double total = 0;
+        for (int i = 0; i < b; i++) {
+            total += s.rowSum[i] / (s.rowCount[i] + MASK_EPS);
+        }
+        return b == 0 ? 0.0 : total / b;
+    }
+
+    private static final String REWARD_KL_TERM = "the in-reward KL penalty";
+    private static final Column[] REWARD_KL_COLUMNS = {Column.TOKEN_LEVEL_SCORES, Column.OLD_LOG_PROB,
+        Column.REF_LOG_PROB};
+
+    static double requireWhitenable(final Kernels k, final TokenBatch batch) {
         final double valid = k.maskedSum(batch, batch.mask());
         if (valid == 0) {
             throw new IllegalArgumentException("masked_whiten needs at least two valid tokens: the response_mask "
@@ -214,7 +271,7 @@ public final class Advantages {
     }
 
     /** verl's masked_whiten: (x - mean) * rsqrt(var_unbiased + 1e-8), mean and variance over valid tokens. */
-    private static void whiten(final Kernels k, final TokenBatch batch, final OffHeapArray x, final double valid,
+    static void whiten(final Kernels k, final TokenBatch batch, final OffHeapArray x, final double valid,
                                final boolean timesMask, final OffHeapArray out) {
         final double mean = k.maskedSum(batch, x) / (valid + MASK_EPS);
         final double var = k.maskedSquares(batch, x, mean) / (valid + MASK_EPS) * (valid / (valid - 1));
@@ -491,6 +548,33 @@ public final class Advantages {
                         run = fresh * m;
                     }
                 }
+            }
+        }
+
+        @Override
+        public void maskedRowSums(final TokenBatch batch, final OffHeapArray x, final double[] out) {
+            final MemorySegment xs = x.segment();
+            final MemorySegment ms = batch.mask().segment();
+            for (int i = 0; i < batch.numSequences(); i++) {
+                final int start = batch.offset(i);
+                final double[] l = new double[4];
+                for (int t = start; t < batch.offset(i + 1); t++) {
+                    if (ms.getAtIndex(F32, t) != 0) {
+                        l[(t - start) & 3] += xs.getAtIndex(F32, t);
+                    }
+                }
+                out[i] = combine(l[0], l[1], l[2], l[3]);
+            }
+        }
+
+        @Override
+        public void subtractScaled(final TokenBatch batch, final OffHeapArray a, final float beta,
+                                   final OffHeapArray b, final OffHeapArray out) {
+            final MemorySegment as = a.segment();
+            final MemorySegment bs = b.segment();
+            final MemorySegment os = out.segment();
+            for (int t = 0; t < batch.numTokens(); t++) {
+                os.setAtIndex(F32, t, as.getAtIndex(F32, t) - beta * bs.getAtIndex(F32, t));
             }
         }
 

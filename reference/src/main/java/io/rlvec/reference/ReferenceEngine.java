@@ -108,4 +108,21 @@ public final class ReferenceEngine implements Engine {
                            final OffHeapArray advantages, final OffHeapArray returns) {
         Advantages.compute(Advantages.SCALAR, advantageScratch, spec, batch, inputs, advantages, returns);
     }
+
+    @Override
+    public double rewardKlPenalty(final KlPenalty kl, final double beta, final TokenBatch batch,
+                                  final OffHeapArray kldOut, final OffHeapArray rewardsOut) {
+        Advantages.validateRewardKl(kl, beta, batch, kldOut, rewardsOut);
+        final java.lang.foreign.MemorySegment old = batch.column(io.rlvec.Column.OLD_LOG_PROB).segment();
+        final java.lang.foreign.MemorySegment ref = batch.column(io.rlvec.Column.REF_LOG_PROB).segment();
+        final java.lang.foreign.MemorySegment mask = batch.mask().segment();
+        final java.lang.foreign.MemorySegment out = kldOut.segment();
+        final java.lang.foreign.ValueLayout.OfFloat f32 = java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED
+            .withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int t = 0; t < batch.numTokens(); t++) {
+            out.setAtIndex(f32, t, mask.getAtIndex(f32, t) != 0
+                ? KlLoss.penalty(kl, old.getAtIndex(f32, t), ref.getAtIndex(f32, t)) : 0f);
+        }
+        return Advantages.rewardKl(Advantages.SCALAR, advantageScratch, batch, beta, kldOut, rewardsOut);
+    }
 }

@@ -34,7 +34,10 @@ public final class CaseHandlers {
     private CaseHandlers registerAdvantages() {
         AdvantageHandler.FUNCTIONS.forEach((function, estimator) -> register(function,
             new AdvantageHandler(estimator)));
-        return this;
+        return register(RewardKlHandler.APPLY, new RewardKlHandler(true))
+            .register(RewardKlHandler.COMPUTE_REWARDS, new RewardKlHandler(false))
+            .register(KlControllerHandler.FUNCTION, new KlControllerHandler())
+            .register(MaskedStatsHandler.FUNCTION, new MaskedStatsHandler());
     }
 
     public CaseHandlers register(final String function, final CaseHandler handler) {

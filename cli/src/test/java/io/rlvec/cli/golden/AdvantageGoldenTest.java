@@ -17,7 +17,8 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Every verl golden case of the advantage estimators this library computes (copied verbatim from verl's own runs
+ * Every verl golden case of the advantage estimators, the in-reward KL penalty, the adaptive KL controller and
+ * the masked statistics (copied verbatim from verl's own runs
  * at both releases: golden-advantages/ at 2026-01, golden-advantages-2026.08/ at 2026-08), through the runner the
  * {@code parity} command uses, on the preferred engine and the reference: no FAIL, engine and reference within
  * their contract (bit-identical), and a deviation only where verl's float32 group statistics leave a residue in a
@@ -58,7 +59,7 @@ class AdvantageGoldenTest {
 
     @Test
     void everyCopiedFileIsThere() throws IOException {
-        assertThat(files().filter(p -> p.getParent().endsWith("golden-advantages"))).hasSize(48);
+        assertThat(files().filter(p -> p.getParent().endsWith("golden-advantages"))).hasSize(60);
         assertThat(files().filter(p -> p.getParent().endsWith("golden-advantages-2026.08"))).hasSize(16);
     }
 

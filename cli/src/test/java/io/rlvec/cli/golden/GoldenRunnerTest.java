@@ -509,6 +509,12 @@ class GoldenRunnerTest {
         }
 
         @Override
+        public double rewardKlPenalty(final KlPenalty kl, final double beta, final TokenBatch batch,
+                                      final OffHeapArray kldOut, final OffHeapArray rewardsOut) {
+            return delegate.rewardKlPenalty(kl, beta, batch, kldOut, rewardsOut);
+        }
+
+        @Override
         public void klFull(final Logits policy, final Logits ref, final double temperature, final OffHeapArray rowMask,
                            final OffHeapArray kldOut, final OffHeapArray upstream, final OffHeapArray gradLogits) {
             delegate.klFull(policy, ref, temperature, rowMask, kldOut, upstream, gradLogits);
