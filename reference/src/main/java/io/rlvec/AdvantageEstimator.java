@@ -28,7 +28,11 @@ public enum AdvantageEstimator {
     /** Leave-one-out baseline written with bincount; a singleton group gets 0. */
     RLOO_VECTORIZED("rloo_vectorized", true),
     /** GRPO through verl's group_mean_std (release-dependent variance). */
-    GRPO_VECTORIZED("grpo_vectorized", true);
+    GRPO_VECTORIZED("grpo_vectorized", true),
+    /** Per-position baseline weighted by the cumulative policy-gradient variance proxy (old_log_probs, sum_pi_squared). */
+    OPTIMAL_TOKEN_BASELINE("optimal_token_baseline", true),
+    /** The same on each trajectory's valid tokens, aligned by valid-token index (multi-turn). */
+    TIR_OPTIMAL_TOKEN_BASELINE("tir_optimal_token_baseline", true);
 
     private final String verlName;
     private final boolean grouped;

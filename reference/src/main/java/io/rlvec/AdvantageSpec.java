@@ -17,6 +17,7 @@ public final class AdvantageSpec {
     private final boolean normAdvByStd;
     private final double fNorm;
     private final VerlRelease release;
+    private final Boolean handleZeroTail;
 
     private AdvantageSpec(final Builder b) {
         estimator = b.estimator;
@@ -26,6 +27,7 @@ public final class AdvantageSpec {
         normAdvByStd = b.normAdvByStd;
         fNorm = b.fNorm;
         release = b.release;
+        handleZeroTail = b.handleZeroTail;
     }
 
     /** @return a builder with verl's defaults for {@code estimator}. */
@@ -48,9 +50,27 @@ public final class AdvantageSpec {
         return lam;
     }
 
-    /** @return the group estimators' {@code epsilon} (default 1e-6). */
+    /**
+     * @return the estimator's {@code epsilon}: as set, else verl's default (1e-8 for the optimal-token baselines,
+     *         1e-6 for the others).
+     */
     public double epsilon() {
-        return epsilon;
+        if (!Double.isNaN(epsilon)) {
+            return epsilon;
+        }
+        return estimator == AdvantageEstimator.OPTIMAL_TOKEN_BASELINE
+            || estimator == AdvantageEstimator.TIR_OPTIMAL_TOKEN_BASELINE ? 1e-8 : 1e-6;
+    }
+
+    /**
+     * @return the optimal-token baselines' {@code handle_zero_tail}: as set, else verl's default (true for
+     *         tir_optimal_token_baseline; for optimal_token_baseline false at 2026-01, true at 2026-08).
+     */
+    public boolean handleZeroTail() {
+        if (handleZeroTail != null) {
+            return handleZeroTail;
+        }
+        return estimator == AdvantageEstimator.TIR_OPTIMAL_TOKEN_BASELINE || release != VerlRelease.V2026_01;
     }
 
     /** @return {@code norm_adv_by_std_in_grpo} (grpo, grpo_passk, grpo_vectorized; default true). */
@@ -71,7 +91,7 @@ public final class AdvantageSpec {
     @Override
     public String toString() {
         return "AdvantageSpec{adv_estimator=" + estimator.verlName() + ", gamma=" + gamma + ", lam=" + lam
-            + ", epsilon=" + epsilon + ", norm_adv_by_std_in_grpo=" + normAdvByStd + ", f_norm=" + fNorm
+            + ", epsilon=" + epsilon() + ", norm_adv_by_std_in_grpo=" + normAdvByStd + ", f_norm=" + fNorm
             + ", verl_semantics=" + release.label() + "}";
     }
 
@@ -80,7 +100,8 @@ public final class AdvantageSpec {
         private AdvantageEstimator estimator;
         private double gamma = 1.0;
         private double lam = 1.0;
-        private double epsilon = 1e-6;
+        private double epsilon = Double.NaN;
+        private Boolean handleZeroTail;
         private boolean normAdvByStd = true;
         private double fNorm = 1.0;
         private VerlRelease release = VerlRelease.DEFAULT;
@@ -113,6 +134,12 @@ public final class AdvantageSpec {
                 throw new IllegalArgumentException("epsilon must be a finite number >= 0, got " + v);
             }
             epsilon = v;
+            return this;
+        }
+
+        /** Sets the optimal-token baselines' {@code handle_zero_tail}; null = verl's default. */
+        public Builder handleZeroTail(final Boolean v) {
+            handleZeroTail = v;
             return this;
         }
 
@@ -156,9 +183,19 @@ public final class AdvantageSpec {
                     }
                     normAdvByStd(b);
                 }
+                case "handle_zero_tail" -> {
+                    if (value == null || String.valueOf(value).startsWith("default")) {
+                        handleZeroTail(null);
+                    } else if (value instanceof Boolean b) {
+                        handleZeroTail(b);
+                    } else {
+                        throw new IllegalArgumentException("handle_zero_tail must be a boolean, got " + value);
+                    }
+                }
                 case "verl_semantics" -> release(VerlRelease.fromVerl(String.valueOf(value)));
                 default -> throw new IllegalArgumentException("unknown advantage key '" + key + "' (known: "
-                    + "adv_estimator, gamma, lam, epsilon, norm_adv_by_std_in_grpo, f_norm, verl_semantics)");
+                    + "adv_estimator, gamma, lam, epsilon, norm_adv_by_std_in_grpo, f_norm, handle_zero_tail, "
+                    + "verl_semantics)");
             }
             return this;
         }

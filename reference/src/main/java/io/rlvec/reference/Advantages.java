@@ -58,6 +58,12 @@ public final class Advantages {
         .map(e -> "advantage estimator '" + e.verlName() + "'").toArray(String[]::new);
     private static final Column[] REWARD_COLUMNS = {Column.TOKEN_LEVEL_REWARDS};
     private static final Column[] GAE_COLUMNS = {Column.TOKEN_LEVEL_REWARDS, Column.VALUES};
+    private static final Column[] OTB_COLUMNS = {Column.TOKEN_LEVEL_REWARDS, Column.OLD_LOG_PROB,
+        Column.SUM_PI_SQUARED};
+
+    private static boolean tokenBaseline(final AdvantageEstimator e) {
+        return e == AdvantageEstimator.OPTIMAL_TOKEN_BASELINE || e == AdvantageEstimator.TIR_OPTIMAL_TOKEN_BASELINE;
+    }
 
     private Advantages() {
     }
@@ -100,6 +106,11 @@ public final class Advantages {
     /** Reusable per-engine scratch for the per-sequence arithmetic; grows, never shrinks. */
     public static final class Scratch {
         float[] scores = new float[0];
+        float[] tokenG = new float[0];
+        float[] tokenW = new float[0];
+        double[] num = new double[0];
+        double[] den = new double[0];
+        int[] valid = new int[0];
         float[] lengths = new float[0];
         float[] perSeq = new float[0];
         int[] dense = new int[0];
@@ -112,6 +123,17 @@ public final class Advantages {
         long[] keys = new long[0];
         int[] slots = new int[0];
 
+        void ensureTokens(final int tokens, final int groupPositions) {
+            if (tokenG.length < tokens) {
+                tokenG = new float[tokens];
+                tokenW = new float[tokens];
+            }
+            if (num.length < groupPositions) {
+                num = new double[groupPositions];
+                den = new double[groupPositions];
+            }
+        }
+
         void ensure(final int sequences) {
             if (scores.length < sequences) {
                 scores = new float[sequences];
@@ -120,6 +142,7 @@ public final class Advantages {
                 dense = new int[sequences];
                 count = new int[sequences];
                 first = new int[sequences];
+                valid = new int[sequences];
                 sum = new double[sequences];
                 sq = new double[sequences];
                 rowSum = new double[sequences];
@@ -145,7 +168,8 @@ public final class Advantages {
         Objects.requireNonNull(batch, "batch");
         final AdvantageEstimator e = spec.estimator();
         final String term = TERMS[e.ordinal()];
-        Checks.columns(batch, term, e == AdvantageEstimator.GAE ? GAE_COLUMNS : REWARD_COLUMNS);
+        Checks.columns(batch, term, e == AdvantageEstimator.GAE ? GAE_COLUMNS
+            : tokenBaseline(e) ? OTB_COLUMNS : REWARD_COLUMNS);
         final int n = batch.numTokens();
         Checks.array(advantages, "advantages", ElementType.F32, n, false);
         Checks.array(returns, "returns", ElementType.F32, n, false);
@@ -193,16 +217,21 @@ public final class Advantages {
                 whiten(k, batch, returns, valid, true, advantages);
             }
             case REMAX -> k.remax(batch, rewards, inputs.rewardBaselines(), returns, advantages);
+            case OPTIMAL_TOKEN_BASELINE, TIR_OPTIMAL_TOKEN_BASELINE -> {
+                final int groups = denseGroups(s, inputs.index(), b);
+                TokenBaseline.compute(spec, s, batch, groups, advantages, returns);
+            }
             default -> {
                 k.rowSums(batch, rewards, s.scores);
                 final int groups = denseGroups(s, inputs.index(), b);
                 if (spec.estimator() == AdvantageEstimator.OPO) {
                     k.rowSums(batch, batch.mask(), s.lengths);
                 }
+                final boolean whitened = spec.estimator() == AdvantageEstimator.REINFORCE_PLUS_PLUS_BASELINE;
+                final double valid = whitened ? requireWhitenable(k, batch) : 0;
                 perSequence(spec, s, b, groups);
                 k.broadcast(batch, s.perSeq, advantages);
-                if (spec.estimator() == AdvantageEstimator.REINFORCE_PLUS_PLUS_BASELINE) {
-                    final double valid = requireWhitenable(k, batch);
+                if (whitened) {
                     whiten(k, batch, advantages, valid, true, advantages);
                 }
                 copy(advantages, returns, batch.numTokens());

@@ -52,6 +52,9 @@ public final class AdvantageHandler implements CaseHandler {
         m.put(PREFIX + "compute_rloo_vectorized_outcome_advantage", AdvantageEstimator.RLOO_VECTORIZED);
         m.put(PREFIX + "compute_opo_outcome_advantage", AdvantageEstimator.OPO);
         m.put(PREFIX + "compute_gpg_outcome_advantage", AdvantageEstimator.GPG);
+        m.put(PREFIX + "compute_optimal_token_baseline_advantage", AdvantageEstimator.OPTIMAL_TOKEN_BASELINE);
+        m.put(PREFIX + "compute_multi_turn_optimal_token_baseline_advantage",
+            AdvantageEstimator.TIR_OPTIMAL_TOKEN_BASELINE);
         return Map.copyOf(m);
     }
 
@@ -73,7 +76,7 @@ public final class AdvantageHandler implements CaseHandler {
         while (it.hasNext()) {
             final Map.Entry<String, JsonNode> e = it.next();
             final String key = e.getKey().startsWith("config_") ? e.getKey().substring("config_".length()) : e.getKey();
-            if (GoldenCase.DOCUMENTATION_PARAMS.contains(key)) {
+            if (GoldenCase.DOCUMENTATION_PARAMS.contains(key) || "rollout_is_weights".equals(key)) {
                 continue;
             }
             final JsonNode v = e.getValue();
@@ -90,6 +93,13 @@ public final class AdvantageHandler implements CaseHandler {
         columns.put(Column.TOKEN_LEVEL_REWARDS, "in.token_level_rewards");
         if (estimator == AdvantageEstimator.GAE) {
             columns.put(Column.VALUES, "in.values");
+        }
+        if (golden.has("in.sum_pi_squared")) {
+            columns.put(Column.OLD_LOG_PROB, "in.old_log_probs");
+            columns.put(Column.SUM_PI_SQUARED, "in.sum_pi_squared");
+        }
+        if (golden.has("in.rollout_is_weights")) {
+            columns.put(Column.ROLLOUT_IS_WEIGHTS, "in.rollout_is_weights");
         }
         final int[] bt = golden.matrixShape(maskName);
         final int n = bt[0] * bt[1];

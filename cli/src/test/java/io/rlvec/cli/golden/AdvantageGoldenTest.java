@@ -59,8 +59,8 @@ class AdvantageGoldenTest {
 
     @Test
     void everyCopiedFileIsThere() throws IOException {
-        assertThat(files().filter(p -> p.getParent().endsWith("golden-advantages"))).hasSize(60);
-        assertThat(files().filter(p -> p.getParent().endsWith("golden-advantages-2026.08"))).hasSize(16);
+        assertThat(files().filter(p -> p.getParent().endsWith("golden-advantages"))).hasSize(64);
+        assertThat(files().filter(p -> p.getParent().endsWith("golden-advantages-2026.08"))).hasSize(24);
     }
 
     @ParameterizedTest(name = "{0}")

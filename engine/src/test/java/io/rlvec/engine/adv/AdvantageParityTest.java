@@ -42,7 +42,15 @@ class AdvantageParityTest {
         TokenBatch batch() {
             final TokenBatch.Builder b = width > 0 ? TokenBatch.padded(lengths.length, width)
                 : TokenBatch.packed(lengths);
+            final float[] lp = new float[values.length];
+            final float[] spi = new float[values.length];
+            for (int t = 0; t < lp.length; t++) {
+                lp[t] = -Math.abs(values[t]) * 0.7f;
+                spi[t] = Math.abs(rewards[t]) * 0.3f + 0.05f;
+            }
             return b.column(Column.TOKEN_LEVEL_REWARDS, rewards).column(Column.VALUES, values)
+                .column(Column.OLD_LOG_PROB, lp).column(Column.SUM_PI_SQUARED, spi)
+                .column(Column.ROLLOUT_IS_WEIGHTS, spi)
                 .mask(valid()).build();
         }
 
