@@ -32,7 +32,9 @@ public enum AdvantageEstimator {
     /** Per-position baseline weighted by the cumulative policy-gradient variance proxy (old_log_probs, sum_pi_squared). */
     OPTIMAL_TOKEN_BASELINE("optimal_token_baseline", true),
     /** The same on each trajectory's valid tokens, aligned by valid-token index (multi-turn). */
-    TIR_OPTIMAL_TOKEN_BASELINE("tir_optimal_token_baseline", true);
+    TIR_OPTIMAL_TOKEN_BASELINE("tir_optimal_token_baseline", true),
+    /** Several reward components, each group-normalised (grpo), weighted, summed, then whitened. */
+    GDPO("gdpo", true);
 
     private final String verlName;
     private final boolean grouped;

@@ -9,6 +9,7 @@ package io.rlvec;
 public final class AdvantageInputs {
     private OffHeapArray index;
     private OffHeapArray rewardBaselines;
+    private final java.util.Map<String, OffHeapArray> components = new java.util.LinkedHashMap<>();
 
     /** @return the group ids (I64, one per sequence), or null. */
     public OffHeapArray index() {
@@ -29,6 +30,31 @@ public final class AdvantageInputs {
     /** Sets ReMax's baseline rewards (F32, one per sequence). */
     public AdvantageInputs rewardBaselines(final OffHeapArray baselines) {
         rewardBaselines = baselines;
+        return this;
+    }
+
+    /**
+     * Sets gdpo's reward component {@code key} (verl's {@code non_tensor_batch[key]}): F32, one value per
+     * sequence (the component's score of that response).
+     */
+    public AdvantageInputs rewardComponent(final String key, final OffHeapArray values) {
+        components.put(java.util.Objects.requireNonNull(key, "key"), values);
+        return this;
+    }
+
+    /** @return gdpo's reward component {@code key}, or null. */
+    public OffHeapArray rewardComponent(final String key) {
+        return components.get(key);
+    }
+
+    /** @return the names of the reward components set. */
+    public java.util.Set<String> rewardComponentKeys() {
+        return java.util.Collections.unmodifiableSet(components.keySet());
+    }
+
+    /** Forgets every reward component. */
+    public AdvantageInputs clearRewardComponents() {
+        components.clear();
         return this;
     }
 }

@@ -18,6 +18,8 @@ public final class AdvantageSpec {
     private final double fNorm;
     private final VerlRelease release;
     private final Boolean handleZeroTail;
+    private final java.util.List<String> gdpoRewardKeys;
+    private final double[] gdpoRewardWeights;
 
     private AdvantageSpec(final Builder b) {
         estimator = b.estimator;
@@ -28,6 +30,26 @@ public final class AdvantageSpec {
         fNorm = b.fNorm;
         release = b.release;
         handleZeroTail = b.handleZeroTail;
+        gdpoRewardKeys = b.gdpoRewardKeys;
+        gdpoRewardWeights = b.gdpoRewardWeights;
+        if (gdpoRewardKeys != null && gdpoRewardWeights != null && gdpoRewardWeights.length != gdpoRewardKeys.size()) {
+            throw new IllegalArgumentException("gdpo_reward_weights has " + gdpoRewardWeights.length
+                + " values, gdpo_reward_keys " + gdpoRewardKeys.size());
+        }
+    }
+
+    /**
+     * @return gdpo's {@code algorithm.gdpo_reward_keys}, the reward components by name ({@link AdvantageInputs});
+     *         null when not configured (gdpo then normalises token_level_rewards alone, as verl does without a
+     *         config).
+     */
+    public java.util.List<String> gdpoRewardKeys() {
+        return gdpoRewardKeys;
+    }
+
+    /** @return the weight of gdpo's component {@code k} ({@code gdpo_reward_weights}, default 1). */
+    public double gdpoRewardWeight(final int k) {
+        return gdpoRewardWeights == null ? 1.0 : gdpoRewardWeights[k];
     }
 
     /** @return a builder with verl's defaults for {@code estimator}. */
@@ -102,6 +124,8 @@ public final class AdvantageSpec {
         private double lam = 1.0;
         private double epsilon = Double.NaN;
         private Boolean handleZeroTail;
+        private java.util.List<String> gdpoRewardKeys;
+        private double[] gdpoRewardWeights;
         private boolean normAdvByStd = true;
         private double fNorm = 1.0;
         private VerlRelease release = VerlRelease.DEFAULT;
@@ -140,6 +164,18 @@ public final class AdvantageSpec {
         /** Sets the optimal-token baselines' {@code handle_zero_tail}; null = verl's default. */
         public Builder handleZeroTail(final Boolean v) {
             handleZeroTail = v;
+            return this;
+        }
+
+        /** Sets gdpo's reward component names ({@code gdpo_reward_keys}); null = not configured. */
+        public Builder gdpoRewardKeys(final java.util.List<String> keys) {
+            gdpoRewardKeys = keys == null ? null : java.util.List.copyOf(keys);
+            return this;
+        }
+
+        /** Sets gdpo's component weights ({@code gdpo_reward_weights}); null = all 1. */
+        public Builder gdpoRewardWeights(final double... weights) {
+            gdpoRewardWeights = weights == null ? null : weights.clone();
             return this;
         }
 
@@ -192,9 +228,14 @@ public final class AdvantageSpec {
                         throw new IllegalArgumentException("handle_zero_tail must be a boolean, got " + value);
                     }
                 }
+                case "gdpo_reward_keys" -> gdpoRewardKeys(value == null ? null
+                    : ((java.util.List<?>) value).stream().map(String::valueOf).toList());
+                case "gdpo_reward_weights" -> gdpoRewardWeights(value == null ? null
+                    : ((java.util.List<?>) value).stream().mapToDouble(v -> ((Number) v).doubleValue()).toArray());
                 case "verl_semantics" -> release(VerlRelease.fromVerl(String.valueOf(value)));
                 default -> throw new IllegalArgumentException("unknown advantage key '" + key + "' (known: "
                     + "adv_estimator, gamma, lam, epsilon, norm_adv_by_std_in_grpo, f_norm, handle_zero_tail, "
+                    + "gdpo_reward_keys, gdpo_reward_weights, "
                     + "verl_semantics)");
             }
             return this;

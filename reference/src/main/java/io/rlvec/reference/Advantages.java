@@ -183,6 +183,21 @@ public final class Advantages {
             }
             Checks.array(inputs.index(), "index", ElementType.I64, b, false);
         }
+        if (e == AdvantageEstimator.GDPO && spec.gdpoRewardKeys() != null) {
+            final java.util.List<String> keys = spec.gdpoRewardKeys();
+            if (keys.isEmpty()) {
+                throw new IllegalArgumentException("gdpo needs algorithm.gdpo_reward_keys listing the reward "
+                    + "components (verl: AssertionError 'GDPO requires algorithm.gdpo_reward_keys')");
+            }
+            for (final String key : keys) {
+                final OffHeapArray c = inputs == null ? null : inputs.rewardComponent(key);
+                if (c == null) {
+                    throw new IllegalArgumentException("GDPO reward key '" + key + "' not found in the inputs' "
+                        + "reward components; available: " + (inputs == null ? "[]" : inputs.rewardComponentKeys()));
+                }
+                Checks.array(c, "reward component '" + key + "'", ElementType.F32, b, false);
+            }
+        }
         if (e == AdvantageEstimator.REMAX) {
             if (inputs == null || inputs.rewardBaselines() == null) {
                 throw new IllegalArgumentException(term + " needs reward_baselines (F32 x " + b + ")");
@@ -221,6 +236,29 @@ public final class Advantages {
                 final int groups = denseGroups(s, inputs.index(), b);
                 TokenBaseline.compute(spec, s, batch, groups, advantages, returns);
             }
+            case GDPO -> {
+                final double valid = requireWhitenable(k, batch);
+                final int groups = denseGroups(s, inputs.index(), b);
+                final java.util.List<String> keys = spec.gdpoRewardKeys();
+                final int components = keys == null ? 1 : keys.size();
+                final float[] combined = s.lengths;
+                java.util.Arrays.fill(combined, 0, b, 0f);
+                for (int c = 0; c < components; c++) {
+                    if (keys == null) {
+                        k.rowSums(batch, rewards, s.scores);
+                    } else {
+                        MemorySegment.copy(inputs.rewardComponent(keys.get(c)).segment(), F32, 0, s.scores, 0, b);
+                    }
+                    perSequence(AdvantageEstimator.GRPO, spec, s, b, groups);
+                    final float w = (float) spec.gdpoRewardWeight(c);
+                    for (int i = 0; i < b; i++) {
+                        combined[i] = c == 0 ? w * s.perSeq[i] : combined[i] + w * s.perSeq[i];
+                    }
+                }
+                k.broadcast(batch, combined, advantages);
+                whiten(k, batch, advantages, valid, true, advantages);
+                copy(advantages, returns, batch.numTokens());
+            }
             default -> {
                 k.rowSums(batch, rewards, s.scores);
                 final int groups = denseGroups(s, inputs.index(), b);
@@ -229,7 +267,7 @@ public final class Advantages {
                 }
                 final boolean whitened = spec.estimator() == AdvantageEstimator.REINFORCE_PLUS_PLUS_BASELINE;
                 final double valid = whitened ? requireWhitenable(k, batch) : 0;
-                perSequence(spec, s, b, groups);
+                perSequence(spec.estimator(), spec, s, b, groups);
                 k.broadcast(batch, s.perSeq, advantages);
                 if (whitened) {
                     whiten(k, batch, advantages, valid, true, advantages);
@@ -337,7 +375,8 @@ public final class Advantages {
     }
 
     /** The per-sequence advantage of the group estimators, from the scores (double group statistics). */
-    static void perSequence(final AdvantageSpec spec, final Scratch s, final int b, final int groups) {
+    static void perSequence(final AdvantageEstimator e, final AdvantageSpec spec, final Scratch s, final int b,
+                            final int groups) {
         final int[] g = s.dense;
         final float[] sc = s.scores;
         final int[] n = s.count;
@@ -346,7 +385,6 @@ public final class Advantages {
         Arrays.fill(n, 0, groups, 0);
         Arrays.fill(sum, 0, groups, 0.0);
         Arrays.fill(sq, 0, groups, 0.0);
-        final AdvantageEstimator e = spec.estimator();
         for (int i = 0; i < b; i++) {
             n[g[i]]++;
             sum[g[i]] += e == AdvantageEstimator.OPO ? (double) s.lengths[i] * sc[i] : sc[i];

@@ -53,6 +53,7 @@ public final class AdvantageHandler implements CaseHandler {
         m.put(PREFIX + "compute_opo_outcome_advantage", AdvantageEstimator.OPO);
         m.put(PREFIX + "compute_gpg_outcome_advantage", AdvantageEstimator.GPG);
         m.put(PREFIX + "compute_optimal_token_baseline_advantage", AdvantageEstimator.OPTIMAL_TOKEN_BASELINE);
+        m.put(PREFIX + "compute_gdpo_outcome_advantage", AdvantageEstimator.GDPO);
         m.put(PREFIX + "compute_multi_turn_optimal_token_baseline_advantage",
             AdvantageEstimator.TIR_OPTIMAL_TOKEN_BASELINE);
         return Map.copyOf(m);
@@ -76,10 +77,21 @@ public final class AdvantageHandler implements CaseHandler {
         while (it.hasNext()) {
             final Map.Entry<String, JsonNode> e = it.next();
             final String key = e.getKey().startsWith("config_") ? e.getKey().substring("config_".length()) : e.getKey();
-            if (GoldenCase.DOCUMENTATION_PARAMS.contains(key) || "rollout_is_weights".equals(key)) {
+            if (GoldenCase.DOCUMENTATION_PARAMS.contains(key) || "rollout_is_weights".equals(key)
+                || "config".equals(key)) {
                 continue;
             }
             final JsonNode v = e.getValue();
+            if (v.isNull()) {
+                b.set(key, null);
+                continue;
+            }
+            if (v.isArray()) {
+                final java.util.List<Object> list = new java.util.ArrayList<>();
+                v.forEach(x -> list.add(x.isNumber() ? (Object) x.asDouble() : x.asText()));
+                b.set(key, list);
+                continue;
+            }
             b.set(key, v.isBoolean() ? (Object) v.asBoolean() : v.isNumber() ? (Object) v.asDouble() : v.asText());
         }
         return b.build();
@@ -111,13 +123,20 @@ public final class AdvantageHandler implements CaseHandler {
             if (golden.has("in.reward_baselines")) {
                 inputs.rewardBaselines(golden.float32("in.reward_baselines"));
             }
+            for (final String name : golden.file().names()) {
+                if (name.startsWith("in.reward.")) {
+                    inputs.rewardComponent(name.substring("in.reward.".length()), golden.float32(name));
+                }
+            }
             engine.advantages(spec, batch, inputs, adv, ret);
             final Tolerance tolerance = Tolerance.VALUE.orAbsolute(ABSOLUTE_FLOOR);
             final float[] mask = batch.mask().toFloatArray();
             final CaseOutputs out = new CaseOutputs(golden.facts(maskName, "in.token_level_rewards"));
-            if ((estimator == AdvantageEstimator.GRPO || estimator == AdvantageEstimator.GRPO_VECTORIZED)
-                && spec.normAdvByStd()) {
-                final CaseOutputs.Referee referee = grpoReferee(golden, spec, bt);
+            final boolean gdpoFallback = estimator == AdvantageEstimator.GDPO && spec.gdpoRewardKeys() == null;
+            if ((estimator == AdvantageEstimator.GRPO || estimator == AdvantageEstimator.GRPO_VECTORIZED
+                || gdpoFallback) && spec.normAdvByStd()) {
+                final CaseOutputs.Referee grpo = grpoReferee(golden, spec, bt);
+                final CaseOutputs.Referee referee = gdpoFallback ? whitened(grpo, golden.expected(maskName)) : grpo;
                 return out.refereed("out.advantages", adv.toFloatArray(), referee, tolerance, null,
                         Deviation.TORCH_LESS_ACCURATE)
                     .refereed("out.returns", ret.toFloatArray(), referee, tolerance, null,
@@ -177,6 +196,43 @@ public final class AdvantageHandler implements CaseHandler {
                 exact[i * t + k] = a * m[i * t + k];
                 budget[i * t + k] = tol;
             }
+        }
+        return new CaseOutputs.Referee(exact, budget);
+    }
+
+    /**
+     * The referee of gdpo without reward components: the double GRPO values whitened in double over the mask
+     * (times the mask), with verl's per-token GRPO budget D carried through the whitening to first order:
+     * budget = 3 * D_max * rstd * (1 + |z|), z the exact whitened value (the mean moves by at most D_max, the
+     * variance by about 2 |x - mean| D_max).
+     */
+    static CaseOutputs.Referee whitened(final CaseOutputs.Referee grpo, final double[] mask) {
+        final double[] x = grpo.exact();
+        double n = 0;
+        double sum = 0;
+        double dmax = 0;
+        for (int t = 0; t < x.length; t++) {
+            if (mask[t] != 0) {
+                n++;
+                sum += x[t];
+                dmax = Math.max(dmax, grpo.budgetAt(t));
+            }
+        }
+        final double mean = sum / (n + 1e-8);
+        double sq = 0;
+        for (int t = 0; t < x.length; t++) {
+            if (mask[t] != 0) {
+                sq += (x[t] - mean) * (x[t] - mean);
+            }
+        }
+        final double var = sq / (n + 1e-8) * (n / (n - 1));
+        final double rstd = 1 / Math.sqrt(var + 1e-8);
+        final double[] exact = new double[x.length];
+        final double[] budget = new double[x.length];
+        for (int t = 0; t < x.length; t++) {
+            final double z = (x[t] - mean) * rstd;
+            exact[t] = z * mask[t];
+            budget[t] = 3 * dmax * rstd * (1 + Math.abs(z));
         }
         return new CaseOutputs.Referee(exact, budget);
     }

@@ -122,7 +122,12 @@ class AdvantageParityTest {
     }
 
     static AdvantageSpec randomSpec(final SplittableRandom r, final AdvantageEstimator e) {
-        return AdvantageSpec.builder(e).gamma(r.nextBoolean() ? 1.0 : 0.9 + 0.1 * r.nextDouble())
+        final AdvantageSpec.Builder b = AdvantageSpec.builder(e);
+        if (e == AdvantageEstimator.GDPO && r.nextBoolean()) {
+            b.gdpoRewardKeys(List.of("acc", "fmt")).gdpoRewardWeights(r.nextBoolean() ? null
+                : new double[] {1.0 + r.nextDouble(), r.nextDouble()});
+        }
+        return b.gamma(r.nextBoolean() ? 1.0 : 0.9 + 0.1 * r.nextDouble())
             .lam(r.nextBoolean() ? 1.0 : 0.9 + 0.1 * r.nextDouble()).normAdvByStd(r.nextInt(4) != 0)
             .release(r.nextBoolean() ? VerlRelease.V2026_01 : VerlRelease.V2026_08).build();
     }
@@ -135,11 +140,13 @@ class AdvantageParityTest {
         try (TokenBatch batch = d.batch();
              OffHeapArray index = OffHeapArray.ofLongs(d.index());
              OffHeapArray baselines = OffHeapArray.of(d.baselines());
+             OffHeapArray format = OffHeapArray.of(rounded(d.baselines()));
              OffHeapArray adv = OffHeapArray.allocate(ElementType.F32, d.numTokens());
              OffHeapArray ret = OffHeapArray.allocate(ElementType.F32, d.numTokens())) {
             adv.fill(42f);
             ret.fill(42f);
-            final AdvantageInputs in = new AdvantageInputs().index(index).rewardBaselines(baselines);
+            final AdvantageInputs in = new AdvantageInputs().index(index).rewardBaselines(baselines)
+                .rewardComponent("acc", baselines).rewardComponent("fmt", format);
             final Throwable error = catchThrowable(() -> engine.advantages(spec, batch, in, adv, ret));
             if (error != null) {
                 for (final float v : adv.toFloatArray()) {
@@ -148,6 +155,14 @@ class AdvantageParityTest {
             }
             return new Outcome(adv.toFloatArray(), ret.toFloatArray(), error);
         }
+    }
+
+    private static float[] rounded(final float[] v) {
+        final float[] out = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = v[i] > 0 ? 1f : 0f;
+        }
+        return out;
     }
 
     private static void assertSame(final Outcome ref, final Outcome vec, final String ctx) {
