@@ -30,7 +30,8 @@ import jdk.incubator.vector.VectorSpecies;
  *       back), the recurrence steps all lanes at once from the last row to the first, and the outputs are
  *       transposed back.</li>
  * </ul>
- * Scratch grows with the largest tile seen and is then reused: a call allocates nothing.
+ * The tile is transposed {@code CHUNK} rows at a time, from its last rows to its first, so the scratch is small
+ * and fixed: a call allocates nothing.
  */
 final class AdvantageKernel implements Advantages.Kernels {
     private static final VectorSpecies<Float> F4 = FloatVector.SPECIES_128;
@@ -41,11 +42,14 @@ final class AdvantageKernel implements Advantages.Kernels {
     private final float[] baseline = new float[L];
     private final int[] starts = new int[L];
     private final int[] lengths = new int[L];
-    private float[] in0 = new float[0];
-    private float[] in1 = new float[0];
-    private float[] in2 = new float[0];
-    private float[] out0 = new float[0];
-    private float[] out1 = new float[0];
+    /** Rows of a tile transposed at a time: five float[CHUNK * L] stay in L1/L2 while the recurrence runs. */
+    private static final int CHUNK = 512;
+    private final float[] in0 = new float[CHUNK * L];
+    private final float[] in1 = new float[CHUNK * L];
+    private final float[] in2 = new float[CHUNK * L];
+    private final float[] out0 = new float[CHUNK * L];
+    private final float[] out1 = new float[CHUNK * L];
+    private final float[] row = new float[CHUNK];
 
     @Override
     public void rowSums(final TokenBatch batch, final OffHeapArray x, final float[] out) {
@@ -203,21 +207,37 @@ final class AdvantageKernel implements Advantages.Kernels {
                     final OffHeapArray values, final OffHeapArray adv, final OffHeapArray ret) {
         final MemorySegment ms = batch.mask().segment();
         for (int first = 0; first < batch.numSequences(); first += L) {
-            final int rows = gather(batch, first, rewards.segment(), values.segment(), ms);
+            final int rows = tile(batch, first);
             FloatVector next = FloatVector.zero(Vec.F);
             FloatVector last = next;
-            for (int row = rows - 1; row >= 0; row--) {
-                final int at = row * L;
-                final FloatVector v = FloatVector.fromArray(Vec.F, in1, at);
-                final FloatVector delta = FloatVector.fromArray(Vec.F, in0, at).add(next.mul(gamma)).sub(v);
-                final FloatVector candidate = delta.add(last.mul(gammaLam));
-                final VectorMask<Float> valid = FloatVector.fromArray(Vec.F, in2, at).compare(VectorOperators.NE, 0f);
-                next = next.blend(v, valid);
-                last = last.blend(candidate, valid);
-                last.intoArray(out0, at);
-                last.add(v).intoArray(out1, at);
+            for (int hi = rows; hi > 0; hi -= CHUNK) {
+                final int lo = Math.max(0, hi - CHUNK);
+                gather(rows, lo, hi, rewards.segment(), values.segment(), ms);
+                for (int row = hi - lo - 1; row >= 0; row--) {
+                    final int at = row * L;
+                    final FloatVector v = FloatVector.fromArray(Vec.F, in1, at);
+                    final FloatVector delta = FloatVector.fromArray(Vec.F, in0, at).add(next.mul(gamma)).sub(v);
+                    final FloatVector candidate = delta.add(last.mul(gammaLam));
+                    final VectorMask<Float> valid = FloatVector.fromArray(Vec.F, in2, at)
+                        .compare(VectorOperators.NE, 0f);
+                    next = next.blend(v, valid);
+                    last = last.blend(candidate, valid);
+                    last.intoArray(out0, at);
+                }
+                scatter(rows, lo, hi, adv.segment(), null);
             }
-            scatter(rows, adv.segment(), ret.segment());
+        }
+        // returns = advantages + values, in the batch's own layout (one transposition fewer).
+        final MemorySegment as = adv.segment();
+        final MemorySegment vs = values.segment();
+        final MemorySegment os = ret.segment();
+        final int n = batch.numTokens();
+        int t = 0;
+        for (; t + L <= n; t += L) {
+            store(load(as, t).add(load(vs, t)), os, t);
+        }
+        for (; t < n; t++) {
+            os.setAtIndex(F32, t, as.getAtIndex(F32, t) + vs.getAtIndex(F32, t));
         }
     }
 
@@ -226,21 +246,25 @@ final class AdvantageKernel implements Advantages.Kernels {
                                   final OffHeapArray rewards, final OffHeapArray ret) {
         final MemorySegment ms = batch.mask().segment();
         for (int first = 0; first < batch.numSequences(); first += L) {
-            final int rows = gather(batch, first, rewards.segment(), null, ms);
+            final int rows = tile(batch, first);
             FloatVector run = FloatVector.zero(Vec.F);
-            for (int row = rows - 1; row >= 0; row--) {
-                final int at = row * L;
-                final FloatVector m = FloatVector.fromArray(Vec.F, in2, at);
-                final FloatVector fresh = FloatVector.fromArray(Vec.F, in0, at).add(run.mul(gamma));
-                if (carry) {
-                    fresh.mul(m).intoArray(out0, at);
-                    run = run.blend(fresh, m.compare(VectorOperators.NE, 0f));
-                } else {
-                    fresh.intoArray(out0, at);
-                    run = fresh.mul(m);
+            for (int hi = rows; hi > 0; hi -= CHUNK) {
+                final int lo = Math.max(0, hi - CHUNK);
+                gather(rows, lo, hi, rewards.segment(), null, ms);
+                for (int row = hi - lo - 1; row >= 0; row--) {
+                    final int at = row * L;
+                    final FloatVector m = FloatVector.fromArray(Vec.F, in2, at);
+                    final FloatVector fresh = FloatVector.fromArray(Vec.F, in0, at).add(run.mul(gamma));
+                    if (carry) {
+                        fresh.mul(m).intoArray(out0, at);
+                        run = run.blend(fresh, m.compare(VectorOperators.NE, 0f));
+                    } else {
+                        fresh.intoArray(out0, at);
+                        run = fresh.mul(m);
+                    }
                 }
+                scatter(rows, lo, hi, ret.segment(), null);
             }
-            scatter(rows, ret.segment(), null);
         }
     }
 
@@ -250,29 +274,33 @@ final class AdvantageKernel implements Advantages.Kernels {
         final MemorySegment ms = batch.mask().segment();
         final MemorySegment bs = baselines.segment();
         for (int first = 0; first < batch.numSequences(); first += L) {
-            final int rows = gather(batch, first, rewards.segment(), null, ms);
+            final int rows = tile(batch, first);
             for (int l = 0; l < L; l++) {
                 baseline[l] = lengths[l] > 0 ? bs.getAtIndex(F32, first + l) : 0f;
             }
             final FloatVector base = FloatVector.fromArray(Vec.F, baseline, 0);
             FloatVector acc = FloatVector.zero(Vec.F);
-            for (int row = rows - 1; row >= 0; row--) {
-                final int at = row * L;
-                final FloatVector m = FloatVector.fromArray(Vec.F, in2, at);
-                acc = acc.add(FloatVector.fromArray(Vec.F, in0, at).mul(m));
-                acc.intoArray(out0, at);
-                acc.sub(base.mul(m)).intoArray(out1, at);
+            for (int hi = rows; hi > 0; hi -= CHUNK) {
+                final int lo = Math.max(0, hi - CHUNK);
+                gather(rows, lo, hi, rewards.segment(), null, ms);
+                for (int row = hi - lo - 1; row >= 0; row--) {
+                    final int at = row * L;
+                    final FloatVector m = FloatVector.fromArray(Vec.F, in2, at);
+                    acc = acc.add(FloatVector.fromArray(Vec.F, in0, at).mul(m));
+                    acc.intoArray(out0, at);
+                    acc.sub(base.mul(m)).intoArray(out1, at);
+                }
+                scatter(rows, lo, hi, ret.segment(), adv.segment());
             }
-            scatter(rows, ret.segment(), adv.segment());
         }
     }
 
     /**
-     * Transposes the tile of sequences {@code first .. first + L - 1} (those that exist) into in0 (x), in1 (y, if
-     * given) and in2 (mask), time-major and right-aligned; returns the tile's row count (its longest sequence).
+     * Records the tile of sequences {@code first .. first + L - 1} (those that exist: the others have length 0)
+     * and returns its row count, its longest sequence. Sequences are right-aligned: lane l's token k sits at row
+     * {@code rows - length_l + k}.
      */
-    private int gather(final TokenBatch batch, final int first, final MemorySegment x, final MemorySegment y,
-                       final MemorySegment mask) {
+    private int tile(final TokenBatch batch, final int first) {
         int rows = 0;
         for (int l = 0; l < L; l++) {
             final int i = first + l;
@@ -285,51 +313,77 @@ final class AdvantageKernel implements Advantages.Kernels {
             }
             rows = Math.max(rows, lengths[l]);
         }
-        final int size = rows * L;
-        if (in0.length < size) {
-            in0 = new float[size];
-            in1 = new float[size];
-            in2 = new float[size];
-            out0 = new float[size];
-            out1 = new float[size];
-        }
-        for (int l = 0; l < L; l++) {
-            final int pad = rows - lengths[l];
-            for (int row = 0; row < pad; row++) {
-                in0[row * L + l] = 0f;
-                in1[row * L + l] = 0f;
-                in2[row * L + l] = 0f;
-            }
-            final int start = starts[l];
-            for (int k = 0; k < lengths[l]; k++) {
-                final int at = (pad + k) * L + l;
-                in0[at] = x.getAtIndex(F32, start + k);
-                if (y != null) {
-                    in1[at] = y.getAtIndex(F32, start + k);
-                }
-                in2[at] = mask.getAtIndex(F32, start + k);
-            }
-        }
         return rows;
     }
 
-    /** Writes out0 (and out1, if {@code second} is given) back to the tile's real tokens. */
-    private void scatter(final int rows, final MemorySegment firstOut, final MemorySegment second) {
+    /**
+     * Transposes rows {@code [lo, hi)} of the tile into in0 (x), in1 (y, if given) and in2 (mask), time-major from
+     * row lo; rows before a lane's first token are zero (masked).
+     */
+    private void gather(final int rows, final int lo, final int hi, final MemorySegment x, final MemorySegment y,
+                        final MemorySegment mask) {
         for (int l = 0; l < L; l++) {
             final int pad = rows - lengths[l];
-            final int start = starts[l];
-            for (int k = 0; k < lengths[l]; k++) {
-                final int at = (pad + k) * L + l;
-                firstOut.setAtIndex(F32, start + k, out0[at]);
-                if (second != null) {
-                    second.setAtIndex(F32, start + k, out1[at]);
-                }
+            final int from = Math.max(lo, pad);
+            for (int r = lo; r < Math.min(hi, pad); r++) {
+                final int at = (r - lo) * L + l;
+                in0[at] = 0f;
+                in1[at] = 0f;
+                in2[at] = 0f;
+            }
+            if (from >= hi) {
+                continue;
+            }
+            final long offset = (long) (starts[l] + from - pad) * Float.BYTES;
+            final int len = hi - from;
+            final int at = (from - lo) * L + l;
+            transposeIn(x, offset, len, in0, at);
+            if (y != null) {
+                transposeIn(y, offset, len, in1, at);
+            }
+            transposeIn(mask, offset, len, in2, at);
+        }
+    }
+
+    /** Writes rows {@code [lo, hi)} of out0 (and out1, if {@code second} is given) back to the lanes' tokens. */
+    private void scatter(final int rows, final int lo, final int hi, final MemorySegment firstOut,
+                         final MemorySegment second) {
+        for (int l = 0; l < L; l++) {
+            final int pad = rows - lengths[l];
+            final int from = Math.max(lo, pad);
+            if (from >= hi) {
+                continue;
+            }
+            final long offset = (long) (starts[l] + from - pad) * Float.BYTES;
+            final int len = hi - from;
+            final int at = (from - lo) * L + l;
+            transposeOut(out0, at, len, firstOut, offset);
+            if (second != null) {
+                transposeOut(out1, at, len, second, offset);
             }
         }
+    }
+
+    private void transposeIn(final MemorySegment src, final long from, final int len, final float[] dst,
+                             final int first) {
+        MemorySegment.copy(src, F32, from, row, 0, len);
+        final float[] r = row;
+        for (int k = 0, at = first; k < len; k++, at += L) {
+            dst[at] = r[k];
+        }
+    }
+
+    private void transposeOut(final float[] src, final int first, final int len, final MemorySegment dst,
+                              final long to) {
+        final float[] r = row;
+        for (int k = 0, at = first; k < len; k++, at += L) {
+            r[k] = src[at];
+        }
+        MemorySegment.copy(r, 0, dst, F32, to, len);
     }
 
     @Override
     public String toString() {
-        return "AdvantageKernel{lanes=" + L + ", scratch=" + in0.length + ", " + Arrays.toString(lengths) + "}";
+        return "AdvantageKernel{lanes=" + L + ", scratch=" + CHUNK + ", " + Arrays.toString(lengths) + "}";
     }
 }
