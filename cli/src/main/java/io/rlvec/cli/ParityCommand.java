@@ -34,7 +34,8 @@ import picocli.CommandLine.Parameters;
             + "(gradients bit-identical, scalars within 1 ulp)."},
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {"0:every case passed or deviated for a documented reason",
-        "1:a FAIL, an UNSUPPORTED case, or an engine/reference breach", "2:usage error"})
+        "1:a FAIL, an UNSUPPORTED case, or an engine/reference breach", "2:usage error",
+        "3:a report file (--json) cannot be written; checked before any case runs"})
 final class ParityCommand implements Callable<Integer> {
 
     /** Which engines to run. */
@@ -70,6 +71,12 @@ final class ParityCommand implements Callable<Integer> {
         final List<Path> files = expand(inputs);
         if (files.isEmpty()) {
             throw new CommandLine.ParameterException(spec.commandLine(), "no .safetensors files in " + inputs);
+        }
+        final String unwritable = OutputFiles.unwritable(json);
+        if (unwritable != null) {
+            spec.commandLine().getErr().println(spec.qualifiedName() + ": error: --json " + unwritable);
+            spec.commandLine().getErr().flush();
+            return Main.OUTPUT;
         }
         final List<Engine> engines = new ArrayList<>();
         try {

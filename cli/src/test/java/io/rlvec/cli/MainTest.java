@@ -123,6 +123,44 @@ class MainTest {
     }
 
     @Test
+    void usageErrorsPrintOneLinePointingToHelpNotTheUsage() {
+        final Run r = execute("parity", "--engine", "gpu", dir.toString());
+        assertThat(r.err().strip().lines()).hasSize(2);
+        assertThat(r.err()).startsWith("rlvec parity: error: ").contains("Try 'rlvec parity --help'")
+            .doesNotContain("Usage:");
+        assertThat(execute("bogus").err()).contains("rlvec: error: ").contains("Try 'rlvec --help'")
+            .doesNotContain("Usage:");
+    }
+
+    @Test
+    void unwritableJsonReportFailsBeforeRunningWithItsOwnExitCode() throws IOException {
+        final Path noDir = dir.resolve("missing-dir").resolve("report.json");
+        final Run r = execute("parity", "--json", noDir.toString(),
+            golden("agg_loss_b5t9_default_tmean.safetensors").toString());
+        assertThat(r.code()).isEqualTo(Main.OUTPUT).isNotEqualTo(Main.FAILURE).isNotEqualTo(Main.USAGE);
+        assertThat(r.err()).contains("--json").contains("cannot be written");
+        assertThat(r.out()).as("nothing ran").doesNotContain("summary:");
+        final Run isDir = execute("parity", "--json", dir.toString(),
+            golden("agg_loss_b5t9_default_tmean.safetensors").toString());
+        assertThat(isDir.code()).isEqualTo(Main.OUTPUT);
+        assertThat(isDir.err()).contains("is a directory");
+    }
+
+    @Test
+    void filesThatAreNotCasesSayWhatIsWrong() throws IOException {
+        final Path text = dir.resolve("notes.safetensors");
+        Files.writeString(text, "hello world, this is a text file\n");
+        final Run r = execute("parity", text.toString());
+        assertThat(r.code()).isEqualTo(Main.FAILURE);
+        assertThat(r.out()).contains("not a safetensors file").doesNotContain("header length 7");
+        final Path noFunction = dir.resolve("nofn.safetensors");
+        new SafetensorsWriter().f32("x", new long[] {1}, 1f).write(noFunction);
+        final Run nf = execute("parity", noFunction.toString());
+        assertThat(nf.code()).isEqualTo(Main.FAILURE);
+        assertThat(nf.out()).contains("no `function` in the metadata");
+    }
+
+    @Test
     void helpAndVersionExitWithZero() {
         final Run help = execute("--help");
         assertThat(help.code()).isZero();

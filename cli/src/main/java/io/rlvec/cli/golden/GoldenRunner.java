@@ -63,6 +63,10 @@ public final class GoldenRunner {
                 "cannot read the case: " + e.getMessage());
         }
         try (golden) {
+            if (golden.function().isEmpty()) {
+                return new CaseReport(file, "", golden.group(), Verdict.UNSUPPORTED, List.of(), List.of(),
+                    "no `function` in the metadata: the file's __metadata__ must name the verl function it holds");
+            }
             final CaseHandler handler = handlers.find(golden.function());
             if (handler == null) {
                 return new CaseReport(file, golden.function(), golden.group(), Verdict.UNSUPPORTED, List.of(),
