@@ -166,7 +166,25 @@ public final class GoldenRunner {
                 maxAbs = Double.isNaN(maxAbs) ? abs : Math.max(maxAbs, abs);
                 maxRel = Double.isNaN(maxRel) ? rel : Math.max(maxRel, rel);
                 maxUlp = Math.max(maxUlp, ulpDistance((float) e, a));
-                if (!out.tolerance().accepts(abs, e)) {
+                if (out.referee() != null && out.referee().judged()) {
+                    final CaseOutputs.Referee r = out.referee();
+                    final double x = r.exactAt(i);
+                    final double engineOff = Math.abs(a - x);
+                    final double verlOff = Math.abs(e - x);
+                    final double be = r.engineBoundAt(i);
+                    final double bv = r.budgetAt(i);
+                    if (!(engineOff <= be)) {
+                        failure = "engine off the double-precision value " + x + " by " + engineOff
+                            + ", over its error bound " + be;
+                    } else if (!(abs <= bv + be)) {
+                        if (verlOff > engineOff) {
+                            deviations.add(Deviation.TORCH_LESS_ACCURATE);
+                            deviating++;
+                        } else {
+                            failure = "engine and verl differ by " + abs + ", over the bound " + (bv + be);
+                        }
+                    }
+                } else if (!out.tolerance().accepts(abs, e)) {
                     if (Deviation.torchLessAccurate(out, i, e, a)) {
                         deviations.add(Deviation.TORCH_LESS_ACCURATE);
                         deviating++;
