@@ -147,6 +147,57 @@ class MainTest {
     }
 
     @Test
+    void junitAndMarkdownReports() throws Exception {
+        final Path cases = dir.resolve("cases");
+        Files.createDirectories(cases);
+        Files.copy(golden("agg_loss_b5t9_default_tmean.safetensors"), cases.resolve("a.safetensors"));
+        Files.copy(golden("agg_loss_b5t9_allmasked_sm-tmean.safetensors"), cases.resolve("b.safetensors"));
+        Files.writeString(cases.resolve("c.safetensors"), "not a case\n");
+        final Path xml = dir.resolve("report.xml");
+        final Path md = dir.resolve("summary.md");
+        final Run r = execute("parity", "--junit", xml.toString(), "--markdown", md.toString(), cases.toString());
+        assertThat(r.code()).as(r.out() + r.err()).isEqualTo(Main.FAILURE);
+        final org.w3c.dom.Document doc = javax.xml.parsers.DocumentBuilderFactory.newInstance().newDocumentBuilder()
+            .parse(xml.toFile());
+        final org.w3c.dom.NodeList testCases = doc.getElementsByTagName("testcase");
+        // a and b: 2 tensors x 2 engines each; c: one case-level test case.
+        assertThat(testCases.getLength()).isEqualTo(9);
+        assertThat(doc.getElementsByTagName("failure").getLength()).isEqualTo(1);
+        final org.w3c.dom.Element suite = (org.w3c.dom.Element) doc.getElementsByTagName("testsuite").item(0);
+        assertThat(suite.getAttribute("tests")).isEqualTo("9");
+        assertThat(suite.getAttribute("failures")).isEqualTo("1");
+        final org.w3c.dom.Element failure = (org.w3c.dom.Element) doc.getElementsByTagName("failure").item(0);
+        assertThat(failure.getAttribute("message")).contains("not a safetensors file");
+        assertThat(((org.w3c.dom.Element) failure.getParentNode()).getAttribute("classname")).isEqualTo("c");
+        final String summary = Files.readString(md);
+        assertThat(summary).startsWith("## rlvec parity: FAILED").contains("3 case(s): 1 PASS, 1 DEVIATION, 1 FAIL")
+            .contains("| NO_VALID_TOKEN |").contains("| c | - | - | FAIL | cannot read the case");
+        assertThat(summary.lines().count()).isLessThan(20);
+    }
+
+    @Test
+    void strictFailsCasesWithKeysThatAreNotLossKeys() throws IOException {
+        final Path f = dir.resolve("noted.safetensors");
+        try (io.rlvec.cli.io.Safetensors st = io.rlvec.cli.io.Safetensors.open(
+            golden("agg_loss_b5t9_default_tmean.safetensors"))) {
+            final SafetensorsWriter w = new SafetensorsWriter();
+            st.metadata().forEach(w::metadata);
+            w.metadata("params", st.metadata().get("params").replaceFirst("\\{", "{\"storage_dtype\": \"float32\", "));
+            for (final String name : st.names()) {
+                final io.rlvec.cli.io.TensorInfo t = st.info(name);
+                w.raw(name, t.dtype(), t.shape(), st.bytes(name).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+            }
+            w.write(f);
+        }
+        final Run lenient = execute("parity", f.toString());
+        assertThat(lenient.code()).as(lenient.out()).isZero();
+        assertThat(lenient.out()).contains("note: noted: not loss keys: params key 'storage_dtype' (nearest loss key: ");
+        final Run strict = execute("parity", "--strict", f.toString());
+        assertThat(strict.code()).isEqualTo(Main.FAILURE);
+        assertThat(strict.out()).contains("--strict: not loss keys");
+    }
+
+    @Test
     void filesThatAreNotCasesSayWhatIsWrong() throws IOException {
         final Path text = dir.resolve("notes.safetensors");
         Files.writeString(text, "hello world, this is a text file\n");

@@ -29,6 +29,7 @@ public final class GoldenRunner {
 
     private final CaseHandlers handlers;
     private final List<Engine> engines;
+    private final boolean strict;
 
     /**
      * @param handlers the registry.
@@ -36,6 +37,15 @@ public final class GoldenRunner {
      *                 first is held to bit-parity against.
      */
     public GoldenRunner(final CaseHandlers handlers, final List<Engine> engines) {
+        this(handlers, engines, false);
+    }
+
+    /**
+     * @param strict true: keys that are not loss keys (see {@link GoldenCase#foreignKeys}) fail the case; false:
+     *               they are reported in the case's message.
+     */
+    public GoldenRunner(final CaseHandlers handlers, final List<Engine> engines, final boolean strict) {
+        this.strict = strict;
         this.handlers = Objects.requireNonNull(handlers, "handlers");
         if (engines.isEmpty() || engines.size() > 2) {
             throw new IllegalArgumentException("engines must hold one or two engines, got " + engines.size());
@@ -86,6 +96,15 @@ public final class GoldenRunner {
                 if (!a.ok()) {
                     verdict = Verdict.FAIL;
                     message = "engine and reference disagree beyond the contract";
+                }
+            }
+            final List<String> foreign = golden.foreignKeys();
+            if (!foreign.isEmpty()) {
+                final String keys = "not loss keys: " + String.join(", ", foreign);
+                message = message.isEmpty() ? keys : message + "; " + keys;
+                if (strict) {
+                    verdict = Verdict.FAIL;
+                    message = "--strict: " + message;
                 }
             }
             return new CaseReport(file, golden.function(), golden.group(), verdict, List.copyOf(runs),
