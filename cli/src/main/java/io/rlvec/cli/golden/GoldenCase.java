@@ -85,8 +85,8 @@ public final class GoldenCase implements AutoCloseable {
             for (final String key : f.metadata().keySet()) {
                 // Descriptive top-level keys (seed, commit, notes...) are part of the format; a key within two
                 // edits of a format key is most likely a misspelt one, and is reported.
-                if (!KnownKeys.METADATA.contains(key) && key.length() >= 4 && KnownKeys.distance(key,
-                    KnownKeys.nearest(key, KnownKeys.METADATA)) <= 2) {
+                if (!KnownKeys.METADATA.contains(key) && key.length() >= 4 && key.indexOf('.') < 0
+                    && KnownKeys.distance(key, KnownKeys.nearest(key, KnownKeys.METADATA)) <= 2) {
                     c.foreignKeys.add("metadata key '" + key + "' (nearest known key: '"
                         + KnownKeys.nearest(key, KnownKeys.METADATA) + "')");
                 }
