@@ -198,6 +198,20 @@ class MainTest {
     }
 
     @Test
+    void configPrintsVerlKeysAndRefusesUnknownOnes() {
+        final Path example = Path.of("..", "examples", "configs", "dapo.yaml");
+        final Run r = execute("config", example.toString(), "actor_rollout_ref.actor.clip_ratio_high=0.3");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("actor_rollout_ref.actor.clip_ratio_high: 0.3\n")
+            .contains("algorithm.adv_estimator: grpo").contains("# actor loss: ");
+        final Run bad = execute("config", example.toString(), "actor_rollout_ref.actor.clip_ratio_hihg=0.3");
+        assertThat(bad.code()).isEqualTo(Main.USAGE);
+        assertThat(bad.err()).contains("nearest known key: actor_rollout_ref.actor.clip_ratio_high")
+            .contains("Try 'rlvec config --help'");
+        assertThat(execute("config", "--help").out()).contains("Hydra-style overrides");
+    }
+
+    @Test
     void filesThatAreNotCasesSayWhatIsWrong() throws IOException {
         final Path text = dir.resolve("notes.safetensors");
         Files.writeString(text, "hello world, this is a text file\n");
