@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "rlvec", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
     description = "SIMD-vectorised CPU engine for the loss side of RL fine-tuning, with verl's semantics.",
-    subcommands = {DemoCommand.class, ParityCommand.class, ConfigCommand.class, io.rlvec.cli.diagnose.DiagnoseCommand.class, CommandLine.HelpCommand.class},
+    subcommands = {DemoCommand.class, ParityCommand.class, ConfigCommand.class, ComputeCommand.class, io.rlvec.cli.diagnose.DiagnoseCommand.class, CommandLine.HelpCommand.class},
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {"0:success", "1:parity mismatch or failure", "2:usage error",
         "3:an output file cannot be written"})

@@ -212,6 +212,43 @@ class MainTest {
     }
 
     @Test
+    void computeRunsTheConfiguredActorLossOnABatchWithVerlsNames() throws IOException {
+        final Path batch = dir.resolve("batch.safetensors");
+        final long[] bt = {2, 3};
+        final float[] lp = {-1f, -2f, -0.5f, -1.5f, -0.25f, -3f};
+        new SafetensorsWriter().f32("old_log_probs", bt, lp).f32("log_probs", bt, lp).f32("ref_log_prob", bt, lp)
+            .f32("advantages", bt, 1f, 1f, 1f, 1f, 1f, 1f).bool("response_mask", bt, true, true, true, true, true, false)
+            .write(batch);
+        final Path out = dir.resolve("result.safetensors");
+        final Run r = execute("compute", "--config", Path.of("..", "examples", "configs", "grpo.yaml").toString(),
+            "--in", batch.toString(), "--out", out.toString(), "actor_rollout_ref.actor.kl_loss_coef=0.01");
+        assertThat(r.code()).as(r.err()).isZero();
+        // On-policy (ratio 1), advantage 1: every token's loss is -1; token-mean over 5 valid tokens.
+        assertThat(r.out()).contains("loss: -1.00000000").contains("actor/pg_loss: ").contains("actor/kl_loss: 0")
+            .contains("actor/kl_coef: 0.0100000");
+        try (io.rlvec.cli.io.Safetensors st = io.rlvec.cli.io.Safetensors.open(out)) {
+            assertThat(st.float32("loss").getFloat(0)).isEqualTo(-1f);
+            assertThat(st.float32("grad_log_probs").toFloatArray())
+                .containsExactly(-0.2f, -0.2f, -0.2f, -0.2f, -0.2f, 0f);
+            assertThat(st.doubles("metrics/actor/pg_loss")[0]).isEqualTo(-1.0);
+            assertThat(st.metadata()).containsEntry("verl_release", "2026-08");
+        }
+        final Run defaults = execute("compute", "--in", batch.toString(), "--out", out.toString(),
+            "actor_rollout_ref.actor.use_kl_loss=true");
+        assertThat(defaults.code()).as(defaults.err()).isZero();
+        final Path noAdv = dir.resolve("noadv.safetensors");
+        new SafetensorsWriter().f32("old_log_probs", bt, lp).f32("log_probs", bt, lp)
+            .bool("response_mask", bt, true, true, true, true, true, false).write(noAdv);
+        final Run bad = execute("compute", "--in", noAdv.toString(), "--out", out.toString());
+        assertThat(bad.code()).isEqualTo(Main.USAGE);
+        assertThat(bad.err()).contains("has no tensor advantages");
+        final Run unwritable = execute("compute", "--in", batch.toString(), "--out",
+            dir.resolve("no-dir").resolve("r.safetensors").toString());
+        assertThat(unwritable.code()).isEqualTo(Main.OUTPUT);
+        assertThat(execute("compute", "--help").out()).contains("old_log_probs").contains("rollout_is_weights");
+    }
+
+    @Test
     void filesThatAreNotCasesSayWhatIsWrong() throws IOException {
         final Path text = dir.resolve("notes.safetensors");
         Files.writeString(text, "hello world, this is a text file\n");
