@@ -6,13 +6,15 @@ import picocli.CommandLine.Command;
 /**
  * The {@code rlvec} command line: {@code demo} (the main job: a GRPO-shaped policy-loss run on both engines) and
  * {@code parity} (verl golden cases against the engines). Exit codes: 0 ok, 1 parity failure or error, 2 usage
- * error.
+ * error, 3 an output file
+ * cannot be written (checked before any case runs).
  */
 @Command(name = "rlvec", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
     description = "SIMD-vectorised CPU engine for the loss side of RL fine-tuning, with verl's semantics.",
-    subcommands = {DemoCommand.class, ParityCommand.class, io.rlvec.cli.diagnose.DiagnoseCommand.class, CommandLine.HelpCommand.class},
+    subcommands = {DemoCommand.class, ParityCommand.class, ConfigCommand.class, ComputeCommand.class, io.rlvec.cli.diagnose.DiagnoseCommand.class, CommandLine.HelpCommand.class},
     exitCodeListHeading = "%nExit codes:%n",
-    exitCodeList = {"0:success", "1:parity mismatch or failure", "2:usage error"})
+    exitCodeList = {"0:success", "1:parity mismatch or failure", "2:usage error",
+        "3:an output file cannot be written"})
 public final class Main implements Runnable {
     /** Exit code for success. */
     public static final int OK = 0;
@@ -20,6 +22,8 @@ public final class Main implements Runnable {
     public static final int FAILURE = 1;
     /** Exit code for a usage error (picocli's default for bad arguments). */
     public static final int USAGE = 2;
+    /** Exit code for an output file (report, result) that cannot be written; checked before running. */
+    public static final int OUTPUT = 3;
 
     @CommandLine.Spec
     private CommandLine.Model.CommandSpec spec;
@@ -36,6 +40,15 @@ public final class Main implements Runnable {
             cmd.getErr().println(cmd.getCommandSpec().qualifiedName() + ": error: " + ex);
             cmd.getErr().flush();
             return FAILURE;
+        });
+        // A usage error prints one line and where to find the usage, not the whole usage text.
+        cl.setParameterExceptionHandler((ex, args) -> {
+            final CommandLine cmd = ex.getCommandLine();
+            final String name = cmd.getCommandSpec().qualifiedName();
+            cmd.getErr().println(name + ": error: " + ex.getMessage());
+            cmd.getErr().println("Try '" + name + " --help' for the usage.");
+            cmd.getErr().flush();
+            return USAGE;
         });
         return cl;
     }

@@ -7,6 +7,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.stream.Stream;
 
@@ -34,7 +35,8 @@ import picocli.CommandLine.Parameters;
             + "(gradients bit-identical, scalars within 1 ulp)."},
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {"0:every case passed or deviated for a documented reason",
-        "1:a FAIL, an UNSUPPORTED case, or an engine/reference breach", "2:usage error"})
+        "1:a FAIL, an UNSUPPORTED case, or an engine/reference breach", "2:usage error",
+        "3:a report file (--json, --junit, --markdown) cannot be written; checked before any case runs"})
 final class ParityCommand implements Callable<Integer> {
 
     /** Which engines to run. */
@@ -60,6 +62,18 @@ final class ParityCommand implements Callable<Integer> {
     @Option(names = "--json", paramLabel = "FILE", description = "also write the report as JSON")
     private Path json;
 
+    @Option(names = "--junit", paramLabel = "FILE",
+        description = "also write the report as JUnit XML (one test case per file, tensor and engine)")
+    private Path junit;
+
+    @Option(names = "--markdown", paramLabel = "FILE",
+        description = "also write a short Markdown summary (counts, deviations, the checks that did not pass)")
+    private Path markdown;
+
+    @Option(names = "--strict",
+        description = "fail a case whose metadata or params hold keys that are not loss keys (default: report them)")
+    private boolean strict;
+
     @Option(names = {"-q", "--problems-only"},
         description = "print only rows that are not PASS (and the summary)")
     private boolean problemsOnly;
@@ -71,6 +85,15 @@ final class ParityCommand implements Callable<Integer> {
         if (files.isEmpty()) {
             throw new CommandLine.ParameterException(spec.commandLine(), "no .safetensors files in " + inputs);
         }
+        for (final Map.Entry<String, Path> o : outputs().entrySet()) {
+            final String unwritable = OutputFiles.unwritable(o.getValue());
+            if (unwritable != null) {
+                spec.commandLine().getErr().println(spec.qualifiedName() + ": error: " + o.getKey() + " "
+                    + unwritable);
+                spec.commandLine().getErr().flush();
+                return Main.OUTPUT;
+            }
+        }
         final List<Engine> engines = new ArrayList<>();
         try {
             if (engine != EngineChoice.reference) {
@@ -80,7 +103,7 @@ final class ParityCommand implements Callable<Integer> {
             if (engine != EngineChoice.vector) {
                 engines.add(Engines.reference());
             }
-            final GoldenRunner runner = new GoldenRunner(CaseHandlers.defaults(), engines);
+            final GoldenRunner runner = new GoldenRunner(CaseHandlers.defaults(), engines, strict);
             final ParityReport report = new ParityReport(engines.stream().map(Engine::name).toList());
             for (final Path f : files) {
                 report.add(runner.run(f));
@@ -89,6 +112,14 @@ final class ParityCommand implements Callable<Integer> {
             if (json != null) {
                 report.writeJson(json);
                 out.println("JSON report: " + json);
+            }
+            if (junit != null) {
+                report.writeJunit(junit);
+                out.println("JUnit report: " + junit);
+            }
+            if (markdown != null) {
+                report.writeMarkdown(markdown);
+                out.println("Markdown summary: " + markdown);
             }
             out.flush();
             return report.hasFailures() ? Main.FAILURE : Main.OK;
@@ -103,6 +134,14 @@ final class ParityCommand implements Callable<Integer> {
                 }
             }
         }
+    }
+
+    private Map<String, Path> outputs() {
+        final Map<String, Path> m = new java.util.LinkedHashMap<>();
+        m.put("--json", json);
+        m.put("--junit", junit);
+        m.put("--markdown", markdown);
+        return m;
     }
 
     private List<Path> expand(final List<Path> paths) {

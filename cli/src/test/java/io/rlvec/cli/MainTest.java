@@ -123,6 +123,146 @@ class MainTest {
     }
 
     @Test
+    void usageErrorsPrintOneLinePointingToHelpNotTheUsage() {
+        final Run r = execute("parity", "--engine", "gpu", dir.toString());
+        assertThat(r.err().strip().lines()).hasSize(2);
+        assertThat(r.err()).startsWith("rlvec parity: error: ").contains("Try 'rlvec parity --help'")
+            .doesNotContain("Usage:");
+        assertThat(execute("bogus").err()).contains("rlvec: error: ").contains("Try 'rlvec --help'")
+            .doesNotContain("Usage:");
+    }
+
+    @Test
+    void unwritableJsonReportFailsBeforeRunningWithItsOwnExitCode() throws IOException {
+        final Path noDir = dir.resolve("missing-dir").resolve("report.json");
+        final Run r = execute("parity", "--json", noDir.toString(),
+            golden("agg_loss_b5t9_default_tmean.safetensors").toString());
+        assertThat(r.code()).isEqualTo(Main.OUTPUT).isNotEqualTo(Main.FAILURE).isNotEqualTo(Main.USAGE);
+        assertThat(r.err()).contains("--json").contains("cannot be written");
+        assertThat(r.out()).as("nothing ran").doesNotContain("summary:");
+        final Run isDir = execute("parity", "--json", dir.toString(),
+            golden("agg_loss_b5t9_default_tmean.safetensors").toString());
+        assertThat(isDir.code()).isEqualTo(Main.OUTPUT);
+        assertThat(isDir.err()).contains("is a directory");
+    }
+
+    @Test
+    void junitAndMarkdownReports() throws Exception {
+        final Path cases = dir.resolve("cases");
+        Files.createDirectories(cases);
+        Files.copy(golden("agg_loss_b5t9_default_tmean.safetensors"), cases.resolve("a.safetensors"));
+        Files.copy(golden("agg_loss_b5t9_allmasked_sm-tmean.safetensors"), cases.resolve("b.safetensors"));
+        Files.writeString(cases.resolve("c.safetensors"), "not a case\n");
+        final Path xml = dir.resolve("report.xml");
+        final Path md = dir.resolve("summary.md");
+        final Run r = execute("parity", "--junit", xml.toString(), "--markdown", md.toString(), cases.toString());
+        assertThat(r.code()).as(r.out() + r.err()).isEqualTo(Main.FAILURE);
+        final org.w3c.dom.Document doc = javax.xml.parsers.DocumentBuilderFactory.newInstance().newDocumentBuilder()
+            .parse(xml.toFile());
+        final org.w3c.dom.NodeList testCases = doc.getElementsByTagName("testcase");
+        // a and b: 2 tensors x 2 engines each; c: one case-level test case.
+        assertThat(testCases.getLength()).isEqualTo(9);
+        assertThat(doc.getElementsByTagName("failure").getLength()).isEqualTo(1);
+        final org.w3c.dom.Element suite = (org.w3c.dom.Element) doc.getElementsByTagName("testsuite").item(0);
+        assertThat(suite.getAttribute("tests")).isEqualTo("9");
+        assertThat(suite.getAttribute("failures")).isEqualTo("1");
+        final org.w3c.dom.Element failure = (org.w3c.dom.Element) doc.getElementsByTagName("failure").item(0);
+        assertThat(failure.getAttribute("message")).contains("not a safetensors file");
+        assertThat(((org.w3c.dom.Element) failure.getParentNode()).getAttribute("classname")).isEqualTo("c");
+        final String summary = Files.readString(md);
+        assertThat(summary).startsWith("## rlvec parity: FAILED").contains("3 case(s): 1 PASS, 1 DEVIATION, 1 FAIL")
+            .contains("| NO_VALID_TOKEN |").contains("| c | - | - | FAIL | cannot read the case");
+        assertThat(summary.lines().count()).isLessThan(20);
+    }
+
+    @Test
+    void strictFailsCasesWithKeysThatAreNotLossKeys() throws IOException {
+        final Path f = dir.resolve("noted.safetensors");
+        try (io.rlvec.cli.io.Safetensors st = io.rlvec.cli.io.Safetensors.open(
+            golden("agg_loss_b5t9_default_tmean.safetensors"))) {
+            final SafetensorsWriter w = new SafetensorsWriter();
+            st.metadata().forEach(w::metadata);
+            w.metadata("params", st.metadata().get("params").replaceFirst("\\{", "{\"storage_dtype\": \"float32\", "));
+            for (final String name : st.names()) {
+                final io.rlvec.cli.io.TensorInfo t = st.info(name);
+                w.raw(name, t.dtype(), t.shape(), st.bytes(name).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+            }
+            w.write(f);
+        }
+        final Run lenient = execute("parity", f.toString());
+        assertThat(lenient.code()).as(lenient.out()).isZero();
+        assertThat(lenient.out()).contains("note: noted: not loss keys: params key 'storage_dtype' (nearest loss key: ");
+        final Run strict = execute("parity", "--strict", f.toString());
+        assertThat(strict.code()).isEqualTo(Main.FAILURE);
+        assertThat(strict.out()).contains("--strict: not loss keys");
+    }
+
+    @Test
+    void configPrintsVerlKeysAndRefusesUnknownOnes() {
+        final Path example = Path.of("..", "examples", "configs", "dapo.yaml");
+        final Run r = execute("config", example.toString(), "actor_rollout_ref.actor.clip_ratio_high=0.3");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("actor_rollout_ref.actor.clip_ratio_high: 0.3\n")
+            .contains("algorithm.adv_estimator: grpo").contains("# actor loss: ");
+        final Run bad = execute("config", example.toString(), "actor_rollout_ref.actor.clip_ratio_hihg=0.3");
+        assertThat(bad.code()).isEqualTo(Main.USAGE);
+        assertThat(bad.err()).contains("nearest known key: actor_rollout_ref.actor.clip_ratio_high")
+            .contains("Try 'rlvec config --help'");
+        assertThat(execute("config", "--help").out()).contains("Hydra-style overrides");
+    }
+
+    @Test
+    void computeRunsTheConfiguredActorLossOnABatchWithVerlsNames() throws IOException {
+        final Path batch = dir.resolve("batch.safetensors");
+        final long[] bt = {2, 3};
+        final float[] lp = {-1f, -2f, -0.5f, -1.5f, -0.25f, -3f};
+        new SafetensorsWriter().f32("old_log_probs", bt, lp).f32("log_probs", bt, lp).f32("ref_log_prob", bt, lp)
+            .f32("advantages", bt, 1f, 1f, 1f, 1f, 1f, 1f).bool("response_mask", bt, true, true, true, true, true, false)
+            .write(batch);
+        final Path out = dir.resolve("result.safetensors");
+        final Run r = execute("compute", "--config", Path.of("..", "examples", "configs", "grpo.yaml").toString(),
+            "--in", batch.toString(), "--out", out.toString(), "actor_rollout_ref.actor.kl_loss_coef=0.01");
+        assertThat(r.code()).as(r.err()).isZero();
+        // On-policy (ratio 1), advantage 1: every token's loss is -1; token-mean over 5 valid tokens.
+        assertThat(r.out()).contains("loss: -1.00000000").contains("actor/pg_loss: ").contains("actor/kl_loss: 0")
+            .contains("actor/kl_coef: 0.0100000");
+        try (io.rlvec.cli.io.Safetensors st = io.rlvec.cli.io.Safetensors.open(out)) {
+            assertThat(st.float32("loss").getFloat(0)).isEqualTo(-1f);
+            assertThat(st.float32("grad_log_probs").toFloatArray())
+                .containsExactly(-0.2f, -0.2f, -0.2f, -0.2f, -0.2f, 0f);
+            assertThat(st.doubles("metrics/actor/pg_loss")[0]).isEqualTo(-1.0);
+            assertThat(st.metadata()).containsEntry("verl_release", "2026-08");
+        }
+        final Run defaults = execute("compute", "--in", batch.toString(), "--out", out.toString(),
+            "actor_rollout_ref.actor.use_kl_loss=true");
+        assertThat(defaults.code()).as(defaults.err()).isZero();
+        final Path noAdv = dir.resolve("noadv.safetensors");
+        new SafetensorsWriter().f32("old_log_probs", bt, lp).f32("log_probs", bt, lp)
+            .bool("response_mask", bt, true, true, true, true, true, false).write(noAdv);
+        final Run bad = execute("compute", "--in", noAdv.toString(), "--out", out.toString());
+        assertThat(bad.code()).isEqualTo(Main.USAGE);
+        assertThat(bad.err()).contains("has no tensor advantages");
+        final Run unwritable = execute("compute", "--in", batch.toString(), "--out",
+            dir.resolve("no-dir").resolve("r.safetensors").toString());
+        assertThat(unwritable.code()).isEqualTo(Main.OUTPUT);
+        assertThat(execute("compute", "--help").out()).contains("old_log_probs").contains("rollout_is_weights");
+    }
+
+    @Test
+    void filesThatAreNotCasesSayWhatIsWrong() throws IOException {
+        final Path text = dir.resolve("notes.safetensors");
+        Files.writeString(text, "hello world, this is a text file\n");
+        final Run r = execute("parity", text.toString());
+        assertThat(r.code()).isEqualTo(Main.FAILURE);
+        assertThat(r.out()).contains("not a safetensors file").doesNotContain("header length 7");
+        final Path noFunction = dir.resolve("nofn.safetensors");
+        new SafetensorsWriter().f32("x", new long[] {1}, 1f).write(noFunction);
+        final Run nf = execute("parity", noFunction.toString());
+        assertThat(nf.code()).isEqualTo(Main.FAILURE);
+        assertThat(nf.out()).contains("no `function` in the metadata");
+    }
+
+    @Test
     void helpAndVersionExitWithZero() {
         final Run help = execute("--help");
         assertThat(help.code()).isZero();

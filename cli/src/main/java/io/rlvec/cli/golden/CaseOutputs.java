@@ -65,20 +65,39 @@ public final class CaseOutputs {
     }
 
     /**
-     * The harness's own evaluation of an output, which referees {@link Deviation#TORCH_LESS_ACCURATE}.
+     * The harness's own evaluation of an output, which referees {@link Deviation#TORCH_LESS_ACCURATE}, and, when
+     * it carries an engine bound, judges the output by error analysis instead of a fixed tolerance
+     * ({@link #judged()}, see {@link GoldenRunner#compare}).
      *
-     * @param exact  per element, the quantity in double precision from the same float32 inputs.
-     * @param budget per element, a bound on the error a float32 evaluation (PyTorch's) can have there, from the
-     *               float32 resolution of the inputs it rounds at (see the handler that computes it).
+     * @param exact       per element, the quantity in double precision from the same float32 inputs.
+     * @param budget      per element, a bound on the error a float32 evaluation (PyTorch's) can have there, derived
+     *                    from the operation (see the handler that computes it).
+     * @param engineBound null (the output's fixed tolerance applies), or per element a bound on the engine's error
+     *                    against {@code exact}, derived from the operation as well.
      */
-    public record Referee(double[] exact, double[] budget) {
+    public record Referee(double[] exact, double[] budget, double[] engineBound) {
         /** Copies and checks the arrays. */
         public Referee {
             exact = exact.clone();
             budget = budget.clone();
+            engineBound = engineBound == null ? null : engineBound.clone();
             if (exact.length != budget.length) {
                 throw new IllegalArgumentException("exact has " + exact.length + " values, budget " + budget.length);
             }
+            if (engineBound != null && engineBound.length != exact.length) {
+                throw new IllegalArgumentException("exact has " + exact.length + " values, engineBound "
+                    + engineBound.length);
+            }
+        }
+
+        /** A referee without an engine bound: the output keeps its fixed tolerance. */
+        public Referee(final double[] exact, final double[] budget) {
+            this(exact, budget, null);
+        }
+
+        /** @return whether the output is judged by the derived bounds rather than a fixed tolerance. */
+        public boolean judged() {
+            return engineBound != null;
         }
 
         /** @return a copy of the double-precision values. */
@@ -93,6 +112,12 @@ public final class CaseOutputs {
             return budget.clone();
         }
 
+        /** @return a copy of the engine's bounds, or null. */
+        @Override
+        public double[] engineBound() {
+            return engineBound == null ? null : engineBound.clone();
+        }
+
         /** @return the double-precision value of element {@code i}. */
         public double exactAt(final int i) {
             return exact[i];
@@ -101,6 +126,11 @@ public final class CaseOutputs {
         /** @return the float32 error budget of element {@code i}. */
         public double budgetAt(final int i) {
             return budget[i];
+        }
+
+        /** @return the engine's error bound at element {@code i} (only when {@link #judged()}). */
+        public double engineBoundAt(final int i) {
+            return engineBound[i];
         }
     }
 
@@ -163,6 +193,19 @@ public final class CaseOutputs {
                                 final Tolerance tolerance, final String harness, final Deviation... allowed) {
         Objects.requireNonNull(referee, "referee");
         return put(new Output(name, values, false, null, tolerance, set(allowed), harness, referee));
+    }
+
+    /**
+     * Adds a per-token tensor judged by error analysis: {@code referee} carries the double-precision value, the
+     * float32 (verl) bound and the engine's bound per element (see {@link GoldenRunner#compare}).
+     */
+    public CaseOutputs judgedTokens(final String name, final float[] values, final float[] mask,
+                                    final Referee referee, final Tolerance tolerance) {
+        if (!referee.judged()) {
+            throw new IllegalArgumentException("output " + name + " needs a referee with an engine bound");
+        }
+        return put(new Output(name, values, true, mask, tolerance, set(Deviation.TORCH_LESS_ACCURATE), null,
+            referee));
     }
 
     private CaseOutputs put(final Output o) {

@@ -49,6 +49,8 @@ public final class GoldenCase implements AutoCloseable {
 
     private final Safetensors file;
     private final JsonNode params;
+    /** Keys that are not loss keys, each with the nearest known key, in the order met. */
+    private final java.util.Set<String> foreignKeys = new java.util.LinkedHashSet<>();
 
     private GoldenCase(final Safetensors file, final JsonNode params) {
         this.file = file;
@@ -79,7 +81,17 @@ public final class GoldenCase implements AutoCloseable {
                     throw new SafetensorsFormatException(path, "metadata 'params' must be a JSON object");
                 }
             }
-            return new GoldenCase(f, params);
+            final GoldenCase c = new GoldenCase(f, params);
+            for (final String key : f.metadata().keySet()) {
+                // Descriptive top-level keys (seed, commit, notes...) are part of the format; a key within two
+                // edits of a format key is most likely a misspelt one, and is reported.
+                if (!KnownKeys.METADATA.contains(key) && key.length() >= 4 && key.indexOf('.') < 0
+                    && KnownKeys.distance(key, KnownKeys.nearest(key, KnownKeys.METADATA)) <= 2) {
+                    c.foreignKeys.add("metadata key '" + key + "' (nearest known key: '"
+                        + KnownKeys.nearest(key, KnownKeys.METADATA) + "')");
+                }
+            }
+            return c;
         } catch (final IOException | RuntimeException e) {
             f.close();
             throw e;
@@ -235,10 +247,28 @@ public final class GoldenCase implements AutoCloseable {
                     b.set(g.getKey(), value(g.getValue()));
                 }
             } else {
-                b.set(key, value(e.getValue()));
+                try {
+                    b.set(key, value(e.getValue()));
+                } catch (final IllegalArgumentException unknown) {
+                    if (!String.valueOf(unknown.getMessage()).startsWith("unknown loss key")) {
+                        throw unknown;
+                    }
+                    // A descriptive key (a note, a storage dtype) is reported, not a reason to reject the file.
+                    foreignKeys.add("params key '" + key + "' (nearest loss key: '"
+                        + KnownKeys.nearest(key, KnownKeys.PARAMS) + "')");
+                }
             }
         }
         return b;
+    }
+
+    /**
+     * @return the keys of this file that are not loss keys (params met by {@link #lossSpec}, and top-level
+     *     metadata keys within two edits of a format key), each with the nearest known key; the runner reports them, and fails the case in
+     *     strict mode.
+     */
+    public List<String> foreignKeys() {
+        return List.copyOf(foreignKeys);
     }
 
     private static Object value(final JsonNode n) {

@@ -29,6 +29,7 @@ public final class GoldenRunner {
 
     private final CaseHandlers handlers;
     private final List<Engine> engines;
+    private final boolean strict;
 
     /**
      * @param handlers the registry.
@@ -36,6 +37,15 @@ public final class GoldenRunner {
      *                 first is held to bit-parity against.
      */
     public GoldenRunner(final CaseHandlers handlers, final List<Engine> engines) {
+        this(handlers, engines, false);
+    }
+
+    /**
+     * @param strict true: keys that are not loss keys (see {@link GoldenCase#foreignKeys}) fail the case; false:
+     *               they are reported in the case's message.
+     */
+    public GoldenRunner(final CaseHandlers handlers, final List<Engine> engines, final boolean strict) {
+        this.strict = strict;
         this.handlers = Objects.requireNonNull(handlers, "handlers");
         if (engines.isEmpty() || engines.size() > 2) {
             throw new IllegalArgumentException("engines must hold one or two engines, got " + engines.size());
@@ -63,6 +73,10 @@ public final class GoldenRunner {
                 "cannot read the case: " + e.getMessage());
         }
         try (golden) {
+            if (golden.function().isEmpty()) {
+                return new CaseReport(file, "", golden.group(), Verdict.UNSUPPORTED, List.of(), List.of(),
+                    "no `function` in the metadata: the file's __metadata__ must name the verl function it holds");
+            }
             final CaseHandler handler = handlers.find(golden.function());
             if (handler == null) {
                 return new CaseReport(file, golden.function(), golden.group(), Verdict.UNSUPPORTED, List.of(),
@@ -82,6 +96,15 @@ public final class GoldenRunner {
                 if (!a.ok()) {
                     verdict = Verdict.FAIL;
                     message = "engine and reference disagree beyond the contract";
+                }
+            }
+            final List<String> foreign = golden.foreignKeys();
+            if (!foreign.isEmpty()) {
+                final String keys = "not loss keys: " + String.join(", ", foreign);
+                message = message.isEmpty() ? keys : message + "; " + keys;
+                if (strict) {
+                    verdict = Verdict.FAIL;
+                    message = "--strict: " + message;
                 }
             }
             return new CaseReport(file, golden.function(), golden.group(), verdict, List.copyOf(runs),
@@ -162,7 +185,25 @@ public final class GoldenRunner {
                 maxAbs = Double.isNaN(maxAbs) ? abs : Math.max(maxAbs, abs);
                 maxRel = Double.isNaN(maxRel) ? rel : Math.max(maxRel, rel);
                 maxUlp = Math.max(maxUlp, ulpDistance((float) e, a));
-                if (!out.tolerance().accepts(abs, e)) {
+                if (out.referee() != null && out.referee().judged()) {
+                    final CaseOutputs.Referee r = out.referee();
+                    final double x = r.exactAt(i);
+                    final double engineOff = Math.abs(a - x);
+                    final double verlOff = Math.abs(e - x);
+                    final double be = r.engineBoundAt(i);
+                    final double bv = r.budgetAt(i);
+                    if (!(engineOff <= be)) {
+                        failure = "engine off the double-precision value " + x + " by " + engineOff
+                            + ", over its error bound " + be;
+                    } else if (!(abs <= bv + be)) {
+                        if (verlOff > engineOff) {
+                            deviations.add(Deviation.TORCH_LESS_ACCURATE);
+                            deviating++;
+                        } else {
+                            failure = "engine and verl differ by " + abs + ", over the bound " + (bv + be);
+                        }
+                    }
+                } else if (!out.tolerance().accepts(abs, e)) {
                     if (Deviation.torchLessAccurate(out, i, e, a)) {
                         deviations.add(Deviation.TORCH_LESS_ACCURATE);
                         deviating++;

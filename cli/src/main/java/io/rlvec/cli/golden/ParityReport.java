@@ -148,6 +148,11 @@ public final class ParityReport {
             printTable(out, rows);
             out.println();
         }
+        for (final CaseReport c : cases) {
+            if (!c.runs().isEmpty() && !c.message().isEmpty()) {
+                out.println("note: " + c.caseName() + ": " + c.message());
+            }
+        }
         for (final String line : summary()) {
             out.println(line);
         }
@@ -278,5 +283,132 @@ public final class ParityReport {
         }
         root.put("cases", list);
         new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(file.toFile(), root);
+    }
+
+    /**
+     * Writes the report as JUnit XML: one test suite, one test case per file, tensor and engine (classname: the
+     * case, name: the tensor and engine), a failure element for FAIL and UNSUPPORTED, the deviations in the test
+     * case's system-out, so that CI systems show the parity run natively.
+     */
+    public void writeJunit(final Path file) throws IOException {
+        final Map<Verdict, Integer> counts = tensorCounts();
+        final int tests = counts.values().stream().mapToInt(Integer::intValue).sum();
+        final int failures = counts.get(Verdict.FAIL) + counts.get(Verdict.UNSUPPORTED);
+        try (java.io.Writer w = java.nio.file.Files.newBufferedWriter(file, java.nio.charset.StandardCharsets.UTF_8)) {
+            final javax.xml.stream.XMLStreamWriter x =
+                javax.xml.stream.XMLOutputFactory.newFactory().createXMLStreamWriter(w);
+            x.writeStartDocument("UTF-8", "1.0");
+            x.writeCharacters("\n");
+            x.writeStartElement("testsuites");
+            x.writeStartElement("testsuite");
+            x.writeAttribute("name", "rlvec parity (" + String.join(" + ", engines) + ")");
+            x.writeAttribute("tests", Integer.toString(tests));
+            x.writeAttribute("failures", Integer.toString(failures));
+            x.writeAttribute("errors", "0");
+            x.writeAttribute("skipped", "0");
+            x.writeCharacters("\n");
+            for (final CaseReport c : cases) {
+                if (c.runs().isEmpty()) {
+                    testCase(x, c.caseName(), "case", c.verdict(), c.message(), c.file().toString());
+                    continue;
+                }
+                for (final EngineReport r : c.runs()) {
+                    for (final TensorReport t : r.tensors()) {
+                        final String detail = t.detail() + (c.message().isEmpty() ? "" : " (" + c.message() + ")");
+                        testCase(x, c.caseName(), t.name() + " [" + r.engine() + "]", t.verdict(), detail,
+                            c.file() + ": max_abs_err " + sci(t.maxAbsErr()) + ", max_rel_err " + sci(t.maxRelErr())
+                                + ", max_ulp " + t.maxUlp());
+                    }
+                }
+            }
+            x.writeEndElement();
+            x.writeCharacters("\n");
+            x.writeEndElement();
+            x.writeCharacters("\n");
+            x.writeEndDocument();
+            x.close();
+        } catch (final javax.xml.stream.XMLStreamException e) {
+            throw new IOException("cannot write " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void testCase(final javax.xml.stream.XMLStreamWriter x, final String classname, final String name,
+                                 final Verdict v, final String detail, final String where)
+        throws javax.xml.stream.XMLStreamException {
+        x.writeStartElement("testcase");
+        x.writeAttribute("classname", classname);
+        x.writeAttribute("name", name);
+        x.writeAttribute("time", "0");
+        if (v.isFailure()) {
+            x.writeStartElement("failure");
+            x.writeAttribute("type", v.name());
+            x.writeAttribute("message", detail);
+            x.writeCharacters(where);
+            x.writeEndElement();
+        } else if (v == Verdict.DEVIATION || !detail.isEmpty()) {
+            x.writeStartElement("system-out");
+            x.writeCharacters(v.name() + ": " + detail);
+            x.writeEndElement();
+        }
+        x.writeEndElement();
+        x.writeCharacters("\n");
+    }
+
+    /**
+     * Writes a short Markdown summary for CI logs and job summaries: the counts, the deviations met and a table of
+     * the checks that did not pass (at most {@code 50} rows, then a count).
+     */
+    public void writeMarkdown(final Path file) throws IOException {
+        final StringBuilder sb = new StringBuilder();
+        final Map<Verdict, Integer> cc = caseCounts();
+        sb.append("## rlvec parity: ").append(hasFailures() ? "FAILED" : "passed").append("\n\n");
+        sb.append("Engines: ").append(String.join(" + ", engines)).append(". ");
+        sb.append(cases.size()).append(" case(s): ");
+        sb.append(cc.get(Verdict.PASS)).append(" PASS, ").append(cc.get(Verdict.DEVIATION)).append(" DEVIATION, ")
+            .append(cc.get(Verdict.FAIL)).append(" FAIL, ").append(cc.get(Verdict.UNSUPPORTED))
+            .append(" UNSUPPORTED.");
+        if (agreementCompared() > 0) {
+            sb.append(" Engine vs reference: ").append(agreementCompared() - agreementBreaches()).append(" of ")
+                .append(agreementCompared()).append(" within the contract.");
+        }
+        sb.append("\n");
+        final Map<Deviation, Integer> dc = deviationCounts();
+        if (!dc.isEmpty()) {
+            sb.append("\n| deviation | tensor checks | reason |\n|---|---|---|\n");
+            dc.forEach((d, n) -> sb.append("| ").append(d.name()).append(" | ").append(n).append(" | ")
+                .append(md(d.reason())).append(" |\n"));
+        }
+        final List<String> problems = new ArrayList<>();
+        for (final CaseReport c : cases) {
+            if (c.runs().isEmpty() && c.verdict() != Verdict.PASS) {
+                problems.add("| " + md(c.caseName()) + " | - | - | " + c.verdict() + " | " + md(c.message()) + " |");
+            }
+            for (final EngineReport r : c.runs()) {
+                for (final TensorReport t : r.tensors()) {
+                    if (t.verdict().isFailure()) {
+                        problems.add("| " + md(c.caseName()) + " | " + md(t.name()) + " | " + r.engine() + " | "
+                            + t.verdict() + " | " + md(t.detail()) + " |");
+                    }
+                }
+            }
+            if (c.verdict().isFailure() && !c.runs().isEmpty() && !c.message().isEmpty()) {
+                problems.add("| " + md(c.caseName()) + " | - | - | " + c.verdict() + " | " + md(c.message()) + " |");
+            }
+        }
+        if (!problems.isEmpty()) {
+            sb.append("\n| case | tensor | engine | verdict | detail |\n|---|---|---|---|---|\n");
+            final int shown = Math.min(50, problems.size());
+            for (int i = 0; i < shown; i++) {
+                sb.append(problems.get(i)).append("\n");
+            }
+            if (problems.size() > shown) {
+                sb.append("\n... and ").append(problems.size() - shown).append(" more (see the JSON or JUnit report)\n");
+            }
+        }
+        java.nio.file.Files.writeString(file, sb.toString());
+    }
+
+    private static String md(final String s) {
+        return s.replace("|", "\\|").replace("\n", " ");
     }
 }

@@ -6,6 +6,8 @@ public enum Dtype {
     F32("F32", 4),
     /** IEEE-754 binary64 (converted to float32, rounded to nearest). */
     F64("F64", 8),
+    /** IEEE-754 binary16 (converted to float32 exactly). */
+    F16("F16", 2),
     /** bfloat16 (the upper 16 bits of a binary32). */
     BF16("BF16", 2),
     /** 32-bit two's-complement integer. */
@@ -37,7 +39,7 @@ public enum Dtype {
 
     /** @return whether the values are floating point. */
     public boolean isFloatingPoint() {
-        return this == F32 || this == F64 || this == BF16;
+        return this == F32 || this == F64 || this == BF16 || this == F16;
     }
 
     /**

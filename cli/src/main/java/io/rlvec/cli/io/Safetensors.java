@@ -41,7 +41,7 @@ import io.rlvec.OffHeapArray;
  *
  * <p>Tensors come out as {@link OffHeapArray}s. Where the dtype is one the engine reads (F32, BF16, I32) the array
  * is a view over the mapped bytes, without a copy. Otherwise it is converted once into an owned array:
- * F64 to F32 (rounded to nearest), U8/BOOL to F32 (0/1 masks), I64 to I32 (with a range check). Every array
+ * F64 to F32 (rounded to nearest), F16 to F32 (exactly), U8/BOOL to F32 (0/1 masks), I64 to I32 (with a range check). Every array
  * handed out is closed, and the mapping released, by {@link #close()}: the arrays must not be used after it.
  * Not thread-safe for concurrent {@code open}/{@code close}; reading views from several threads is fine.
  */
@@ -103,11 +103,7 @@ public final class Safetensors implements AutoCloseable {
             }
             final long size = whole.byteSize();
             final long headerLen = whole.get(I64, 0);
-            if (headerLen < 2 || headerLen > MAX_HEADER_BYTES || headerLen > size - Long.BYTES) {
-                throw new SafetensorsFormatException(file, "header length " + Long.toUnsignedString(headerLen)
-                    + " is invalid: it must be between 2 and min(" + MAX_HEADER_BYTES + ", file size " + size
-                    + " - 8 = " + (size - Long.BYTES) + ") bytes");
-            }
+            checkHeaderLength(file, whole, size, headerLen);
             final byte[] headerBytes = whole.asSlice(Long.BYTES, headerLen).toArray(ValueLayout.JAVA_BYTE);
             final String headerText = decodeUtf8(file, headerBytes);
             final MemorySegment data = whole.asSlice(Long.BYTES + headerLen);
@@ -119,6 +115,43 @@ public final class Safetensors implements AutoCloseable {
             arena.close();
             throw e;
         }
+    }
+
+    /**
+     * Says what is wrong with a leading u64 that cannot be a header length, in the terms a user needs: a file that
+     * does not start like a safetensors file at all (a text file, another format), a header over the sane size, or
+     * a file cut short before its header ends.
+     */
+    private static void checkHeaderLength(final Path file, final MemorySegment whole, final long size,
+                                          final long headerLen) throws SafetensorsFormatException {
+        final boolean startsLikeHeader = size > Long.BYTES && whole.get(ValueLayout.JAVA_BYTE, Long.BYTES) == '{';
+        if (headerLen < 2 || Long.compareUnsigned(headerLen, MAX_HEADER_BYTES) > 0) {
+            if (!startsLikeHeader) {
+                throw new SafetensorsFormatException(file, "not a safetensors file: it must start with an 8-byte "
+                    + "little-endian header length followed by a JSON header '{...', but starts with "
+                    + printable(whole, Math.min(size, 16)));
+            }
+            throw new SafetensorsFormatException(file, "header length " + Long.toUnsignedString(headerLen)
+                + " is over the " + MAX_HEADER_BYTES + "-byte limit (or under 2): refused before reading it");
+        }
+        if (headerLen > size - Long.BYTES) {
+            if (!startsLikeHeader) {
+                throw new SafetensorsFormatException(file, "not a safetensors file: the header length "
+                    + headerLen + " is not followed by a JSON header '{...'; the file starts with "
+                    + printable(whole, Math.min(size, 16)));
+            }
+            throw new SafetensorsFormatException(file, "truncated: " + size + " bytes, the header needs "
+                + (Long.BYTES + headerLen));
+        }
+    }
+
+    private static String printable(final MemorySegment s, final long n) {
+        final StringBuilder sb = new StringBuilder("\"");
+        for (long i = 0; i < n; i++) {
+            final int b = s.get(ValueLayout.JAVA_BYTE, i) & 0xFF;
+            sb.append(b >= 0x20 && b < 0x7F ? String.valueOf((char) b) : String.format("\\x%02x", b));
+        }
+        return sb.append('"').toString();
     }
 
     private static String decodeUtf8(final Path file, final byte[] bytes) throws SafetensorsFormatException {
@@ -252,9 +285,14 @@ public final class Safetensors implements AutoCloseable {
         }
         final long begin = offsets.get(0).longValue();
         final long end = offsets.get(1).longValue();
-        if (begin < 0 || end < begin || end > dataSize) {
+        if (begin < 0 || end < begin) {
             throw new SafetensorsFormatException(file, where + " data_offsets [" + begin + ", " + end + ") must satisfy "
-                + "0 <= begin <= end <= " + dataSize + " (the size of the data section)");
+                + "0 <= begin <= end");
+        }
+        if (end > dataSize) {
+            throw new SafetensorsFormatException(file, where + " data_offsets [" + begin + ", " + end + ") lie outside "
+                + "the file: its data section holds " + dataSize + " bytes (truncated: the file needs at least "
+                + end + " data bytes)");
         }
         final long expectedBytes;
         try {
@@ -340,7 +378,7 @@ public final class Safetensors implements AutoCloseable {
     }
 
     /**
-     * The tensor as float32: a view for F32, otherwise a converted copy made once (F64 rounded to nearest, BF16
+     * The tensor as float32: a view for F32, otherwise a converted copy made once (F64 rounded to nearest, BF16 and F16
      * widened exactly, U8/BOOL as 0/1 or the byte's value).
      *
      * @param name a tensor name.
@@ -370,6 +408,11 @@ public final class Safetensors implements AutoCloseable {
             case BF16 -> {
                 for (long i = 0; i < n; i++) {
                     dst.set(F32, i * 4, Float.intBitsToFloat((src.get(I16, i * 2) & 0xFFFF) << 16));
+                }
+            }
+            case F16 -> {
+                for (long i = 0; i < n; i++) {
+                    dst.set(F32, i * 4, Float.float16ToFloat(src.get(I16, i * 2)));
                 }
             }
             case U8, BOOL -> {
@@ -445,6 +488,7 @@ public final class Safetensors implements AutoCloseable {
                 case F32 -> src.get(F32, (long) i * 4);
                 case F64 -> src.get(F64, (long) i * 8);
                 case BF16 -> Float.intBitsToFloat((src.get(I16, (long) i * 2) & 0xFFFF) << 16);
+                case F16 -> Float.float16ToFloat(src.get(I16, (long) i * 2));
                 case I32 -> src.get(I32, (long) i * 4);
                 case I64 -> (double) src.get(I64, (long) i * 8);
                 case U8, BOOL -> src.get(ValueLayout.JAVA_BYTE, i) & 0xFF;

@@ -116,6 +116,24 @@ public final class SafetensorsWriter {
         return raw(name, Dtype.U8, shape, values);
     }
 
+    /** Adds an F16 tensor from raw binary16 bit patterns (see {@link Float#floatToFloat16}). */
+    public SafetensorsWriter f16(final String name, final long[] shape, final short... bits) {
+        final ByteBuffer b = le(bits.length * 2);
+        for (final short v : bits) {
+            b.putShort(v);
+        }
+        return raw(name, Dtype.F16, shape, b.array());
+    }
+
+    /** Adds a BOOL tensor (one byte per element, 0 or 1). */
+    public SafetensorsWriter bool(final String name, final long[] shape, final boolean... values) {
+        final byte[] b = new byte[values.length];
+        for (int i = 0; i < values.length; i++) {
+            b[i] = (byte) (values[i] ? 1 : 0);
+        }
+        return raw(name, Dtype.BOOL, shape, b);
+    }
+
     /** Adds a tensor holding a copy of an off-heap array (F32, BF16, I32 or I64). */
     public SafetensorsWriter array(final String name, final long[] shape, final OffHeapArray a) {
         Objects.requireNonNull(a, "array");

@@ -261,11 +261,30 @@ class GoldenRunnerTest {
     }
 
     @Test
-    void unknownParametersAndBadShapesFailWithTheirName() throws IOException {
-        final CaseReport r = run(aggCase("param", "{\"loss_agg_mode\": \"token-mean\", \"gamma\": 0.9}", LOSS_MAT,
-            MASK, TOKEN_MEAN_LOSS, TOKEN_MEAN_GRAD), reference);
-        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
-        assertThat(r.runs().get(0).tensors().get(0).detail()).contains("unknown loss key 'gamma'");
+    void keysThatAreNotLossKeysAreReportedAndFailOnlyWhenStrict() throws IOException {
+        final Path f = aggCase("param", "{\"loss_agg_mode\": \"token-mean\", \"los_agg_mode\": \"x\"}", LOSS_MAT,
+            MASK, TOKEN_MEAN_LOSS, TOKEN_MEAN_GRAD);
+        final CaseReport r = run(f, reference);
+        assertThat(r.verdict()).isEqualTo(Verdict.PASS);
+        assertThat(r.message()).contains("params key 'los_agg_mode' (nearest loss key: 'loss_agg_mode')");
+        final CaseReport strict = new GoldenRunner(CaseHandlers.defaults(), List.of(reference), true).run(f);
+        assertThat(strict.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(strict.message()).startsWith("--strict: ").contains("los_agg_mode");
+
+        final Path meta = dir.resolve("meta.safetensors");
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, AggLossHandler.FUNCTION)
+            .metadata(GoldenCase.PARAMS, "{\"loss_agg_mode\": \"token-mean\"}").metadata("note", "from a trainer")
+            .metadata("groupp", "x")
+            .f32("in.loss_mat", BT, LOSS_MAT).u8("in.loss_mask", BT, MASK)
+            .f32("out.loss", SCALAR, TOKEN_MEAN_LOSS).f32("out.grad_loss_mat", BT, TOKEN_MEAN_GRAD).write(meta);
+        final CaseReport m = run(meta, reference);
+        assertThat(m.verdict()).isEqualTo(Verdict.PASS);
+        assertThat(m.message()).doesNotContain("'note'").contains("metadata key 'groupp' (nearest known key: "
+            + "'group')");
+    }
+
+    @Test
+    void badShapesFailWithTheirName() throws IOException {
 
         final Path shape = dir.resolve("shape.safetensors");
         new SafetensorsWriter().metadata(GoldenCase.FUNCTION, AggLossHandler.FUNCTION)

@@ -165,14 +165,15 @@ class SafetensorsTest {
         meta-array     | {"__metadata__":[1]}                                                  | 0 | __metadata__ must be an object
         entry-number   | {"a":3}                                                               | 0 | tensor 'a' must be an object
         no-dtype       | {"a":{"shape":[1],"data_offsets":[0,4]}}                              | 4 | tensor 'a' needs a string 'dtype'
-        bad-dtype      | {"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}                | 2 | dtype 'F16', which this reader does not support
+        bad-dtype      | {"a":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}}            | 1 | dtype 'F8_E4M3', which this reader does not support
         no-shape       | {"a":{"dtype":"F32","data_offsets":[0,4]}}                            | 4 | needs an array 'shape'
         neg-shape      | {"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}               | 4 | shape[0] must be an integer >= 0
         float-shape    | {"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}              | 4 | shape[0] must be an integer >= 0
         huge-shape     | {"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}} | 4 | overflows 64 bits
         no-offsets     | {"a":{"dtype":"F32","shape":[1]}}                                     | 4 | needs 'data_offsets' = [begin, end]
         one-offset     | {"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}}                  | 4 | needs 'data_offsets' = [begin, end]
-        past-end       | {"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}                | 4 | must satisfy 0 <= begin <= end <= 4
+        past-end       | {"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}                | 4 | lie outside the file: its data section holds 4 bytes
+        far-past-end   | {"a":{"dtype":"F32","shape":[1],"data_offsets":[4611686018427387904,4611686018427387908]}} | 4 | lie outside the file
         reversed       | {"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}}                | 4 | must satisfy 0 <= begin <= end
         size-mismatch  | {"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}                | 4 | needs 2 x 4 = 8 bytes, but data_offsets [0, 4) hold 4
         overlap        | {"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}} | 8 | overlap tensor 'a'
@@ -195,15 +196,43 @@ class SafetensorsTest {
 
         final Path tooLong = raw("too-long", 1000, "{}", new byte[0]);
         assertThatThrownBy(() -> Safetensors.open(tooLong)).isInstanceOf(SafetensorsFormatException.class)
-            .hasMessageContaining("header length 1000 is invalid").hasMessageContaining("file size 10 - 8 = 2");
+            .hasMessageContaining("truncated: 10 bytes, the header needs 1008");
 
         final Path u64max = raw("u64max", -1L, "{}", new byte[0]);
         assertThatThrownBy(() -> Safetensors.open(u64max)).isInstanceOf(SafetensorsFormatException.class)
-            .hasMessageContaining("header length 18446744073709551615 is invalid");
+            .hasMessageContaining("header length 18446744073709551615 is over the 100000000-byte limit");
+
+        final Path overLimit = raw("over-limit", Safetensors.MAX_HEADER_BYTES + 1, "{}", new byte[0]);
+        assertThatThrownBy(() -> Safetensors.open(overLimit)).isInstanceOf(SafetensorsFormatException.class)
+            .hasMessageContaining("100000001 is over the 100000000-byte limit");
 
         final Path zero = raw("zero", 0, "{}", new byte[0]);
         assertThatThrownBy(() -> Safetensors.open(zero)).isInstanceOf(SafetensorsFormatException.class)
-            .hasMessageContaining("header length 0 is invalid");
+            .hasMessageContaining("header length 0 is over the 100000000-byte limit (or under 2)");
+
+        final Path text = dir.resolve("notes.txt");
+        Files.writeString(text, "hello world, this is a text file\nwith two lines\n");
+        assertThatThrownBy(() -> Safetensors.open(text)).isInstanceOf(SafetensorsFormatException.class)
+            .hasMessageContaining("not a safetensors file").hasMessageContaining("\"hello world, thi\"");
+
+        // Plausible length but a body that is not JSON: still "not a safetensors file", not offset arithmetic.
+        final Path small = dir.resolve("small.bin");
+        Files.write(small, new byte[] {(byte) 200, 0, 0, 0, 0, 0, 0, 0, 'x', 'y'});
+        assertThatThrownBy(() -> Safetensors.open(small)).isInstanceOf(SafetensorsFormatException.class)
+            .hasMessageContaining("not a safetensors file").hasMessageContaining("\\xc8");
+
+        // A real file cut short inside its header, then inside its data.
+        final Path whole = dir.resolve("whole.safetensors");
+        new SafetensorsWriter().metadata("function", "f").f32("x", new long[] {4}, 1f, 2f, 3f, 4f).write(whole);
+        final byte[] all = Files.readAllBytes(whole);
+        final Path cutHeader = dir.resolve("cut-header.safetensors");
+        Files.write(cutHeader, java.util.Arrays.copyOf(all, 20));
+        assertThatThrownBy(() -> Safetensors.open(cutHeader)).isInstanceOf(SafetensorsFormatException.class)
+            .hasMessageContaining("truncated: 20 bytes, the header needs " + (all.length - 16));
+        final Path cutData = dir.resolve("cut-data.safetensors");
+        Files.write(cutData, java.util.Arrays.copyOf(all, all.length - 6));
+        assertThatThrownBy(() -> Safetensors.open(cutData)).isInstanceOf(SafetensorsFormatException.class)
+            .hasMessageContaining("lie outside the file").hasMessageContaining("truncated");
 
         final Path utf = dir.resolve("utf.safetensors");
         final ByteBuffer b = ByteBuffer.allocate(8 + 4).order(ByteOrder.LITTLE_ENDIAN);
@@ -211,6 +240,39 @@ class SafetensorsTest {
         Files.write(utf, b.array());
         assertThatThrownBy(() -> Safetensors.open(utf)).isInstanceOf(SafetensorsFormatException.class)
             .hasMessageContaining("not valid UTF-8");
+    }
+
+    @Test
+    void readsF16AndBoolAndWrapsAlignedF32WithoutACopy() throws IOException {
+        final Path f = dir.resolve("f16.safetensors");
+        final float[] values = {0f, -0f, 1f, -2.5f, 65504f, 6.0e-8f, Float.POSITIVE_INFINITY, Float.NaN};
+        final short[] bits = new short[values.length];
+        for (int i = 0; i < bits.length; i++) {
+            bits[i] = Float.floatToFloat16(values[i]);
+        }
+        new SafetensorsWriter().f16("h", new long[] {values.length}, bits)
+            .bool("m", new long[] {2, 2}, true, false, false, true)
+            .f32("x", new long[] {3}, 1f, 2f, 3f)
+            .write(f);
+        try (Safetensors st = Safetensors.open(f)) {
+            assertThat(st.info("h").describe()).isEqualTo("F16[8]");
+            assertThat(st.info("h").dtype().isFloatingPoint()).isTrue();
+            final float[] back = st.float32("h").toFloatArray();
+            for (int i = 0; i < values.length; i++) {
+                assertThat(Float.floatToRawIntBits(back[i])).as("F16 element %d", i)
+                    .isEqualTo(Float.floatToRawIntBits(Float.float16ToFloat(bits[i])));
+                assertThat(Double.doubleToRawLongBits(st.doubles("h")[i]))
+                    .isEqualTo(Double.doubleToRawLongBits(Float.float16ToFloat(bits[i])));
+            }
+            assertThat(Float.floatToRawIntBits(back[1])).as("negative zero kept").isEqualTo(0x80000000);
+            assertThat(st.info("m").describe()).isEqualTo("BOOL[2, 2]");
+            assertThat(st.float32("m").toFloatArray()).containsExactly(1f, 0f, 0f, 1f);
+            assertThatThrownBy(() -> st.int32("h")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("'h' is F16");
+            // F32 comes out as a view over the mapped bytes: the same address as the file's data.
+            assertThat(st.float32("x").segment().address()).isEqualTo(st.bytes("x").address());
+            assertThat(st.float32("x").toFloatArray()).containsExactly(1f, 2f, 3f);
+        }
     }
 
     @Test
