@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A fuzzing campaign: each Jazzer target in fuzzing mode (JAZZER_FUZZ=1) for RUNS executions, one after the other,
-# at the lowest CPU priority. Usage: fuzz/campaign.sh [RUNS] [Class#target ...]   (default 1000000, all targets)
+# A fuzzing campaign: each Jazzer target in fuzzing mode (JAZZER_FUZZ=1) for RUNS executions (or MAX_TIME seconds, when
+# set, whichever comes first), one after the other, at the lowest CPU priority. Usage: fuzz/campaign.sh [RUNS] [Class#target ...]   (default 1000000, all targets)
 # Logs go to fuzz/target/campaign/<target>.log, with a summary line per target (executions, seconds, exec/s, new
 # corpus entries) in fuzz/target/campaign/summary.txt. The corpus a target grows lives in
 # fuzz/.cifuzz-corpus/<class>/<target>/ (not committed); COPY_CORPUS=1 copies it into the regression corpus under
@@ -23,9 +23,9 @@ for t in "${TARGETS[@]}"; do
   cls="${t%%#*}"; m="${t##*#}"
   log="$OUT/$cls-$m.log"
   start=$(date +%s)
-  JAZZER_FUZZ=1 nice -n 19 ./mvnw -B -ntp -q -pl fuzz -am surefire:test -Dtest="$t" \
+  JAZZER_FUZZ=1 nice -n 19 ./mvnw -B -ntp -q -pl fuzz -am test -Dtest="$t" \
     -Dsurefire.failIfNoSpecifiedTests=false -Djazzer.internal.arg.0=fuzz -Djazzer.internal.arg.1="-runs=$RUNS" \
-    > "$log" 2>&1
+    ${MAX_TIME:+-Djazzer.internal.arg.2=-max_total_time=$MAX_TIME} > "$log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   done_line=$(grep -a -E '^#[0-9]+\s+DONE' "$log" | tail -1)

@@ -23,7 +23,6 @@ import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.SoftmaxStats;
 import io.rlvec.TokenBatch;
-import io.rlvec.testing.Results;
 
 /**
  * Fuzz targets over every {@link Engine} method and batch construction. Each execution builds its arguments in
@@ -73,7 +72,9 @@ class EngineFuzzTest {
                 final Engine v = Inputs.vector(d);
                 if (b.has(Column.LOG_PROB) && both(() -> REFERENCE.aggLoss(spec, b, b.column(Column.LOG_PROB), g1, r1),
                     () -> v.aggLoss(spec, b, b.column(Column.LOG_PROB), g2, r2))) {
-                    assertAgg(r1, r2, g1, g2, "batch agg_loss");
+                    final OffHeapArray lp = b.column(Column.LOG_PROB);
+                    assertAgg(r1, r2, g1, g2, Conditioning.bound(spec, b, t -> Math.abs(lp.getFloat(t))),
+                        "batch agg_loss " + spec + " " + describe(b) + " on " + v.name());
                 }
             }
             g.check();
@@ -99,9 +100,10 @@ class EngineFuzzTest {
                 final PolicyLossResult r2 = new PolicyLossResult();
                 final Engine v = Inputs.vector(d);
                 if (both(() -> REFERENCE.policyLoss(spec, b, g1, r1), () -> v.policyLoss(spec, b, g2, r2))) {
-                    final String ctx = "policyLoss " + spec + " " + b + " on " + v.name();
+                    final String ctx = "policyLoss " + spec + " " + describe(b) + " on " + v.name();
                     sameBits(g1, g2, ctx + " gradient");
-                    Results.assertClose(r1, r2, 1, ctx);
+                    Conditioning.policy(r1, r2, 1, Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec, b,
+                        null)), Conditioning.bound(spec, b, Conditioning.klMagnitude(b, null)), ctx);
                 }
             }
             g.check();
@@ -129,21 +131,38 @@ class EngineFuzzTest {
                 final AggResult r2 = new AggResult();
                 final Engine v = Inputs.vector(d);
                 if (both(() -> REFERENCE.aggLoss(spec, b, lossMat, g1, r1), () -> v.aggLoss(spec, b, lossMat, g2, r2))) {
-                    assertAgg(r1, r2, g1, g2, "aggLoss " + spec + " " + b + " on " + v.name());
+                    assertAgg(r1, r2, g1, g2, Conditioning.bound(spec, b, t -> Math.abs(lossMat.getFloat(t))),
+                        "aggLoss " + spec + " " + describe(b) + " on " + v.name());
                 }
             }
             g.check();
         }
     }
 
+    /** @return the batch with its offsets, mask and log_prob values (small batches), for a finding's message. */
+    static String describe(final TokenBatch b) {
+        final StringBuilder s = new StringBuilder(b.toString()).append(" offsets=[");
+        for (int i = 0; i <= b.numSequences() && i < 64; i++) {
+            s.append(i > 0 ? "," : "").append(b.offset(i));
+        }
+        s.append("]");
+        for (final Column c : new Column[] {Column.RESPONSE_MASK, Column.LOG_PROB}) {
+            if (b.has(c) && b.numTokens() <= 64) {
+                s.append(' ').append(c.verlName()).append('=').append(java.util.Arrays.toString(
+                    java.util.Arrays.copyOf(b.column(c).toFloatArray(), b.numTokens())));
+            }
+        }
+        return s.toString();
+    }
+
     private static void assertAgg(final AggResult r1, final AggResult r2, final OffHeapArray g1, final OffHeapArray g2,
-                                  final String ctx) {
+                                  final double bound, final String ctx) {
         sameBits(g1, g2, ctx + " gradient");
         if (r1.validTokens() != r2.validTokens() || r1.validSequences() != r2.validSequences()
             || Double.doubleToLongBits(r1.denominator()) != Double.doubleToLongBits(r2.denominator())) {
             throw new AssertionError(ctx + ": counts " + r2 + " vs reference " + r1);
         }
-        close(r1.loss(), r2.loss(), 1, ctx + " loss");
+        Conditioning.close(r1.loss(), r2.loss(), 1, bound, ctx + " loss");
     }
 
     /** klPenalty: every estimator and straight-through form ("full" is refused here), gradient or not. */
@@ -292,9 +311,9 @@ class EngineFuzzTest {
                 final ActorLossResult r2 = new ActorLossResult();
                 final Engine v = Inputs.vector(d);
                 if (both(() -> REFERENCE.actorLoss(spec, b, g1, r1), () -> v.actorLoss(spec, b, g2, r2))) {
-                    final String ctx = "actorLoss " + spec + " " + b + " on " + v.name();
+                    final String ctx = "actorLoss " + spec + " " + describe(b) + " on " + v.name();
                     sameBits(g1, g2, ctx + " gradient");
-                    assertActor(r1, r2, ctx);
+                    assertActor(r1, r2, spec, b, null, 0, ctx);
                 }
             }
             g.check();
@@ -338,26 +357,62 @@ class EngineFuzzTest {
                     final String ctx = "actorLoss(logits) " + spec + " " + b + " " + lg + " on " + v.name();
                     sameBits(lp1, lp2, ctx + " d loss / d log_prob");
                     sameBits(gl1, gl2, ctx + " d loss / d logits");
-                    assertActor(r1, r2, ctx);
+                    assertActor(r1, r2, spec, b, logProbs(lg, labels, spec, b), vocab, ctx);
                 }
             }
             g.check();
         }
     }
 
-    /** The actor parity contract: reduced terms within 1 ulp, their composition and every metric within 2. */
-    private static void assertActor(final ActorLossResult r1, final ActorLossResult r2, final String ctx) {
-        Results.assertClose(r1.policy(), r2.policy(), 1, ctx);
+    /**
+     * The actor parity contract: reduced terms within 1 ulp, their composition and every metric within 2, each plus
+     * its conditioning bound ({@link Conditioning}).
+     *
+     * @param logProb the per-token log-probs the loss saw (from the logits), or null to read the batch's column.
+     */
+    private static void assertActor(final ActorLossResult r1, final ActorLossResult r2, final LossSpec spec,
+                                    final TokenBatch b, final float[] logProb, final int vocab, final String ctx) {
+        final double pg = Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec, b, logProb));
+        Conditioning.policy(r1.policy(), r2.policy(), 1, pg,
+            Conditioning.bound(spec, b, Conditioning.klMagnitude(b, logProb)), ctx);
         if (r1.hasKl() != r2.hasKl() || r1.hasEntropy() != r2.hasEntropy()) {
             throw new AssertionError(ctx + ": terms differ");
         }
+        double kl = 0;
         if (r1.hasKl()) {
-            close(r1.klLoss(), r2.klLoss(), 1, ctx + " kl_loss");
+            final OffHeapArray lp = b.column(Column.LOG_PROB);
+            final OffHeapArray ref = b.column(Column.REF_LOG_PROB);
+            kl = ref == null ? Conditioning.bound(spec, b, t -> 2 * Math.log(Math.max(2, vocab)) + 40)
+                : Conditioning.bound(spec, b, t -> {
+                    final double d = (logProb != null ? logProb[t] : lp.getFloat(t)) - (double) ref.getFloat(t);
+                    return Math.max(Math.max(Math.abs(d), 0.5 * d * d), 10);
+                });
+            Conditioning.close(r1.klLoss(), r2.klLoss(), 1, kl, ctx + " kl_loss");
         }
+        double ent = 0;
         if (r1.hasEntropy()) {
-            close(r1.entropyAgg(), r2.entropyAgg(), 1, ctx + " entropy");
+            ent = Conditioning.bound(spec, b, t -> Math.log(Math.max(2, vocab)) + 1);
+            Conditioning.close(r1.entropyAgg(), r2.entropyAgg(), 1, ent, ctx + " entropy");
         }
-        close(r1.loss(), r2.loss(), 2, ctx + " loss");
-        Inputs.sameMetrics(r1.metrics(), r2.metrics(), 2, ctx);
+        final double total = (pg + Math.abs(spec.klLossCoef()) * kl + Math.abs(spec.entropyCoeff()) * ent)
+            * Math.max(1, spec.microBatchScale()) * 2;
+        Conditioning.close(r1.loss(), r2.loss(), 2, total, ctx + " loss");
+        final java.util.Map<String, Double> m1 = r1.metrics();
+        final java.util.Map<String, Double> m2 = r2.metrics();
+        if (!m1.keySet().equals(m2.keySet())) {
+            throw new AssertionError(ctx + ": metric keys " + m2.keySet() + " vs " + m1.keySet());
+        }
+        for (final String k : m1.keySet()) {
+            Conditioning.close(m1.get(k).floatValue(), m2.get(k).floatValue(), 2, total, ctx + " metric " + k);
+        }
+    }
+
+    /** @return the per-token log-probs the actor loss computes from these logits (reference vocabulary pass). */
+    private static float[] logProbs(final Logits lg, final OffHeapArray labels, final LossSpec spec,
+                                    final TokenBatch b) {
+        try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, Math.max(1, lg.rows()))) {
+            REFERENCE.logProbs(lg, labels, spec.temperature(), b.mask(), lp, null);
+            return lp.toFloatArray();
+        }
     }
 }

@@ -2,7 +2,6 @@ package io.rlvec.fuzz;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 
@@ -262,19 +261,4 @@ final class Inputs {
         return Ulp.distance(a, b) <= ulps;
     }
 
-    /** Compares two metric maps key by key, each value within {@code ulps} of its float rounding. */
-    static void sameMetrics(final Map<String, Double> expected, final Map<String, Double> actual, final long ulps,
-                            final String what) {
-        if (!expected.keySet().equals(actual.keySet())) {
-            throw new AssertionError(what + ": metric keys " + actual.keySet() + " vs " + expected.keySet());
-        }
-        for (final Map.Entry<String, Double> e : expected.entrySet()) {
-            final float x = e.getValue().floatValue();
-            final float y = actual.get(e.getKey()).floatValue();
-            if (!within(x, y, ulps)) {
-                throw new AssertionError(what + ": metric " + e.getKey() + " engine " + Ulp.show(y) + " vs reference "
-                    + Ulp.show(x));
-            }
-        }
-    }
 }
