@@ -6,6 +6,7 @@ import static io.rlvec.fuzz.Outcomes.close;
 import static io.rlvec.fuzz.Outcomes.sameBits;
 
 import java.util.List;
+import java.util.function.DoubleSupplier;
 
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 import com.code_intelligence.jazzer.junit.FuzzTest;
@@ -73,7 +74,7 @@ class EngineFuzzTest {
                 if (b.has(Column.LOG_PROB) && both(() -> REFERENCE.aggLoss(spec, b, b.column(Column.LOG_PROB), g1, r1),
                     () -> v.aggLoss(spec, b, b.column(Column.LOG_PROB), g2, r2))) {
                     final OffHeapArray lp = b.column(Column.LOG_PROB);
-                    assertAgg(r1, r2, g1, g2, Conditioning.bound(spec, b, t -> Math.abs(lp.getFloat(t))),
+                    assertAgg(r1, r2, g1, g2, () -> Conditioning.bound(spec, b, t -> Math.abs(lp.getFloat(t))),
                         "batch agg_loss " + spec + " " + describe(b) + " on " + v.name());
                 }
             }
@@ -102,8 +103,8 @@ class EngineFuzzTest {
                 if (both(() -> REFERENCE.policyLoss(spec, b, g1, r1), () -> v.policyLoss(spec, b, g2, r2))) {
                     final String ctx = "policyLoss " + spec + " " + describe(b) + " on " + v.name();
                     sameBits(g1, g2, ctx + " gradient");
-                    Conditioning.policy(r1, r2, 1, Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec, b,
-                        null)), Conditioning.bound(spec, b, Conditioning.klMagnitude(b, null)), ctx);
+                    Conditioning.policy(r1, r2, 1, () -> Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec,
+                        b, null)), () -> Conditioning.bound(spec, b, Conditioning.klMagnitude(b, null)), ctx);
                 }
             }
             g.check();
@@ -131,7 +132,7 @@ class EngineFuzzTest {
                 final AggResult r2 = new AggResult();
                 final Engine v = Inputs.vector(d);
                 if (both(() -> REFERENCE.aggLoss(spec, b, lossMat, g1, r1), () -> v.aggLoss(spec, b, lossMat, g2, r2))) {
-                    assertAgg(r1, r2, g1, g2, Conditioning.bound(spec, b, t -> Math.abs(lossMat.getFloat(t))),
+                    assertAgg(r1, r2, g1, g2, () -> Conditioning.bound(spec, b, t -> Math.abs(lossMat.getFloat(t))),
                         "aggLoss " + spec + " " + describe(b) + " on " + v.name());
                 }
             }
@@ -156,7 +157,7 @@ class EngineFuzzTest {
     }
 
     private static void assertAgg(final AggResult r1, final AggResult r2, final OffHeapArray g1, final OffHeapArray g2,
-                                  final double bound, final String ctx) {
+                                  final DoubleSupplier bound, final String ctx) {
         sameBits(g1, g2, ctx + " gradient");
         if (r1.validTokens() != r2.validTokens() || r1.validSequences() != r2.validSequences()
             || Double.doubleToLongBits(r1.denominator()) != Double.doubleToLongBits(r2.denominator())) {
@@ -372,30 +373,30 @@ class EngineFuzzTest {
      */
     private static void assertActor(final ActorLossResult r1, final ActorLossResult r2, final LossSpec spec,
                                     final TokenBatch b, final float[] logProb, final int vocab, final String ctx) {
-        final double pg = Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec, b, logProb));
+        final DoubleSupplier pg = () -> Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec, b, logProb));
         Conditioning.policy(r1.policy(), r2.policy(), 1, pg,
-            Conditioning.bound(spec, b, Conditioning.klMagnitude(b, logProb)), ctx);
+            () -> Conditioning.bound(spec, b, Conditioning.klMagnitude(b, logProb)), ctx);
         if (r1.hasKl() != r2.hasKl() || r1.hasEntropy() != r2.hasEntropy()) {
             throw new AssertionError(ctx + ": terms differ");
         }
-        double kl = 0;
+        final OffHeapArray lp = b.column(Column.LOG_PROB);
+        final OffHeapArray ref = b.column(Column.REF_LOG_PROB);
+        final DoubleSupplier kl = !r1.hasKl() ? () -> 0 : ref == null
+            ? () -> Conditioning.bound(spec, b, t -> 2 * Math.log(Math.max(2, vocab)) + 40)
+            : () -> Conditioning.bound(spec, b, t -> {
+                final double d = (logProb != null ? logProb[t] : lp.getFloat(t)) - (double) ref.getFloat(t);
+                return Math.max(Math.max(Math.abs(d), 0.5 * d * d), 10);
+            });
         if (r1.hasKl()) {
-            final OffHeapArray lp = b.column(Column.LOG_PROB);
-            final OffHeapArray ref = b.column(Column.REF_LOG_PROB);
-            kl = ref == null ? Conditioning.bound(spec, b, t -> 2 * Math.log(Math.max(2, vocab)) + 40)
-                : Conditioning.bound(spec, b, t -> {
-                    final double d = (logProb != null ? logProb[t] : lp.getFloat(t)) - (double) ref.getFloat(t);
-                    return Math.max(Math.max(Math.abs(d), 0.5 * d * d), 10);
-                });
             Conditioning.close(r1.klLoss(), r2.klLoss(), 1, kl, ctx + " kl_loss");
         }
-        double ent = 0;
+        final DoubleSupplier ent = !r1.hasEntropy() ? () -> 0
+            : () -> Conditioning.bound(spec, b, t -> Math.log(Math.max(2, vocab)) + 1);
         if (r1.hasEntropy()) {
-            ent = Conditioning.bound(spec, b, t -> Math.log(Math.max(2, vocab)) + 1);
             Conditioning.close(r1.entropyAgg(), r2.entropyAgg(), 1, ent, ctx + " entropy");
         }
-        final double total = (pg + Math.abs(spec.klLossCoef()) * kl + Math.abs(spec.entropyCoeff()) * ent)
-            * Math.max(1, spec.microBatchScale()) * 2;
+        final DoubleSupplier total = () -> (pg.getAsDouble() + Math.abs(spec.klLossCoef()) * kl.getAsDouble()
+            + Math.abs(spec.entropyCoeff()) * ent.getAsDouble()) * Math.max(1, spec.microBatchScale()) * 2;
         Conditioning.close(r1.loss(), r2.loss(), 2, total, ctx + " loss");
         final java.util.Map<String, Double> m1 = r1.metrics();
         final java.util.Map<String, Double> m2 = r2.metrics();
@@ -410,7 +411,8 @@ class EngineFuzzTest {
     /** @return the per-token log-probs the actor loss computes from these logits (reference vocabulary pass). */
     private static float[] logProbs(final Logits lg, final OffHeapArray labels, final LossSpec spec,
                                     final TokenBatch b) {
-        try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, Math.max(1, lg.rows()))) {
+        try (Guarded g = new Guarded()) {
+            final OffHeapArray lp = g.alloc(ElementType.F32, Math.max(1, lg.rows()));
             REFERENCE.logProbs(lg, labels, spec.temperature(), b.mask(), lp, null);
             return lp.toFloatArray();
         }
