@@ -17,7 +17,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  */
 class ResourceTest {
     /** Cycles in the default build; {@code -Drlvec.leakCycles=1000000} for the documented measurement. */
-    private static final long CYCLES = Long.getLong("rlvec.leakCycles", 200_000L);
+    private static final long CYCLES = Long.getLong("rlvec.leakCycles", 100_000L);
     private static final List<String> NMT = List.of("-XX:NativeMemoryTracking=summary");
 
     @Test
