@@ -41,7 +41,10 @@ public final class Checks {
             throw new IllegalArgumentException(name + " must not be null (" + type + " x " + minLen + ")");
         }
         if (a.isClosed()) {
-            throw new IllegalArgumentException(name + " is closed");
+            throw new IllegalArgumentException(name + " is closed (or the memory it wraps has been freed)");
+        }
+        if (!a.segment().isAccessibleBy(Thread.currentThread())) {
+            throw new IllegalArgumentException(name + " wraps memory confined to another thread");
         }
         if (a.type() != type) {
             throw new IllegalArgumentException(name + " must be " + type + ", got " + a.type());

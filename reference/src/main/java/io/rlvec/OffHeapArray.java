@@ -51,10 +51,28 @@ public final class OffHeapArray implements AutoCloseable {
         if (length < 0) {
             throw new IllegalArgumentException("length must be >= 0, got " + length);
         }
-        final long bytes = Math.max(1L, length * type.bytes());
+        final long bytes = Math.max(1L, byteSize("length", type, length));
         final Arena arena = Arena.ofShared();
-        final MemorySegment owned = arena.allocate(bytes, ALIGNMENT);
-        return new OffHeapArray(type, length, globalView(owned.address(), bytes), arena);
+        try {
+            return new OffHeapArray(type, length, arena.allocate(bytes, ALIGNMENT), arena);
+        } catch (final OutOfMemoryError | IllegalArgumentException e) {
+            arena.close();
+            throw new IllegalArgumentException("cannot allocate " + length + " " + type + " elements (" + bytes
+                + " bytes): " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * @return {@code length * type.bytes()}, checked.
+     * @throws IllegalArgumentException naming {@code what} when the product overflows a long.
+     */
+    static long byteSize(final String what, final ElementType type, final long length) {
+        try {
+            return Math.multiplyExact(length, (long) type.bytes());
+        } catch (final ArithmeticException e) {
+            throw new IllegalArgumentException(what + " " + length + " of " + type + " elements is "
+                + "more bytes than a long holds (at most " + Long.MAX_VALUE / type.bytes() + " elements)");
+        }
     }
 
     /** @return a new float32 owner holding a copy of {@code values}. */
@@ -99,14 +117,23 @@ public final class OffHeapArray implements AutoCloseable {
     public static OffHeapArray wrap(final ElementType type, final MemorySegment segment, final long length) {
         Objects.requireNonNull(type, "type");
         Objects.requireNonNull(segment, "segment");
-        if (length < 0 || length * type.bytes() > segment.byteSize()) {
+        if (length < 0) {
+            throw new IllegalArgumentException("length must be >= 0, got " + length);
+        }
+        final long bytes = byteSize("length", type, length);
+        if (bytes > segment.byteSize()) {
             throw new IllegalArgumentException("segment of " + segment.byteSize() + " bytes cannot hold " + length
                 + " " + type + " elements");
         }
         if (!segment.isNative()) {
             throw new IllegalArgumentException("segment must be native (off-heap or mapped) memory");
         }
-        return new OffHeapArray(type, length, globalView(segment.address(), Math.max(1L, length * type.bytes())), null);
+        if (!segment.scope().isAlive()) {
+            throw new IllegalArgumentException("segment's memory has been freed (its arena is closed)");
+        }
+        // A slice keeps the caller's scope: every access checks that the memory is still alive, so memory freed
+        // before or during a call gives an IllegalStateException, never a read of freed memory.
+        return new OffHeapArray(type, length, segment.asSlice(0, bytes), null);
     }
 
     /** Wraps an Agrona buffer over off-heap memory without copying. */
@@ -145,7 +172,10 @@ public final class OffHeapArray implements AutoCloseable {
         return segment.address();
     }
 
-    /** @return a global-scope segment over exactly the elements' bytes (kernels read through it). */
+    /**
+     * @return a segment over exactly the elements' bytes, with the scope of the memory's owner (this array's
+     *         arena, or the wrapped segment's): kernels read through it, so freed memory is never read.
+     */
     public MemorySegment segment() {
         return segment;
     }
@@ -252,7 +282,7 @@ public final class OffHeapArray implements AutoCloseable {
     }
 
     private void checkIndex(final long i) {
-        if (closed) {
+        if (isClosed()) {
             throw new IllegalStateException("array is closed");
         }
         if (i < 0 || i >= length) {
@@ -271,9 +301,12 @@ public final class OffHeapArray implements AutoCloseable {
         }
     }
 
-    /** @return whether {@link #close()} has been called. */
+    /**
+     * @return whether {@link #close()} has been called, or the memory it views has been freed (a wrapped
+     *         segment whose arena was closed).
+     */
     public boolean isClosed() {
-        return closed;
+        return closed || !segment.scope().isAlive();
     }
 
     @Override
