@@ -22,6 +22,9 @@ public final class Engines {
     private Engines() {
     }
 
+    /** The most threads an engine may run (a higher count is refused, not attempted). */
+    public static final int MAX_THREADS = 256;
+
     /** @return the scalar reference engine. */
     public static Engine reference() {
         return new ReferenceEngine();
@@ -38,8 +41,8 @@ public final class Engines {
      * @throws IllegalStateException when a forced provider is missing or refuses to run here.
      */
     public static Engine preferred(final int parallelism) {
-        if (parallelism < 1) {
-            throw new IllegalArgumentException("parallelism must be >= 1, got " + parallelism);
+        if (parallelism < 1 || parallelism > MAX_THREADS) {
+            throw new IllegalArgumentException("parallelism must be in [1, " + MAX_THREADS + "], got " + parallelism);
         }
         final String forced = System.getProperty(PROVIDER_PROPERTY, "").trim();
         if ("reference".equals(forced)) {

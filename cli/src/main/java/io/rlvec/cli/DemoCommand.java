@@ -98,9 +98,10 @@ final class DemoCommand implements Callable<Integer> {
     public Integer call() {
         final PrintWriter out = spec.commandLine().getOut();
         final LossSpec lossSpec = lossSpec();
-        if (threads < 1 || reps < 1 || referenceReps < 1 || warmupCalls < 0) {
-            throw new CommandLine.ParameterException(spec.commandLine(),
-                "--threads, --reps and --reference-reps must be >= 1, --warmup-calls >= 0");
+        if (threads < 1 || threads > io.rlvec.Engines.MAX_THREADS || reps < 1 || referenceReps < 1
+            || warmupCalls < 0) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be in [1, "
+                + io.rlvec.Engines.MAX_THREADS + "], --reps and --reference-reps >= 1, --warmup-calls >= 0");
         }
         final GrpoBatch data;
         try {

@@ -71,8 +71,9 @@ public final class Blocks implements AutoCloseable {
 
     /** @param parallelism threads running blocks, the caller included; 1 runs every block on the calling thread. */
     public Blocks(final int parallelism) {
-        if (parallelism < 1) {
-            throw new IllegalArgumentException("parallelism must be >= 1, got " + parallelism);
+        if (parallelism < 1 || parallelism > io.rlvec.Engines.MAX_THREADS) {
+            throw new IllegalArgumentException("parallelism must be in [1, " + io.rlvec.Engines.MAX_THREADS
+                + "], got " + parallelism);
         }
         this.parallelism = parallelism;
         if (parallelism > 1) {

@@ -6,6 +6,7 @@ import io.rlvec.AdvantageSpec;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
+import io.rlvec.EngineGuard;
 import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
@@ -22,6 +23,7 @@ import io.rlvec.reference.Advantages;
  * Not thread-safe: use one engine per thread (or its own {@code parallelism} for blocked kernels).
  */
 public final class VectorEngine implements Engine {
+    private final EngineGuard guard = new EngineGuard();
     private final Blocks blocks;
     private final Workspace workspace = new Workspace();
 
@@ -43,21 +45,26 @@ public final class VectorEngine implements Engine {
     @Override
     public void policyLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
                            final PolicyLossResult out) {
-        Checks.policyLoss(spec, batch, gradLogProb, out);
-        switch (spec.policyLossMode()) {
-            case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.policyLoss(spec, batch, gradLogProb, out);
+            switch (spec.policyLossMode()) {
+                case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
+            }
         }
     }
 
     @Override
     public void aggLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray lossMat,
                         final OffHeapArray gradOut, final AggResult out) {
-        Checks.aggLoss(spec, batch, lossMat, gradOut, out);
-        AggKernel.compute(spec, batch, lossMat, gradOut, out, workspace, blocks);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.aggLoss(spec, batch, lossMat, gradOut, out);
+            AggKernel.compute(spec, batch, lossMat, gradOut, out, workspace, blocks);
+        }
     }
 
     @Override
     public void close() {
+        guard.close();
         if (actor != null) {
             actor.close();
         }
@@ -73,14 +80,16 @@ public final class VectorEngine implements Engine {
     public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                          final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
                          final SoftmaxStats statsOut, final OffHeapArray gradLogits) {
-        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, gradLogits);
-        // Kept whenever the buffer is not the logits' own memory (the forward must not overwrite them).
-        final boolean keep = gradLogits != null && gradLogits.address() != logits.data().address();
-        if (keep) {
-            statsOut.keptIn(gradLogits);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, gradLogits);
+            // Kept whenever the buffer is not the logits' own memory (the forward must not overwrite them).
+            final boolean keep = gradLogits != null && gradLogits.address() != logits.data().address();
+            if (keep) {
+                statsOut.keptIn(gradLogits);
+            }
+            vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut,
+                keep ? gradLogits : null, blocks);
         }
-        vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, keep ? gradLogits : null,
-            blocks);
     }
 
     @Override
@@ -88,13 +97,15 @@ public final class VectorEngine implements Engine {
                                  final OffHeapArray rowMask, final OffHeapArray gradLogProb,
                                  final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
                                  final SoftmaxStats stats) {
-        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
-        final boolean kept = stats != null && stats.keeps(gradLogits);
-        vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats, kept,
-            blocks);
-        if (kept) {
-            // The gradient has replaced them: a second backward from these statistics evaluates the exps again.
-            stats.keptConsumed();
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
+            final boolean kept = stats != null && stats.keeps(gradLogits);
+            vocab.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats, kept,
+                blocks);
+            if (kept) {
+                // The gradient has replaced them: a second backward from these statistics evaluates the exps again.
+                stats.keptConsumed();
+            }
         }
     }
 
@@ -115,31 +126,39 @@ public final class VectorEngine implements Engine {
     @Override
     public void klPenalty(final KlPenalty penalty, final TokenBatch batch, final OffHeapArray kldOut,
                           final OffHeapArray gradOut) {
-        Checks.klPenalty(penalty, batch, kldOut, gradOut);
-        kl.penalty(penalty, batch, kldOut, gradOut, blocks);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.klPenalty(penalty, batch, kldOut, gradOut);
+            kl.penalty(penalty, batch, kldOut, gradOut, blocks);
+        }
     }
 
     @Override
     public void klFull(final Logits policy, final Logits reference, final double temperature,
                        final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
                        final OffHeapArray gradLogits) {
-        Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
-        kl.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false, blocks);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
+            kl.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false, blocks);
+        }
     }
 
     @Override
     public void actorLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
                           final ActorLossResult out) {
-        Checks.actorLoss(spec, batch, gradLogProb, out);
-        actor().fromLogProbs(spec, batch, gradLogProb, out);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.actorLoss(spec, batch, gradLogProb, out);
+            actor().fromLogProbs(spec, batch, gradLogProb, out);
+        }
     }
 
     @Override
     public void actorLoss(final LossSpec spec, final TokenBatch batch, final Logits logits, final OffHeapArray labels,
                           final Logits refLogits, final OffHeapArray gradLogProb, final OffHeapArray gradLogits,
                           final ActorLossResult out) {
-        Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
-        actor().fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+            actor().fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+        }
     }
 
     private final AdvantageKernel advantageKernel = new AdvantageKernel();
@@ -148,14 +167,18 @@ public final class VectorEngine implements Engine {
     @Override
     public void advantages(final AdvantageSpec spec, final TokenBatch batch, final AdvantageInputs inputs,
                            final OffHeapArray advantages, final OffHeapArray returns) {
-        Advantages.compute(advantageKernel, advantageScratch, spec, batch, inputs, advantages, returns);
+        try (EngineGuard.Call call = guard.enter()) {
+            Advantages.compute(advantageKernel, advantageScratch, spec, batch, inputs, advantages, returns);
+        }
     }
 
     @Override
     public double rewardKlPenalty(final KlPenalty penalty, final double beta, final TokenBatch batch,
                                   final OffHeapArray kldOut, final OffHeapArray rewardsOut) {
-        Advantages.validateRewardKl(penalty, beta, batch, kldOut, rewardsOut);
-        kl.penalty(penalty, batch.column(io.rlvec.Column.OLD_LOG_PROB), batch, kldOut, null, blocks);
-        return Advantages.rewardKl(advantageKernel, advantageScratch, batch, beta, kldOut, rewardsOut);
+        try (EngineGuard.Call call = guard.enter()) {
+            Advantages.validateRewardKl(penalty, beta, batch, kldOut, rewardsOut);
+            kl.penalty(penalty, batch.column(io.rlvec.Column.OLD_LOG_PROB), batch, kldOut, null, blocks);
+            return Advantages.rewardKl(advantageKernel, advantageScratch, batch, beta, kldOut, rewardsOut);
+        }
     }
 }

@@ -6,6 +6,7 @@ import io.rlvec.AdvantageSpec;
 import io.rlvec.AggResult;
 import io.rlvec.Checks;
 import io.rlvec.Engine;
+import io.rlvec.EngineGuard;
 import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
@@ -20,6 +21,7 @@ import io.rlvec.TokenBatch;
  * Single-threaded (its results do not depend on any thread count by construction).
  */
 public final class ReferenceEngine implements Engine {
+    private final EngineGuard guard = new EngineGuard();
 
     @Override
     public String name() {
@@ -29,17 +31,21 @@ public final class ReferenceEngine implements Engine {
     @Override
     public void policyLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
                            final PolicyLossResult out) {
-        Checks.policyLoss(spec, batch, gradLogProb, out);
-        switch (spec.policyLossMode()) {
-            case VANILLA -> VanillaPolicyLoss.compute(spec, batch, gradLogProb, out);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.policyLoss(spec, batch, gradLogProb, out);
+            switch (spec.policyLossMode()) {
+                case VANILLA -> VanillaPolicyLoss.compute(spec, batch, gradLogProb, out);
+            }
         }
     }
 
     @Override
     public void aggLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray lossMat,
                         final OffHeapArray gradOut, final AggResult out) {
-        Checks.aggLoss(spec, batch, lossMat, gradOut, out);
-        AggLoss.compute(spec, batch, lossMat, gradOut, out);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.aggLoss(spec, batch, lossMat, gradOut, out);
+            AggLoss.compute(spec, batch, lossMat, gradOut, out);
+        }
     }
 
     // ---- Vocabulary pass ----
@@ -48,9 +54,11 @@ public final class ReferenceEngine implements Engine {
     public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                          final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
                          final SoftmaxStats statsOut, final OffHeapArray gradLogits) {
-        // The literal spec keeps nothing in gradLogits: its backward evaluates the exp again (the same bits).
-        Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, gradLogits);
-        VocabPass.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
+        try (EngineGuard.Call call = guard.enter()) {
+            // The literal spec keeps nothing in gradLogits: its backward evaluates the exp again (the same bits).
+            Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, gradLogits);
+            VocabPass.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
+        }
     }
 
     @Override
@@ -58,8 +66,10 @@ public final class ReferenceEngine implements Engine {
                                  final OffHeapArray rowMask, final OffHeapArray gradLogProb,
                                  final OffHeapArray gradEntropy, final OffHeapArray gradLogits,
                                  final SoftmaxStats stats) {
-        Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
-        VocabPass.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.logProbsBackward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
+            VocabPass.backward(logits, labels, temperature, rowMask, gradLogProb, gradEntropy, gradLogits, stats);
+        }
     }
 
     // ---- KL penalty and the composed actor loss ----
@@ -68,37 +78,46 @@ public final class ReferenceEngine implements Engine {
 
     @Override
     public void close() {
+        guard.close();
         actor.close();
     }
 
     @Override
     public void klPenalty(final KlPenalty kl, final TokenBatch batch, final OffHeapArray kldOut,
                           final OffHeapArray gradOut) {
-        Checks.klPenalty(kl, batch, kldOut, gradOut);
-        KlLoss.compute(kl, batch, kldOut, gradOut);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.klPenalty(kl, batch, kldOut, gradOut);
+            KlLoss.compute(kl, batch, kldOut, gradOut);
+        }
     }
 
     @Override
     public void klFull(final Logits policy, final Logits reference, final double temperature,
                        final OffHeapArray rowMask, final OffHeapArray kldOut, final OffHeapArray upstream,
                        final OffHeapArray gradLogits) {
-        Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
-        KlLoss.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.klFull(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits);
+            KlLoss.full(policy, reference, temperature, rowMask, kldOut, upstream, gradLogits, false);
+        }
     }
 
     @Override
     public void actorLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
                           final ActorLossResult out) {
-        Checks.actorLoss(spec, batch, gradLogProb, out);
-        actor.fromLogProbs(spec, batch, gradLogProb, out);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.actorLoss(spec, batch, gradLogProb, out);
+            actor.fromLogProbs(spec, batch, gradLogProb, out);
+        }
     }
 
     @Override
     public void actorLoss(final LossSpec spec, final TokenBatch batch, final Logits logits, final OffHeapArray labels,
                           final Logits refLogits, final OffHeapArray gradLogProb, final OffHeapArray gradLogits,
                           final ActorLossResult out) {
-        Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
-        actor.fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.actorLoss(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+            actor.fromLogits(spec, batch, logits, labels, refLogits, gradLogProb, gradLogits, out);
+        }
     }
 
     private final Advantages.Scratch advantageScratch = new Advantages.Scratch();
@@ -106,23 +125,27 @@ public final class ReferenceEngine implements Engine {
     @Override
     public void advantages(final AdvantageSpec spec, final TokenBatch batch, final AdvantageInputs inputs,
                            final OffHeapArray advantages, final OffHeapArray returns) {
-        Advantages.compute(Advantages.SCALAR, advantageScratch, spec, batch, inputs, advantages, returns);
+        try (EngineGuard.Call call = guard.enter()) {
+            Advantages.compute(Advantages.SCALAR, advantageScratch, spec, batch, inputs, advantages, returns);
+        }
     }
 
     @Override
     public double rewardKlPenalty(final KlPenalty kl, final double beta, final TokenBatch batch,
                                   final OffHeapArray kldOut, final OffHeapArray rewardsOut) {
-        Advantages.validateRewardKl(kl, beta, batch, kldOut, rewardsOut);
-        final java.lang.foreign.MemorySegment old = batch.column(io.rlvec.Column.OLD_LOG_PROB).segment();
-        final java.lang.foreign.MemorySegment ref = batch.column(io.rlvec.Column.REF_LOG_PROB).segment();
-        final java.lang.foreign.MemorySegment mask = batch.mask().segment();
-        final java.lang.foreign.MemorySegment out = kldOut.segment();
-        final java.lang.foreign.ValueLayout.OfFloat f32 = java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED
-            .withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
-        for (int t = 0; t < batch.numTokens(); t++) {
-            out.setAtIndex(f32, t, mask.getAtIndex(f32, t) != 0
-                ? KlLoss.penalty(kl, old.getAtIndex(f32, t), ref.getAtIndex(f32, t)) : 0f);
+        try (EngineGuard.Call call = guard.enter()) {
+            Advantages.validateRewardKl(kl, beta, batch, kldOut, rewardsOut);
+            final java.lang.foreign.MemorySegment old = batch.column(io.rlvec.Column.OLD_LOG_PROB).segment();
+            final java.lang.foreign.MemorySegment ref = batch.column(io.rlvec.Column.REF_LOG_PROB).segment();
+            final java.lang.foreign.MemorySegment mask = batch.mask().segment();
+            final java.lang.foreign.MemorySegment out = kldOut.segment();
+            final java.lang.foreign.ValueLayout.OfFloat f32 = java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED
+                .withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int t = 0; t < batch.numTokens(); t++) {
+                out.setAtIndex(f32, t, mask.getAtIndex(f32, t) != 0
+                    ? KlLoss.penalty(kl, old.getAtIndex(f32, t), ref.getAtIndex(f32, t)) : 0f);
+            }
+            return Advantages.rewardKl(Advantages.SCALAR, advantageScratch, batch, beta, kldOut, rewardsOut);
         }
-        return Advantages.rewardKl(Advantages.SCALAR, advantageScratch, batch, beta, kldOut, rewardsOut);
     }
 }

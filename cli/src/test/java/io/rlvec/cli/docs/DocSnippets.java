@@ -1,0 +1,92 @@
+package io.rlvec.cli.docs;
+
+import io.rlvec.*;
+import java.util.Map;
+
+/**
+ * Every Java snippet of README.md and docs/api.md, verbatim, as method bodies whose parameters are the variables
+ * the snippet assumes: this file compiles with the build, {@link DocSnippetsTest} runs each method on real data
+ * and checks that every snippet in the documents is still a snippet here (so none can go stale).
+ */
+final class DocSnippets {
+    private DocSnippets() {
+    }
+
+    /** README.md, "Ten lines". */
+    static void readmeTenLines(final float[] logProb, final float[] oldLogProb, final float[] advantages,
+                               final boolean[] responseMask) {
+        try (Engine engine = Engines.preferred();                          // Vector API engine where usable
+             TokenBatch batch = TokenBatch.packed(3, 5, 2)                  // 3 responses, 10 tokens back to back
+                 .column(Column.LOG_PROB, logProb).column(Column.OLD_LOG_PROB, oldLogProb)
+                 .column(Column.ADVANTAGES, advantages).mask(responseMask).build();
+             OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
+            LossSpec spec = LossSpec.builder().set("clip_ratio_high", 0.28).build();   // verl's keys and defaults
+            PolicyLossResult result = new PolicyLossResult();               // reusable: a call allocates nothing
+            engine.policyLoss(spec, batch, grad, result);                   // d pg_loss / d log_prob lands in grad
+            System.out.println(result.pgLoss() + " " + result.metrics());   // actor/pg_clipfrac, actor/ppo_kl, ...
+        }
+    }
+
+    /** docs/api.md, the policy loss. */
+    static Map<String, Double> apiPolicyLoss(final float[] logProb, final float[] oldLogProb, final float[] advantages,
+                                             final boolean[] responseMask) {
+        Map<String, Double> seen;
+        try (Engine engine = Engines.preferred();                 // vector engine if usable here, else the reference
+             TokenBatch batch = TokenBatch.packed(3, 5, 2)        // 3 sequences, 10 tokens back to back (or padded(B, T))
+                 .column(Column.LOG_PROB, logProb)                // float[] copied off heap, or an OffHeapArray wrapped
+                 .column(Column.OLD_LOG_PROB, oldLogProb)
+                 .column(Column.ADVANTAGES, advantages)
+                 .mask(responseMask)                              // boolean[]/byte[]; absent = all valid
+                 .build();
+             OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
+
+            LossSpec spec = LossSpec.builder()                    // verl defaults; or .set("clip_ratio_high", 0.28) by verl key
+                .clipRatioLow(0.2).clipRatioHigh(0.28).clipRatioC(3.0)
+                .lossAggMode(AggMode.TOKEN_MEAN)
+                .build();
+            PolicyLossResult result = new PolicyLossResult();    // reusable: calls allocate nothing
+            engine.policyLoss(spec, batch, grad, result);
+            float loss = result.pgLoss();                         // d loss / d log_prob is in grad
+            Map<String, Double> metrics = result.metrics();       // actor/pg_clipfrac, actor/ppo_kl, ...
+            seen = metrics;
+        }
+        return seen;
+    }
+
+    /** docs/api.md, the actor loss from logits. */
+    static float apiActorLossFromLogits(final Engine engine, final TokenBatch batch, final OffHeapArray logitData,
+                                        final int vocab, final int[] sampledTokens, final OffHeapArray gradLogits) {
+        Logits logits = Logits.of(logitData, batch.numTokens(), vocab);          // F32 or BF16; Logits.of(data, rows, vocab, rowStride)
+        OffHeapArray labels = OffHeapArray.ofInts(sampledTokens);                  // int32, one sampled token per row
+        LossSpec spec = LossSpec.builder().temperature(0.7).entropyCoeff(0.001)
+            .useKlLoss(true).klLossCoef(0.001).klLossType(KlPenalty.fromVerl("low_var_kl"))
+            .microBatchScale(0.25).build();
+        ActorLossResult out = new ActorLossResult();
+        // arguments 5 and 6: the reference logits (only for kl_loss_type=full, else null) and an optional F32 buffer
+        // for d loss / d log_prob; gradLogits receives d loss / d logits (it may be the logits themselves: in place)
+        engine.actorLoss(spec, batch, logits, labels, null, null, gradLogits, out);
+        float loss = out.loss();                                                  // out.metrics(): verl's actor/* keys
+        return loss;
+    }
+
+    /** docs/api.md, the vocabulary pass with saved statistics. */
+    static void apiVocabularyPass(final Engine engine, final Logits logits, final OffHeapArray labels, final int rows,
+                                  final OffHeapArray logProb, final OffHeapArray entropy, final OffHeapArray gradLogProb,
+                                  final OffHeapArray gradEntropy, final OffHeapArray gradLogits) {
+        try (SoftmaxStats stats = SoftmaxStats.allocate(rows)) {                  // reusable, off heap
+            engine.logProbs(logits, labels, 0.7, null, logProb, entropy, stats);    // null: every row valid
+            // ... the loss, giving d loss / d log_prob and d loss / d entropy per row ...
+            engine.logProbsBackward(logits, labels, 0.7, null, gradLogProb, gradEntropy, gradLogits, stats);
+        }
+    }
+
+    /** docs/api.md, the vocabulary pass keeping its exps. */
+    static void apiKeptExps(final Engine engine, final Logits logits, final OffHeapArray labels,
+                            final OffHeapArray logProb, final OffHeapArray entropy, final SoftmaxStats stats,
+                            final OffHeapArray gradLogProb, final OffHeapArray gradEntropy,
+                            final OffHeapArray gradLogits) {
+        engine.logProbs(logits, labels, 0.7, null, logProb, entropy, stats, gradLogits);    // keeps e_j in gradLogits
+        // ... the loss; gradLogits must not be written here ...
+        engine.logProbsBackward(logits, labels, 0.7, null, gradLogProb, gradEntropy, gradLogits, stats);
+    }
+}
