@@ -4,10 +4,10 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /**
- * The {@code rlvec} command line: {@code demo} (the main job: a GRPO-shaped policy-loss run on both engines) and
+ * The {@code rlvec} command line: {@code demo} (the main job: a GRPO-shaped policy-loss run on both engines),
+ * {@code config} and {@code compute} (verl YAML; the actor loss of a batch), {@code diagnose} and
  * {@code parity} (verl golden cases against the engines). Exit codes: 0 ok, 1 parity failure or error, 2 usage
- * error, 3 an output file
- * cannot be written (checked before any case runs).
+ * error, 3 an output file cannot be written (checked before any computation).
  */
 @Command(name = "rlvec", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
     description = "SIMD-vectorised CPU engine for the loss side of RL fine-tuning, with verl's semantics.",
@@ -56,7 +56,7 @@ public final class Main implements Runnable {
     /** Without a subcommand: prints the usage and fails as a usage error. */
     @Override
     public void run() {
-        throw new CommandLine.ParameterException(spec.commandLine(), "missing subcommand: demo or parity");
+        throw new CommandLine.ParameterException(spec.commandLine(), "missing subcommand: demo, parity, config, compute or diagnose");
     }
 
     /** Reports the version from the jar manifest (or "dev" when run from classes). */
