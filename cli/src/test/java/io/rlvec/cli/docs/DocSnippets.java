@@ -28,9 +28,8 @@ final class DocSnippets {
     }
 
     /** docs/api.md, the policy loss. */
-    static Map<String, Double> apiPolicyLoss(final float[] logProb, final float[] oldLogProb, final float[] advantages,
-                                             final boolean[] responseMask) {
-        Map<String, Double> seen;
+    static void apiPolicyLoss(final float[] logProb, final float[] oldLogProb, final float[] advantages,
+                              final boolean[] responseMask) {
         try (Engine engine = Engines.preferred();                 // vector engine if usable here, else the reference
              TokenBatch batch = TokenBatch.packed(3, 5, 2)        // 3 sequences, 10 tokens back to back (or padded(B, T))
                  .column(Column.LOG_PROB, logProb)                // float[] copied off heap, or an OffHeapArray wrapped
@@ -48,9 +47,7 @@ final class DocSnippets {
             engine.policyLoss(spec, batch, grad, result);
             float loss = result.pgLoss();                         // d loss / d log_prob is in grad
             Map<String, Double> metrics = result.metrics();       // actor/pg_clipfrac, actor/ppo_kl, ...
-            seen = metrics;
         }
-        return seen;
     }
 
     /** docs/api.md, the actor loss from logits. */
