@@ -16,6 +16,7 @@ import io.rlvec.PolicyLossResult;
 import io.rlvec.PolicyLossResult.Stat;
 import io.rlvec.TokenBatch;
 import io.rlvec.cli.demo.GrpoBatch;
+import io.rlvec.cli.demo.GrpoStep;
 import io.rlvec.cli.golden.GoldenRunner;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -28,7 +29,9 @@ import picocli.CommandLine.Option;
  * advantage-sign split, the parity of the two engines and a rough speed ratio.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true, sortOptions = false,
-    description = {"Runs verl's vanilla PPO-clip policy loss (compute_policy_loss_vanilla + agg_loss, forward, "
+    description = {"Runs one GRPO step as verl runs it (rewards -> grpo advantages -> actor loss from logits, "
+        + "metrics and d loss/d logits) on a synthetic batch, on the preferred engine and on the reference, with "
+        + "their parity and times. With --policy-loss: runs verl's vanilla PPO-clip policy loss (compute_policy_loss_vanilla + agg_loss, forward, "
         + "metrics and d loss/d log_prob) on a synthetic GRPO-shaped packed batch, on the preferred engine and on "
         + "the scalar reference, and prints the loss, the metrics, the A>0/A<0 split, engine-vs-reference parity "
         + "and a rough speed ratio."})
@@ -43,15 +46,27 @@ final class DemoCommand implements Callable<Integer> {
     @CommandLine.Spec
     private CommandLine.Model.CommandSpec spec;
 
-    @Option(names = "--prompts", defaultValue = "128", description = "prompts (GRPO groups) (default: ${DEFAULT-VALUE})")
+    @Option(names = "--policy-loss",
+        description = "run the policy-loss demo (the vanilla PPO-clip loss alone on a large packed batch) instead of "
+            + "the GRPO step")
+    private boolean policyLossOnly;
+
+    @Option(names = "--prompts", description = "prompts (GRPO groups) (default: 16 for the GRPO step, 128 with "
+        + "--policy-loss)")
+    private Integer promptsOption;
     private int prompts;
 
     @Option(names = "--responses", defaultValue = "8", description = "responses per prompt (default: ${DEFAULT-VALUE})")
     private int responses;
 
-    @Option(names = "--max-len", defaultValue = "2048",
-        description = "longest response; lengths are uniform in [1, max-len] (default: ${DEFAULT-VALUE})")
+    @Option(names = "--max-len", description = "longest response; lengths are uniform in [1, max-len] (default: "
+        + "128 for the GRPO step, 2048 with --policy-loss)")
+    private Integer maxLenOption;
     private int maxLen;
+
+    @Option(names = "--vocab", defaultValue = "1024",
+        description = "vocabulary of the GRPO step's logits (default: ${DEFAULT-VALUE})")
+    private int vocab;
 
     @Option(names = "--seed", defaultValue = "42", description = "generator seed (default: ${DEFAULT-VALUE})")
     private long seed;
@@ -97,11 +112,16 @@ final class DemoCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         final PrintWriter out = spec.commandLine().getOut();
+        prompts = promptsOption != null ? promptsOption : policyLossOnly ? 128 : 16;
+        maxLen = maxLenOption != null ? maxLenOption : policyLossOnly ? 2048 : 128;
         final LossSpec lossSpec = lossSpec();
         if (threads < 1 || threads > io.rlvec.Engines.MAX_THREADS || reps < 1 || referenceReps < 1
             || warmupCalls < 0) {
             throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be in [1, "
                 + io.rlvec.Engines.MAX_THREADS + "], --reps and --reference-reps >= 1, --warmup-calls >= 0");
+        }
+        if (!policyLossOnly) {
+            return grpoStep(out, lossSpec);
         }
         final GrpoBatch data;
         try {
@@ -151,6 +171,20 @@ final class DemoCommand implements Callable<Integer> {
         }
         out.flush();
         return Main.OK;
+    }
+
+    private Integer grpoStep(final PrintWriter out, final LossSpec lossSpec) {
+        final GrpoStep step;
+        try {
+            step = GrpoStep.generate(prompts, responses, maxLen, vocab, seed);
+        } catch (final IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage(), e);
+        }
+        try (Engine engine = Engines.preferred(threads); Engine reference = Engines.reference()) {
+            final boolean ok = step.print(out, engine, Engines.lastChoiceReason(), reference, lossSpec, reps, seed);
+            out.flush();
+            return ok ? Main.OK : Main.FAILURE;
+        }
     }
 
     private LossSpec lossSpec() {

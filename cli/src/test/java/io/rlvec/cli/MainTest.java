@@ -273,24 +273,37 @@ class MainTest {
 
     @Test
     void demoRunsOnASmallBatchAndReportsEverything() {
-        final Run r = execute("demo", "--prompts", "4", "--responses", "4", "--max-len", "64", "--reps", "2",
-            "--reference-reps", "1", "--warmup-calls", "10", "--seed", "7");
+        final Run r = execute("demo", "--policy-loss", "--prompts", "4", "--responses", "4", "--max-len", "64",
+            "--reps", "2", "--reference-reps", "1", "--warmup-calls", "10", "--seed", "7");
         assertThat(r.code()).as(r.err()).isZero();
         assertThat(r.out()).contains("16 sequences = 4 prompts x 4 responses, packed").contains("pg_loss")
             .contains("actor/pg_clipfrac").contains("actor/ppo_kl").contains("actor/pg_clipfrac_lower")
             .contains("actor/valid_tokens").contains("advantage sign split").contains("within the contract")
             .contains("0 of ").contains("speed ratio").contains("rough wall-clock").contains("JMH");
-        final Run again = execute("demo", "--prompts", "4", "--responses", "4", "--max-len", "64", "--reps", "2",
-            "--reference-reps", "1", "--warmup-calls", "10", "--seed", "7");
+        final Run again = execute("demo", "--policy-loss", "--prompts", "4", "--responses", "4", "--max-len", "64",
+            "--reps", "2", "--reference-reps", "1", "--warmup-calls", "10", "--seed", "7");
         assertThat(pgLossLine(again.out())).as("seeded: same batch, same loss").isEqualTo(pgLossLine(r.out()));
     }
 
     @Test
     void demoSumNormOnAPackedBatchUsesMaxLenAsTheScale() {
-        final Run r = execute("demo", "--prompts", "2", "--responses", "3", "--max-len", "32", "--reps", "1",
-            "--reference-reps", "1", "--warmup-calls", "0", "--mode", "seq-mean-token-sum-norm", "--threads", "2");
+        final Run r = execute("demo", "--policy-loss", "--prompts", "2", "--responses", "3", "--max-len", "32",
+            "--reps", "1", "--reference-reps", "1", "--warmup-calls", "0", "--mode", "seq-mean-token-sum-norm",
+            "--threads", "2");
         assertThat(r.code()).as(r.err()).isZero();
         assertThat(r.out()).contains("loss_agg_mode=seq-mean-token-sum-norm").contains("loss_scale_factor=32.0");
+    }
+
+    @Test
+    void demoRunsAGrpoStepByDefault() {
+        final Run r = execute("demo", "--prompts", "3", "--responses", "4", "--max-len", "40", "--vocab", "300",
+            "--reps", "2", "--seed", "5");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("one GRPO step").contains("12 responses = 3 prompts x 4")
+            .contains("adv_estimator=grpo").contains("actor/pg_loss").contains("actor/pg_clipfrac")
+            .contains("advantages     0 of").contains("within the contract").contains("time       engine");
+        assertThat(execute("demo", "--vocab", "1").code()).isEqualTo(Main.USAGE);
+        assertThat(execute("demo", "--max-len", "100000", "--vocab", "100000").err()).contains("over the demo's");
     }
 
     private static String pgLossLine(final String out) {
