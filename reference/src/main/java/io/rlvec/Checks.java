@@ -68,7 +68,7 @@ public final class Checks {
             array(batch.column(Column.ROLLOUT_IS_WEIGHTS), "rollout_is_weights", ElementType.F32, n, false);
         }
         array(gradLogProb, "gradLogProb", ElementType.F32, n, true);
-        Aggregation.validate(spec, batch);
+        Aggregation.validate(spec.aggregationSpec(), batch);
     }
 
     /** Validates the arguments of {@link Engine#aggLoss}. */
