@@ -665,8 +665,10 @@ public final class LossSpec {
             }
             finite("entropy_coeff", entropyCoeff);
             finite("kl_loss_coef", klLossCoef);
-            if (!(temperature > 0) || Double.isInfinite(temperature)) {
-                throw new IllegalArgumentException("temperature must be a finite number > 0, got " + temperature);
+            if (!(temperature > 0) || Double.isInfinite(temperature) || !((float) temperature > 0)
+                || Float.isInfinite((float) temperature)) {
+                throw new IllegalArgumentException("temperature must be a finite number > 0, also once rounded to "
+                    + "float32 (the logits are divided in float32), got " + temperature);
             }
             if (!(microBatchScale > 0) || Double.isInfinite(microBatchScale)) {
                 throw new IllegalArgumentException("micro_batch_scale must be a finite number > 0, got " + microBatchScale);
