@@ -120,11 +120,6 @@ final class RuleKernel {
             for (int c = start; c < vecEnd; c += CHUNK) {
                 final int ce = Math.min(c + CHUNK, vecEnd);
                 rule.run(st, c, ce, sequence);
-                if (st.grad != null) {
-                    GRADIENT_STORE.run(st, c, ce, sequence);
-                }
-                SUMS.run(st, c, ce, sequence);
-                COUNTS_STEP.run(st, c, ce, sequence);
             }
             double sum = sumLanes(st.acc, 0);
             double sumPos = sumLanes(st.acc, TokenMemory.DL);
@@ -219,6 +214,9 @@ final class RuleKernel {
     private static final class GradientStore extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            if (st.grad == null) {
+                return;
+            }
             final float[] r = st.rows;
             final int base = -from;
             final MemorySegment wSeg = st.weights;
@@ -356,12 +354,18 @@ final class RuleKernel {
         abstract void run(State st, int from, int to, float sequence);
     }
 
-    /** A mode's steps, run in order on every chunk. */
+    /**
+     * A mode's steps, then the shared ones (gradient store, sums, counts), run in order on every chunk through one
+     * call site.
+     */
     private static final class ChunkRule {
         private final Step[] steps;
 
-        ChunkRule(final Step... steps) {
-            this.steps = steps;
+        ChunkRule(final Step... modeSteps) {
+            steps = java.util.Arrays.copyOf(modeSteps, modeSteps.length + 3);
+            steps[modeSteps.length] = GRADIENT_STORE;
+            steps[modeSteps.length + 1] = SUMS;
+            steps[modeSteps.length + 2] = COUNTS_STEP;
         }
 
         void run(final State st, final int from, final int to, final float sequence) {
@@ -731,15 +735,18 @@ final class RuleKernel {
         long[] seqCount = new long[0];
         boolean[] selected = new boolean[0];
         float[] flags = new float[0];
-        /** geo_mean's per-token rows: k, dk/dnakl, log(w + 1e-10). */
-        float[] geoK = new float[0];
-        float[] geoDk = new float[0];
-        float[] geoLogW = new float[0];
-
+        /** geo_mean's per-token rows (off heap, freed by {@link #close}): k, dk/dnakl, log(w + 1e-10). */
+        OffHeapArray geoK;
+        OffHeapArray geoDk;
+        OffHeapArray geoLogW;
+        /** geo_mean's per-sequence canonical sums of k, A and log w. */
+        double[] geoSumK = new double[0];
+        double[] geoSumA = new double[0];
+        double[] geoSumW = new double[0];
         float geoLow;
+        float geoHigh;
         /** geo_mean: the coefficient c_s of the sequence in progress. */
         float geoCoef;
-        float geoHigh;
 
         /** Binds the columns geo_mean's steps read. */
         void bindGeo(final TokenBatch batch) {
@@ -747,14 +754,32 @@ final class RuleKernel {
             oldLogProb = batch.column(Column.OLD_LOG_PROB).segment();
             advantages = batch.column(Column.ADVANTAGES).segment();
             mask = batch.mask().segment();
+            final OffHeapArray w = batch.column(Column.ROLLOUT_IS_WEIGHTS);
+            weights = w != null ? w.segment() : null;
         }
 
-        void geoRows(final int n) {
-            if (geoK.length < n) {
-                final int m = Math.max(n, geoK.length * 2);
-                geoK = new float[m];
-                geoDk = new float[m];
-                geoLogW = new float[m];
+        void geoRows(final int n, final int sequences) {
+            if (geoK == null || geoK.length() < n) {
+                final int m = Math.max(n, geoK == null ? 0 : (int) Math.min(Integer.MAX_VALUE, geoK.length() * 2));
+                close();
+                geoK = OffHeapArray.allocate(io.rlvec.ElementType.F32, m);
+                geoDk = OffHeapArray.allocate(io.rlvec.ElementType.F32, m);
+                geoLogW = OffHeapArray.allocate(io.rlvec.ElementType.F32, m);
+            }
+            if (geoSumK.length < sequences) {
+                final int m = Math.max(sequences, geoSumK.length * 2);
+                geoSumK = new double[m];
+                geoSumA = new double[m];
+                geoSumW = new double[m];
+            }
+        }
+
+        /** Frees geo_mean's off-heap rows. */
+        void close() {
+            if (geoK != null) {
+                geoK.close();
+                geoDk.close();
+                geoLogW.close();
             }
         }
 
