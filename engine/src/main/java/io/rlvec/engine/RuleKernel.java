@@ -309,6 +309,27 @@ final class RuleKernel {
     private static final Step SUMS = new Sums();
     private static final Step COUNTS_STEP = new Counts();
 
+    /**
+     * {@code TokenRule.overflows} lane-wise: value not finite while a is finite and x is a number (|v| <= MAX is
+     * false for Inf and NaN).
+     */
+    private static VectorMask<Float> overflows(final FloatVector value, final FloatVector a, final FloatVector x) {
+        return value.abs().compare(VectorOperators.LE, Float.MAX_VALUE).not()
+            .and(a.abs().compare(VectorOperators.LE, Float.MAX_VALUE))
+            .and(x.compare(VectorOperators.EQ, x));
+    }
+
+    /**
+     * {@code TokenRule.overflowSafeRatio}: the unclamped ratio EX0, or the clamped one EX1 where -A * EX0 overflows;
+     * written back to EX0, which the counts read.
+     */
+    private static FloatVector safeRatio(final float[] r, final int i, final FloatVector a, final FloatVector nakl) {
+        final FloatVector raw = row(r, R_EX0, i);
+        final FloatVector ratio = raw.blend(row(r, R_EX1, i), overflows(a.neg().mul(raw), a, nakl));
+        ratio.intoArray(r, R_EX0 * CHUNK + i);
+        return ratio;
+    }
+
     private static VectorMask<Float> flag(final float[] r, final int row, final int i) {
         return FloatVector.fromArray(Vec.F, r, row * CHUNK + i).compare(VectorOperators.NE, 0f);
     }
@@ -391,12 +412,18 @@ final class RuleKernel {
 
     private static final VectorMask<Float> NONE = VectorMask.fromLong(Vec.F, 0L);
 
-    /** IN0 = log_prob - old_log_prob, clamped to [-20, 20] or not. */
+    /** A row (IN0 or IN1) = log_prob - old_log_prob, clamped to [-20, 20] or not. */
     private static final class LogRatio extends Step {
         private final boolean clamped;
+        private final int target;
 
         LogRatio(final boolean clamped) {
+            this(clamped, R_IN0);
+        }
+
+        LogRatio(final boolean clamped, final int target) {
             this.clamped = clamped;
+            this.target = target;
         }
 
         @Override
@@ -406,7 +433,7 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector x = load(st.logProb, i).sub(load(st.oldLogProb, i));
                 (clamped ? clamp(x, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX) : x)
-                    .intoArray(r, R_IN0 * CHUNK + base + i);
+                    .intoArray(r, target * CHUNK + base + i);
             }
         }
     }
@@ -603,10 +630,13 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector lp = load(st.logProb, i);
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector lr = lp.sub(load(st.oldLogProb, i));
+                final FloatVector raw = lp.sub(load(st.oldLogProb, i));
+                // verl's unclamped square, except where it overflows (then the log-ratio clamped to [-20, 20]).
+                final FloatVector lr = raw.blend(clamp(raw, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX),
+                    overflows(lp.mul(a).sub(raw.mul(raw).mul(st.halfBeta)).neg(), a, raw));
                 lp.mul(a).sub(lr.mul(lr).mul(st.halfBeta)).neg().intoArray(r, R_LOSS * CHUNK + base + i);
                 a.sub(lr.mul(2f).mul(st.halfBeta)).neg().intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, lr.neg(), NONE, NONE, NONE, NONE);
+                metrics(r, base + i, raw.neg(), NONE, NONE, NONE, NONE);
             }
         }
     }
@@ -646,7 +676,7 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector a = load(st.advantages, i);
                 final FloatVector nakl = row(r, R_IN0, base + i);
-                final FloatVector baseLoss = a.neg().mul(row(r, R_EX0, base + i));
+                final FloatVector baseLoss = a.neg().mul(safeRatio(r, base + i, a, nakl));
                 final FloatVector abs = nakl.abs();
                 final VectorMask<Float> selected = FloatVector.fromArray(Vec.F, st.flags, i)
                     .compare(VectorOperators.NE, 0f);
@@ -667,7 +697,7 @@ final class RuleKernel {
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector ratio = row(r, R_EX0, base + i);
+                final FloatVector ratio = safeRatio(r, base + i, a, row(r, R_IN0, base + i));
                 final FloatVector negA = a.neg();
                 final FloatVector pg1 = negA.mul(ratio);
                 final FloatVector pg2 = negA.mul(clamp(ratio, st.lower, st.upper));
@@ -701,8 +731,13 @@ final class RuleKernel {
         RULES[PolicyLossMode.CISPO.ordinal()] = new ChunkRule(clamped, ratio, new CispoLoss());
         RULES[PolicyLossMode.DRO.ordinal()] = new ChunkRule(clamped, ratio, new DroLoss());
         RULES[PolicyLossMode.GSPO.ordinal()] = new ChunkRule(new SequenceLogRatio(), ratio, new GspoLoss());
-        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(unclamped, ratio, new KlCovLoss());
-        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(unclamped, ratio, new ClipCovLoss());
+        // The covariance modes also compute the clamped ratio (EX1), used where verl's unclamped one overflows.
+        final Step clampedIn1 = new LogRatio(true, R_IN1);
+        final Step clampedRatio = new Exp(R_IN1, R_EX1);
+        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio,
+            new KlCovLoss());
+        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio,
+            new ClipCovLoss());
     }
 
     /** The state of one call, reused across calls (held by the {@link Workspace}). */

@@ -105,8 +105,12 @@ public final class GeoMeanPolicyLoss {
                                  final boolean weighted, final double sumLogW, final int rows) {
         final float meanK = len > 0 ? (float) (sumK / len) : 0f;
         final float advS = len > 0 ? (float) (sumA / len) : 0f;
-        final float ratioS = CanonicalMath.exp(meanK);
         final float wS = weighted ? CanonicalMath.exp(len > 0 ? (float) (sumLogW / len) : 0f) : 1f;
+        float ratioS = CanonicalMath.exp(meanK);
+        if (TokenRule.overflows(-advS * ratioS * wS, advS * wS, meanK)) {
+            // verl's exp(mean k) overflows (A < 0 with a large positive log-ratio): the mean clamped to [-20, 20].
+            ratioS = CanonicalMath.exp(TorchOps.clamp(meanK, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX));
+        }
         final float lossS = -advS * ratioS * wS;
         out.add(Stat.LOSS_NUMERATOR, lossS);
         out.add(Stat.POS_NUMERATOR, advS > 0f ? lossS : 0.0);
