@@ -192,7 +192,9 @@ final class AggKernel {
     /**
      * The value loss over piece {@code p}: sums max(vf_losses1, vf_losses2) and vpreds over valid tokens in
      * double lanes, counts vf_losses2 &gt; vf_losses1, and writes d vf_loss / d vpreds with the reference's float
-     * operations (torch's tie shares, +0.0f where masked).
+     * operations (torch's tie shares, +0.0f where masked). The forward sums and the gradient are two vector loops,
+     * each its own compilation unit: fused, they exceed C2's inlining budget and every vector is boxed (the reason
+     * {@link PolicyLossKernel} splits its loops).
      */
     private static void valuePiece(final Task t, final int p) {
         final SequencePieces plan = t.plan;
@@ -200,51 +202,23 @@ final class AggKernel {
         final int end = plan.end[p];
         final float w = t.seqWeight[plan.seq[p]];
         final float c = t.clip;
+        final int vecEnd = start + Vec.F.loopBound(end - start);
+        final int slot = p * TokenMemory.DL;
+        int clipped = valueSums(t, start, vecEnd, slot);
+        double sum = sumLanes(t.lanes, slot);
+        double vsum = sumLanes(t.vlanes, slot);
+        if (t.grad != null) {
+            valueGradient(t, start, vecEnd, w);
+        }
         final MemorySegment vpreds = t.vpreds;
         final MemorySegment returns = t.returns;
         final MemorySegment values = t.values;
         final MemorySegment mask = t.mask;
         final MemorySegment grad = t.grad;
-        final boolean hasG = grad != null;
-        final FloatVector wV = FloatVector.broadcast(Vec.F, w);
-        final FloatVector cV = FloatVector.broadcast(Vec.F, c);
-        DoubleVector acc = DoubleVector.zero(Vec.D);
-        DoubleVector vacc = DoubleVector.zero(Vec.D);
-        int clipped = 0;
-        final int vecEnd = start + Vec.F.loopBound(end - start);
-        int i = start;
-        for (; i < vecEnd; i += Vec.FL) {
-            final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
-            final FloatVector v = load(vpreds, i);
-            final FloatVector r = load(returns, i);
-            final FloatVector old = load(values, i);
-            final FloatVector hi = old.add(cV);
-            final FloatVector lo = old.sub(cV);
-            final FloatVector upper = PolicyLossKernel.minimum(v, hi);
-            final FloatVector vclip = PolicyLossKernel.maximum(upper, lo);
-            final FloatVector d1 = v.sub(r);
-            final FloatVector d2 = vclip.sub(r);
-            final FloatVector l1 = d1.mul(d1);
-            final FloatVector l2 = d2.mul(d2);
-            acc = addWide(acc, ZERO.blend(PolicyLossKernel.maximum(l1, l2), valid));
-            vacc = addWide(vacc, ZERO.blend(v, valid));
-            clipped += l2.compare(VectorOperators.GT, l1).and(valid).trueCount();
-            if (hasG) {
-                final FloatVector clipShare = share(v, hi, VectorOperators.LT).mul(share(upper, lo, VectorOperators.GT));
-                final FloatVector g1 = share(l1, l2, VectorOperators.GT).mul(d1.mul(TWO));
-                final FloatVector g2 = share(l2, l1, VectorOperators.GT).mul(clipShare).mul(d2.mul(TWO));
-                store(ZERO.blend(wV.mul(g1.add(g2)), valid), grad, i);
-            }
-        }
-        final int slot = p * TokenMemory.DL;
-        acc.intoArray(t.lanes, slot);
-        double sum = sumLanes(t.lanes, slot);
-        vacc.intoArray(t.lanes, slot);
-        double vsum = sumLanes(t.lanes, slot);
         // Scalar tail (fewer than FL tokens), as the reference.
-        for (; i < end; i++) {
+        for (int i = vecEnd; i < end; i++) {
             if (get(mask, i) == 0f) {
-                if (hasG) {
+                if (grad != null) {
                     set(grad, i, 0f);
                 }
                 continue;
@@ -263,7 +237,7 @@ final class AggKernel {
             sum += TorchOps.maximum(l1, l2);
             vsum += v;
             clipped += l2 > l1 ? 1 : 0;
-            if (hasG) {
+            if (grad != null) {
                 final float clipShare = TorchOps.minShare(v, hi) * TorchOps.maxShare(upper, lo);
                 final float g1 = TorchOps.maxShare(l1, l2) * (2f * d1);
                 final float g2 = (TorchOps.maxShare(l2, l1) * clipShare) * (2f * d2);
@@ -276,12 +250,76 @@ final class AggKernel {
     }
 
     /**
-     * torch's gradient share of {@code a} in maximum(a, b) ({@code GT}) or minimum(a, b) ({@code LT}): 1 where a
-     * wins, 0.5 at a tie, 0 otherwise (NaN included), as {@link TorchOps#maxShare} and {@link TorchOps#minShare}.
+     * The forward vector loop of {@link #valuePiece} over {@code [from, to)}: leaves the lane sums of the loss and
+     * of vpreds at {@code slot} of {@code t.lanes} and {@code t.vlanes}.
+     *
+     * @return valid tokens with vf_losses2 &gt; vf_losses1.
      */
-    private static FloatVector share(final FloatVector a, final FloatVector b,
-                                     final VectorOperators.Comparison wins) {
-        return ZERO.blend(HALF, a.compare(VectorOperators.EQ, b)).blend(ONE, a.compare(wins, b));
+    private static int valueSums(final Task t, final int from, final int to, final int slot) {
+        final MemorySegment vpreds = t.vpreds;
+        final MemorySegment returns = t.returns;
+        final MemorySegment values = t.values;
+        final MemorySegment mask = t.mask;
+        final FloatVector cV = FloatVector.broadcast(Vec.F, t.clip);
+        DoubleVector acc = DoubleVector.zero(Vec.D);
+        DoubleVector vacc = DoubleVector.zero(Vec.D);
+        int clipped = 0;
+        for (int i = from; i < to; i += Vec.FL) {
+            final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
+            final FloatVector v = load(vpreds, i);
+            final FloatVector r = load(returns, i);
+            final FloatVector old = load(values, i);
+            final FloatVector vclip = PolicyLossKernel.maximum(PolicyLossKernel.minimum(v, old.add(cV)), old.sub(cV));
+            final FloatVector d1 = v.sub(r);
+            final FloatVector d2 = vclip.sub(r);
+            final FloatVector l1 = d1.mul(d1);
+            final FloatVector l2 = d2.mul(d2);
+            acc = addWide(acc, ZERO.blend(PolicyLossKernel.maximum(l1, l2), valid));
+            vacc = addWide(vacc, ZERO.blend(v, valid));
+            clipped += l2.compare(VectorOperators.GT, l1).and(valid).trueCount();
+        }
+        acc.intoArray(t.lanes, slot);
+        vacc.intoArray(t.vlanes, slot);
+        return clipped;
+    }
+
+    /** The gradient vector loop of {@link #valuePiece} over {@code [from, to)}, token weight {@code w}. */
+    private static void valueGradient(final Task t, final int from, final int to, final float w) {
+        final MemorySegment vpreds = t.vpreds;
+        final MemorySegment returns = t.returns;
+        final MemorySegment values = t.values;
+        final MemorySegment mask = t.mask;
+        final MemorySegment grad = t.grad;
+        final FloatVector cV = FloatVector.broadcast(Vec.F, t.clip);
+        final FloatVector wV = FloatVector.broadcast(Vec.F, w);
+        for (int i = from; i < to; i += Vec.FL) {
+            final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
+            final FloatVector v = load(vpreds, i);
+            final FloatVector r = load(returns, i);
+            final FloatVector old = load(values, i);
+            final FloatVector hi = old.add(cV);
+            final FloatVector lo = old.sub(cV);
+            final FloatVector upper = PolicyLossKernel.minimum(v, hi);
+            final FloatVector vclip = PolicyLossKernel.maximum(upper, lo);
+            final FloatVector d1 = v.sub(r);
+            final FloatVector d2 = vclip.sub(r);
+            final FloatVector l1 = d1.mul(d1);
+            final FloatVector l2 = d2.mul(d2);
+            final FloatVector clipShare = minShare(v, hi).mul(maxShare(upper, lo));
+            final FloatVector g1 = maxShare(l1, l2).mul(d1.mul(TWO));
+            final FloatVector g2 = maxShare(l2, l1).mul(clipShare).mul(d2.mul(TWO));
+            store(ZERO.blend(wV.mul(g1.add(g2)), valid), grad, i);
+        }
+    }
+
+    /** torch's gradient share of {@code a} in maximum(a, b): 1, 0.5 at a tie, else 0 (NaN too), as TorchOps. */
+    private static FloatVector maxShare(final FloatVector a, final FloatVector b) {
+        return ZERO.blend(HALF, a.compare(VectorOperators.EQ, b)).blend(ONE, a.compare(VectorOperators.GT, b));
+    }
+
+    /** torch's gradient share of {@code a} in minimum(a, b): 1, 0.5 at a tie, else 0 (NaN too), as TorchOps. */
+    private static FloatVector minShare(final FloatVector a, final FloatVector b) {
+        return ZERO.blend(HALF, a.compare(VectorOperators.EQ, b)).blend(ONE, a.compare(VectorOperators.LT, b));
     }
 
     /** The reusable state of one call (see {@link PolicyLossKernel.Task}). */
@@ -307,6 +345,7 @@ final class AggKernel {
         double[] pieceVpreds = new double[0];
         int[] pieceClipped = new int[0];
         double[] lanes = new double[0];
+        double[] vlanes = new double[0];
         long[] seqCount = new long[0];
         float[] seqWeight = new float[0];
         double numerator;
@@ -333,6 +372,7 @@ final class AggKernel {
                 pieceVpreds = new double[n];
                 pieceClipped = new int[n];
                 lanes = new double[n * TokenMemory.DL];
+                vlanes = new double[n * TokenMemory.DL];
             }
             if (seqCount.length < plan.numSequences) {
                 final int n = Math.max(plan.numSequences, seqCount.length * 2);
