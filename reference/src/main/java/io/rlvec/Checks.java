@@ -184,27 +184,6 @@ public final class Checks {
         labels(logits, labels, rowMask);
         if (stats != null) {
             savedStats(logits, (float) temperature, rowMask, stats);
-            if (stats.keeps(gradLogits)) {
-                keptExps(logits, rowMask, gradLogits, stats);
-            }
-        }
-    }
-
-    /**
-     * The exps a forward kept in {@code gradLogits} must still be there: each valid row's kept value at its first
-     * maximal logit is exactly 1 (a buffer zeroed or written since fails this for every such row).
-     */
-    private static void keptExps(final Logits logits, final OffHeapArray rowMask, final OffHeapArray gradLogits,
-                                 final SoftmaxStats stats) {
-        for (int r = 0; r < logits.rows(); r++) {
-            if (rowMask != null && rowMask.getFloat(r) == 0f) {
-                continue;
-            }
-            final int top = stats.keptTop(r);
-            if (top >= 0 && gradLogits.getFloat(r * logits.rowStride() + top) != 1f) {
-                throw new IllegalArgumentException("gradLogits no longer holds the exps the forward kept in it (row "
-                    + r + "): pass it to logProbsBackward unchanged, or run the forward without it");
-            }
         }
     }
 

@@ -50,7 +50,7 @@ public final class VectorEngine implements Engine {
             Checks.policyLoss(spec, batch, gradLogProb, out);
             switch (spec.policyLossMode()) {
                 case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
-                case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace);
+                case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace, advantageKernel);
                 default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace);
             }
         }
@@ -81,6 +81,7 @@ public final class VectorEngine implements Engine {
             actor.close();
         }
         blocks.close();
+        workspace.close();
     }
 
     // ---- Vocabulary pass ----
