@@ -11,6 +11,9 @@ public final class Checks {
     /** Columns every policy loss reads (a constant array: varargs would allocate one per call). */
     private static final Column[] POLICY_COLUMNS = {Column.LOG_PROB, Column.OLD_LOG_PROB, Column.ADVANTAGES,
         Column.RESPONSE_MASK};
+    /** Columns the value loss reads. */
+    private static final Column[] VALUE_COLUMNS = {Column.VPREDS, Column.RETURNS, Column.VALUES,
+        Column.RESPONSE_MASK};
     /** Columns agg_loss reads. */
     private static final Column[] AGG_COLUMNS = {Column.RESPONSE_MASK};
     private static final String[] POLICY_TERMS = new String[PolicyLossMode.values().length];
@@ -81,6 +84,17 @@ public final class Checks {
         array(lossMat, "lossMat", ElementType.F32, batch.numTokens(), false);
         array(gradOut, "gradOut", ElementType.F32, batch.numTokens(), true);
         Aggregation.validate(spec, batch);
+    }
+
+    /** Validates the arguments of {@link Engine#valueLoss}. */
+    public static void valueLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradVpreds,
+                                 final ValueLossResult out) {
+        Objects.requireNonNull(spec, "spec");
+        Objects.requireNonNull(batch, "batch");
+        Objects.requireNonNull(out, "out");
+        columns(batch, "value loss", VALUE_COLUMNS);
+        array(gradVpreds, "gradVpreds", ElementType.F32, batch.numTokens(), true);
+        Aggregation.validate(spec.valueAggregationSpec(), batch);
     }
 
     /** Requires the columns to be present, open and long enough. */

@@ -45,6 +45,20 @@ public interface Engine extends AutoCloseable {
      */
     void aggLoss(LossSpec spec, TokenBatch batch, OffHeapArray lossMat, OffHeapArray gradOut, AggResult out);
 
+    /**
+     * verl's {@code compute_value_loss}, the critic's clipped value loss: {@code vf_loss}, the critic's metrics
+     * ({@code critic/vf_loss}, {@code critic/vf_clipfrac}, {@code critic/vpred_mean}) and (when
+     * {@code gradVpreds} is non-null) d vf_loss / d vpreds for every token. See
+     * {@code io.rlvec.reference.ValueLoss} for the formula and its gradient.
+     *
+     * @param spec       {@code cliprange_value}, the aggregation and (verl 2026-08) the global-batch arguments;
+     *                   verl 2026-01 aggregates the value loss without them ({@link LossSpec#valueAggregationSpec()}).
+     * @param batch      needs vpreds, returns and values (the rollout's old values) and the mask.
+     * @param gradVpreds float32 output of at least {@code batch.numTokens()} elements, or null.
+     * @param out        receives the loss and the metrics.
+     */
+    void valueLoss(LossSpec spec, TokenBatch batch, OffHeapArray gradVpreds, ValueLossResult out);
+
     // ---- Vocabulary pass: label log-probability and entropy from logits (torch_functional.py, dp_actor) ----
 
     /**

@@ -14,6 +14,7 @@ import io.rlvec.OffHeapArray;
 import io.rlvec.SoftmaxStats;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
+import io.rlvec.ValueLossResult;
 import io.rlvec.reference.ActorLoss;
 import io.rlvec.reference.Advantages;
 
@@ -61,6 +62,15 @@ public final class VectorEngine implements Engine {
         try (EngineGuard.Call call = guard.enter()) {
             Checks.aggLoss(spec, batch, lossMat, gradOut, out);
             AggKernel.compute(spec, batch, lossMat, gradOut, out, workspace, blocks);
+        }
+    }
+
+    @Override
+    public void valueLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradVpreds,
+                          final ValueLossResult out) {
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.valueLoss(spec, batch, gradVpreds, out);
+            AggKernel.valueLoss(spec, batch, gradVpreds, out, workspace, blocks);
         }
     }
 
