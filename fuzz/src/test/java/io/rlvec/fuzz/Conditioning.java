@@ -50,6 +50,23 @@ final class Conditioning {
         }
     }
 
+    /**
+     * @return the same bound for a masked mean over the valid tokens (ppo_kl), whose weights are 1 / valid tokens
+     *     whatever the loss's aggregation.
+     */
+    static double meanBound(final TokenBatch batch, final IntToDoubleFunction magnitude) {
+        final OffHeapArray mask = batch.mask();
+        double s = 0;
+        long valid = 0;
+        for (int t = 0; t < batch.numTokens(); t++) {
+            if (mask.getFloat(t) != 0f) {
+                valid++;
+                s += magnitude.applyAsDouble(t);
+            }
+        }
+        return valid == 0 ? 0 : 2.0 * (valid + 2) * EPS * s / valid;
+    }
+
     /** Asserts {@code |expected - actual| <= ulps * ulp + bound} (NaN equals NaN; an infinite bound admits all). */
     static void close(final float expected, final float actual, final long ulps, final DoubleSupplier lazyBound,
                       final String what) {

@@ -104,7 +104,7 @@ class EngineFuzzTest {
                     final String ctx = "policyLoss " + spec + " " + describe(b) + " on " + v.name();
                     sameBits(g1, g2, ctx + " gradient");
                     Conditioning.policy(r1, r2, 1, () -> Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec,
-                        b, null)), () -> Conditioning.bound(spec, b, Conditioning.klMagnitude(b, null)), ctx);
+                        b, null)), () -> Conditioning.meanBound(b, Conditioning.klMagnitude(b, null)), ctx);
                 }
             }
             g.check();
@@ -147,7 +147,8 @@ class EngineFuzzTest {
             s.append(i > 0 ? "," : "").append(b.offset(i));
         }
         s.append("]");
-        for (final Column c : new Column[] {Column.RESPONSE_MASK, Column.LOG_PROB}) {
+        for (final Column c : new Column[] {Column.RESPONSE_MASK, Column.LOG_PROB, Column.OLD_LOG_PROB,
+            Column.ADVANTAGES, Column.ROLLOUT_IS_WEIGHTS}) {
             if (b.has(c) && b.numTokens() <= 64) {
                 s.append(' ').append(c.verlName()).append('=').append(java.util.Arrays.toString(
                     java.util.Arrays.copyOf(b.column(c).toFloatArray(), b.numTokens())));
@@ -375,7 +376,7 @@ class EngineFuzzTest {
                                     final TokenBatch b, final float[] logProb, final int vocab, final String ctx) {
         final DoubleSupplier pg = () -> Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec, b, logProb));
         Conditioning.policy(r1.policy(), r2.policy(), 1, pg,
-            () -> Conditioning.bound(spec, b, Conditioning.klMagnitude(b, logProb)), ctx);
+            () -> Conditioning.meanBound(b, Conditioning.klMagnitude(b, logProb)), ctx);
         if (r1.hasKl() != r2.hasKl() || r1.hasEntropy() != r2.hasEntropy()) {
             throw new AssertionError(ctx + ": terms differ");
         }
