@@ -13,6 +13,8 @@ import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.SoftmaxStats;
 import io.rlvec.PolicyLossResult;
+import io.rlvec.RolloutCorrectionResult;
+import io.rlvec.RolloutCorrectionSpec;
 import io.rlvec.TokenBatch;
 
 /**
@@ -146,6 +148,19 @@ public final class ReferenceEngine implements Engine {
                     ? KlLoss.penalty(kl, old.getAtIndex(f32, t), ref.getAtIndex(f32, t)) : 0f);
             }
             return Advantages.rewardKl(Advantages.SCALAR, advantageScratch, batch, beta, kldOut, rewardsOut);
+        }
+    }
+
+    private final RolloutCorrection.Scratch rolloutScratch = new RolloutCorrection.Scratch();
+
+    @Override
+    public void rolloutCorrection(final RolloutCorrectionSpec spec, final TokenBatch batch,
+                                  final OffHeapArray isWeightsOut, final OffHeapArray maskOut,
+                                  final RolloutCorrectionResult out) {
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.rolloutCorrection(spec, batch, isWeightsOut, maskOut, out);
+            RolloutCorrection.compute(RolloutCorrection.SCALAR, rolloutScratch, spec, batch, isWeightsOut, maskOut,
+                out);
         }
     }
 }

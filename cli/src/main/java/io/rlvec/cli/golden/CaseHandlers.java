@@ -22,6 +22,7 @@ public final class CaseHandlers {
             .register(LogitsHandler.FUNCTION, new LogitsHandler())
             .register(ActorLogProbHandler.FUNCTION, new ActorLogProbHandler())
             .register(ActorLogitsHandler.FUNCTION, new ActorLogitsHandler())
+            .register(RolloutCorrectionHandler.FUNCTION, new RolloutCorrectionHandler())
             .registerAdvantages();
     }
 
