@@ -13,9 +13,12 @@ import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.SoftmaxStats;
 import io.rlvec.PolicyLossResult;
+import io.rlvec.RolloutCorrectionResult;
+import io.rlvec.RolloutCorrectionSpec;
 import io.rlvec.TokenBatch;
 import io.rlvec.reference.ActorLoss;
 import io.rlvec.reference.Advantages;
+import io.rlvec.reference.RolloutCorrection;
 
 /**
  * The fast path: Vector API kernels over off-heap memory, bit-identical to the reference on elementwise outputs
@@ -179,6 +182,19 @@ public final class VectorEngine implements Engine {
             Advantages.validateRewardKl(penalty, beta, batch, kldOut, rewardsOut);
             kl.penalty(penalty, batch.column(io.rlvec.Column.OLD_LOG_PROB), batch, kldOut, null, blocks);
             return Advantages.rewardKl(advantageKernel, advantageScratch, batch, beta, kldOut, rewardsOut);
+        }
+    }
+
+    private final RolloutKernel rolloutKernel = new RolloutKernel();
+    private final RolloutCorrection.Scratch rolloutScratch = new RolloutCorrection.Scratch();
+
+    @Override
+    public void rolloutCorrection(final RolloutCorrectionSpec spec, final TokenBatch batch,
+                                  final OffHeapArray isWeightsOut, final OffHeapArray maskOut,
+                                  final RolloutCorrectionResult out) {
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.rolloutCorrection(spec, batch, isWeightsOut, maskOut, out);
+            RolloutCorrection.compute(rolloutKernel, rolloutScratch, spec, batch, isWeightsOut, maskOut, out);
         }
     }
 }
