@@ -4,11 +4,16 @@ package io.rlvec;
 public enum AggMode {
     /** sum over valid tokens / batch_num_tokens * dp_size. */
     TOKEN_MEAN("token-mean"),
+    /** sum over valid tokens * dp_size (verl 2026-08 and later). */
+    TOKEN_SUM("token-sum"),
     /** per-sequence token sums, mean over non-empty sequences (/ global_batch_size * dp_size). */
     SEQ_MEAN_TOKEN_SUM("seq-mean-token-sum"),
     /** per-sequence token means, mean over non-empty sequences (/ global_batch_size * dp_size). */
     SEQ_MEAN_TOKEN_MEAN("seq-mean-token-mean"),
-    /** sum over valid tokens / loss_scale_factor (verl's default: the padded width T). */
+    /**
+     * 2026-01: sum over valid tokens / loss_scale_factor; 2026-08: seq-mean-token-sum / loss_scale_factor (verl's
+     * default factor: the padded width T).
+     */
     SEQ_MEAN_TOKEN_SUM_NORM("seq-mean-token-sum-norm");
 
     private final String verlName;
@@ -33,7 +38,7 @@ public enum AggMode {
                 return m;
             }
         }
-        throw new IllegalArgumentException("loss_agg_mode must be one of token-mean, seq-mean-token-sum, "
+        throw new IllegalArgumentException("loss_agg_mode must be one of token-mean, token-sum, seq-mean-token-sum, "
             + "seq-mean-token-mean, seq-mean-token-sum-norm; got '" + name + "'");
     }
 }

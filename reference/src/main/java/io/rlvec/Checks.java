@@ -68,7 +68,7 @@ public final class Checks {
             array(batch.column(Column.ROLLOUT_IS_WEIGHTS), "rollout_is_weights", ElementType.F32, n, false);
         }
         array(gradLogProb, "gradLogProb", ElementType.F32, n, true);
-        Aggregation.validate(spec, batch);
+        Aggregation.validate(spec.aggregationSpec(), batch);
     }
 
     /** Columns rollout correction reads. */
@@ -358,10 +358,12 @@ public final class Checks {
         }
     }
 
-    /** Requires finite {@code temperature > 0}. */
+    /** Requires finite {@code temperature > 0}, also once rounded to float32 (the kernels divide in float32). */
     public static void temperature(final double temperature) {
-        if (!(temperature > 0) || Double.isInfinite(temperature)) {
-            throw new IllegalArgumentException("temperature must be a finite number > 0, got " + temperature);
+        final float t = (float) temperature;
+        if (!(temperature > 0) || Double.isInfinite(temperature) || !(t > 0) || Float.isInfinite(t)) {
+            throw new IllegalArgumentException("temperature must be a finite number > 0, also once rounded to "
+                + "float32, got " + temperature);
         }
     }
 
@@ -396,6 +398,8 @@ public final class Checks {
             array(batch.column(Column.ROLLOUT_IS_WEIGHTS), "rollout_is_weights", ElementType.F32, n, false);
         }
         Aggregation.validate(spec, batch);
+        Aggregation.validate(spec.aggregationSpec(), batch);
+        temperature(spec.temperature());
         openLogits(logits, "logits");
         if (logits.rows() != n) {
             throw new IllegalArgumentException("logits must have one row per token slot (" + n + " rows), got "

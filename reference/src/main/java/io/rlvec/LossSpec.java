@@ -37,6 +37,17 @@ public final class LossSpec {
     private final KlPenalty klLossType;
     private final double temperature;
     private final double microBatchScale;
+    private final VerlRelease release;
+    private final double tauPos;
+    private final double tauNeg;
+    private final double clipCovRatio;
+    private final double clipCovLb;
+    private final double clipCovUb;
+    private final double klCovRatio;
+    private final double ppoKlCoef;
+    private final double droBeta;
+    private final long clipCovSeed;
+    private final LossSpec aggregationSpec;
 
     private LossSpec(final Builder b) {
         this.policyLossMode = b.policyLossMode;
@@ -56,6 +67,26 @@ public final class LossSpec {
         this.klLossType = b.klLossType;
         this.temperature = b.temperature;
         this.microBatchScale = b.microBatchScale;
+        this.release = b.release;
+        this.tauPos = b.tauPos;
+        this.tauNeg = b.tauNeg;
+        this.clipCovRatio = b.clipCovRatio;
+        this.clipCovLb = b.clipCovLb;
+        this.clipCovUb = b.clipCovUb;
+        this.klCovRatio = b.klCovRatio;
+        this.ppoKlCoef = b.ppoKlCoef;
+        this.droBeta = b.droBeta;
+        this.clipCovSeed = b.clipCovSeed;
+        if (policyLossMode == PolicyLossMode.GEO_MEAN) {
+            // A plain mean over the rows: a seq-mean-token-sum over the local rows, no dp_size, no global counts.
+            final boolean plain = lossAggMode == AggMode.SEQ_MEAN_TOKEN_SUM && dpSize == 1 && batchNumTokens == UNSET
+                && globalBatchSize == UNSET && Double.isNaN(lossScaleFactor);
+            this.aggregationSpec = plain ? this : toBuilder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_SUM).dpSize(1)
+                .batchNumTokens(UNSET).globalBatchSize(UNSET).lossScaleFactor(Double.NaN).build();
+        } else {
+            final AggMode used = policyLossMode.aggregation(lossAggMode);
+            this.aggregationSpec = used == lossAggMode ? this : toBuilder().lossAggMode(used).build();
+        }
     }
 
     /** @return a builder with verl's defaults. */
@@ -83,6 +114,16 @@ public final class LossSpec {
         b.klLossType = klLossType;
         b.temperature = temperature;
         b.microBatchScale = microBatchScale;
+        b.release = release;
+        b.tauPos = tauPos;
+        b.tauNeg = tauNeg;
+        b.clipCovRatio = clipCovRatio;
+        b.clipCovLb = clipCovLb;
+        b.clipCovUb = clipCovUb;
+        b.klCovRatio = klCovRatio;
+        b.ppoKlCoef = ppoKlCoef;
+        b.droBeta = droBeta;
+        b.clipCovSeed = clipCovSeed;
         return b;
     }
 
@@ -176,6 +217,70 @@ public final class LossSpec {
         return microBatchScale;
     }
 
+    /**
+     * @return {@code verl_semantics}: the verl release whose agg_loss this spec follows (default
+     *         {@link VerlRelease#DEFAULT}); see {@link Aggregation} for what differs.
+     */
+    public VerlRelease release() {
+        return release;
+    }
+
+    /** @return {@code policy_loss.tau_pos}: sapo's temperature for A &gt; 0 (default 1.0). */
+    public double tauPos() {
+        return tauPos;
+    }
+
+    /** @return {@code policy_loss.tau_neg}: sapo's temperature for A &lt;= 0 (default 1.05). */
+    public double tauNeg() {
+        return tauNeg;
+    }
+
+    /** @return {@code policy_loss.clip_cov_ratio}: clip_cov's share of valid tokens to detach (default 0.0002). */
+    public double clipCovRatio() {
+        return clipCovRatio;
+    }
+
+    /** @return {@code policy_loss.clip_cov_lb}: clip_cov's lower covariance bound of a candidate (default 1.0). */
+    public double clipCovLb() {
+        return clipCovLb;
+    }
+
+    /** @return {@code policy_loss.clip_cov_ub}: clip_cov's upper covariance bound of a candidate (default 5.0). */
+    public double clipCovUb() {
+        return clipCovUb;
+    }
+
+    /** @return {@code policy_loss.kl_cov_ratio}: kl_cov's share of valid tokens penalised (default 0.0002). */
+    public double klCovRatio() {
+        return klCovRatio;
+    }
+
+    /** @return {@code policy_loss.ppo_kl_coef}: kl_cov's penalty coefficient (default 0.1 as verl's YAML; null gives verl's code fallback 1.0). */
+    public double ppoKlCoef() {
+        return ppoKlCoef;
+    }
+
+    /** @return {@code policy_loss.dro_beta}: dro's beta (no default: required &gt; 0 for dro). */
+    public double droBeta() {
+        return droBeta;
+    }
+
+    /**
+     * @return {@code policy_loss.clip_cov_seed}: the seed of clip_cov's random subset (default 0); verl draws it
+     *         unseeded with torch.randperm, RLVec with a seeded shuffle so every engine picks the same tokens.
+     */
+    public long clipCovSeed() {
+        return clipCovSeed;
+    }
+
+    /**
+     * @return the spec whose aggregation the policy loss really uses: this one, or for gspo and sapo (which
+     *         hard-code it) a copy with loss_agg_mode seq-mean-token-mean.
+     */
+    public LossSpec aggregationSpec() {
+        return aggregationSpec;
+    }
+
     /** @return the spec as verl keys and values (for reports). */
     public Map<String, Object> toVerlMap() {
         final Map<String, Object> m = new LinkedHashMap<>();
@@ -202,6 +307,25 @@ public final class LossSpec {
         m.put("kl_loss_type", klLossType.verlName());
         m.put("temperature", temperature);
         m.put("micro_batch_scale", microBatchScale);
+        m.put("verl_semantics", release.label());
+        switch (policyLossMode) {
+            case SAPO -> {
+                m.put("tau_pos", tauPos);
+                m.put("tau_neg", tauNeg);
+            }
+            case CLIP_COV -> {
+                m.put("clip_cov_ratio", clipCovRatio);
+                m.put("clip_cov_lb", clipCovLb);
+                m.put("clip_cov_ub", clipCovUb);
+                m.put("clip_cov_seed", clipCovSeed);
+            }
+            case KL_COV -> {
+                m.put("kl_cov_ratio", klCovRatio);
+                m.put("ppo_kl_coef", ppoKlCoef);
+            }
+            case DRO -> m.put("dro_beta", droBeta);
+            default -> { }
+        }
         return m;
     }
 
@@ -239,6 +363,16 @@ public final class LossSpec {
         private KlPenalty klLossType = KlPenalty.fromVerl("low_var_kl");
         private double temperature = 1.0;
         private double microBatchScale = 1.0;
+        private VerlRelease release = VerlRelease.DEFAULT;
+        private double tauPos = 1.0;
+        private double tauNeg = 1.05;
+        private double clipCovRatio = 0.0002;
+        private double clipCovLb = 1.0;
+        private double clipCovUb = 5.0;
+        private double klCovRatio = 0.0002;
+        private double ppoKlCoef = 0.1;
+        private double droBeta = Double.NaN;
+        private long clipCovSeed = 0;
 
         private Builder() {
         }
@@ -345,6 +479,66 @@ public final class LossSpec {
             return this;
         }
 
+        /** Sets verl_semantics: the verl release whose agg_loss semantics apply. */
+        public Builder release(final VerlRelease v) {
+            release = Objects.requireNonNull(v, "verl_semantics");
+            return this;
+        }
+
+        /** Sets policy_loss.tau_pos. */
+        public Builder tauPos(final double v) {
+            tauPos = v;
+            return this;
+        }
+
+        /** Sets policy_loss.tau_neg. */
+        public Builder tauNeg(final double v) {
+            tauNeg = v;
+            return this;
+        }
+
+        /** Sets policy_loss.clip_cov_ratio. */
+        public Builder clipCovRatio(final double v) {
+            clipCovRatio = v;
+            return this;
+        }
+
+        /** Sets policy_loss.clip_cov_lb. */
+        public Builder clipCovLb(final double v) {
+            clipCovLb = v;
+            return this;
+        }
+
+        /** Sets policy_loss.clip_cov_ub. */
+        public Builder clipCovUb(final double v) {
+            clipCovUb = v;
+            return this;
+        }
+
+        /** Sets policy_loss.kl_cov_ratio. */
+        public Builder klCovRatio(final double v) {
+            klCovRatio = v;
+            return this;
+        }
+
+        /** Sets policy_loss.ppo_kl_coef. */
+        public Builder ppoKlCoef(final double v) {
+            ppoKlCoef = v;
+            return this;
+        }
+
+        /** Sets policy_loss.dro_beta. */
+        public Builder droBeta(final double v) {
+            droBeta = v;
+            return this;
+        }
+
+        /** Sets policy_loss.clip_cov_seed. */
+        public Builder clipCovSeed(final long v) {
+            clipCovSeed = v;
+            return this;
+        }
+
         /**
          * Sets a value by its verl key (actor config and global_batch_info names); null means "not given".
          *
@@ -369,6 +563,16 @@ public final class LossSpec {
                 case "kl_loss_type" -> klLossType(KlPenalty.fromVerl(str(key, value)));
                 case "temperature" -> temperature(num(key, value));
                 case "micro_batch_scale" -> microBatchScale(num(key, value));
+                case "verl_semantics" -> release(VerlRelease.fromVerl(str(key, value)));
+                case "tau_pos" -> tauPos(num(key, value));
+                case "tau_neg" -> tauNeg(num(key, value));
+                case "clip_cov_ratio" -> clipCovRatio(value == null ? 0.0002 : num(key, value));
+                case "clip_cov_lb" -> clipCovLb(value == null ? 1.0 : num(key, value));
+                case "clip_cov_ub" -> clipCovUb(value == null ? 5.0 : num(key, value));
+                case "kl_cov_ratio" -> klCovRatio(value == null ? 0.0002 : num(key, value));
+                case "ppo_kl_coef" -> ppoKlCoef(value == null ? 1.0 : num(key, value));
+                case "dro_beta" -> droBeta(value == null ? Double.NaN : num(key, value));
+                case "clip_cov_seed" -> clipCovSeed(integer(key, value));
                 default -> throw new IllegalArgumentException("unknown loss key '" + key + "'");
             }
             return this;
@@ -418,6 +622,34 @@ public final class LossSpec {
                 throw new IllegalArgumentException("clip_ratio_c must be a finite number > 1.0 (dual-clip lower bound),"
                     + " got " + clipRatioC);
             }
+            if (lossAggMode == AggMode.TOKEN_SUM && release == VerlRelease.V2026_01) {
+                throw new IllegalArgumentException("loss_agg_mode=token-sum does not exist in verl 2026-01 (b178a3cd), "
+                    + "whose agg_loss raises for it; use verl_semantics=2026-08 or another mode");
+            }
+            if (policyLossMode.since().compareTo(release) > 0) {
+                throw new IllegalArgumentException("policy_loss.loss_mode=" + policyLossMode.verlName()
+                    + " does not exist in verl " + release.label() + " (first in " + policyLossMode.since().label()
+                    + "); use verl_semantics=" + policyLossMode.since().label() + " or later");
+            }
+            if (policyLossMode == PolicyLossMode.DRO && !(droBeta > 0 && Double.isFinite(droBeta))) {
+                throw new IllegalArgumentException("policy_loss.dro_beta must be a positive value when using DRO, got "
+                    + droBeta);
+            }
+            finite("tau_pos", tauPos);
+            finite("tau_neg", tauNeg);
+            if (policyLossMode == PolicyLossMode.SAPO && (tauPos == 0.0 || tauNeg == 0.0)) {
+                throw new IllegalArgumentException("tau_pos and tau_neg must be non-zero for sapo (gate divides by tau)"
+                    + ", got " + tauPos + ", " + tauNeg);
+            }
+            if (!(clipCovRatio > 0) || Double.isInfinite(clipCovRatio)) {
+                throw new IllegalArgumentException("clip_cov_ratio must be a finite number > 0, got " + clipCovRatio);
+            }
+            if (!(klCovRatio > 0) || Double.isInfinite(klCovRatio)) {
+                throw new IllegalArgumentException("kl_cov_ratio must be a finite number > 0, got " + klCovRatio);
+            }
+            finite("clip_cov_lb", clipCovLb);
+            finite("clip_cov_ub", clipCovUb);
+            finite("ppo_kl_coef", ppoKlCoef);
             if (dpSize < 1) {
                 throw new IllegalArgumentException("dp_size must be >= 1, got " + dpSize);
             }
@@ -433,8 +665,10 @@ public final class LossSpec {
             }
             finite("entropy_coeff", entropyCoeff);
             finite("kl_loss_coef", klLossCoef);
-            if (!(temperature > 0) || Double.isInfinite(temperature)) {
-                throw new IllegalArgumentException("temperature must be a finite number > 0, got " + temperature);
+            if (!(temperature > 0) || Double.isInfinite(temperature) || !((float) temperature > 0)
+                || Float.isInfinite((float) temperature)) {
+                throw new IllegalArgumentException("temperature must be a finite number > 0, also once rounded to "
+                    + "float32 (the logits are divided in float32), got " + temperature);
             }
             if (!(microBatchScale > 0) || Double.isInfinite(microBatchScale)) {
                 throw new IllegalArgumentException("micro_batch_scale must be a finite number > 0, got " + microBatchScale);

@@ -134,12 +134,16 @@ public final class PolicyLossResult {
         return denominator;
     }
 
-    /** @return {@code actor/pg_clipfrac}. */
+    /** @return {@code actor/pg_clipfrac}: the share of valid tokens the mode counts as clipped. */
     public float pgClipfrac() {
         return tokenMean(stat(Stat.CLIPPED), stat(Stat.VALID_TOKENS));
     }
 
-    /** @return {@code actor/ppo_kl}: masked mean of old_log_prob - log_prob after the [-20, 20] clamp. */
+    /**
+     * @return {@code actor/ppo_kl}: the masked mean of the mode's kl term: old_log_prob - log_prob after the
+     *         [-20, 20] clamp (vanilla, dppo, sapo, cispo), unclamped (gspo, geo_mean, clip_cov, dro), or
+     *         |log_prob - old_log_prob| (kl_cov).
+     */
     public float ppoKl() {
         return tokenMean(stat(Stat.NEG_LOG_RATIO_SUM), stat(Stat.VALID_TOKENS));
     }
@@ -208,9 +212,18 @@ public final class PolicyLossResult {
     public Map<String, Double> metrics() {
         final Map<String, Double> m = new LinkedHashMap<>();
         m.put("actor/pg_loss", (double) pgLoss());
-        m.put("actor/pg_clipfrac", (double) pgClipfrac());
-        m.put("actor/ppo_kl", (double) ppoKl());
-        m.put("actor/pg_clipfrac_lower", (double) pgClipfracLower());
+        // The keys the mode's verl function returns: gpg none, dro and kl_cov only ppo_kl, clip_cov no _lower.
+        final PolicyLossMode mode = spec == null ? PolicyLossMode.VANILLA : spec.policyLossMode();
+        if (mode != PolicyLossMode.GPG && mode != PolicyLossMode.DRO && mode != PolicyLossMode.KL_COV) {
+            m.put("actor/pg_clipfrac", (double) pgClipfrac());
+        }
+        if (mode != PolicyLossMode.GPG) {
+            m.put("actor/ppo_kl", (double) ppoKl());
+        }
+        if (mode != PolicyLossMode.GPG && mode != PolicyLossMode.DRO && mode != PolicyLossMode.KL_COV
+            && mode != PolicyLossMode.CLIP_COV) {
+            m.put("actor/pg_clipfrac_lower", (double) pgClipfracLower());
+        }
         m.put("actor/pg_loss_pos_adv", (double) posContribution());
         m.put("actor/pg_loss_neg_adv", (double) negContribution());
         m.put("actor/pos_adv_tokens", (double) posTokens());

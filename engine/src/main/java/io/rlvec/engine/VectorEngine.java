@@ -52,6 +52,8 @@ public final class VectorEngine implements Engine {
             Checks.policyLoss(spec, batch, gradLogProb, out);
             switch (spec.policyLossMode()) {
                 case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
+                case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace);
+                default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace);
             }
         }
     }

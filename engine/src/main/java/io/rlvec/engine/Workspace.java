@@ -30,6 +30,7 @@ final class Workspace {
     final SequencePieces pieces = new SequencePieces();
     private PolicyLossKernel.Task policyTask;
     private AggKernel.Task aggTask;
+    private RuleKernel.State ruleState;
 
     /** @return the policy-loss task over {@link #pieces}, created on first use. */
     PolicyLossKernel.Task policyTask() {
@@ -42,6 +43,15 @@ final class Workspace {
     }
 
     /** @return the agg_loss task over {@link #pieces}, created on first use. */
+    RuleKernel.State ruleState() {
+        RuleKernel.State t = ruleState;
+        if (t == null) {
+            t = new RuleKernel.State();
+            ruleState = t;
+        }
+        return t;
+    }
+
     AggKernel.Task aggTask() {
         AggKernel.Task t = aggTask;
         if (t == null) {

@@ -16,6 +16,7 @@ import io.rlvec.Engine;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.TokenBatch;
+import io.rlvec.VerlRelease;
 import io.rlvec.reference.ReferenceEngine;
 import io.rlvec.testing.Gen;
 import io.rlvec.testing.Results;
@@ -47,11 +48,15 @@ class AggLossParityTest {
         final Gen g = new Gen(seed);
         final TokenData d = TokenData.random(g, TokenData.Options.of(g.chance(0.5)).sizes(maxBatch, maxLength));
         final float[] values = d.randomValues(g);
-        final AggMode mode = AggMode.values()[g.nextInt(4)];
+        final AggMode mode = AggMode.values()[g.nextInt(AggMode.values().length)];
         final LossSpec.Builder b = LossSpec.builder().lossAggMode(mode).dpSize(1 + g.nextInt(4));
-        if (g.chance(0.4)) {
+        final boolean global = g.chance(0.4);
+        if (global) {
             b.batchNumTokens(1 + g.nextInt(20_000)).globalBatchSize(1 + g.nextInt(64));
         }
+        // Both releases' aggregation; 2026-08 refuses dp_size > 1 without global counts, 2026-01 has no token-sum.
+        final boolean jan = mode != AggMode.TOKEN_SUM && (g.chance(0.5) || !global);
+        b.release(jan ? VerlRelease.V2026_01 : VerlRelease.V2026_08);
         if ((mode == AggMode.SEQ_MEAN_TOKEN_SUM_NORM && !d.isPadded()) || g.chance(0.3)) {
             b.lossScaleFactor(1 + g.nextInt(4096));
         }

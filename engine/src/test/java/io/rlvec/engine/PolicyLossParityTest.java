@@ -18,6 +18,7 @@ import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
+import io.rlvec.VerlRelease;
 import io.rlvec.reference.ReferenceEngine;
 import io.rlvec.testing.Gen;
 import io.rlvec.testing.Results;
@@ -71,9 +72,13 @@ class PolicyLossParityTest {
             case 1 -> 10.0;
             default -> 1.0 + 4 * g.uniform() + 1e-3;
         });
-        if (g.chance(0.4)) {
+        final boolean global = g.chance(0.4);
+        if (global) {
             b.batchNumTokens(1 + g.nextInt(20_000)).globalBatchSize(1 + g.nextInt(64));
         }
+        // Both releases' aggregation; 2026-08 refuses dp_size > 1 without global counts, 2026-01 has no token-sum.
+        final boolean jan = mode != AggMode.TOKEN_SUM && (g.chance(0.5) || !global);
+        b.release(jan ? VerlRelease.V2026_01 : VerlRelease.V2026_08);
         if ((mode == AggMode.SEQ_MEAN_TOKEN_SUM_NORM && !d.isPadded()) || g.chance(0.3)) {
             b.lossScaleFactor(1 + g.nextInt(4096));
         }
@@ -128,7 +133,7 @@ class PolicyLossParityTest {
             final Gen g = new Gen(0x3A3A_0000L + i);
             final TokenData d = TokenData.random(g, TokenData.Options.of(i % 2 == 0).weights(i % 4 < 2).sizes(3, 70));
             out.add(new Case(0x3A3A_0000L + i, d, LossSpec.builder()
-                .lossAggMode(AggMode.values()[i % 4]).lossScaleFactor(64).build(), i % 8 < 6));
+                .lossAggMode(AggMode.values()[i % AggMode.values().length]).lossScaleFactor(64).build(), i % 8 < 6));
         }
         return out;
     }

@@ -208,9 +208,9 @@ public final class ActorLoss {
      * mask): then it can be computed row by row, between a row's vocabulary forward and its backward.
      */
     private static boolean localGradient(final LossSpec spec) {
-        return switch (spec.policyLossMode()) {
-            case VANILLA -> true;
-        };
+        // The other modes go through policyLoss's d pg_loss / d log_prob (gspo, geo_mean and the covariance
+        // selections depend on the whole sequence or batch).
+        return spec.policyLossMode() == io.rlvec.PolicyLossMode.VANILLA;
     }
 
     /**

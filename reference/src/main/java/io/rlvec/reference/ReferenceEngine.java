@@ -37,6 +37,8 @@ public final class ReferenceEngine implements Engine {
             Checks.policyLoss(spec, batch, gradLogProb, out);
             switch (spec.policyLossMode()) {
                 case VANILLA -> VanillaPolicyLoss.compute(spec, batch, gradLogProb, out);
+                case GEO_MEAN -> GeoMeanPolicyLoss.compute(spec, batch, gradLogProb, out);
+                default -> TokenRulePolicyLoss.compute(spec, batch, gradLogProb, out);
             }
         }
     }

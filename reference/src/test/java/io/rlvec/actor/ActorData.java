@@ -6,6 +6,7 @@ import io.rlvec.AggMode;
 import io.rlvec.Column;
 import io.rlvec.KlPenalty;
 import io.rlvec.LossSpec;
+import io.rlvec.VerlRelease;
 import io.rlvec.TokenBatch;
 import io.rlvec.kl.KlData;
 
@@ -147,17 +148,23 @@ public final class ActorData {
                 num += spec.lossAggMode() == AggMode.SEQ_MEAN_TOKEN_MEAN ? sums[s] / counts[s] : sums[s];
             }
         }
+        // verl's agg_loss as its two releases write it (2026-01: the -norm mode is the plain sum over the factor).
+        final double gbs = spec.globalBatchSize() != LossSpec.UNSET ? spec.globalBatchSize() : seqs;
+        final double factor = Double.isNaN(spec.lossScaleFactor()) ? in.paddedWidth() : spec.lossScaleFactor();
+        final boolean jan = spec.release() == VerlRelease.V2026_01;
         final double d = switch (spec.lossAggMode()) {
             case TOKEN_MEAN -> spec.batchNumTokens() != LossSpec.UNSET ? spec.batchNumTokens() : tokens;
-            case SEQ_MEAN_TOKEN_SUM, SEQ_MEAN_TOKEN_MEAN ->
-                spec.globalBatchSize() != LossSpec.UNSET ? spec.globalBatchSize() : seqs;
-            case SEQ_MEAN_TOKEN_SUM_NORM -> Double.isNaN(spec.lossScaleFactor()) ? in.paddedWidth()
-                : spec.lossScaleFactor();
+            case TOKEN_SUM -> 1;
+            case SEQ_MEAN_TOKEN_SUM, SEQ_MEAN_TOKEN_MEAN -> gbs;
+            case SEQ_MEAN_TOKEN_SUM_NORM -> jan ? factor : gbs;
         };
         if (d == 0) {
             return 0;
         }
-        return spec.lossAggMode() == AggMode.SEQ_MEAN_TOKEN_SUM_NORM ? num / d : num / d * spec.dpSize();
+        if (spec.lossAggMode() == AggMode.SEQ_MEAN_TOKEN_SUM_NORM) {
+            return jan ? num / d : num / d * spec.dpSize() / factor;
+        }
+        return num / d * spec.dpSize();
     }
 
     /** The composed loss in double with log_prob replaced by {@code lp}. */

@@ -140,7 +140,18 @@ public abstract class AggLossContract {
             assertThatThrownBy(() -> engine().aggLoss(sumNorm, packed, values, grad, out))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("loss_scale_factor");
             engine().aggLoss(sumNorm.toBuilder().lossScaleFactor(4).build(), packed, values, null, out);
-            assertThat(out.loss()).isEqualTo(4f);
+            // verl 2026-08: the seq-mean-token-sum (16 / 2 sequences) over the factor 4.
+            assertThat(out.loss()).isEqualTo(2f);
+            // verl 2026-08 refuses dp_size > 1 without the global count; 2026-01 has no token-sum.
+            for (final AggMode m : new AggMode[] {AggMode.TOKEN_MEAN, AggMode.SEQ_MEAN_TOKEN_MEAN}) {
+                final LossSpec dp = LossSpec.builder().lossAggMode(m).dpSize(2).build();
+                assertThatThrownBy(() -> engine().aggLoss(dp, batch, values, grad, out))
+                    .isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining(m == AggMode.TOKEN_MEAN ? "batch_num_tokens" : "global_batch_size");
+            }
+            assertThatThrownBy(() -> LossSpec.builder().lossAggMode(AggMode.TOKEN_SUM)
+                .release(io.rlvec.VerlRelease.V2026_01).build()).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("token-sum");
         }
     }
 
@@ -181,7 +192,9 @@ public abstract class AggLossContract {
         switch (mode) {
             case TOKEN_MEAN -> b.batchNumTokens(Math.max(1, d.validTokens()));
             case SEQ_MEAN_TOKEN_SUM, SEQ_MEAN_TOKEN_MEAN -> b.globalBatchSize(Math.max(1, d.validSequences()));
-            case SEQ_MEAN_TOKEN_SUM_NORM -> b.lossScaleFactor(d.isPadded() ? d.paddedWidth : 77);
+            case SEQ_MEAN_TOKEN_SUM_NORM -> b.lossScaleFactor(d.isPadded() ? d.paddedWidth : 77)
+                .globalBatchSize(Math.max(1, d.validSequences()));
+            case TOKEN_SUM -> { }
         }
         final LossSpec spec = b.build();
         final Outcome whole = run(spec, d, values);

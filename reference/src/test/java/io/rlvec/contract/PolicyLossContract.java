@@ -21,6 +21,7 @@ import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
+import io.rlvec.VerlRelease;
 import io.rlvec.testing.Gen;
 import io.rlvec.testing.Results;
 import io.rlvec.testing.TokenData;
@@ -267,12 +268,16 @@ public abstract class PolicyLossContract {
     /** (spec, expected loss, expected denominator, token weight of row 0, token weight of row 2). */
     static Stream<Arguments> aggCases() {
         final LossSpec.Builder b = LossSpec.builder();
+        final VerlRelease jan = VerlRelease.V2026_01;
         return Stream.of(
             Arguments.of(b.lossAggMode(AggMode.TOKEN_MEAN).build(), 16.0 / 5, 5.0, 1.0 / 5, 1.0 / 5),
             Arguments.of(LossSpec.builder().lossAggMode(AggMode.TOKEN_MEAN).dpSize(2).batchNumTokens(10).build(),
                 16.0 / 10 * 2, 10.0, 2.0 / 10, 2.0 / 10),
-            Arguments.of(LossSpec.builder().lossAggMode(AggMode.TOKEN_MEAN).dpSize(3).build(),
+            // verl 2026-01 falls back to the local count with dp_size > 1; 2026-08 refuses (rejection tests).
+            Arguments.of(LossSpec.builder().lossAggMode(AggMode.TOKEN_MEAN).dpSize(3).release(jan).build(),
                 16.0 / 5 * 3, 5.0, 3.0 / 5, 3.0 / 5),
+            Arguments.of(LossSpec.builder().lossAggMode(AggMode.TOKEN_SUM).build(), 16.0, 1.0, 1.0, 1.0),
+            Arguments.of(LossSpec.builder().lossAggMode(AggMode.TOKEN_SUM).dpSize(2).build(), 32.0, 1.0, 2.0, 2.0),
             Arguments.of(LossSpec.builder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_SUM).build(), 16.0 / 2, 2.0, 0.5, 0.5),
             Arguments.of(LossSpec.builder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_SUM).dpSize(2).globalBatchSize(4)
                 .build(), 16.0 / 4 * 2, 4.0, 2.0 / 4, 2.0 / 4),
@@ -280,10 +285,16 @@ public abstract class PolicyLossContract {
                 1.0 / (2 * 3), 1.0 / (2 * 2)),
             Arguments.of(LossSpec.builder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_MEAN).dpSize(2).globalBatchSize(4)
                 .build(), 7.0 / 4 * 2, 4.0, 2.0 / (4 * 3), 2.0 / (4 * 2)),
-            Arguments.of(LossSpec.builder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_SUM_NORM).build(), 16.0 / 4, 4.0,
-                1.0 / 4, 1.0 / 4),
+            // 2026-01: the token sum over the factor (padded width 4, or given), no dp_size.
+            Arguments.of(LossSpec.builder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_SUM_NORM).release(jan).build(),
+                16.0 / 4, 4.0, 1.0 / 4, 1.0 / 4),
             Arguments.of(LossSpec.builder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_SUM_NORM).dpSize(2)
-                .lossScaleFactor(8).build(), 16.0 / 8, 8.0, 1.0 / 8, 1.0 / 8));
+                .lossScaleFactor(8).release(jan).build(), 16.0 / 8, 8.0, 1.0 / 8, 1.0 / 8),
+            // 2026-08: the seq-mean-token-sum over the factor: D = sequences * factor, times dp_size.
+            Arguments.of(LossSpec.builder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_SUM_NORM).build(),
+                16.0 / 8, 8.0, 1.0 / 8, 1.0 / 8),
+            Arguments.of(LossSpec.builder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_SUM_NORM).dpSize(2).globalBatchSize(4)
+                .lossScaleFactor(8).build(), 16.0 / 32 * 2, 32.0, 2.0 / 32, 2.0 / 32));
     }
 
     @ParameterizedTest
@@ -402,6 +413,10 @@ public abstract class PolicyLossContract {
         if (mode == AggMode.SEQ_MEAN_TOKEN_SUM_NORM && !d.isPadded()) {
             b.lossScaleFactor(64);
         }
+        if (dpSize > 1) {
+            // From verl 2026-08 on, dp_size > 1 needs the global counts.
+            b.batchNumTokens(Math.max(1, d.validTokens())).globalBatchSize(Math.max(1, d.validSequences()));
+        }
         return b.build();
     }
 
@@ -496,7 +511,8 @@ public abstract class PolicyLossContract {
             final PolicyLossResult out = new PolicyLossResult();
             engine().policyLoss(LossSpec.builder().lossAggMode(AggMode.SEQ_MEAN_TOKEN_SUM_NORM).lossScaleFactor(4)
                 .build(), packed, null, out);
-            assertThat(out.pgLoss()).isEqualTo(4f);
+            // verl 2026-08: the seq-mean-token-sum (16 / 2 sequences) over the factor 4.
+            assertThat(out.pgLoss()).isEqualTo(2f);
             assertThatThrownBy(() -> engine().policyLoss(null, full, grad, out))
                 .isInstanceOf(NullPointerException.class).hasMessageContaining("spec");
         }
@@ -569,7 +585,9 @@ public abstract class PolicyLossContract {
         switch (mode) {
             case TOKEN_MEAN -> b.batchNumTokens(Math.max(1, d.validTokens()));
             case SEQ_MEAN_TOKEN_SUM, SEQ_MEAN_TOKEN_MEAN -> b.globalBatchSize(Math.max(1, d.validSequences()));
-            case SEQ_MEAN_TOKEN_SUM_NORM -> b.lossScaleFactor(d.isPadded() ? d.paddedWidth : 77);
+            case SEQ_MEAN_TOKEN_SUM_NORM -> b.lossScaleFactor(d.isPadded() ? d.paddedWidth : 77)
+                .globalBatchSize(Math.max(1, d.validSequences()));
+            case TOKEN_SUM -> { }
         }
         final LossSpec spec = b.build();
         final Outcome whole = run(spec, d);

@@ -68,11 +68,7 @@ public final class AdvantageHandler implements CaseHandler {
 
     /** @return the spec a case asks for: its params by verl's names, its release from verl_commit. */
     static AdvantageSpec spec(final GoldenCase golden, final AdvantageEstimator estimator) {
-        final AdvantageSpec.Builder b = AdvantageSpec.builder(estimator);
-        final String commit = golden.file().metadata().get("verl_commit");
-        if (commit != null) {
-            b.release(VerlRelease.fromVerl(commit));
-        }
+        final AdvantageSpec.Builder b = AdvantageSpec.builder(estimator).release(golden.release());
         final Iterator<Map.Entry<String, JsonNode>> it = golden.params().fields();
         while (it.hasNext()) {
             final Map.Entry<String, JsonNode> e = it.next();

@@ -16,7 +16,7 @@ public final class CaseHandlers {
     /** @return a registry with every handler of the project; add new groups here, one line each. */
     public static CaseHandlers defaults() {
         return new CaseHandlers()
-            .register(VanillaPolicyLossHandler.FUNCTION, new VanillaPolicyLossHandler())
+            .registerPolicyLosses()
             .register(AggLossHandler.FUNCTION, new AggLossHandler())
             .register(KlPenaltyHandler.FUNCTION, new KlPenaltyHandler())
             .register(LogitsHandler.FUNCTION, new LogitsHandler())
@@ -32,6 +32,13 @@ public final class CaseHandlers {
      * @return this registry.
      * @throws IllegalArgumentException when the function already has a handler.
      */
+    private CaseHandlers registerPolicyLosses() {
+        for (final io.rlvec.PolicyLossMode m : io.rlvec.PolicyLossMode.values()) {
+            register(PolicyLossHandler.function(m), new PolicyLossHandler(m));
+        }
+        return this;
+    }
+
     private CaseHandlers registerAdvantages() {
         AdvantageHandler.FUNCTIONS.forEach((function, estimator) -> register(function,
             new AdvantageHandler(estimator)));

@@ -42,6 +42,16 @@ public enum Deviation {
     MASKED_NONFINITE_GRADIENT("autograd's 0 * NaN at a masked position holding NaN/Inf gives a NaN gradient there",
         "gradient exactly 0 at masked positions"),
     /**
+     * A NaN/Inf sits at a masked position and verl's sequence-level modes sum it into the row's statistic
+     * ({@code sum(x * mask)}: gspo's sequence log-ratio, geo_mean's sequence means), so every valid token of that
+     * row gets verl's NaN, or the 0 gradient a NaN clamp gives. The engine never reads masked positions.
+     * Precondition: the batch holds a masked non-finite input, the element is a valid token of a per-token output
+     * whose handler lists this reason (gspo, geo_mean). Contract: the engine's value is finite. Unlike the other
+     * reasons it also covers a finite verl value (the 0 gradient).
+     */
+    MASKED_NONFINITE_SEQUENCE("a NaN/Inf at a masked position poisons verl's per-sequence sum (sum(x * mask)) and "
+        + "with it every valid token of the row", "finite value computed from the row's valid tokens only"),
+    /**
      * A logits row holds {@code -inf}: verl's {@code entropy_from_logits} computes {@code sum(softmax * logits)},
      * where the probability 0 of a {@code -inf} logit meets the logit itself ({@code 0 * -inf = NaN}), so the row's
      * entropy and, through autograd, its whole gradient w.r.t. the logits are NaN. The engine's contract
@@ -99,6 +109,8 @@ public enum Deviation {
             case MASKED_NONFINITE_GRADIENT -> facts.maskedNonFinite() && output.tokenAligned()
                 && output.mask()[index] == 0f;
             case NEG_INF_LOGIT -> facts.negInfRowAt(output.values().length, index);
+            case MASKED_NONFINITE_SEQUENCE -> facts.maskedNonFinite() && output.tokenAligned()
+                && output.mask()[index] != 0f;
             case TORCH_LESS_ACCURATE -> false;
         };
     }
@@ -107,7 +119,7 @@ public enum Deviation {
     boolean contractHolds(final float a) {
         return switch (this) {
             case NO_VALID_TOKEN, MASKED_NONFINITE_GRADIENT -> a == 0f;
-            case MASKED_NONFINITE_SEQ_MEAN, NEG_INF_LOGIT -> Float.isFinite(a);
+            case MASKED_NONFINITE_SEQ_MEAN, NEG_INF_LOGIT, MASKED_NONFINITE_SEQUENCE -> Float.isFinite(a);
             case TORCH_LESS_ACCURATE -> false;
         };
     }

@@ -17,6 +17,7 @@ import io.rlvec.Column;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.TokenBatch;
+import io.rlvec.VerlRelease;
 import io.rlvec.cli.io.Safetensors;
 import io.rlvec.cli.io.SafetensorsFormatException;
 import io.rlvec.cli.io.TensorInfo;
@@ -42,6 +43,8 @@ public final class GoldenCase implements AutoCloseable {
     public static final String EXPECT_ERROR = "expect_error";
     /** Parameters that document a case and are not verl configuration. */
     public static final Set<String> DOCUMENTATION_PARAMS = Set.of("scenario", EXPECT_ERROR);
+    /** Parameter holding actor.policy_loss's keys. */
+    public static final String POLICY_LOSS = "policy_loss";
     /** Parameter whose fields verl splats into agg_loss's keyword arguments. */
     public static final String GLOBAL_BATCH_INFO = "global_batch_info";
 
@@ -106,6 +109,22 @@ public final class GoldenCase implements AutoCloseable {
     /** @return the file's path. */
     public Path path() {
         return file.path();
+    }
+
+    /**
+     * @return the verl release whose semantics the case was computed with, from metadata {@code verl_commit}
+     *         (a known commit's release; {@link VerlRelease#DEFAULT} when absent or unknown).
+     */
+    public VerlRelease release() {
+        final String commit = file.metadata().get("verl_commit");
+        if (commit != null) {
+            for (final VerlRelease r : VerlRelease.values()) {
+                if (commit.length() >= 7 && r.commit().startsWith(commit.toLowerCase(java.util.Locale.ROOT))) {
+                    return r;
+                }
+            }
+        }
+        return VerlRelease.DEFAULT;
     }
 
     /** @return verl's function (metadata {@code function}), or "" when absent. */
@@ -233,13 +252,18 @@ public final class GoldenCase implements AutoCloseable {
      */
     public LossSpec.Builder lossSpec(final String... ignored) {
         final Set<String> skip = Set.of(ignored);
-        final LossSpec.Builder b = LossSpec.builder();
+        final LossSpec.Builder b = LossSpec.builder().release(release());
         for (final Map.Entry<String, JsonNode> e : params.properties()) {
             final String key = e.getKey();
             if (DOCUMENTATION_PARAMS.contains(key) || skip.contains(key)) {
                 continue;
             }
-            if (GLOBAL_BATCH_INFO.equals(key)) {
+            if (POLICY_LOSS.equals(key) && e.getValue().isObject()) {
+                // actor.policy_loss.*: the mode's own keys (loss_mode, clip_cov_ratio, dro_beta, ...).
+                for (final Map.Entry<String, JsonNode> g : e.getValue().properties()) {
+                    b.set(g.getKey(), value(g.getValue()));
+                }
+            } else if (GLOBAL_BATCH_INFO.equals(key)) {
                 if (!e.getValue().isObject()) {
                     throw new IllegalArgumentException(GLOBAL_BATCH_INFO + " must be an object, got " + e.getValue());
                 }

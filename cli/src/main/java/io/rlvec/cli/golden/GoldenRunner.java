@@ -207,6 +207,10 @@ public final class GoldenRunner {
                     if (Deviation.torchLessAccurate(out, i, e, a)) {
                         deviations.add(Deviation.TORCH_LESS_ACCURATE);
                         deviating++;
+                    } else if (out.allowed().contains(Deviation.MASKED_NONFINITE_SEQUENCE)
+                        && Deviation.MASKED_NONFINITE_SEQUENCE.applies(facts, out, i)) {
+                        deviations.add(Deviation.MASKED_NONFINITE_SEQUENCE);
+                        deviating++;
                     } else {
                         failure = "outside " + out.tolerance() + (out.referee() == null ? ""
                             : "; double-precision value " + out.referee().exactAt(i) + ", float32 budget "

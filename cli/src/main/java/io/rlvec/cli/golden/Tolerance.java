@@ -6,7 +6,10 @@ package io.rlvec.cli.golden;
  *
  * <p>A relative tolerance may carry an absolute floor ({@link #orAbsolute}): a value then passes when it is within
  * either bound. The floor exists for one written reason only: f64 cases whose inputs, rounded to float32, move a
- * value near 0 by more than the relative bound allows (see {@link KlPenaltyHandler}); no global tolerance uses it.
+ * value near 0 by more than the relative bound allows (see {@link KlPenaltyHandler}), and geo_mean's gradients, whose
+ * magnitude (up to 1e14 on extreme inputs) puts an absolute 1e-5 below float32 resolution (see
+ * {@link PolicyLossHandler}), and a policy loss whose A &gt; 0 and A &lt; 0 parts cancel, where float32 summation errs
+ * relative to the parts' magnitudes (see {@link PolicyLossHandler#lossTolerance}); no global tolerance uses it.
  *
  * @param relative      true: {@code |a - e| <= bound * |e|}; false: {@code |a - e| <= bound}.
  * @param bound         the bound.

@@ -229,7 +229,7 @@ class GoldenRunnerTest {
     @Test
     void expectErrorPassesOnlyWhenTheEngineRejects() throws IOException {
         final Path rejected = dir.resolve("err.safetensors");
-        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, VanillaPolicyLossHandler.FUNCTION)
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, PolicyLossHandler.FUNCTION)
             .metadata(GoldenCase.PARAMS, "{\"clip_ratio_c\": 0.5, \"expect_error\": \"AssertionError: clip_ratio_c\"}")
             .f32("in.old_log_prob", new long[] {1, 1}, 0f).f32("in.log_prob", new long[] {1, 1}, 0f)
             .f32("in.advantages", new long[] {1, 1}, 1f).u8("in.response_mask", new long[] {1, 1}, (byte) 1)
@@ -311,7 +311,7 @@ class GoldenRunnerTest {
         // maximum tie and the clamp passes, so d loss / d log_prob = -A * 1 * w * dp / bnt = -0.25 per token.
         final long[] bt = {1, 2};
         final Path f = dir.resolve("weights.safetensors");
-        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, VanillaPolicyLossHandler.FUNCTION)
+        new SafetensorsWriter().metadata(GoldenCase.FUNCTION, PolicyLossHandler.FUNCTION)
             .metadata(GoldenCase.PARAMS, "{\"loss_agg_mode\": \"token-mean\", \"clip_ratio\": 0.2, "
                 + "\"clip_ratio_low\": null, \"clip_ratio_high\": null, \"clip_ratio_c\": 3.0, "
                 + "\"global_batch_info\": {\"batch_num_tokens\": 4, \"dp_size\": 2}, \"scenario\": \"hand\"}")

@@ -1,0 +1,144 @@
+package io.rlvec.reference;
+
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+import io.rlvec.CanonicalMath;
+import io.rlvec.Column;
+import io.rlvec.LossSpec;
+import io.rlvec.OffHeapArray;
+import io.rlvec.TokenBatch;
+
+/**
+ * The token selections of {@code clip_cov} and {@code kl_cov}: both rank valid tokens by the covariance
+ * {@code (A - mean A) (log_prob - mean log_prob)}, the means over the batch's valid tokens. The means are
+ * canonical double sums (four lanes per sequence, sequences in order) divided by the valid-token count and
+ * rounded to float32; the covariance is then float32, as verl's.
+ *
+ * <p>kl_cov takes the top {@code max(1, int(N * kl_cov_ratio))} covariances; ties (and torch.topk's own order,
+ * which is unspecified) are broken by token position, first first; a NaN covariance ranks highest, as in topk.
+ * clip_cov takes, among the tokens with {@code clip_cov_lb < cov < clip_cov_ub} that PPO's clip does not already
+ * hold, {@code max(int(N * clip_cov_ratio), 1)} tokens: all of them when they fit (then the result is verl's
+ * exactly), else a subset drawn by a partial Fisher-Yates shuffle of the candidates in token order with
+ * {@code java.util.SplittableRandom(clip_cov_seed)} (verl draws it with an unseeded torch.randperm).
+ */
+public final class Selection {
+    private Selection() {
+    }
+
+    /**
+     * Marks the selected tokens of the spec's mode in {@code flags} (indexed by token; cleared first).
+     *
+     * @param flags at least batch.numTokens() entries.
+     */
+    public static void select(final LossSpec spec, final TokenBatch batch, final boolean[] flags) {
+        Arrays.fill(flags, 0, batch.numTokens(), false);
+        final OffHeapArray lp = batch.column(Column.LOG_PROB);
+        final OffHeapArray old = batch.column(Column.OLD_LOG_PROB);
+        final OffHeapArray adv = batch.column(Column.ADVANTAGES);
+        final OffHeapArray mask = batch.mask();
+        final int n = batch.numTokens();
+        int valid = 0;
+        for (int t = 0; t < n; t++) {
+            valid += mask.getFloat(t) != 0f ? 1 : 0;
+        }
+        if (valid == 0) {
+            return;
+        }
+        final float meanA = (float) (maskedSum(batch, adv) / valid);
+        final float meanLp = (float) (maskedSum(batch, lp) / valid);
+        final boolean clip = spec.policyLossMode() == io.rlvec.PolicyLossMode.CLIP_COV;
+        final float lower = (float) (1.0 - spec.clipRatioLow());
+        final float upper = (float) (1.0 + spec.clipRatioHigh());
+        final float lb = (float) spec.clipCovLb();
+        final float ub = (float) spec.clipCovUb();
+        final int[] candidates = new int[valid];
+        final float[] cov = new float[n];
+        int m = 0;
+        for (int t = 0; t < n; t++) {
+            if (mask.getFloat(t) == 0f) {
+                continue;
+            }
+            final float a = adv.getFloat(t);
+            final float l = lp.getFloat(t);
+            cov[t] = (a - meanA) * (l - meanLp);
+            if (clip) {
+                final float ratio = CanonicalMath.exp(l - old.getFloat(t));
+                final float pg1 = -a * ratio;
+                final float pg2 = -a * TorchOps.clamp(ratio, lower, upper);
+                if (!(pg2 > pg1) && cov[t] < ub && cov[t] > lb) {
+                    candidates[m++] = t;
+                }
+            } else {
+                candidates[m++] = t;
+            }
+        }
+        if (clip) {
+            final int count = Math.max((int) (spec.clipCovRatio() * valid), 1);
+            if (m <= count) {
+                for (int i = 0; i < m; i++) {
+                    flags[candidates[i]] = true;
+                }
+                return;
+            }
+            final SplittableRandom random = new SplittableRandom(spec.clipCovSeed());
+            for (int i = 0; i < count; i++) {
+                final int j = i + random.nextInt(m - i);
+                final int tmp = candidates[i];
+                candidates[i] = candidates[j];
+                candidates[j] = tmp;
+                flags[candidates[i]] = true;
+            }
+        } else {
+            final int k = Math.max(1, (int) (valid * spec.klCovRatio()));
+            final Integer[] order = new Integer[m];
+            for (int i = 0; i < m; i++) {
+                order[i] = candidates[i];
+            }
+            // Largest covariance first (Float.compare ranks NaN highest, as topk), then token position.
+            Arrays.sort(order, (x, y) -> {
+                final int c = Float.compare(cov[y], cov[x]);
+                return c != 0 ? c : Integer.compare(x, y);
+            });
+            for (int i = 0; i < Math.min(k, m); i++) {
+                flags[order[i]] = true;
+            }
+        }
+    }
+
+    /** The canonical masked sum of a column: four double lanes per sequence, sequences in order. */
+    static double maskedSum(final TokenBatch batch, final OffHeapArray x) {
+        final OffHeapArray mask = batch.mask();
+        double total = 0;
+        for (int s = 0; s < batch.numSequences(); s++) {
+            total += sequenceSum(batch, x, mask, s, null);
+        }
+        return total;
+    }
+
+    /**
+     * The canonical sum over sequence s's valid tokens of x (or of {@code f(x)} when the token function is given
+     * by the caller through {@code values}), four double lanes by position in the sequence.
+     */
+    public static double sequenceSum(final TokenBatch batch, final OffHeapArray x, final OffHeapArray mask, final int s,
+                              final float[] values) {
+        final int start = batch.offset(s);
+        double l0 = 0;
+        double l1 = 0;
+        double l2 = 0;
+        double l3 = 0;
+        for (int t = start; t < batch.offset(s + 1); t++) {
+            if (mask.getFloat(t) == 0f) {
+                continue;
+            }
+            final double v = values != null ? values[t] : x.getFloat(t);
+            switch ((t - start) & 3) {
+                case 0 -> l0 += v;
+                case 1 -> l1 += v;
+                case 2 -> l2 += v;
+                default -> l3 += v;
+            }
+        }
+        return Advantages.combine(l0, l1, l2, l3);
+    }
+}
