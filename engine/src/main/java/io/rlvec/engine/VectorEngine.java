@@ -18,6 +18,7 @@ import io.rlvec.RolloutCorrectionSpec;
 import io.rlvec.TokenBatch;
 import io.rlvec.reference.ActorLoss;
 import io.rlvec.reference.Advantages;
+import io.rlvec.reference.BypassMode;
 import io.rlvec.reference.RolloutCorrection;
 
 /**
@@ -53,8 +54,22 @@ public final class VectorEngine implements Engine {
             switch (spec.policyLossMode()) {
                 case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
                 case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace);
+                case BYPASS_MODE -> bypass.compute(spec, batch, gradLogProb, out, this::policyLossOf);
                 default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace);
             }
+        }
+    }
+
+    private final BypassMode bypass = new BypassMode(new RolloutKernel());
+
+    /** The non-bypass policy losses (bypass_mode's inner loss). */
+    private void policyLossOf(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                              final PolicyLossResult out) {
+        switch (spec.policyLossMode()) {
+            case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
+            case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace);
+            case BYPASS_MODE -> throw new IllegalStateException("bypass_mode has no inner bypass_mode");
+            default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace);
         }
     }
 
@@ -74,6 +89,7 @@ public final class VectorEngine implements Engine {
             actor.close();
         }
         blocks.close();
+        bypass.close();
     }
 
     // ---- Vocabulary pass ----

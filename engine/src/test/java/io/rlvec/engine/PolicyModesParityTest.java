@@ -43,6 +43,8 @@ class PolicyModesParityTest {
                     case KL_COV -> b.klCovRatio(0.001 + 0.3 * g.uniform()).ppoKlCoef(g.chance(0.5) ? 0.1 : 1.0);
                     case CLIP_COV -> b.clipCovRatio(0.001 + 0.3 * g.uniform()).clipCovLb(-1 + g.uniform())
                         .clipCovUb(0.5 + 4 * g.uniform()).clipCovSeed(seed);
+                    case BYPASS_MODE -> b.rolloutCorrection(RolloutCorrectionParityTest.randomSpec(g, false))
+                        .bypassLossType(g.chance(0.5) ? "reinforce" : "ppo_clip");
                     default -> { }
                 }
                 if (b.build().release() == VerlRelease.V2026_08 && base.spec().dpSize() > 1) {

@@ -38,8 +38,22 @@ public final class ReferenceEngine implements Engine {
             switch (spec.policyLossMode()) {
                 case VANILLA -> VanillaPolicyLoss.compute(spec, batch, gradLogProb, out);
                 case GEO_MEAN -> GeoMeanPolicyLoss.compute(spec, batch, gradLogProb, out);
+                case BYPASS_MODE -> bypass.compute(spec, batch, gradLogProb, out, ReferenceEngine::policyLossOf);
                 default -> TokenRulePolicyLoss.compute(spec, batch, gradLogProb, out);
             }
+        }
+    }
+
+    private final BypassMode bypass = new BypassMode(RolloutCorrection.SCALAR);
+
+    /** The non-bypass policy losses (bypass_mode's inner loss). */
+    private static void policyLossOf(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                                     final PolicyLossResult out) {
+        switch (spec.policyLossMode()) {
+            case VANILLA -> VanillaPolicyLoss.compute(spec, batch, gradLogProb, out);
+            case GEO_MEAN -> GeoMeanPolicyLoss.compute(spec, batch, gradLogProb, out);
+            case BYPASS_MODE -> throw new IllegalStateException("bypass_mode has no inner bypass_mode");
+            default -> TokenRulePolicyLoss.compute(spec, batch, gradLogProb, out);
         }
     }
 
@@ -84,6 +98,7 @@ public final class ReferenceEngine implements Engine {
     public void close() {
         guard.close();
         actor.close();
+        bypass.close();
     }
 
     @Override

@@ -131,6 +131,22 @@ public final class RolloutCorrection {
     public static void compute(final Kernels kernels, final Scratch s, final RolloutCorrectionSpec spec,
                                final TokenBatch batch, final OffHeapArray isOut, final OffHeapArray maskOut,
                                final RolloutCorrectionResult out) {
+        compute(kernels, s, spec, batch, batch.column(Column.OLD_LOG_PROB), batch.column(Column.ROLLOUT_LOG_PROB),
+            isOut, maskOut, out);
+    }
+
+    /**
+     * As {@link #compute(Kernels, Scratch, RolloutCorrectionSpec, TokenBatch, OffHeapArray, OffHeapArray,
+     * RolloutCorrectionResult)} with the two log-prob columns given (bypass_mode passes log_prob as the training
+     * policy's and old_log_prob as the rollout's).
+     *
+     * @param train the training policy's log-probs (verl's {@code old_log_prob} argument).
+     * @param roll  the rollout policy's log-probs.
+     */
+    public static void compute(final Kernels kernels, final Scratch s, final RolloutCorrectionSpec spec,
+                               final TokenBatch batch, final OffHeapArray train, final OffHeapArray roll,
+                               final OffHeapArray isOut, final OffHeapArray maskOut,
+                               final RolloutCorrectionResult out) {
         final int n = batch.numTokens();
         final int b = batch.numSequences();
         final OffHeapArray mask = batch.mask();
@@ -149,7 +165,7 @@ public final class RolloutCorrection {
         if (total == 0) {
             throw new IllegalArgumentException("response_mask must contain at least one valid token (1).");
         }
-        kernels.tokenTerms(n, batch.column(Column.OLD_LOG_PROB), batch.column(Column.ROLLOUT_LOG_PROB), s);
+        kernels.tokenTerms(n, train, roll, s);
         for (int i = 0; i < b; i++) {
             double sum = 0;
             for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
@@ -183,7 +199,7 @@ public final class RolloutCorrection {
             out.put(RolloutCorrectionResult.RS_BASE, rejected / (total + EPS));
             out.put(RolloutCorrectionResult.RS_BASE + 1, (double) rowsRejected / b);
         }
-        offPolicy(batch, s, total, out);
+        offPolicy(batch, train, roll, s, total, out);
 
         if (isOut != null && spec.hasIs()) {
             for (int t = 0; t < n; t++) {
@@ -496,11 +512,9 @@ public final class RolloutCorrection {
         out.put(RolloutCorrectionResult.rsOptionKey(option, key), v);
     }
 
-    private static void offPolicy(final TokenBatch batch, final Scratch s, final double total,
-                                  final RolloutCorrectionResult out) {
+    private static void offPolicy(final TokenBatch batch, final OffHeapArray old, final OffHeapArray roll,
+                                  final Scratch s, final double total, final RolloutCorrectionResult out) {
         final int b = batch.numSequences();
-        final OffHeapArray old = batch.column(Column.OLD_LOG_PROB);
-        final OffHeapArray roll = batch.column(Column.ROLLOUT_LOG_PROB);
         double trainPpl = 0;
         double trainLogPpl = 0;
         double rollPpl = 0;

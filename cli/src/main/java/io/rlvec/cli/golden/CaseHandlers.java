@@ -34,9 +34,11 @@ public final class CaseHandlers {
      */
     private CaseHandlers registerPolicyLosses() {
         for (final io.rlvec.PolicyLossMode m : io.rlvec.PolicyLossMode.values()) {
-            register(PolicyLossHandler.function(m), new PolicyLossHandler(m));
+            if (m != io.rlvec.PolicyLossMode.BYPASS_MODE) {
+                register(PolicyLossHandler.function(m), new PolicyLossHandler(m));
+            }
         }
-        return this;
+        return register(BypassPolicyLossHandler.FUNCTION, new BypassPolicyLossHandler());
     }
 
     private CaseHandlers registerAdvantages() {
