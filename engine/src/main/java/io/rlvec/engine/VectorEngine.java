@@ -54,13 +54,15 @@ public final class VectorEngine implements Engine {
             switch (spec.policyLossMode()) {
                 case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
                 case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace);
-                case BYPASS_MODE -> bypass.compute(spec, batch, gradLogProb, out, this::policyLossOf);
+                case BYPASS_MODE -> bypass.compute(spec, batch, gradLogProb, out, bypassInner);
                 default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace);
             }
         }
     }
 
     private final BypassMode bypass = new BypassMode(new RolloutKernel());
+    /** Bound once: a method reference capturing this would allocate per call. */
+    private final BypassMode.Inner bypassInner = this::policyLossOf;
 
     /** The non-bypass policy losses (bypass_mode's inner loss). */
     private void policyLossOf(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,

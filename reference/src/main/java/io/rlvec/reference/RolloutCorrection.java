@@ -181,8 +181,9 @@ public final class RolloutCorrection {
             s.keepAll[t] = true;
         }
         if (!spec.rsOptions().isEmpty()) {
-            for (final RsOption o : spec.rsOptions()) {
-                rejection(o, batch, s, total, out);
+            final java.util.List<RsOption> options = spec.rsOptions();
+            for (int k = 0; k < options.size(); k++) {
+                rejection(options.get(k), batch, s, total, out);
             }
             long rejected = 0;
             int rowsRejected = 0;
