@@ -2,58 +2,114 @@ package io.rlvec.engine;
 
 import io.rlvec.CanonicalMath;
 import io.rlvec.OffHeapArray;
+import io.rlvec.reference.Advantages;
 import io.rlvec.reference.RolloutCorrection;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * The elementwise pass of rollout correction ({@link RolloutCorrection.Kernels#tokenTerms}) as Vector API loops: the
- * log-ratio, its clamp to [-20, 20], the canonical exp ({@link VectorMath#exp}, bit-identical to
- * {@link CanonicalMath#exp}) and the k2/k3 statistics, in the reference's float operations, so every per-token
- * term (and hence every weight, mask and metric built on them in the shared reductions) is the reference's bits.
+ * The per-token passes of rollout correction ({@link RolloutCorrection.Kernels}) as Vector API loops over the
+ * off-heap columns: the log-ratio, its clamp to [-20, 20], the canonical exp ({@link VectorMath#exp},
+ * bit-identical to {@link CanonicalMath#exp}), the k2/k3 statistics and the clamped squares, in the reference's
+ * float operations; the row sums are the advantage kernel's vector sums in the canonical four-lane order. So every
+ * per-token term, sum, weight, mask and metric is the reference's bits. One call runs on the calling thread: the
+ * results do not depend on the engine's thread count.
  */
 final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final VectorSpecies<Float> F = Vec.F;
     private static final int L = Vec.FL;
     private static final float BOUND = 20f;
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(Vec.LE);
+
+    private final Advantages.Kernels sums;
+
+    /** @param sums the engine's canonical row sums. */
+    RolloutKernel(final Advantages.Kernels sums) {
+        this.sums = sums;
+    }
+
+    @Override
+    public Advantages.Kernels sums() {
+        return sums;
+    }
+
+    /** torch's clamp, lane-wise: NaN stays NaN, -0 stays -0 (as {@code TorchOps.clamp}). */
+    private static FloatVector clamp(final FloatVector x, final float lo, final float hi) {
+        return x.blend(lo, x.compare(VectorOperators.LT, lo)).blend(hi, x.compare(VectorOperators.GT, hi));
+    }
+
+    private static float clamp(final float x, final float lo, final float hi) {
+        return x < lo ? lo : (x > hi ? hi : x);
+    }
 
     @Override
     public void tokenTerms(final int n, final OffHeapArray old, final OffHeapArray roll,
                            final RolloutCorrection.Scratch s) {
         final MemorySegment os = old.segment();
         final MemorySegment rs = roll.segment();
-        final float[] lrOut = s.lr;
-        final float[] lrsOut = s.lrs;
-        final float[] rhoOut = s.rho;
-        final float[] k2Out = s.k2;
-        final float[] k3Out = s.k3;
-        final float[] kkOut = s.kk;
+        final MemorySegment lrOut = s.lr.segment();
+        final MemorySegment lrsOut = s.lrs.segment();
+        final MemorySegment rhoOut = s.rho.segment();
+        final MemorySegment k2Out = s.k2.segment();
+        final MemorySegment k3Out = s.k3.segment();
+        final MemorySegment kkOut = s.kk.segment();
+        final MemorySegment rho2Out = s.rho2.segment();
         final int upper = n - n % L;
         int t = 0;
         for (; t < upper; t += L) {
-            final long byteOffset = (long) t * Float.BYTES;
-            final FloatVector lr = FloatVector.fromMemorySegment(F, os, byteOffset, Vec.LE)
-                .sub(FloatVector.fromMemorySegment(F, rs, byteOffset, Vec.LE));
-            final FloatVector lrs = lr.max(-BOUND).min(BOUND);
+            final long at = (long) t * Float.BYTES;
+            final FloatVector lr = FloatVector.fromMemorySegment(F, os, at, Vec.LE)
+                .sub(FloatVector.fromMemorySegment(F, rs, at, Vec.LE));
+            final FloatVector lrs = clamp(lr, -BOUND, BOUND);
             final FloatVector rho = VectorMath.exp(lrs);
-            lr.intoArray(lrOut, t);
-            lrs.intoArray(lrsOut, t);
-            rho.intoArray(rhoOut, t);
-            lrs.mul(lrs).mul(0.5f).intoArray(k2Out, t);
-            rho.sub(1f).sub(lrs).intoArray(k3Out, t);
-            VectorMath.exp(lr).sub(lr).sub(1f).intoArray(kkOut, t);
+            lr.intoMemorySegment(lrOut, at, Vec.LE);
+            lrs.intoMemorySegment(lrsOut, at, Vec.LE);
+            rho.intoMemorySegment(rhoOut, at, Vec.LE);
+            lrs.mul(lrs).mul(0.5f).intoMemorySegment(k2Out, at, Vec.LE);
+            rho.sub(1f).sub(lrs).intoMemorySegment(k3Out, at, Vec.LE);
+            VectorMath.exp(lr).sub(lr).sub(1f).intoMemorySegment(kkOut, at, Vec.LE);
+            rho.mul(rho).intoMemorySegment(rho2Out, at, Vec.LE);
         }
         for (; t < n; t++) {
-            final float lr = old.getFloat(t) - roll.getFloat(t);
-            final float lrs = lr < -BOUND ? -BOUND : (lr > BOUND ? BOUND : lr);
+            final float lr = os.getAtIndex(F32, t) - rs.getAtIndex(F32, t);
+            final float lrs = clamp(lr, -BOUND, BOUND);
             final float rho = CanonicalMath.exp(lrs);
-            lrOut[t] = lr;
-            lrsOut[t] = lrs;
-            rhoOut[t] = rho;
-            k2Out[t] = 0.5f * (lrs * lrs);
-            k3Out[t] = (rho - 1f) - lrs;
-            kkOut[t] = (CanonicalMath.exp(lr) - lr) - 1f;
+            lrOut.setAtIndex(F32, t, lr);
+            lrsOut.setAtIndex(F32, t, lrs);
+            rhoOut.setAtIndex(F32, t, rho);
+            k2Out.setAtIndex(F32, t, 0.5f * (lrs * lrs));
+            k3Out.setAtIndex(F32, t, (rho - 1f) - lrs);
+            kkOut.setAtIndex(F32, t, (CanonicalMath.exp(lr) - lr) - 1f);
+            rho2Out.setAtIndex(F32, t, rho * rho);
+        }
+    }
+
+    @Override
+    public void clampSquare(final int n, final OffHeapArray x, final float sign, final float lo, final float hi,
+                            final RolloutCorrection.Scratch s) {
+        final MemorySegment xs = x.segment();
+        final MemorySegment vOut = s.v.segment();
+        final MemorySegment cOut = s.c.segment();
+        final MemorySegment c2Out = s.c2.segment();
+        final int upper = n - n % L;
+        int t = 0;
+        for (; t < upper; t += L) {
+            final long at = (long) t * Float.BYTES;
+            final FloatVector v = FloatVector.fromMemorySegment(F, xs, at, Vec.LE).mul(sign);
+            final FloatVector c = clamp(v, lo, hi);
+            v.intoMemorySegment(vOut, at, Vec.LE);
+            c.intoMemorySegment(cOut, at, Vec.LE);
+            c.mul(c).intoMemorySegment(c2Out, at, Vec.LE);
+        }
+        for (; t < n; t++) {
+            final float v = sign * xs.getAtIndex(F32, t);
+            final float c = clamp(v, lo, hi);
+            vOut.setAtIndex(F32, t, v);
+            cOut.setAtIndex(F32, t, c);
+            c2Out.setAtIndex(F32, t, c * c);
         }
     }
 }

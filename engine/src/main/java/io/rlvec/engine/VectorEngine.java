@@ -60,7 +60,7 @@ public final class VectorEngine implements Engine {
         }
     }
 
-    private final BypassMode bypass = new BypassMode(new RolloutKernel());
+    private final BypassMode bypass = new BypassMode(new RolloutKernel(new AdvantageKernel()));
     /** Bound once: a method reference capturing this would allocate per call. */
     private final BypassMode.Inner bypassInner = this::policyLossOf;
 
@@ -92,6 +92,7 @@ public final class VectorEngine implements Engine {
         }
         blocks.close();
         bypass.close();
+        rolloutScratch.close();
     }
 
     // ---- Vocabulary pass ----
@@ -205,7 +206,7 @@ public final class VectorEngine implements Engine {
         }
     }
 
-    private final RolloutKernel rolloutKernel = new RolloutKernel();
+    private final RolloutKernel rolloutKernel = new RolloutKernel(advantageKernel);
     private final RolloutCorrection.Scratch rolloutScratch = new RolloutCorrection.Scratch();
 
     @Override

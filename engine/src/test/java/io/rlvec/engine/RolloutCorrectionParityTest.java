@@ -176,6 +176,26 @@ class RolloutCorrectionParityTest {
     }
 
     @Test
+    void mostRandomCasesComputeAndCoverEveryOption() {
+        int computed = 0;
+        final java.util.Set<String> keys = new java.util.HashSet<>();
+        try (Engine reference = new ReferenceEngine()) {
+            for (final Case c : cases()) {
+                final Outcome o = run(reference, c);
+                if (o.error() == null) {
+                    computed++;
+                    keys.addAll(o.metrics().keySet());
+                }
+            }
+        }
+        assertThat(computed).isGreaterThan(SEEDS * 8 / 10);
+        for (final String option : RolloutCorrectionSpec.RS_OPTIONS) {
+            assertThat(keys).contains("rollout_corr/rollout_rs_" + option + "_masked_fraction");
+        }
+        assertThat(keys).contains("rollout_corr/rollout_is_oob_ratio", "rollout_corr/rollout_is_batch_norm_factor");
+    }
+
+    @Test
     void refusesAMaskWithoutValidTokensBeforeWriting() {
         final Case c = new Case(1, new int[] {2}, false, 0, new float[] {-1f, -2f}, new float[] {-1f, -2f},
             new float[] {0f, 0f}, RolloutCorrectionSpec.builder().rolloutIs("token").build());

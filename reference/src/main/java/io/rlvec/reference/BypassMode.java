@@ -133,6 +133,7 @@ public final class BypassMode implements AutoCloseable {
     /** Frees the buffers. */
     @Override
     public void close() {
+        scratch.close();
         if (view != null) {
             view.close();
             view = null;

@@ -99,6 +99,7 @@ public final class ReferenceEngine implements Engine {
         guard.close();
         actor.close();
         bypass.close();
+        rolloutScratch.close();
     }
 
     @Override

@@ -2,6 +2,7 @@ package io.rlvec.reference;
 
 import io.rlvec.CanonicalMath;
 import io.rlvec.Column;
+import io.rlvec.ElementType;
 import io.rlvec.OffHeapArray;
 import io.rlvec.RolloutCorrectionResult;
 import io.rlvec.RolloutCorrectionSpec;
@@ -31,9 +32,10 @@ import io.rlvec.TokenBatch;
  * IS/RS "std" is {@code sqrt(max(E[c^2] - E[c]^2, 0))} of the statistic clamped to the threshold band, and the
  * effective sample size is {@code 1 / masked_mean((c / (masked_mean(c) + 1e-8))^2)} with {@code c = clamp(w, 0, U)}.
  *
- * <p>Numerics: per-token values are float32 (the canonical exp), as verl's float32 tensors; every reduction
- * (sums, means, per-row statistics) is in double, left to right over a row's tokens and then over rows in
- * order; row-level exps and logs are {@link StrictMath}'s in double. Comparisons with a threshold happen in
+ * <p>Numerics: per-token values are float32 (the canonical exp), as verl's float32 tensors, squares included
+ * ({@code c * c}); every sum is double in the canonical order of {@link Advantages} (four lanes per row, token t
+ * of a row in lane t mod 4, combined as (l0 + l1) + (l2 + l3), rows added in order), so an engine with vector
+ * row sums gets the same bits; per-row statistics are double; row-level exps and logs are {@link StrictMath}'s. Comparisons with a threshold happen in
  * float32 (a float32 value, or a double statistic rounded to float32, against the threshold rounded to float32),
  * as torch compares a float32 tensor with a Python float. Only valid tokens are read into any result.
  *
@@ -45,47 +47,85 @@ public final class RolloutCorrection {
     private static final double EPS = 1e-8;
     private static final float BOUND = 20f;
 
-    /** The elementwise pass, plain loops here and Vector API loops in the engine (the same float operations). */
+    /** The per-token passes and the row sums, plain loops here and Vector API loops in the engine. */
     public interface Kernels {
         /**
          * For every token slot t in [0, n) (masked or not): {@code lr = old - roll}, {@code lrs = clamp(lr, -20,
          * 20)}, {@code rho = exp(lrs)}, {@code k2 = 0.5 * (lrs * lrs)}, {@code k3 = (rho - 1) - lrs},
-         * {@code kk = (exp(lr) - lr) - 1}, float32 with the canonical exp.
+         * {@code kk = (exp(lr) - lr) - 1}, {@code rho2 = rho * rho}, float32 with the canonical exp.
          */
         void tokenTerms(int n, OffHeapArray old, OffHeapArray roll, Scratch s);
+
+        /**
+         * For every token slot t in [0, n): {@code v = sign * x}, {@code c = clamp(v, lo, hi)} (torch's clamp:
+         * NaN stays NaN, -0 stays -0), {@code c2 = c * c}, float32.
+         */
+        void clampSquare(int n, OffHeapArray x, float sign, float lo, float hi, Scratch s);
+
+        /** @return the canonical masked row sums. */
+        Advantages.Kernels sums();
     }
 
     /** The scalar kernels. */
-    public static final Kernels SCALAR = (n, old, roll, s) -> {
-        for (int t = 0; t < n; t++) {
-            final float lr = old.getFloat(t) - roll.getFloat(t);
-            final float lrs = TorchOps.clamp(lr, -BOUND, BOUND);
-            final float rho = CanonicalMath.exp(lrs);
-            s.lr[t] = lr;
-            s.lrs[t] = lrs;
-            s.rho[t] = rho;
-            s.k2[t] = 0.5f * (lrs * lrs);
-            s.k3[t] = (rho - 1f) - lrs;
-            s.kk[t] = (CanonicalMath.exp(lr) - lr) - 1f;
+    public static final Kernels SCALAR = new Kernels() {
+        @Override
+        public void tokenTerms(final int n, final OffHeapArray old, final OffHeapArray roll, final Scratch s) {
+            for (int t = 0; t < n; t++) {
+                final float lr = old.getFloat(t) - roll.getFloat(t);
+                final float lrs = TorchOps.clamp(lr, -BOUND, BOUND);
+                final float rho = CanonicalMath.exp(lrs);
+                s.lr.setFloat(t, lr);
+                s.lrs.setFloat(t, lrs);
+                s.rho.setFloat(t, rho);
+                s.k2.setFloat(t, 0.5f * (lrs * lrs));
+                s.k3.setFloat(t, (rho - 1f) - lrs);
+                s.kk.setFloat(t, (CanonicalMath.exp(lr) - lr) - 1f);
+                s.rho2.setFloat(t, rho * rho);
+            }
+        }
+
+        @Override
+        public void clampSquare(final int n, final OffHeapArray x, final float sign, final float lo, final float hi,
+                                final Scratch s) {
+            for (int t = 0; t < n; t++) {
+                final float v = sign * x.getFloat(t);
+                final float c = TorchOps.clamp(v, lo, hi);
+                s.v.setFloat(t, v);
+                s.c.setFloat(t, c);
+                s.c2.setFloat(t, c * c);
+            }
+        }
+
+        @Override
+        public Advantages.Kernels sums() {
+            return Advantages.SCALAR;
         }
     };
 
-    /** Reusable per-engine scratch: grows, never shrinks. */
-    public static final class Scratch {
-        /** Per-token float32 terms (see {@link Kernels#tokenTerms}). */
-        public float[] lr = new float[0];
+    /** Reusable per-engine scratch (off heap, freed by {@link #close()}): grows, never shrinks. */
+    public static final class Scratch implements AutoCloseable {
+        /** Per-token float32 terms (see {@link Kernels}). */
+        public OffHeapArray lr;
         /** Clamped log-ratio. */
-        public float[] lrs = new float[0];
+        public OffHeapArray lrs;
         /** exp(lrs). */
-        public float[] rho = new float[0];
+        public OffHeapArray rho;
         /** k2. */
-        public float[] k2 = new float[0];
+        public OffHeapArray k2;
         /** k3. */
-        public float[] k3 = new float[0];
+        public OffHeapArray k3;
         /** Unclamped k3 (k3_kl). */
-        public float[] kk = new float[0];
-        float[] raw = new float[0];
-        float[] w = new float[0];
+        public OffHeapArray kk;
+        /** rho * rho. */
+        public OffHeapArray rho2;
+        /** sign * x of {@link Kernels#clampSquare}. */
+        public OffHeapArray v;
+        /** clamp(v, lo, hi). */
+        public OffHeapArray c;
+        /** c * c. */
+        public OffHeapArray c2;
+        OffHeapArray raw;
+        OffHeapArray w;
         boolean[] valid = new boolean[0];
         boolean[] keep = new boolean[0];
         boolean[] keepAll = new boolean[0];
@@ -93,18 +133,25 @@ public final class RolloutCorrection {
         double[] lrSum = new double[0];
         double[] rowValue = new double[0];
         double[] rowAux = new double[0];
+        double[] rowRaw = new double[0];
 
         /** Makes room for n tokens and b sequences. */
         public void ensure(final int n, final int b) {
-            if (lr.length < n) {
-                lr = new float[n];
-                lrs = new float[n];
-                rho = new float[n];
-                k2 = new float[n];
-                k3 = new float[n];
-                kk = new float[n];
-                raw = new float[n];
-                w = new float[n];
+            if (valid.length < n || lr == null) {
+                close();
+                final long size = Math.max(n, 1);
+                lr = OffHeapArray.allocate(ElementType.F32, size);
+                lrs = OffHeapArray.allocate(ElementType.F32, size);
+                rho = OffHeapArray.allocate(ElementType.F32, size);
+                k2 = OffHeapArray.allocate(ElementType.F32, size);
+                k3 = OffHeapArray.allocate(ElementType.F32, size);
+                kk = OffHeapArray.allocate(ElementType.F32, size);
+                rho2 = OffHeapArray.allocate(ElementType.F32, size);
+                v = OffHeapArray.allocate(ElementType.F32, size);
+                c = OffHeapArray.allocate(ElementType.F32, size);
+                c2 = OffHeapArray.allocate(ElementType.F32, size);
+                raw = OffHeapArray.allocate(ElementType.F32, size);
+                w = OffHeapArray.allocate(ElementType.F32, size);
                 valid = new boolean[n];
                 keep = new boolean[n];
                 keepAll = new boolean[n];
@@ -114,7 +161,20 @@ public final class RolloutCorrection {
                 lrSum = new double[b];
                 rowValue = new double[b];
                 rowAux = new double[b];
+                rowRaw = new double[b];
             }
+        }
+
+        /** Frees the off-heap buffers. */
+        @Override
+        public void close() {
+            for (final OffHeapArray a : new OffHeapArray[] {lr, lrs, rho, k2, k3, kk, rho2, v, c, c2, raw, w}) {
+                if (a != null) {
+                    a.close();
+                }
+            }
+            lr = null;
+            valid = new boolean[0];
         }
     }
 
@@ -166,16 +226,10 @@ public final class RolloutCorrection {
             throw new IllegalArgumentException("response_mask must contain at least one valid token (1).");
         }
         kernels.tokenTerms(n, train, roll, s);
-        for (int i = 0; i < b; i++) {
-            double sum = 0;
-            for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
-                sum += s.valid[t] ? s.lr[t] : 0.0;
-            }
-            s.lrSum[i] = sum;
-        }
+        kernels.sums().maskedRowSums(batch, s.lr, s.lrSum);
         out.reset();
         if (spec.hasIs()) {
-            isWeights(spec, batch, s, total, out);
+            isWeights(kernels, spec, batch, s, total, out);
         }
         for (int t = 0; t < n; t++) {
             s.keepAll[t] = true;
@@ -183,7 +237,7 @@ public final class RolloutCorrection {
         if (!spec.rsOptions().isEmpty()) {
             final java.util.List<RsOption> options = spec.rsOptions();
             for (int k = 0; k < options.size(); k++) {
-                rejection(options.get(k), batch, s, total, out);
+                rejection(kernels, options.get(k), batch, s, total, out);
             }
             long rejected = 0;
             int rowsRejected = 0;
@@ -200,11 +254,11 @@ public final class RolloutCorrection {
             out.put(RolloutCorrectionResult.RS_BASE, rejected / (total + EPS));
             out.put(RolloutCorrectionResult.RS_BASE + 1, (double) rowsRejected / b);
         }
-        offPolicy(batch, train, roll, s, total, out);
+        offPolicy(kernels, batch, train, roll, s, total, out);
 
         if (isOut != null && spec.hasIs()) {
             for (int t = 0; t < n; t++) {
-                isOut.setFloat(t, s.w[t]);
+                isOut.setFloat(t, s.w.getFloat(t));
             }
         }
         for (int t = 0; t < n; t++) {
@@ -212,8 +266,18 @@ public final class RolloutCorrection {
         }
     }
 
-    private static void isWeights(final RolloutCorrectionSpec spec, final TokenBatch batch, final Scratch s,
-                                  final double total, final RolloutCorrectionResult out) {
+    /** @return the canonical masked sum over the batch: the row sums (into {@code rows}) added in order. */
+    private static double sum(final Kernels k, final TokenBatch batch, final OffHeapArray x, final double[] rows) {
+        k.sums().maskedRowSums(batch, x, rows);
+        double total = 0;
+        for (int i = 0; i < batch.numSequences(); i++) {
+            total += rows[i];
+        }
+        return total;
+    }
+
+    private static void isWeights(final Kernels k, final RolloutCorrectionSpec spec, final TokenBatch batch,
+                                  final Scratch s, final double total, final RolloutCorrectionResult out) {
         final int n = batch.numTokens();
         final int b = batch.numSequences();
         final boolean sequence = spec.rolloutIs() == IsLevel.SEQUENCE;
@@ -225,16 +289,15 @@ public final class RolloutCorrection {
         for (int i = 0; i < b; i++) {
             final float rawSeq = sequence ? (float) StrictMath.exp(clamp(s.lrSum[i])) : 0f;
             for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
-                final float raw = s.valid[t] ? (sequence ? rawSeq : s.rho[t]) : 0f;
-                s.raw[t] = raw;
-                s.w[t] = icePop ? (raw >= lf && raw <= uf ? raw : 0f) : (raw > uf ? uf : raw);
+                final float raw = s.valid[t] ? (sequence ? rawSeq : s.rho.getFloat(t)) : 0f;
+                s.raw.setFloat(t, raw);
+                s.w.setFloat(t, icePop ? (raw >= lf && raw <= uf ? raw : 0f) : (raw > uf ? uf : raw));
             }
         }
         final int base = RolloutCorrectionResult.IS_BASE;
-        double wSum = 0;
-        for (int t = 0; t < n; t++) {
-            wSum += s.valid[t] ? s.w[t] : 0.0;
-        }
+        // Row sums of w (kept in rowValue), of the raw weights (rowRaw).
+        final double wSum = sum(k, batch, s.w, s.rowValue);
+        k.sums().maskedRowSums(batch, s.raw, s.rowRaw);
         if (sequence) {
             double logMax = Double.NEGATIVE_INFINITY;
             double logMin = Double.POSITIVE_INFINITY;
@@ -261,10 +324,12 @@ public final class RolloutCorrection {
             float min = Float.POSITIVE_INFINITY;
             for (int t = 0; t < n; t++) {
                 if (s.valid[t]) {
-                    high += s.raw[t] > uf ? 1 : 0;
-                    low += s.raw[t] < metricLow ? 1 : 0;
-                    max = TorchOps.maximum(max, s.w[t]);
-                    min = TorchOps.minimum(min, s.w[t]);
+                    final float raw = s.raw.getFloat(t);
+                    final float w = s.w.getFloat(t);
+                    high += raw > uf ? 1 : 0;
+                    low += raw < metricLow ? 1 : 0;
+                    max = TorchOps.maximum(max, w);
+                    min = TorchOps.minimum(min, w);
                 }
             }
             out.put(base + 2, wSum / (total + EPS));
@@ -273,26 +338,12 @@ public final class RolloutCorrection {
             out.put(base, max);
             out.put(base + 1, min);
         }
-        // std and ESS of c = clamp(w, 0, U).
-        double cSum = 0;
-        double cSq = 0;
-        for (int t = 0; t < n; t++) {
-            if (s.valid[t]) {
-                final double c = TorchOps.clamp(s.w[t], 0f, uf);
-                cSum += c;
-                cSq += c * c;
-            }
-        }
-        final double cMean = cSum / (total + EPS);
+        // std and ESS of c = clamp(w, 0, U): sum(c^2) / (mean(c) + 1e-8)^2 is the sum of the normalised squares.
+        k.clampSquare(n, s.w, 1f, 0f, uf, s);
+        final double cMean = sumInto(k, batch, s.c, s) / (total + EPS);
+        final double cSq = sumInto(k, batch, s.c2, s);
         out.put(base + 5, total > 1 ? Math.sqrt(Math.max(cSq / (total + EPS) - cMean * cMean, 0.0)) : 0.0);
-        double normSq = 0;
-        for (int t = 0; t < n; t++) {
-            if (s.valid[t]) {
-                final double q = TorchOps.clamp(s.w[t], 0f, uf) / (cMean + EPS);
-                normSq += q * q;
-            }
-        }
-        final double meanNormSq = normSq / (total + EPS);
+        final double meanNormSq = cSq / ((cMean + EPS) * (cMean + EPS)) / (total + EPS);
         if (meanNormSq == 0) {
             throw new IllegalArgumentException("rollout_is_eff_sample_size: every IS weight is 0 (every ratio "
                 + "outside the IcePop band [" + spec.isLower() + ", " + u + "]); verl's 1.0 / 0.0 raises "
@@ -307,16 +358,8 @@ public final class RolloutCorrection {
         int rawHigh = 0;
         int rawLow = 0;
         for (int i = 0; i < b; i++) {
-            double ws = 0;
-            double rs = 0;
-            for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
-                if (s.valid[t]) {
-                    ws += s.w[t];
-                    rs += s.raw[t];
-                }
-            }
-            final double m = ws / (s.count[i] + EPS);
-            final float rm = (float) (rs / (s.count[i] + EPS));
+            final double m = s.rowValue[i] / (s.count[i] + EPS);
+            final float rm = (float) (s.rowRaw[i] / (s.count[i] + EPS));
             s.rowValue[i] = m;
             rowSum += m;
             rowMax = Math.max(rowMax, m);
@@ -336,7 +379,8 @@ public final class RolloutCorrection {
         if (icePop) {
             long oob = 0;
             for (int t = 0; t < n; t++) {
-                oob += s.valid[t] && (s.raw[t] < lf || s.raw[t] > uf) ? 1 : 0;
+                final float raw = s.raw.getFloat(t);
+                oob += s.valid[t] && (raw < lf || raw > uf) ? 1 : 0;
             }
             out.put(base + 14, oob / (total + EPS));
         }
@@ -358,7 +402,7 @@ public final class RolloutCorrection {
             if (mean > EPS) {
                 final float f = (float) mean;
                 for (int t = 0; t < n; t++) {
-                    s.w[t] = s.w[t] / f;
+                    s.w.setFloat(t, s.w.getFloat(t) / f);
                 }
                 out.put(base + 15, mean);
             } else {
@@ -367,20 +411,27 @@ public final class RolloutCorrection {
         }
     }
 
-    private static void rejection(final RsOption o, final TokenBatch batch, final Scratch s, final double total,
-                                  final RolloutCorrectionResult out) {
+    /** The canonical masked sum of x, its row sums left in {@code s.rowAux}. */
+    private static double sumInto(final Kernels k, final TokenBatch batch, final OffHeapArray x, final Scratch s) {
+        return sum(k, batch, x, s.rowAux);
+    }
+
+    private static void rejection(final Kernels k, final RsOption o, final TokenBatch batch, final Scratch s,
+                                  final double total, final RolloutCorrectionResult out) {
+        final int n = batch.numTokens();
         final int b = batch.numSequences();
         final boolean k1 = o.twoSided();
         final double hi = o.upperStat();
         final double lo = o.lowerStat();
         final float hif = (float) hi;
         final float lof = (float) lo;
-        final float[] stat = o.estimator() == Estimator.K2 ? s.k2 : o.estimator() == Estimator.K3 ? s.k3 : s.lrs;
+        final OffHeapArray stat = o.estimator() == Estimator.K2 ? s.k2 : o.estimator() == Estimator.K3 ? s.k3 : s.lrs;
         final float sign = o.estimator() == Estimator.K1 ? -1f : 1f;
         final boolean tokenLevel = o.level() == Level.TOKEN;
-        double sum = 0;
-        double sumClamped = 0;
-        double sumClampedSq = 0;
+        k.clampSquare(n, stat, sign, lof, hif, s);
+        double sum;
+        double sumClamped;
+        double sumClampedSq;
         double max = Double.NEGATIVE_INFINITY;
         double min = Double.POSITIVE_INFINITY;
         long high = 0;
@@ -388,38 +439,44 @@ public final class RolloutCorrection {
         long rejected = 0;
         int rowsRejected = 0;
         int rows = 0;
-        for (int i = 0; i < b; i++) {
-            final int start = batch.offset(i);
-            final int end = batch.offset(i + 1);
-            final double c = s.count[i];
-            if (tokenLevel) {
-                double rowSum = 0;
-                for (int t = start; t < end; t++) {
-                    final float v = sign * stat[t];
-                    s.keep[t] = k1 ? v >= lof && v <= hif : v <= hif;
-                    if (s.valid[t]) {
-                        rowSum += v;
-                        max = Math.max(max, v);
-                        min = Math.min(min, v);
-                        high += v > hif ? 1 : 0;
-                        low += k1 && v < lof ? 1 : 0;
-                        final double cl = TorchOps.clamp(v, lof, hif);
-                        sumClamped += cl;
-                        sumClampedSq += cl * cl;
-                    }
+        if (tokenLevel) {
+            sumClamped = sumInto(k, batch, s.c, s);
+            sumClampedSq = sumInto(k, batch, s.c2, s);
+            sum = sum(k, batch, s.v, s.rowValue);
+            for (int i = 0; i < b; i++) {
+                s.rowValue[i] = s.rowValue[i] / (s.count[i] + EPS);
+            }
+            for (int t = 0; t < n; t++) {
+                final float v = s.v.getFloat(t);
+                s.keep[t] = k1 ? v >= lof && v <= hif : v <= hif;
+                if (s.valid[t]) {
+                    max = Math.max(max, v);
+                    min = Math.min(min, v);
+                    high += v > hif ? 1 : 0;
+                    low += k1 && v < lof ? 1 : 0;
                 }
-                sum += rowSum;
-                s.rowValue[i] = rowSum / (c + EPS);
-            } else {
-                double acc = o.level() == Level.SEQ_MAX ? Double.NEGATIVE_INFINITY : 0;
-                for (int t = start; t < end; t++) {
-                    if (s.valid[t]) {
-                        final float v = sign * stat[t];
-                        acc = o.level() == Level.SEQ_MAX ? Math.max(acc, v) : acc + v;
+            }
+        } else {
+            sum = 0;
+            sumClamped = 0;
+            sumClampedSq = 0;
+            k.sums().maskedRowSums(batch, s.v, s.rowValue);
+            for (int i = 0; i < b; i++) {
+                final int start = batch.offset(i);
+                final int end = batch.offset(i + 1);
+                final double c = s.count[i];
+                final double v;
+                if (o.level() == Level.SEQ_MAX) {
+                    double acc = Double.NEGATIVE_INFINITY;
+                    for (int t = start; t < end; t++) {
+                        if (s.valid[t]) {
+                            acc = Math.max(acc, s.v.getFloat(t));
+                        }
                     }
+                    v = c > 0 ? acc : 0.0;
+                } else {
+                    v = o.level() == Level.SEQ_MEAN ? s.rowValue[i] / (c + EPS) : s.rowValue[i];
                 }
-                final double v = o.level() == Level.SEQ_MAX ? (c > 0 ? acc : 0.0)
-                    : o.level() == Level.SEQ_MEAN ? acc / (c + EPS) : acc;
                 s.rowValue[i] = v;
                 final float vf = (float) v;
                 final boolean keep = k1 ? vf >= lof && vf <= hif : vf <= hif;
@@ -437,34 +494,32 @@ public final class RolloutCorrection {
                     sumClampedSq += c * (cl * cl);
                 }
             }
-            if (c > 0) {
+        }
+        for (int i = 0; i < b; i++) {
+            final int start = batch.offset(i);
+            final int end = batch.offset(i + 1);
+            boolean any = false;
+            for (int t = start; t < end; t++) {
+                if (s.valid[t] && !s.keep[t]) {
+                    rejected++;
+                    any = true;
+                }
+                s.keepAll[t] &= s.keep[t];
+            }
+            if (s.count[i] > 0) {
                 rows++;
-                boolean any = false;
-                for (int t = start; t < end; t++) {
-                    if (s.valid[t] && !s.keep[t]) {
-                        rejected++;
-                        any = true;
-                    }
-                    s.keepAll[t] &= s.keep[t];
-                }
                 rowsRejected += any ? 1 : 0;
-            } else {
-                for (int t = start; t < end; t++) {
-                    s.keepAll[t] &= s.keep[t];
-                }
             }
         }
         final String name = o.name();
         final double meanClamped = sumClamped / (total + EPS);
         put(out, name, 0, sum / (total + EPS));
+        put(out, name, 1, max);
+        put(out, name, 2, min);
         if (tokenLevel) {
-            put(out, name, 1, max);
-            put(out, name, 2, min);
             put(out, name, 3, high / (total + EPS));
             put(out, name, 4, k1 ? low / (total + EPS) : 0.0);
         } else {
-            put(out, name, 1, max);
-            put(out, name, 2, min);
             put(out, name, 3, (double) high / rows);
             put(out, name, 4, k1 ? (double) low / rows : 0.0);
         }
@@ -513,9 +568,20 @@ public final class RolloutCorrection {
         out.put(RolloutCorrectionResult.rsOptionKey(option, key), v);
     }
 
-    private static void offPolicy(final TokenBatch batch, final OffHeapArray old, final OffHeapArray roll,
-                                  final Scratch s, final double total, final RolloutCorrectionResult out) {
+    private static void offPolicy(final Kernels k, final TokenBatch batch, final OffHeapArray old,
+                                  final OffHeapArray roll, final Scratch s, final double total,
+                                  final RolloutCorrectionResult out) {
         final int b = batch.numSequences();
+        // lr's row sums are in s.lrSum; kl = sum(roll - old) = -sum(lr) exactly (IEEE negation is exact).
+        double lrTotal = 0;
+        for (int i = 0; i < b; i++) {
+            lrTotal += s.lrSum[i];
+        }
+        final double kl = -lrTotal;
+        final double k3 = sumInto(k, batch, s.kk, s);
+        final double rhoSq = sumInto(k, batch, s.rho2, s);
+        k.sums().maskedRowSums(batch, old, s.rowValue);
+        k.sums().maskedRowSums(batch, roll, s.rowAux);
         double trainPpl = 0;
         double trainLogPpl = 0;
         double rollPpl = 0;
@@ -526,23 +592,9 @@ public final class RolloutCorrection {
         double diffMin = Double.POSITIVE_INFINITY;
         double pplRatio = 0;
         double chiSeq = 0;
-        double kl = 0;
-        double k3 = 0;
-        double rhoSq = 0;
         for (int i = 0; i < b; i++) {
-            double o = 0;
-            double r = 0;
-            for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
-                if (s.valid[t]) {
-                    o += old.getFloat(t);
-                    r += roll.getFloat(t);
-                    kl += -s.lr[t];
-                    k3 += s.kk[t];
-                    rhoSq += s.rho[t] * s.rho[t];
-                }
-            }
-            final double mo = o / (s.count[i] + EPS);
-            final double mr = r / (s.count[i] + EPS);
+            final double mo = s.rowValue[i] / (s.count[i] + EPS);
+            final double mr = s.rowAux[i] / (s.count[i] + EPS);
             trainPpl += StrictMath.exp(-mo);
             trainLogPpl += -mo;
             rollPpl += StrictMath.exp(-mr);
