@@ -14,6 +14,7 @@ import io.rlvec.TokenBatch;
 import io.rlvec.reference.GeoMeanPolicyLoss;
 import io.rlvec.reference.Selection;
 
+import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
@@ -40,56 +41,28 @@ final class GeoMeanKernel {
         final float[] k = st.geoK;
         final float[] dk = st.geoDk;
         final float[] logW = st.geoLogW;
-        final var lpSeg = batch.column(Column.LOG_PROB).segment();
-        final var oldSeg = batch.column(Column.OLD_LOG_PROB).segment();
         final OffHeapArray adv = batch.column(Column.ADVANTAGES);
-        final var advSeg = adv.segment();
         final OffHeapArray weights = batch.column(Column.ROLLOUT_IS_WEIGHTS);
         final OffHeapArray mask = batch.mask();
         final var maskSeg = mask.segment();
         final float low = (float) -spec.clipRatioLow();
         final float high = (float) spec.clipRatioHigh();
+        st.geoLow = low;
+        st.geoHigh = high;
+        st.bindGeo(batch);
         out.reset();
         final int vecEnd = Vec.F.loopBound(n);
-        int nPos = 0;
-        int nNeg = 0;
-        int nClipPos = 0;
-        int nClipNeg = 0;
-        double kl = 0;
-        jdk.incubator.vector.DoubleVector klAcc = jdk.incubator.vector.DoubleVector.zero(Vec.D);
-        for (int i = 0; i < vecEnd; i += Vec.FL) {
-            final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
-            final FloatVector a = load(advSeg, i);
-            final FloatVector nakl = load(lpSeg, i).sub(load(oldSeg, i));
-            final FloatVector clamped = nakl.blend(high, nakl.compare(VectorOperators.GT, high))
-                .blend(low, nakl.compare(VectorOperators.LT, low));
-            // sign(A): 1, -1, or A itself (0 or NaN).
-            final FloatVector sgn = a.blend(ONE, a.compare(VectorOperators.GT, 0f))
-                .blend(ONE.neg(), a.compare(VectorOperators.LT, 0f));
-            final FloatVector x = sgn.mul(nakl);
-            final FloatVector c = sgn.mul(clamped);
-            // torch.min: x where x < c or x is NaN, else c.
-            final FloatVector min = c.blend(x, x.compare(VectorOperators.LT, c).or(x.compare(VectorOperators.NE, x)));
-            sgn.mul(min).intoArray(k, i);
-            final VectorMask<Float> passes = nakl.compare(VectorOperators.GE, low)
-                .and(nakl.compare(VectorOperators.LE, high));
-            final FloatVector shareX = ZERO.blend(HALF, x.compare(VectorOperators.EQ, c))
-                .blend(ONE, x.compare(VectorOperators.LT, c));
-            final FloatVector shareC = ZERO.blend(HALF, c.compare(VectorOperators.EQ, x))
-                .blend(ONE, c.compare(VectorOperators.LT, x));
-            sgn.mul(sgn).mul(shareX.add(ZERO.blend(shareC, passes))).intoArray(dk, i);
-            final VectorMask<Float> clipped = nakl.compare(VectorOperators.NE, clamped).and(valid);
-            final VectorMask<Float> pos = a.compare(VectorOperators.GT, 0f).and(valid);
-            final VectorMask<Float> neg = a.compare(VectorOperators.LT, 0f).and(valid);
-            nPos += pos.trueCount();
-            nNeg += neg.trueCount();
-            nClipPos += clipped.and(pos).trueCount();
-            nClipNeg += clipped.and(neg).trueCount();
-            klAcc = TokenMemory.addWide(klAcc, ZERO.blend(nakl.neg(), valid));
-        }
-        final double[] lanes = new double[TokenMemory.DL];
-        klAcc.intoArray(lanes, 0);
-        kl = TokenMemory.sumLanes(lanes, 0);
+        java.util.Arrays.fill(st.acc, 0.0);
+        java.util.Arrays.fill(st.counts, 0);
+        // Three loops through a megamorphic Step call site: each its own compilation unit (see RuleKernel.Step).
+        run(CLIP, st, 0, vecEnd);
+        run(DERIVATIVE, st, 0, vecEnd);
+        run(METRICS, st, 0, vecEnd);
+        double kl = TokenMemory.sumLanes(st.acc, 0);
+        int nPos = st.counts[0];
+        int nNeg = st.counts[1];
+        int nClipPos = st.counts[2];
+        int nClipNeg = st.counts[3];
         for (int t = vecEnd; t < n; t++) {
             final float a = adv.getFloat(t);
             final float nakl = batch.column(Column.LOG_PROB).getFloat(t) - batch.column(Column.OLD_LOG_PROB).getFloat(t);
@@ -127,20 +100,19 @@ final class GeoMeanKernel {
             out.add(Stat.LOSS_NUMERATOR, lossS);
             out.add(advS > 0f ? Stat.POS_NUMERATOR : Stat.NEG_NUMERATOR, advS != 0f ? lossS : 0.0);
             if (grad != null) {
-                final FloatVector c = FloatVector.broadcast(Vec.F,
-                    len > 0 ? (float) ((double) (-advS * ratioS * wS) / len / b) : 0f);
-                final var gSeg = grad.segment();
+                st.geoCoef = len > 0 ? (float) ((double) (-advS * ratioS * wS) / len / b) : 0f;
+                st.grad = grad.segment();
+                st.mask = maskSeg;
                 final int ve = start + Vec.F.loopBound(end - start);
-                for (int i = start; i < ve; i += Vec.FL) {
-                    final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
-                    store(ZERO.blend(c.mul(FloatVector.fromArray(Vec.F, dk, i)), valid), gSeg, i);
-                }
-                final float cs = c.lane(0);
+                run(GRADIENT, st, start, ve);
+                st.grad = null;
+                st.mask = null;
                 for (int t = ve; t < end; t++) {
-                    grad.setFloat(t, mask.getFloat(t) != 0f ? cs * dk[t] : 0f);
+                    grad.setFloat(t, mask.getFloat(t) != 0f ? st.geoCoef * dk[t] : 0f);
                 }
             }
         }
+        st.unbind();
         out.add(Stat.NEG_LOG_RATIO_SUM, kl);
         out.add(Stat.CLIPPED, nClipPos);
         out.add(Stat.DUAL_CLIPPED, nClipNeg);
@@ -149,5 +121,117 @@ final class GeoMeanKernel {
         out.add(Stat.VALID_TOKENS, validTokens);
         out.add(Stat.VALID_SEQUENCES, validSequences);
         out.finish(spec.aggregationSpec(), b);
+    }
+
+    /** k = sign(A) min(sign(A) nakl, sign(A) clamp(nakl, -low, high)) per token into the state's row. */
+    private static final class Clip extends RuleKernel.Step {
+        @Override
+        void run(final RuleKernel.State st, final int from, final int to, final float sequence) {
+            final float low = st.geoLow;
+            final float high = st.geoHigh;
+            final float[] k = st.geoK;
+            for (int i = from; i < to; i += Vec.FL) {
+                final FloatVector a = load(st.advantages, i);
+                final FloatVector nakl = load(st.logProb, i).sub(load(st.oldLogProb, i));
+                final FloatVector sgn = sign(a);
+                final FloatVector x = sgn.mul(nakl);
+                final FloatVector c = sgn.mul(clamp(nakl, low, high));
+                // torch.min: x where x < c or x is NaN, else c.
+                sgn.mul(c.blend(x, x.compare(VectorOperators.LT, c).or(x.compare(VectorOperators.NE, x))))
+                    .intoArray(k, i);
+            }
+        }
+    }
+
+    /** dk/dnakl = sign(A)^2 (min share of x + min share of the clamped * [clamp passes]) into the state's row. */
+    private static final class Derivative extends RuleKernel.Step {
+        @Override
+        void run(final RuleKernel.State st, final int from, final int to, final float sequence) {
+            final float low = st.geoLow;
+            final float high = st.geoHigh;
+            final float[] dk = st.geoDk;
+            for (int i = from; i < to; i += Vec.FL) {
+                final FloatVector a = load(st.advantages, i);
+                final FloatVector nakl = load(st.logProb, i).sub(load(st.oldLogProb, i));
+                final FloatVector sgn = sign(a);
+                final FloatVector x = sgn.mul(nakl);
+                final FloatVector c = sgn.mul(clamp(nakl, low, high));
+                final VectorMask<Float> passes = nakl.compare(VectorOperators.GE, low)
+                    .and(nakl.compare(VectorOperators.LE, high));
+                final FloatVector shareX = ZERO.blend(HALF, x.compare(VectorOperators.EQ, c))
+                    .blend(ONE, x.compare(VectorOperators.LT, c));
+                final FloatVector shareC = ZERO.blend(HALF, c.compare(VectorOperators.EQ, x))
+                    .blend(ONE, c.compare(VectorOperators.LT, x));
+                sgn.mul(sgn).mul(shareX.add(ZERO.blend(shareC, passes))).intoArray(dk, i);
+            }
+        }
+    }
+
+    /** sign(A): 1, -1, or A itself (0 or NaN), as torch.sign. */
+    private static FloatVector sign(final FloatVector a) {
+        return a.blend(ONE, a.compare(VectorOperators.GT, 0f)).blend(ONE.neg(), a.compare(VectorOperators.LT, 0f));
+    }
+
+    /** torch.clamp(x, lo, hi). */
+    private static FloatVector clamp(final FloatVector x, final float lo, final float hi) {
+        return x.blend(hi, x.compare(VectorOperators.GT, hi)).blend(lo, x.compare(VectorOperators.LT, lo));
+    }
+
+    /** The metrics: tokens by sign, clipped by sign, and the double lane sum of -nakl (ppo_kl). */
+    private static final class Metrics extends RuleKernel.Step {
+        @Override
+        void run(final RuleKernel.State st, final int from, final int to, final float sequence) {
+            final float low = st.geoLow;
+            final float high = st.geoHigh;
+            int nPos = 0;
+            int nNeg = 0;
+            int nClipPos = 0;
+            int nClipNeg = 0;
+            DoubleVector klAcc = DoubleVector.zero(Vec.D);
+            for (int i = from; i < to; i += Vec.FL) {
+                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
+                final FloatVector a = load(st.advantages, i);
+                final FloatVector nakl = load(st.logProb, i).sub(load(st.oldLogProb, i));
+                final VectorMask<Float> clipped = nakl.compare(VectorOperators.NE, clamp(nakl, low, high)).and(valid);
+                final VectorMask<Float> pos = a.compare(VectorOperators.GT, 0f).and(valid);
+                final VectorMask<Float> neg = a.compare(VectorOperators.LT, 0f).and(valid);
+                nPos += pos.trueCount();
+                nNeg += neg.trueCount();
+                nClipPos += clipped.and(pos).trueCount();
+                nClipNeg += clipped.and(neg).trueCount();
+                klAcc = TokenMemory.addWide(klAcc, ZERO.blend(nakl.neg(), valid));
+            }
+            klAcc.intoArray(st.acc, 0);
+            st.counts[0] = nPos;
+            st.counts[1] = nNeg;
+            st.counts[2] = nClipPos;
+            st.counts[3] = nClipNeg;
+        }
+    }
+
+    /** d pg_loss / d log_prob = c_s * dk, +0.0 where masked, for one sequence's vector part. */
+    private static final class Gradient extends RuleKernel.Step {
+        @Override
+        void run(final RuleKernel.State st, final int from, final int to, final float sequence) {
+            final FloatVector c = FloatVector.broadcast(Vec.F, st.geoCoef);
+            final float[] dk = st.geoDk;
+            for (int i = from; i < to; i += Vec.FL) {
+                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
+                store(ZERO.blend(c.mul(FloatVector.fromArray(Vec.F, dk, i)), valid), st.grad, i);
+            }
+        }
+    }
+
+    private static final RuleKernel.Step CLIP = new Clip();
+    private static final RuleKernel.Step DERIVATIVE = new Derivative();
+    private static final RuleKernel.Step METRICS = new Metrics();
+    private static final RuleKernel.Step GRADIENT = new Gradient();
+
+    /**
+     * Every loop goes through this one call site, which sees four receiver classes: C2 does not inline them, so
+     * each loop is its own compilation unit (a loop inlined into {@link #compute} shares its budget and boxes).
+     */
+    private static void run(final RuleKernel.Step step, final RuleKernel.State st, final int from, final int to) {
+        step.run(st, from, to, 0f);
     }
 }

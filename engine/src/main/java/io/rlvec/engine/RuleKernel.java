@@ -44,14 +44,19 @@ final class RuleKernel {
     static final int CHUNK = 512;
     static final int R_LOSS = 0;
     static final int R_GRAD = 1;
-    static final int R_RATIO = 2;
     static final int R_KL = 3;
     static final int R_CLIPPED = 4;
     static final int R_LOWER = 5;
     static final int R_LOW = 6;
     static final int R_HIGH = 7;
     static final int R_TMP = 8;
-    static final int ROWS = 9;
+    /** exp inputs and outputs: the ratio is always EX0 (what the sign split reads). */
+    static final int R_IN0 = 9;
+    static final int R_IN1 = 10;
+    static final int R_EX0 = 11;
+    static final int R_EX1 = 12;
+    static final int R_EX2 = 13;
+    static final int ROWS = 14;
 
     private static final FloatVector ZERO = FloatVector.zero(Vec.F);
     private static final FloatVector HALF = FloatVector.broadcast(Vec.F, 0.5f);
@@ -88,13 +93,18 @@ final class RuleKernel {
         final double denominator = Aggregation.denominator(agg, batch, validTokens, validSequences);
         final boolean selects = mode == PolicyLossMode.CLIP_COV || mode == PolicyLossMode.KL_COV;
         if (selects) {
-            Selection.select(spec, batch, st.selected);
+            Selection.select(spec, batch, st.selected, st.selection);
             for (int t = 0; t < batch.numTokens(); t++) {
                 st.flags[t] = st.selected[t] ? 1f : 0f;
             }
         }
         final ChunkRule rule = RULES[mode.ordinal()];
-        final TokenRule scalar = TokenRule.of(spec);
+        if (st.ruleSpec != spec) {
+            // One rule object per spec object: a caller reusing its spec allocates nothing per call.
+            st.rule = TokenRule.of(spec);
+            st.ruleSpec = spec;
+        }
+        final TokenRule scalar = st.rule;
         final TokenRule.Token tok = st.token;
         out.reset();
         for (int s = 0; s < b; s++) {
@@ -102,6 +112,7 @@ final class RuleKernel {
             final int end = batch.offset(s + 1);
             final long count = st.seqCount[s];
             final float tokenWeight = (float) Aggregation.tokenWeight(agg, denominator, count);
+            st.tokenWeight = tokenWeight;
             final float sequence = mode == PolicyLossMode.GSPO ? meanLogRatio(st, start, end, count) : 0f;
             java.util.Arrays.fill(st.acc, 0.0);
             java.util.Arrays.fill(st.counts, 0);
@@ -109,7 +120,11 @@ final class RuleKernel {
             for (int c = start; c < vecEnd; c += CHUNK) {
                 final int ce = Math.min(c + CHUNK, vecEnd);
                 rule.run(st, c, ce, sequence);
-                accumulate(st, c, ce, tokenWeight);
+                if (st.grad != null) {
+                    GRADIENT_STORE.run(st, c, ce, sequence);
+                }
+                SUMS.run(st, c, ce, sequence);
+                COUNTS_STEP.run(st, c, ce, sequence);
             }
             double sum = sumLanes(st.acc, 0);
             double sumPos = sumLanes(st.acc, TokenMemory.DL);
@@ -198,75 +213,103 @@ final class RuleKernel {
         Stat.NEG_RATIO_ABOVE_ONE, Stat.CLIPPED_HIGH, Stat.CLIPPED_LOW, Stat.DUAL_CLIPPED, Stat.CLIPPED};
 
     /**
-     * The shared loop of a chunk: mask, rollout weight, gradient store, the four double lane sums (loss, its
-     * A &gt; 0 and A &lt; 0 parts, the kl term) and the eight counts.
+     * Shared step: d pg_loss / d log_prob = GRAD [* w] * token weight, +0.0 where masked (only with a gradient
+     * output).
      */
-    private static void accumulate(final State st, final int from, final int to, final float tokenWeight) {
-        final float[] r = st.rows;
-        final int base = -from;
-        final MemorySegment maskSeg = st.mask;
-        final MemorySegment advSeg = st.advantages;
-        final MemorySegment wSeg = st.weights;
-        final MemorySegment gSeg = st.grad;
-        final double[] acc = st.acc;
-        final FloatVector tw = FloatVector.broadcast(Vec.F, tokenWeight);
-        DoubleVector accLoss = DoubleVector.fromArray(Vec.D, acc, 0);
-        DoubleVector accPos = DoubleVector.fromArray(Vec.D, acc, TokenMemory.DL);
-        DoubleVector accNeg = DoubleVector.fromArray(Vec.D, acc, 2 * TokenMemory.DL);
-        DoubleVector accKl = DoubleVector.fromArray(Vec.D, acc, 3 * TokenMemory.DL);
-        int nPos = 0;
-        int nNeg = 0;
-        int nPosAbove = 0;
-        int nNegAbove = 0;
-        int nHigh = 0;
-        int nLow = 0;
-        int nLower = 0;
-        int nClipped = 0;
-        for (int i = from; i < to; i += Vec.FL) {
-            final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
-            final FloatVector a = load(advSeg, i);
-            FloatVector loss = FloatVector.fromArray(Vec.F, r, R_LOSS * CHUNK + base + i);
-            FloatVector g = FloatVector.fromArray(Vec.F, r, R_GRAD * CHUNK + base + i);
-            if (wSeg != null) {
-                final FloatVector w = load(wSeg, i);
-                loss = loss.mul(w);
-                g = g.mul(w);
+    private static final class GradientStore extends Step {
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            final MemorySegment wSeg = st.weights;
+            final FloatVector tw = FloatVector.broadcast(Vec.F, st.tokenWeight);
+            for (int i = from; i < to; i += Vec.FL) {
+                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
+                FloatVector g = row(r, R_GRAD, base + i);
+                if (wSeg != null) {
+                    g = g.mul(load(wSeg, i));
+                }
+                store(ZERO.blend(g.mul(tw), valid), st.grad, i);
             }
-            if (gSeg != null) {
-                store(ZERO.blend(g.mul(tw), valid), gSeg, i);
-            }
-            loss = ZERO.blend(loss, valid);
-            final VectorMask<Float> pos = a.compare(VectorOperators.GT, 0f).and(valid);
-            final VectorMask<Float> neg = a.compare(VectorOperators.LT, 0f).and(valid);
-            accLoss = addWide(accLoss, loss);
-            accPos = addWide(accPos, ZERO.blend(loss, pos));
-            accNeg = addWide(accNeg, ZERO.blend(loss, neg));
-            accKl = addWide(accKl, ZERO.blend(FloatVector.fromArray(Vec.F, r, R_KL * CHUNK + base + i), valid));
-            final VectorMask<Float> above = FloatVector.fromArray(Vec.F, r, R_RATIO * CHUNK + base + i)
-                .compare(VectorOperators.GT, 1f);
-            nPos += pos.trueCount();
-            nNeg += neg.trueCount();
-            nPosAbove += pos.and(above).trueCount();
-            nNegAbove += neg.and(above).trueCount();
-            nHigh += pos.and(flag(r, R_HIGH, base + i)).trueCount();
-            nLow += neg.and(flag(r, R_LOW, base + i)).trueCount();
-            nLower += valid.and(flag(r, R_LOWER, base + i)).trueCount();
-            nClipped += valid.and(flag(r, R_CLIPPED, base + i)).trueCount();
         }
-        accLoss.intoArray(acc, 0);
-        accPos.intoArray(acc, TokenMemory.DL);
-        accNeg.intoArray(acc, 2 * TokenMemory.DL);
-        accKl.intoArray(acc, 3 * TokenMemory.DL);
-        final int[] n = st.counts;
-        n[C_POS] += nPos;
-        n[C_NEG] += nNeg;
-        n[C_POS_ABOVE] += nPosAbove;
-        n[C_NEG_ABOVE] += nNegAbove;
-        n[C_HIGH] += nHigh;
-        n[C_LOW] += nLow;
-        n[C_LOWER] += nLower;
-        n[C_CLIPPED] += nClipped;
     }
+
+    /** Shared step: the double lane sums of the loss [* w], its A &gt; 0 and A &lt; 0 parts, and the kl term. */
+    private static final class Sums extends Step {
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            final MemorySegment wSeg = st.weights;
+            final double[] acc = st.acc;
+            DoubleVector accLoss = DoubleVector.fromArray(Vec.D, acc, 0);
+            DoubleVector accPos = DoubleVector.fromArray(Vec.D, acc, TokenMemory.DL);
+            DoubleVector accNeg = DoubleVector.fromArray(Vec.D, acc, 2 * TokenMemory.DL);
+            DoubleVector accKl = DoubleVector.fromArray(Vec.D, acc, 3 * TokenMemory.DL);
+            for (int i = from; i < to; i += Vec.FL) {
+                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
+                final FloatVector a = load(st.advantages, i);
+                FloatVector loss = row(r, R_LOSS, base + i);
+                if (wSeg != null) {
+                    loss = loss.mul(load(wSeg, i));
+                }
+                loss = ZERO.blend(loss, valid);
+                accLoss = addWide(accLoss, loss);
+                accPos = addWide(accPos, ZERO.blend(loss, a.compare(VectorOperators.GT, 0f)));
+                accNeg = addWide(accNeg, ZERO.blend(loss, a.compare(VectorOperators.LT, 0f)));
+                accKl = addWide(accKl, ZERO.blend(row(r, R_KL, base + i), valid));
+            }
+            accLoss.intoArray(acc, 0);
+            accPos.intoArray(acc, TokenMemory.DL);
+            accNeg.intoArray(acc, 2 * TokenMemory.DL);
+            accKl.intoArray(acc, 3 * TokenMemory.DL);
+        }
+    }
+
+    /** Shared step: the eight exact counts behind the clip fractions and the sign split. */
+    private static final class Counts extends Step {
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            int nPos = 0;
+            int nNeg = 0;
+            int nPosAbove = 0;
+            int nNegAbove = 0;
+            int nHigh = 0;
+            int nLow = 0;
+            int nLower = 0;
+            int nClipped = 0;
+            for (int i = from; i < to; i += Vec.FL) {
+                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
+                final FloatVector a = load(st.advantages, i);
+                final VectorMask<Float> pos = a.compare(VectorOperators.GT, 0f).and(valid);
+                final VectorMask<Float> neg = a.compare(VectorOperators.LT, 0f).and(valid);
+                final VectorMask<Float> above = row(r, R_EX0, base + i).compare(VectorOperators.GT, 1f);
+                nPos += pos.trueCount();
+                nNeg += neg.trueCount();
+                nPosAbove += pos.and(above).trueCount();
+                nNegAbove += neg.and(above).trueCount();
+                nHigh += pos.and(flag(r, R_HIGH, base + i)).trueCount();
+                nLow += neg.and(flag(r, R_LOW, base + i)).trueCount();
+                nLower += valid.and(flag(r, R_LOWER, base + i)).trueCount();
+                nClipped += valid.and(flag(r, R_CLIPPED, base + i)).trueCount();
+            }
+            final int[] n = st.counts;
+            n[C_POS] += nPos;
+            n[C_NEG] += nNeg;
+            n[C_POS_ABOVE] += nPosAbove;
+            n[C_NEG_ABOVE] += nNegAbove;
+            n[C_HIGH] += nHigh;
+            n[C_LOW] += nLow;
+            n[C_LOWER] += nLower;
+            n[C_CLIPPED] += nClipped;
+        }
+    }
+
+    private static final Step GRADIENT_STORE = new GradientStore();
+    private static final Step SUMS = new Sums();
+    private static final Step COUNTS_STEP = new Counts();
 
     private static VectorMask<Float> flag(final float[] r, final int row, final int i) {
         return FloatVector.fromArray(Vec.F, r, row * CHUNK + i).compare(VectorOperators.NE, 0f);
@@ -302,15 +345,39 @@ final class RuleKernel {
             .blend(ONE, pg1.compare(VectorOperators.GT, pg2).or(inside.and(pg2.compare(VectorOperators.GE, pg1))));
     }
 
-    /** One mode's vector loop over a chunk: writes the rows of {@code [from, to)}. */
-    private abstract static class ChunkRule {
+    /**
+     * One vector loop over a chunk, reading and writing rows of {@code [from, to)}. A mode is a sequence of steps
+     * ({@link #RULES}); the chunk loop calls them through this class, a call site with many receiver classes
+     * that C2 never inlines, so that each step is its own compilation unit: the exp polynomial alone is about
+     * 3/4 of C2's inlining budget, and a loop over it plus a mode's clip and gradient would exceed it and box
+     * every vector (see PolicyLossKernel).
+     */
+    abstract static class Step {
         abstract void run(State st, int from, int to, float sequence);
     }
 
-    private static void metrics(final float[] r, final int i, final FloatVector ratio, final FloatVector kl,
+    /** A mode's steps, run in order on every chunk. */
+    private static final class ChunkRule {
+        private final Step[] steps;
+
+        ChunkRule(final Step... steps) {
+            this.steps = steps;
+        }
+
+        void run(final State st, final int from, final int to, final float sequence) {
+            for (final Step step : steps) {
+                step.run(st, from, to, sequence);
+            }
+        }
+    }
+
+    private static FloatVector row(final float[] r, final int row, final int i) {
+        return FloatVector.fromArray(Vec.F, r, row * CHUNK + i);
+    }
+
+    private static void metrics(final float[] r, final int i, final FloatVector kl,
                                 final VectorMask<Float> clipped, final VectorMask<Float> lower,
                                 final VectorMask<Float> low, final VectorMask<Float> high) {
-        ratio.intoArray(r, R_RATIO * CHUNK + i);
         kl.intoArray(r, R_KL * CHUNK + i);
         bit(clipped).intoArray(r, R_CLIPPED * CHUNK + i);
         bit(lower).intoArray(r, R_LOWER * CHUNK + i);
@@ -320,11 +387,94 @@ final class RuleKernel {
 
     private static final VectorMask<Float> NONE = VectorMask.fromLong(Vec.F, 0L);
 
-    /** dppo_tv and dppo_kl ({@code TokenRule.Dppo}). */
-    private static final class Dppo extends ChunkRule {
+    /** IN0 = log_prob - old_log_prob, clamped to [-20, 20] or not. */
+    private static final class LogRatio extends Step {
+        private final boolean clamped;
+
+        LogRatio(final boolean clamped) {
+            this.clamped = clamped;
+        }
+
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            for (int i = from; i < to; i += Vec.FL) {
+                final FloatVector x = load(st.logProb, i).sub(load(st.oldLogProb, i));
+                (clamped ? clamp(x, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX) : x)
+                    .intoArray(r, R_IN0 * CHUNK + base + i);
+            }
+        }
+    }
+
+    /** gspo: IN0 = min((log_prob - log_prob) + sequence, 10), the clamped sequence log-ratio. */
+    private static final class SequenceLogRatio extends Step {
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            for (int i = from; i < to; i += Vec.FL) {
+                final FloatVector lp = load(st.logProb, i);
+                final FloatVector logSeq = lp.sub(lp).add(sequence);
+                logSeq.blend(TokenRule.Gspo.LOG_SEQ_MAX, logSeq.compare(VectorOperators.GT, TokenRule.Gspo.LOG_SEQ_MAX))
+                    .intoArray(r, R_IN0 * CHUNK + base + i);
+            }
+        }
+    }
+
+    /** out = exp(in), rows to rows, the canonical exp ({@link VectorMath#exp}) and nothing else. */
+    private static final class Exp extends Step {
+        private final int in;
+        private final int out;
+
+        Exp(final int in, final int out) {
+            this.in = in;
+            this.out = out;
+        }
+
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            for (int i = from; i < to; i += Vec.FL) {
+                VectorMath.exp(row(r, in, base + i)).intoArray(r, out * CHUNK + base + i);
+            }
+        }
+    }
+
+    /** EX1 = exp(log_prob), EX2 = exp(old_log_prob): dppo's p and q. */
+    private static final class ExpProbabilities extends Step {
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            for (int i = from; i < to; i += Vec.FL) {
+                VectorMath.exp(load(st.logProb, i)).intoArray(r, R_EX1 * CHUNK + base + i);
+            }
+            for (int i = from; i < to; i += Vec.FL) {
+                VectorMath.exp(load(st.oldLogProb, i)).intoArray(r, R_EX2 * CHUNK + base + i);
+            }
+        }
+    }
+
+    /** dppo_kl: TMP = the binary KL, its log per token in double (StrictMath), as the reference. */
+    private static final class BinaryKl extends Step {
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            for (int i = from; i < to; i++) {
+                r[R_TMP * CHUNK + base + i] = TokenRule.Dppo.binaryKlOf(r[R_EX1 * CHUNK + base + i],
+                    r[R_EX2 * CHUNK + base + i], get(st.logProb, i), get(st.oldLogProb, i));
+            }
+        }
+    }
+
+    /** dppo_tv and dppo_kl ({@code TokenRule.Dppo}): ratio EX0, p EX1, q EX2 (and the binary KL in TMP). */
+    private static final class DppoLoss extends Step {
         private final boolean binaryKl;
 
-        Dppo(final boolean binaryKl) {
+        DppoLoss(final boolean binaryKl) {
             this.binaryKl = binaryKl;
         }
 
@@ -332,28 +482,17 @@ final class RuleKernel {
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
             final int base = -from;
-            if (binaryKl) {
-                // The binary KL's log is taken per token in double (StrictMath), as the reference does.
-                for (int i = from; i < to; i++) {
-                    final float p = io.rlvec.CanonicalMath.exp(get(st.logProb, i));
-                    final float q = io.rlvec.CanonicalMath.exp(get(st.oldLogProb, i));
-                    r[R_TMP * CHUNK + base + i] = TokenRule.Dppo.binaryKlOf(p, q, get(st.logProb, i),
-                        get(st.oldLogProb, i));
-                }
-            }
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector lp = load(st.logProb, i);
-                final FloatVector old = load(st.oldLogProb, i);
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector nakl = clamp(lp.sub(old), TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX);
-                final FloatVector ratio = VectorMath.exp(nakl);
+                final FloatVector ratio = row(r, R_EX0, base + i);
+                final FloatVector p = row(r, R_EX1, base + i);
+                final FloatVector q = row(r, R_EX2, base + i);
                 final FloatVector truncated = ratio.blend(st.clipC, ratio.compare(VectorOperators.GT, st.clipC));
-                final FloatVector p = VectorMath.exp(lp);
-                final FloatVector q = VectorMath.exp(old);
                 final VectorMask<Float> positive = a.compare(VectorOperators.GT, 0f);
                 final VectorMask<Float> valid;
                 if (binaryKl) {
-                    final FloatVector kl = FloatVector.fromArray(Vec.F, r, R_TMP * CHUNK + base + i);
+                    final FloatVector kl = row(r, R_TMP, base + i);
                     final VectorMask<Float> posOk = kl.compare(VectorOperators.LE, st.high)
                         .or(p.compare(VectorOperators.LE, q));
                     final VectorMask<Float> negOk = kl.compare(VectorOperators.LE, st.low)
@@ -369,15 +508,30 @@ final class RuleKernel {
                 coef.mul(lp).mul(v).intoArray(r, R_LOSS * CHUNK + base + i);
                 coef.mul(v).intoArray(r, R_GRAD * CHUNK + base + i);
                 final VectorMask<Float> invalid = valid.not();
-                metrics(r, base + i, ratio, nakl.neg(), invalid,
+                metrics(r, base + i, row(r, R_IN0, base + i).neg(), invalid,
                     valid.and(ratio.compare(VectorOperators.GT, st.clipC)),
                     invalid.and(a.compare(VectorOperators.LT, 0f)), invalid.and(positive));
             }
         }
     }
 
-    /** sapo ({@code TokenRule.Sapo}). */
-    private static final class Sapo extends ChunkRule {
+    /** sapo, first half: IN1 = -(tau (ratio - 1)), the sigmoid's exp argument. */
+    private static final class SapoArgument extends Step {
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            for (int i = from; i < to; i += Vec.FL) {
+                final FloatVector a = load(st.advantages, i);
+                final FloatVector tau = FloatVector.broadcast(Vec.F, st.tauNeg)
+                    .blend(st.tauPos, a.compare(VectorOperators.GT, 0f));
+                tau.mul(row(r, R_EX0, base + i).sub(1f)).neg().intoArray(r, R_IN1 * CHUNK + base + i);
+            }
+        }
+    }
+
+    /** sapo ({@code TokenRule.Sapo}): ratio EX0, exp(-(tau (ratio - 1))) EX1. */
+    private static final class SapoLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
@@ -385,24 +539,22 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector a = load(st.advantages, i);
                 final FloatVector raw = load(st.logProb, i).sub(load(st.oldLogProb, i));
-                final FloatVector nakl = clamp(raw, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX);
-                final FloatVector ratio = VectorMath.exp(nakl);
+                final FloatVector ratio = row(r, R_EX0, base + i);
                 final FloatVector tau = FloatVector.broadcast(Vec.F, st.tauNeg)
                     .blend(st.tauPos, a.compare(VectorOperators.GT, 0f));
                 final FloatVector scale = FloatVector.broadcast(Vec.F, 4f).div(tau);
-                final FloatVector s = ONE.div(ONE.add(VectorMath.exp(tau.mul(ratio.sub(1f)).neg())));
-                final FloatVector gate = s.mul(scale);
-                gate.neg().mul(a).intoArray(r, R_LOSS * CHUNK + base + i);
+                final FloatVector s = ONE.div(ONE.add(row(r, R_EX1, base + i)));
+                s.mul(scale).neg().mul(a).intoArray(r, R_LOSS * CHUNK + base + i);
                 ZERO.blend(a.neg().mul(scale).mul(ONE.sub(s).mul(s)).mul(tau).mul(ratio),
                         passes(raw, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX))
                     .intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, ratio, nakl.neg(), NONE, NONE, NONE, NONE);
+                metrics(r, base + i, row(r, R_IN0, base + i).neg(), NONE, NONE, NONE, NONE);
             }
         }
     }
 
     /** gpg ({@code TokenRule.Gpg}). */
-    private static final class Gpg extends ChunkRule {
+    private static final class GpgLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
@@ -410,17 +562,15 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector lp = load(st.logProb, i);
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector nakl = clamp(lp.sub(load(st.oldLogProb, i)), TokenRule.LOG_RATIO_MIN,
-                    TokenRule.LOG_RATIO_MAX);
                 lp.neg().mul(a).intoArray(r, R_LOSS * CHUNK + base + i);
                 a.neg().intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, VectorMath.exp(nakl), nakl.neg(), NONE, NONE, NONE, NONE);
+                metrics(r, base + i, row(r, R_IN0, base + i).neg(), NONE, NONE, NONE, NONE);
             }
         }
     }
 
     /** cispo ({@code TokenRule.Cispo}). */
-    private static final class Cispo extends ChunkRule {
+    private static final class CispoLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
@@ -428,22 +578,20 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector lp = load(st.logProb, i);
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector nakl = clamp(lp.sub(load(st.oldLogProb, i)), TokenRule.LOG_RATIO_MIN,
-                    TokenRule.LOG_RATIO_MAX);
-                final FloatVector ratio = VectorMath.exp(nakl);
+                final FloatVector ratio = row(r, R_EX0, base + i);
                 final FloatVector clipped = clamp(ratio, st.lower, st.upper);
                 final FloatVector coef = clipped.neg().mul(a);
                 coef.mul(lp).intoArray(r, R_LOSS * CHUNK + base + i);
                 coef.intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, ratio, nakl.neg(), ratio.compare(VectorOperators.NE, clipped), NONE,
+                metrics(r, base + i, row(r, R_IN0, base + i).neg(), ratio.compare(VectorOperators.NE, clipped), NONE,
                     a.compare(VectorOperators.LT, 0f).and(ratio.compare(VectorOperators.LT, st.lower)),
                     a.compare(VectorOperators.GT, 0f).and(ratio.compare(VectorOperators.GT, st.upper)));
             }
         }
     }
 
-    /** dro ({@code TokenRule.Dro}). */
-    private static final class Dro extends ChunkRule {
+    /** dro ({@code TokenRule.Dro}); EX0 = exp(clamped log-ratio) is only the sign split's ratio. */
+    private static final class DroLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
@@ -454,14 +602,13 @@ final class RuleKernel {
                 final FloatVector lr = lp.sub(load(st.oldLogProb, i));
                 lp.mul(a).sub(lr.mul(lr).mul(st.halfBeta)).neg().intoArray(r, R_LOSS * CHUNK + base + i);
                 a.sub(lr.mul(2f).mul(st.halfBeta)).neg().intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, VectorMath.exp(clamp(lr, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX)),
-                    lr.neg(), NONE, NONE, NONE, NONE);
+                metrics(r, base + i, lr.neg(), NONE, NONE, NONE, NONE);
             }
         }
     }
 
-    /** gspo ({@code TokenRule.Gspo}); {@code sequence} is the sequence's mean log-ratio. */
-    private static final class Gspo extends ChunkRule {
+    /** gspo ({@code TokenRule.Gspo}): s = EX0, the clamped sequence log-ratio IN0. */
+    private static final class GspoLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
@@ -470,15 +617,15 @@ final class RuleKernel {
                 final FloatVector lp = load(st.logProb, i);
                 final FloatVector a = load(st.advantages, i);
                 final FloatVector logSeq = lp.sub(lp).add(sequence);
-                final FloatVector s = VectorMath.exp(logSeq.blend(10f, logSeq.compare(VectorOperators.GT, 10f)));
+                final FloatVector s = row(r, R_EX0, base + i);
                 final FloatVector negA = a.neg();
                 final FloatVector pg1 = negA.mul(s);
                 final FloatVector pg2 = negA.mul(clamp(s, st.lower, st.upper));
                 maximum(pg1, pg2).intoArray(r, R_LOSS * CHUNK + base + i);
                 ZERO.blend(negA.mul(shares(pg1, pg2, s, st.lower, st.upper)).mul(s),
-                        logSeq.compare(VectorOperators.LE, 10f))
+                        logSeq.compare(VectorOperators.LE, TokenRule.Gspo.LOG_SEQ_MAX))
                     .intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, s, lp.sub(load(st.oldLogProb, i)).neg(),
+                metrics(r, base + i, lp.sub(load(st.oldLogProb, i)).neg(),
                     pg2.compare(VectorOperators.GT, pg1), NONE,
                     a.compare(VectorOperators.LT, 0f).and(s.compare(VectorOperators.LT, st.lower)),
                     a.compare(VectorOperators.GT, 0f).and(s.compare(VectorOperators.GT, st.upper)));
@@ -486,17 +633,16 @@ final class RuleKernel {
         }
     }
 
-    /** kl_cov ({@code TokenRule.KlCov}); the selection is the flags row. */
-    private static final class KlCov extends ChunkRule {
+    /** kl_cov ({@code TokenRule.KlCov}): unclamped log-ratio IN0, ratio EX0, the selection in the flags row. */
+    private static final class KlCovLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector nakl = load(st.logProb, i).sub(load(st.oldLogProb, i));
-                final FloatVector ratio = VectorMath.exp(nakl);
-                final FloatVector baseLoss = a.neg().mul(ratio);
+                final FloatVector nakl = row(r, R_IN0, base + i);
+                final FloatVector baseLoss = a.neg().mul(row(r, R_EX0, base + i));
                 final FloatVector abs = nakl.abs();
                 final VectorMask<Float> selected = FloatVector.fromArray(Vec.F, st.flags, i)
                     .compare(VectorOperators.NE, 0f);
@@ -504,21 +650,20 @@ final class RuleKernel {
                     .blend(ONE.neg(), nakl.compare(VectorOperators.LT, 0f));
                 baseLoss.blend(baseLoss.add(abs.mul(st.klCoef)), selected).intoArray(r, R_LOSS * CHUNK + base + i);
                 baseLoss.blend(baseLoss.add(sign.mul(st.klCoef)), selected).intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, ratio, abs, NONE, NONE, NONE, NONE);
+                metrics(r, base + i, abs, NONE, NONE, NONE, NONE);
             }
         }
     }
 
-    /** clip_cov ({@code TokenRule.ClipCov}); the selection is the flags row. */
-    private static final class ClipCov extends ChunkRule {
+    /** clip_cov ({@code TokenRule.ClipCov}): unclamped log-ratio IN0, ratio EX0, the selection in the flags row. */
+    private static final class ClipCovLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector nakl = load(st.logProb, i).sub(load(st.oldLogProb, i));
-                final FloatVector ratio = VectorMath.exp(nakl);
+                final FloatVector ratio = row(r, R_EX0, base + i);
                 final FloatVector negA = a.neg();
                 final FloatVector pg1 = negA.mul(ratio);
                 final FloatVector pg2 = negA.mul(clamp(ratio, st.lower, st.upper));
@@ -528,26 +673,32 @@ final class RuleKernel {
                 maximum(pg1, pg2).mul(corr).intoArray(r, R_LOSS * CHUNK + base + i);
                 negA.mul(shares(pg1, pg2, ratio, st.lower, st.upper)).mul(ratio).mul(corr)
                     .intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, ratio, nakl.neg(), selected, NONE,
+                metrics(r, base + i, row(r, R_IN0, base + i).neg(), selected, NONE,
                     a.compare(VectorOperators.LT, 0f).and(ratio.compare(VectorOperators.LT, st.lower)),
                     a.compare(VectorOperators.GT, 0f).and(ratio.compare(VectorOperators.GT, st.upper)));
             }
         }
     }
 
-    /** The loop of each mode, by ordinal (null for the modes with their own kernels). */
+    /** The steps of each mode, by ordinal (null for the modes with their own kernels). */
     private static final ChunkRule[] RULES = new ChunkRule[PolicyLossMode.values().length];
 
     static {
-        RULES[PolicyLossMode.DPPO_TV.ordinal()] = new Dppo(false);
-        RULES[PolicyLossMode.DPPO_KL.ordinal()] = new Dppo(true);
-        RULES[PolicyLossMode.SAPO.ordinal()] = new Sapo();
-        RULES[PolicyLossMode.GPG.ordinal()] = new Gpg();
-        RULES[PolicyLossMode.CISPO.ordinal()] = new Cispo();
-        RULES[PolicyLossMode.DRO.ordinal()] = new Dro();
-        RULES[PolicyLossMode.GSPO.ordinal()] = new Gspo();
-        RULES[PolicyLossMode.KL_COV.ordinal()] = new KlCov();
-        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ClipCov();
+        final Step clamped = new LogRatio(true);
+        final Step unclamped = new LogRatio(false);
+        final Step ratio = new Exp(R_IN0, R_EX0);
+        RULES[PolicyLossMode.DPPO_TV.ordinal()] = new ChunkRule(clamped, ratio, new ExpProbabilities(),
+            new DppoLoss(false));
+        RULES[PolicyLossMode.DPPO_KL.ordinal()] = new ChunkRule(clamped, ratio, new ExpProbabilities(),
+            new BinaryKl(), new DppoLoss(true));
+        RULES[PolicyLossMode.SAPO.ordinal()] = new ChunkRule(clamped, ratio, new SapoArgument(),
+            new Exp(R_IN1, R_EX1), new SapoLoss());
+        RULES[PolicyLossMode.GPG.ordinal()] = new ChunkRule(clamped, ratio, new GpgLoss());
+        RULES[PolicyLossMode.CISPO.ordinal()] = new ChunkRule(clamped, ratio, new CispoLoss());
+        RULES[PolicyLossMode.DRO.ordinal()] = new ChunkRule(clamped, ratio, new DroLoss());
+        RULES[PolicyLossMode.GSPO.ordinal()] = new ChunkRule(new SequenceLogRatio(), ratio, new GspoLoss());
+        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(unclamped, ratio, new KlCovLoss());
+        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(unclamped, ratio, new ClipCovLoss());
     }
 
     /** The state of one call, reused across calls (held by the {@link Workspace}). */
@@ -568,10 +719,15 @@ final class RuleKernel {
         float tauNeg;
         float halfBeta;
         float klCoef;
+        /** the token weight of the sequence in progress. */
+        float tokenWeight;
         final float[] rows = new float[ROWS * CHUNK];
         final double[] acc = new double[4 * TokenMemory.DL];
         final int[] counts = new int[COUNTS];
         final TokenRule.Token token = new TokenRule.Token();
+        final Selection.Scratch selection = new Selection.Scratch();
+        TokenRule rule;
+        LossSpec ruleSpec;
         long[] seqCount = new long[0];
         boolean[] selected = new boolean[0];
         float[] flags = new float[0];
@@ -579,6 +735,19 @@ final class RuleKernel {
         float[] geoK = new float[0];
         float[] geoDk = new float[0];
         float[] geoLogW = new float[0];
+
+        float geoLow;
+        /** geo_mean: the coefficient c_s of the sequence in progress. */
+        float geoCoef;
+        float geoHigh;
+
+        /** Binds the columns geo_mean's steps read. */
+        void bindGeo(final TokenBatch batch) {
+            logProb = batch.column(Column.LOG_PROB).segment();
+            oldLogProb = batch.column(Column.OLD_LOG_PROB).segment();
+            advantages = batch.column(Column.ADVANTAGES).segment();
+            mask = batch.mask().segment();
+        }
 
         void geoRows(final int n) {
             if (geoK.length < n) {

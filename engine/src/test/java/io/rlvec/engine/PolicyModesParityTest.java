@@ -67,6 +67,29 @@ class PolicyModesParityTest {
         return out;
     }
 
+    /**
+     * The steady state allocates nothing for a caller reusing its spec (clip_cov excepted: its random subset
+     * creates one SplittableRandom per call).
+     */
+    @org.junit.jupiter.api.Test
+    @org.junit.jupiter.api.Tag("allocation")
+    void hotCallsAllocateNothing() {
+        try (VectorEngine engine = new VectorEngine()) {
+            for (final PolicyLossParityTest.Case c : cases()) {
+                if (c.spec().policyLossMode() == PolicyLossMode.CLIP_COV || c.seed() % 4 != 0) {
+                    continue;
+                }
+                try (io.rlvec.TokenBatch batch = c.data().batch();
+                     io.rlvec.OffHeapArray grad = io.rlvec.OffHeapArray.allocate(io.rlvec.ElementType.F32,
+                         c.data().numTokens())) {
+                    final io.rlvec.PolicyLossResult out = new io.rlvec.PolicyLossResult();
+                    Allocations.assertNoneWhenHot(() -> engine.policyLoss(c.spec(), batch, grad, out),
+                        c.spec().policyLossMode().verlName() + " " + c);
+                }
+            }
+        }
+    }
+
     @ParameterizedTest
     @MethodSource("cases")
     void matchesTheReferenceOnAnyThreadCount(final PolicyLossParityTest.Case c) {

@@ -26,12 +26,34 @@ public final class Selection {
     private Selection() {
     }
 
+    /** Reusable arrays of a selection (grown as needed), so that a hot engine allocates nothing. */
+    public static final class Scratch {
+        int[] candidates = new int[0];
+        float[] cov = new float[0];
+        long[] keys = new long[0];
+
+        void ensure(final int n) {
+            if (cov.length < n) {
+                final int m = Math.max(n, cov.length * 2);
+                candidates = new int[m];
+                cov = new float[m];
+                keys = new long[m];
+            }
+        }
+    }
+
+    /** {@link #select(LossSpec, TokenBatch, boolean[], Scratch)} with fresh scratch. */
+    public static void select(final LossSpec spec, final TokenBatch batch, final boolean[] flags) {
+        select(spec, batch, flags, new Scratch());
+    }
+
     /**
      * Marks the selected tokens of the spec's mode in {@code flags} (indexed by token; cleared first).
      *
      * @param flags at least batch.numTokens() entries.
      */
-    public static void select(final LossSpec spec, final TokenBatch batch, final boolean[] flags) {
+    public static void select(final LossSpec spec, final TokenBatch batch, final boolean[] flags,
+                              final Scratch scratch) {
         Arrays.fill(flags, 0, batch.numTokens(), false);
         final OffHeapArray lp = batch.column(Column.LOG_PROB);
         final OffHeapArray old = batch.column(Column.OLD_LOG_PROB);
@@ -52,8 +74,9 @@ public final class Selection {
         final float upper = (float) (1.0 + spec.clipRatioHigh());
         final float lb = (float) spec.clipCovLb();
         final float ub = (float) spec.clipCovUb();
-        final int[] candidates = new int[valid];
-        final float[] cov = new float[n];
+        scratch.ensure(n);
+        final int[] candidates = scratch.candidates;
+        final float[] cov = scratch.cov;
         int m = 0;
         for (int t = 0; t < n; t++) {
             if (mask.getFloat(t) == 0f) {
@@ -91,17 +114,17 @@ public final class Selection {
             }
         } else {
             final int k = Math.max(1, (int) (valid * spec.klCovRatio()));
-            final Integer[] order = new Integer[m];
+            // Largest covariance first (NaN highest, as topk and Float.compare), then token position: one sort
+            // of (order-preserving covariance bits, negated; token) pairs packed in a long.
+            final long[] keys = scratch.keys;
             for (int i = 0; i < m; i++) {
-                order[i] = candidates[i];
+                final int bits = Float.floatToIntBits(cov[candidates[i]]);
+                final int ordered = bits ^ ((bits >> 31) & 0x7fffffff);
+                keys[i] = ((long) ~ordered << 32) | candidates[i];
             }
-            // Largest covariance first (Float.compare ranks NaN highest, as topk), then token position.
-            Arrays.sort(order, (x, y) -> {
-                final int c = Float.compare(cov[y], cov[x]);
-                return c != 0 ? c : Integer.compare(x, y);
-            });
+            Arrays.sort(keys, 0, m);
             for (int i = 0; i < Math.min(k, m); i++) {
-                flags[order[i]] = true;
+                flags[(int) keys[i]] = true;
             }
         }
     }

@@ -236,9 +236,9 @@ public abstract class TokenRule {
      * {@code gspo}: the sequence ratio s = exp(min(log_prob - sg(log_prob) + sg(seq), 10)), seq = the sequence's
      * mean unclamped log-ratio; pg_losses = max(-A s, -A clamp(s, 1 - low, 1 + high)), no dual clip.
      */
-    static final class Gspo extends TokenRule {
+    public static final class Gspo extends TokenRule {
         /** verl's clamp of the sequence log-ratio. */
-        static final float LOG_SEQ_MAX = 10f;
+        public static final float LOG_SEQ_MAX = 10f;
         private final float lower;
         private final float upper;
 
