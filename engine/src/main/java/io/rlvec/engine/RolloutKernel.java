@@ -37,9 +37,12 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     }
 
     /** torch's clamp, lane-wise: NaN stays NaN, -0 stays -0 (as {@code TorchOps.clamp}). */
-    private static FloatVector clamp(final FloatVector x, final float lo, final float hi) {
+    private static FloatVector clamp(final FloatVector x, final FloatVector lo, final FloatVector hi) {
         return x.blend(lo, x.compare(VectorOperators.LT, lo)).blend(hi, x.compare(VectorOperators.GT, hi));
     }
+
+    private static final FloatVector LOW_BOUND = FloatVector.broadcast(F, -BOUND);
+    private static final FloatVector HIGH_BOUND = FloatVector.broadcast(F, BOUND);
 
     private static float clamp(final float x, final float lo, final float hi) {
         return x < lo ? lo : (x > hi ? hi : x);
@@ -58,21 +61,28 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
         final MemorySegment kkOut = s.kk.segment();
         final MemorySegment rho2Out = s.rho2.segment();
         final int upper = n - n % L;
-        int t = 0;
-        for (; t < upper; t += L) {
-            final long at = (long) t * Float.BYTES;
+        // Short loops, each exp alone in its own: a loop body holding the exp and much else exceeds what C2 inlines,
+        // and an exp left as a call boxes its vectors (measured: 16 bytes per token).
+        for (int u = 0; u < upper; u += L) {
+            final long at = (long) u * Float.BYTES;
             final FloatVector lr = FloatVector.fromMemorySegment(F, os, at, Vec.LE)
                 .sub(FloatVector.fromMemorySegment(F, rs, at, Vec.LE));
-            final FloatVector lrs = clamp(lr, -BOUND, BOUND);
-            final FloatVector rho = VectorMath.exp(lrs);
             lr.intoMemorySegment(lrOut, at, Vec.LE);
-            lrs.intoMemorySegment(lrsOut, at, Vec.LE);
-            rho.intoMemorySegment(rhoOut, at, Vec.LE);
+            clamp(lr, LOW_BOUND, HIGH_BOUND).intoMemorySegment(lrsOut, at, Vec.LE);
+        }
+        exp(lrsOut, rhoOut, upper);
+        exp(lrOut, kkOut, upper);
+        for (int u = 0; u < upper; u += L) {
+            final long at = (long) u * Float.BYTES;
+            final FloatVector lr = FloatVector.fromMemorySegment(F, lrOut, at, Vec.LE);
+            final FloatVector lrs = FloatVector.fromMemorySegment(F, lrsOut, at, Vec.LE);
+            final FloatVector rho = FloatVector.fromMemorySegment(F, rhoOut, at, Vec.LE);
             lrs.mul(lrs).mul(0.5f).intoMemorySegment(k2Out, at, Vec.LE);
             rho.sub(1f).sub(lrs).intoMemorySegment(k3Out, at, Vec.LE);
-            VectorMath.exp(lr).sub(lr).sub(1f).intoMemorySegment(kkOut, at, Vec.LE);
             rho.mul(rho).intoMemorySegment(rho2Out, at, Vec.LE);
+            FloatVector.fromMemorySegment(F, kkOut, at, Vec.LE).sub(lr).sub(1f).intoMemorySegment(kkOut, at, Vec.LE);
         }
+        int t = upper;
         for (; t < n; t++) {
             final float lr = os.getAtIndex(F32, t) - rs.getAtIndex(F32, t);
             final float lrs = clamp(lr, -BOUND, BOUND);
@@ -87,6 +97,40 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
         }
     }
 
+    /**
+     * v = sign * x and c = clamp(v, lo, hi) on [0, upper). Each pass is a small method of its own: inlined whole
+     * into the large caller, the loop's vectors were boxed (measured: 16 bytes per token).
+     */
+    private static void signClamp(final MemorySegment xs, final MemorySegment vOut, final MemorySegment cOut,
+                                  final int upper, final float sign, final float lo, final float hi) {
+        final FloatVector signs = FloatVector.broadcast(F, sign);
+        final FloatVector los = FloatVector.broadcast(F, lo);
+        final FloatVector his = FloatVector.broadcast(F, hi);
+        for (int u = 0; u < upper; u += L) {
+            final long at = (long) u * Float.BYTES;
+            final FloatVector v = FloatVector.fromMemorySegment(F, xs, at, Vec.LE).mul(signs);
+            v.intoMemorySegment(vOut, at, Vec.LE);
+            clamp(v, los, his).intoMemorySegment(cOut, at, Vec.LE);
+        }
+    }
+
+    /** out = in * in on [0, upper). */
+    private static void square(final MemorySegment in, final MemorySegment out, final int upper) {
+        for (int u = 0; u < upper; u += L) {
+            final long at = (long) u * Float.BYTES;
+            final FloatVector c = FloatVector.fromMemorySegment(F, in, at, Vec.LE);
+            c.mul(c).intoMemorySegment(out, at, Vec.LE);
+        }
+    }
+
+    /** out = exp(in) on [0, upper), the canonical exp and nothing else. */
+    private static void exp(final MemorySegment in, final MemorySegment out, final int upper) {
+        for (int u = 0; u < upper; u += L) {
+            final long at = (long) u * Float.BYTES;
+            VectorMath.exp(FloatVector.fromMemorySegment(F, in, at, Vec.LE)).intoMemorySegment(out, at, Vec.LE);
+        }
+    }
+
     @Override
     public void clampSquare(final int n, final OffHeapArray x, final float sign, final float lo, final float hi,
                             final RolloutCorrection.Scratch s) {
@@ -95,15 +139,9 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
         final MemorySegment cOut = s.c.segment();
         final MemorySegment c2Out = s.c2.segment();
         final int upper = n - n % L;
-        int t = 0;
-        for (; t < upper; t += L) {
-            final long at = (long) t * Float.BYTES;
-            final FloatVector v = FloatVector.fromMemorySegment(F, xs, at, Vec.LE).mul(sign);
-            final FloatVector c = clamp(v, lo, hi);
-            v.intoMemorySegment(vOut, at, Vec.LE);
-            c.intoMemorySegment(cOut, at, Vec.LE);
-            c.mul(c).intoMemorySegment(c2Out, at, Vec.LE);
-        }
+        signClamp(xs, vOut, cOut, upper, sign, lo, hi);
+        square(cOut, c2Out, upper);
+        int t = upper;
         for (; t < n; t++) {
             final float v = sign * xs.getAtIndex(F32, t);
             final float c = clamp(v, lo, hi);

@@ -195,6 +195,29 @@ class RolloutCorrectionParityTest {
         assertThat(keys).contains("rollout_corr/rollout_is_oob_ratio", "rollout_corr/rollout_is_batch_norm_factor");
     }
 
+    /** The steady state allocates nothing for a caller reusing its spec, batch and buffers. */
+    @Test
+    @org.junit.jupiter.api.Tag("allocation")
+    void hotCallsAllocateNothing() {
+        try (VectorEngine engine = new VectorEngine()) {
+            for (final Case c : cases()) {
+                if (c.seed() % 15 != 0) {
+                    continue;
+                }
+                try (TokenBatch batch = c.batch();
+                     OffHeapArray w = OffHeapArray.allocate(ElementType.F32, Math.max(1, batch.numTokens()));
+                     OffHeapArray m = OffHeapArray.allocate(ElementType.F32, Math.max(1, batch.numTokens()))) {
+                    final RolloutCorrectionResult r = new RolloutCorrectionResult();
+                    if (run(engine, c).error() != null) {
+                        continue;
+                    }
+                    Allocations.assertNoneWhenHot(() -> engine.rolloutCorrection(c.spec(), batch, w, m, r),
+                        "rolloutCorrection " + c);
+                }
+            }
+        }
+    }
+
     @Test
     void refusesAMaskWithoutValidTokensBeforeWriting() {
         final Case c = new Case(1, new int[] {2}, false, 0, new float[] {-1f, -2f}, new float[] {-1f, -2f},
