@@ -11,6 +11,9 @@ public final class Checks {
     /** Columns every policy loss reads (a constant array: varargs would allocate one per call). */
     private static final Column[] POLICY_COLUMNS = {Column.LOG_PROB, Column.OLD_LOG_PROB, Column.ADVANTAGES,
         Column.RESPONSE_MASK};
+    /** Columns the value loss reads. */
+    private static final Column[] VALUE_COLUMNS = {Column.VPREDS, Column.RETURNS, Column.VALUES,
+        Column.RESPONSE_MASK};
     /** Columns agg_loss reads. */
     private static final Column[] AGG_COLUMNS = {Column.RESPONSE_MASK};
     private static final String[] POLICY_TERMS = new String[PolicyLossMode.values().length];
@@ -112,6 +115,17 @@ public final class Checks {
         Aggregation.validate(spec, batch);
     }
 
+    /** Validates the arguments of {@link Engine#valueLoss}. */
+    public static void valueLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradVpreds,
+                                 final ValueLossResult out) {
+        Objects.requireNonNull(spec, "spec");
+        Objects.requireNonNull(batch, "batch");
+        Objects.requireNonNull(out, "out");
+        columns(batch, "value loss", VALUE_COLUMNS);
+        array(gradVpreds, "gradVpreds", ElementType.F32, batch.numTokens(), true);
+        Aggregation.validate(spec.valueAggregationSpec(), batch);
+    }
+
     /** Requires the columns to be present, open and long enough. */
     public static void columns(final TokenBatch batch, final String term, final Column... needed) {
         for (final Column c : needed) {
@@ -199,27 +213,6 @@ public final class Checks {
         labels(logits, labels, rowMask);
         if (stats != null) {
             savedStats(logits, (float) temperature, rowMask, stats);
-            if (stats.keeps(gradLogits)) {
-                keptExps(logits, rowMask, gradLogits, stats);
-            }
-        }
-    }
-
-    /**
-     * The exps a forward kept in {@code gradLogits} must still be there: each valid row's kept value at its first
-     * maximal logit is exactly 1 (a buffer zeroed or written since fails this for every such row).
-     */
-    private static void keptExps(final Logits logits, final OffHeapArray rowMask, final OffHeapArray gradLogits,
-                                 final SoftmaxStats stats) {
-        for (int r = 0; r < logits.rows(); r++) {
-            if (rowMask != null && rowMask.getFloat(r) == 0f) {
-                continue;
-            }
-            final int top = stats.keptTop(r);
-            if (top >= 0 && gradLogits.getFloat(r * logits.rowStride() + top) != 1f) {
-                throw new IllegalArgumentException("gradLogits no longer holds the exps the forward kept in it (row "
-                    + r + "): pass it to logProbsBackward unchanged, or run the forward without it");
-            }
         }
     }
 

@@ -14,10 +14,12 @@ public enum Column {
     ROLLOUT_IS_WEIGHTS("rollout_is_weights"),
     /** log-prob under the rollout engine's policy (rollout correction; verl's {@code rollout_log_probs}). */
     ROLLOUT_LOG_PROB("rollout_log_prob"),
-    /** value predictions (value loss). */
+    /** old value predictions, the rollout's (value loss: the clip centre; gae: the baseline). */
     VALUES("values"),
     /** returns (value loss). */
     RETURNS("returns"),
+    /** the critic's current value predictions (value loss: the differentiated input). */
+    VPREDS("vpreds"),
     /** token-level scores (rewards). */
     TOKEN_LEVEL_SCORES("token_level_scores"),
     /** Rewards per token after the in-reward KL penalty, the advantage estimators' input. */

@@ -45,6 +45,20 @@ public interface Engine extends AutoCloseable {
      */
     void aggLoss(LossSpec spec, TokenBatch batch, OffHeapArray lossMat, OffHeapArray gradOut, AggResult out);
 
+    /**
+     * verl's {@code compute_value_loss}, the critic's clipped value loss: {@code vf_loss}, the critic's metrics
+     * ({@code critic/vf_loss}, {@code critic/vf_clipfrac}, {@code critic/vpred_mean}) and (when
+     * {@code gradVpreds} is non-null) d vf_loss / d vpreds for every token. See
+     * {@code io.rlvec.reference.ValueLoss} for the formula and its gradient.
+     *
+     * @param spec       {@code cliprange_value}, the aggregation and (verl 2026-08) the global-batch arguments;
+     *                   verl 2026-01 aggregates the value loss without them ({@link LossSpec#valueAggregationSpec()}).
+     * @param batch      needs vpreds, returns and values (the rollout's old values) and the mask.
+     * @param gradVpreds float32 output of at least {@code batch.numTokens()} elements, or null.
+     * @param out        receives the loss and the metrics.
+     */
+    void valueLoss(LossSpec spec, TokenBatch batch, OffHeapArray gradVpreds, ValueLossResult out);
+
     // ---- Vocabulary pass: label log-probability and entropy from logits (torch_functional.py, dp_actor) ----
 
     /**
@@ -121,10 +135,12 @@ public interface Engine extends AutoCloseable {
      * (and, with {@code gradEntropy} null or 0, the backward reads no logit). Outputs and the gradient are the same
      * bits either way.
      *
-     * <p>Between the two calls the buffer's contents belong to the engine: pass it to the backward unchanged. The
-     * backward refuses a buffer whose kept values are visibly gone (each row's kept 1 at its maximum) and falls back
-     * to evaluating the exp for any other buffer; one backward consumes the kept exps (a second backward from the
-     * same statistics evaluates them again). Whether anything is kept is the engine's choice: the reference
+     * <p>Between the two calls the buffer's contents belong to the engine: pass it to the backward unchanged. A
+     * change cannot give a wrong gradient: the forward records a checksum of each row's kept exps (the sum of the
+     * elements' bits times odd weights, modulo 2^32: any change to one element, and any swap of two different
+     * ones, changes it) and the backward evaluates the exps again for a row whose kept values no longer match, as
+     * it does for any other buffer. One backward consumes the kept exps (a second backward from the same
+     * statistics evaluates them again). Whether anything is kept is the engine's choice: the reference
      * keeps nothing, and nothing is kept in place (a buffer that is the logits' own memory).
      *
      * @param gradLogits null, or a float32 buffer with the logits' row layout ({@code logits.requiredLength()}
@@ -177,9 +193,8 @@ public interface Engine extends AutoCloseable {
      * @param stats statistics filled by {@link #logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray,
      *              OffHeapArray, SoftmaxStats)} over the same logits (unchanged since), labels, temperature and
      *              mask; or null (computed here).
-     * @throws IllegalArgumentException when {@code stats} was filled for another shape or temperature, a row
-     *                                  valid here was masked in that forward, or {@code gradLogits} is the buffer
-     *                                  the forward kept its exps in and no longer holds them.
+     * @throws IllegalArgumentException when {@code stats} was filled for another shape or temperature, or a row
+     *                                  valid here was masked in that forward.
      */
     void logProbsBackward(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
                           OffHeapArray gradLogProb, OffHeapArray gradEntropy, OffHeapArray gradLogits,

@@ -47,9 +47,11 @@ public final class LossSpec {
     private final double ppoKlCoef;
     private final double droBeta;
     private final long clipCovSeed;
+    private final double cliprangeValue;
     private final LossSpec aggregationSpec;
     private final RolloutCorrectionSpec rolloutCorrection;
     private final String bypassLossType;
+    private final LossSpec valueAggregationSpec;
 
     private LossSpec(final Builder b) {
         this.policyLossMode = b.policyLossMode;
@@ -81,6 +83,7 @@ public final class LossSpec {
         this.clipCovSeed = b.clipCovSeed;
         this.rolloutCorrection = b.rolloutCorrectionSpec();
         this.bypassLossType = b.bypassLossType;
+        this.cliprangeValue = b.cliprangeValue;
         if (policyLossMode == PolicyLossMode.GEO_MEAN) {
             // A plain mean over the rows: a seq-mean-token-sum over the local rows, no dp_size, no global counts.
             final boolean plain = lossAggMode == AggMode.SEQ_MEAN_TOKEN_SUM && dpSize == 1 && batchNumTokens == UNSET
@@ -91,6 +94,11 @@ public final class LossSpec {
             final AggMode used = policyLossMode.aggregation(lossAggMode);
             this.aggregationSpec = used == lossAggMode ? this : toBuilder().lossAggMode(used).build();
         }
+        // verl 2026-01's compute_value_loss calls agg_loss without the global-batch arguments.
+        final boolean local = dpSize == 1 && batchNumTokens == UNSET && globalBatchSize == UNSET
+            && Double.isNaN(lossScaleFactor);
+        this.valueAggregationSpec = release != VerlRelease.V2026_01 || local ? this
+            : toBuilder().dpSize(1).batchNumTokens(UNSET).globalBatchSize(UNSET).lossScaleFactor(Double.NaN).build();
     }
 
     /** @return a builder with verl's defaults. */
@@ -130,6 +138,7 @@ public final class LossSpec {
         b.clipCovSeed = clipCovSeed;
         b.rolloutCorrection = rolloutCorrection;
         b.bypassLossType = bypassLossType;
+        b.cliprangeValue = cliprangeValue;
         return b;
     }
 
@@ -280,6 +289,14 @@ public final class LossSpec {
     }
 
     /**
+     * @return the critic's {@code cliprange_value}: the value loss clips vpreds to values +- this (default 0.5);
+     *         see {@link Engine#valueLoss}.
+     */
+    public double cliprangeValue() {
+        return cliprangeValue;
+    }
+
+    /**
      * @return the spec whose aggregation the policy loss really uses: this one, or for gspo and sapo (which
      *         hard-code it) a copy with loss_agg_mode seq-mean-token-mean.
      */
@@ -302,6 +319,15 @@ public final class LossSpec {
     /** @return whether bypass_mode runs the REINFORCE loss ({@code loss_type=reinforce}). */
     public boolean bypassReinforce() {
         return "reinforce".equals(bypassLossType);
+    }
+
+    /**
+     * @return the spec whose aggregation the value loss uses: this one, or at verl 2026-01 (whose
+     *         {@code compute_value_loss} calls agg_loss with its defaults) a copy without dp_size, batch_num_tokens,
+     *         global_batch_size and loss_scale_factor.
+     */
+    public LossSpec valueAggregationSpec() {
+        return valueAggregationSpec;
     }
 
     /** @return the spec as verl keys and values (for reports). */
@@ -331,6 +357,7 @@ public final class LossSpec {
         m.put("temperature", temperature);
         m.put("micro_batch_scale", microBatchScale);
         m.put("verl_semantics", release.label());
+        m.put("cliprange_value", cliprangeValue);
         switch (policyLossMode) {
             case SAPO -> {
                 m.put("tau_pos", tauPos);
@@ -406,6 +433,7 @@ public final class LossSpec {
         private RolloutCorrectionSpec rolloutCorrection;
         private RolloutCorrectionSpec.Builder rolloutCorrectionKeys;
         private String bypassLossType = "ppo_clip";
+        private double cliprangeValue = 0.5;
 
         private Builder() {
         }
@@ -602,6 +630,12 @@ public final class LossSpec {
             return this;
         }
 
+        /** Sets the critic's cliprange_value. */
+        public Builder cliprangeValue(final double v) {
+            cliprangeValue = v;
+            return this;
+        }
+
         /**
          * Sets a value by its verl key (actor config and global_batch_info names); null means "not given".
          *
@@ -643,6 +677,7 @@ public final class LossSpec {
                     }
                     rolloutCorrection((RolloutCorrectionSpec) value);
                 }
+                case "cliprange_value" -> cliprangeValue(num(key, value));
                 default -> {
                     if (!key.startsWith(RC)) {
                         throw new IllegalArgumentException("unknown loss key '" + key + "'");
@@ -735,6 +770,10 @@ public final class LossSpec {
             finite("clip_cov_lb", clipCovLb);
             finite("clip_cov_ub", clipCovUb);
             finite("ppo_kl_coef", ppoKlCoef);
+            if (!(cliprangeValue >= 0) || Float.isInfinite((float) cliprangeValue)) {
+                throw new IllegalArgumentException("cliprange_value must be a finite number >= 0, also once rounded "
+                    + "to float32 (values +- cliprange_value is computed in float32), got " + cliprangeValue);
+            }
             if (dpSize < 1) {
                 throw new IllegalArgumentException("dp_size must be >= 1, got " + dpSize);
             }

@@ -44,11 +44,14 @@ public final class SoftmaxStats implements AutoCloseable {
     private long keptBytes;
     /** Per row, the first maximal logit's index (its kept exp is exactly 1), or -1 (masked row, or none). */
     private final int[] keptTop;
+    /** Per row, the checksum of the kept exps (engine-defined), checked by the backward before it reads them. */
+    private final int[] keptSum;
 
     private SoftmaxStats(final int capacity) {
         this.capacity = capacity;
         this.data = OffHeapArray.allocate(ElementType.F32, (long) STRIDE * Math.max(1, capacity));
         this.keptTop = new int[capacity];
+        this.keptSum = new int[capacity];
     }
 
     /**
@@ -139,6 +142,16 @@ public final class SoftmaxStats implements AutoCloseable {
     /** @return row {@code r}'s recorded top index (see {@link #setKeptTop(int, int)}). */
     public int keptTop(final int r) {
         return keptTop[r];
+    }
+
+    /** For engines: row {@code r}'s checksum of its kept exps. */
+    public void setKeptSum(final int r, final int sum) {
+        keptSum[r] = sum;
+    }
+
+    /** @return row {@code r}'s checksum of its kept exps, as the forward recorded it. */
+    public int keptSum(final int r) {
+        return keptSum[r];
     }
 
     /** For engines: the kept exps were consumed (a backward overwrote them with the gradient). */

@@ -249,6 +249,46 @@ class MainTest {
     }
 
     @Test
+    void computeRunsTheValueLossAndTheAdvantageEstimators() throws IOException {
+        final long[] bt = {2, 3};
+        final Path critic = dir.resolve("critic.safetensors");
+        new SafetensorsWriter().f32("vpreds", bt, 0f, 0f, 0f, 0f, 0f, 0f).f32("returns", bt, 1f, 1f, 1f, 1f, 1f, 1f)
+            .f32("values", bt, 0f, 0f, 0f, 0f, 0f, 0f).bool("response_mask", bt, true, true, true, true, true, false)
+            .write(critic);
+        final Path out = dir.resolve("critic-out.safetensors");
+        final Run v = execute("compute", "--term", "value", "--in", critic.toString(), "--out", out.toString());
+        assertThat(v.code()).as(v.err()).isZero();
+        // 0.5 * token-mean of (0 - 1)^2 over 5 valid tokens; d/d vpreds = 2 (v - r) * 0.5 / 5.
+        assertThat(v.out()).contains("critic/vf_loss: 0.500000000").contains("critic/vf_clipfrac: 0");
+        try (io.rlvec.cli.io.Safetensors st = io.rlvec.cli.io.Safetensors.open(out)) {
+            assertThat(st.float32("vf_loss").getFloat(0)).isEqualTo(0.5f);
+            assertThat(st.float32("grad_vpreds").toFloatArray()).containsExactly(-0.2f, -0.2f, -0.2f, -0.2f, -0.2f, 0f);
+        }
+        final Path rewards = dir.resolve("rewards.safetensors");
+        new SafetensorsWriter().f32("token_level_rewards", bt, 0f, 0f, 1f, 0f, 0f, 0f)
+            .bool("response_mask", bt, true, true, true, true, true, true).i64("index", new long[] {2}, 7L, 7L)
+            .write(rewards);
+        final Path advOut = dir.resolve("adv-out.safetensors");
+        final Run a = execute("compute", "--term", "advantages", "--in", rewards.toString(), "--out",
+            advOut.toString(), "algorithm.adv_estimator=grpo");
+        assertThat(a.code()).as(a.err()).isZero();
+        try (io.rlvec.cli.io.Safetensors st = io.rlvec.cli.io.Safetensors.open(advOut)) {
+            // Scores 1 and 0 in one group: (s - 0.5) / (std 0.7071 + 1e-6).
+            final float[] adv = st.float32("advantages").toFloatArray();
+            for (int t = 0; t < 6; t++) {
+                assertThat(adv[t]).isCloseTo(t < 3 ? 0.70710576f : -0.70710576f,
+                    org.assertj.core.data.Offset.offset(1e-6f));
+            }
+        }
+        final Run noIndex = execute("compute", "--term", "advantages", "--in", critic.toString(), "--out",
+            advOut.toString(), "algorithm.adv_estimator=grpo");
+        assertThat(noIndex.code()).isEqualTo(Main.USAGE);
+        assertThat(noIndex.err()).contains("token_level_rewards");
+        assertThat(execute("compute", "--term", "nope", "--in", critic.toString(), "--out", out.toString()).code())
+            .isEqualTo(Main.USAGE);
+    }
+
+    @Test
     void filesThatAreNotCasesSayWhatIsWrong() throws IOException {
         final Path text = dir.resolve("notes.safetensors");
         Files.writeString(text, "hello world, this is a text file\n");

@@ -438,12 +438,12 @@ final class PolicyLossKernel {
      * torch.maximum: {@code a} where a &gt; b or a is NaN, else {@code b} (so a NaN in b is kept too). NaN is
      * tested as {@code a != a}: the same mask as {@code test(IS_NAN)} at a quarter of its C2 graph.
      */
-    private static FloatVector maximum(final FloatVector a, final FloatVector b) {
+    static FloatVector maximum(final FloatVector a, final FloatVector b) {
         return b.blend(a, a.compare(VectorOperators.GT, b).or(a.compare(VectorOperators.NE, a)));
     }
 
     /** torch.minimum: {@code a} where a &lt; b or a is NaN, else {@code b}. */
-    private static FloatVector minimum(final FloatVector a, final FloatVector b) {
+    static FloatVector minimum(final FloatVector a, final FloatVector b) {
         return b.blend(a, a.compare(VectorOperators.LT, b).or(a.compare(VectorOperators.NE, a)));
     }
 

@@ -120,11 +120,6 @@ final class RuleKernel {
             for (int c = start; c < vecEnd; c += CHUNK) {
                 final int ce = Math.min(c + CHUNK, vecEnd);
                 rule.run(st, c, ce, sequence);
-                if (st.grad != null) {
-                    GRADIENT_STORE.run(st, c, ce, sequence);
-                }
-                SUMS.run(st, c, ce, sequence);
-                COUNTS_STEP.run(st, c, ce, sequence);
             }
             double sum = sumLanes(st.acc, 0);
             double sumPos = sumLanes(st.acc, TokenMemory.DL);
@@ -219,6 +214,9 @@ final class RuleKernel {
     private static final class GradientStore extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            if (st.grad == null) {
+                return;
+            }
             final float[] r = st.rows;
             final int base = -from;
             final MemorySegment wSeg = st.weights;
@@ -311,6 +309,27 @@ final class RuleKernel {
     private static final Step SUMS = new Sums();
     private static final Step COUNTS_STEP = new Counts();
 
+    /**
+     * {@code TokenRule.overflows} lane-wise: value not finite while a is finite and x is a number (|v| <= MAX is
+     * false for Inf and NaN).
+     */
+    private static VectorMask<Float> overflows(final FloatVector value, final FloatVector a, final FloatVector x) {
+        return value.abs().compare(VectorOperators.LE, Float.MAX_VALUE).not()
+            .and(a.abs().compare(VectorOperators.LE, Float.MAX_VALUE))
+            .and(x.compare(VectorOperators.EQ, x));
+    }
+
+    /**
+     * {@code TokenRule.overflowSafeRatio}: the unclamped ratio EX0, or the clamped one EX1 where -A * EX0 overflows;
+     * written back to EX0, which the counts read.
+     */
+    private static FloatVector safeRatio(final float[] r, final int i, final FloatVector a, final FloatVector nakl) {
+        final FloatVector raw = row(r, R_EX0, i);
+        final FloatVector ratio = raw.blend(row(r, R_EX1, i), overflows(a.neg().mul(raw), a, nakl));
+        ratio.intoArray(r, R_EX0 * CHUNK + i);
+        return ratio;
+    }
+
     private static VectorMask<Float> flag(final float[] r, final int row, final int i) {
         return FloatVector.fromArray(Vec.F, r, row * CHUNK + i).compare(VectorOperators.NE, 0f);
     }
@@ -356,12 +375,18 @@ final class RuleKernel {
         abstract void run(State st, int from, int to, float sequence);
     }
 
-    /** A mode's steps, run in order on every chunk. */
+    /**
+     * A mode's steps, then the shared ones (gradient store, sums, counts), run in order on every chunk through one
+     * call site.
+     */
     private static final class ChunkRule {
         private final Step[] steps;
 
-        ChunkRule(final Step... steps) {
-            this.steps = steps;
+        ChunkRule(final Step... modeSteps) {
+            steps = java.util.Arrays.copyOf(modeSteps, modeSteps.length + 3);
+            steps[modeSteps.length] = GRADIENT_STORE;
+            steps[modeSteps.length + 1] = SUMS;
+            steps[modeSteps.length + 2] = COUNTS_STEP;
         }
 
         void run(final State st, final int from, final int to, final float sequence) {
@@ -387,12 +412,18 @@ final class RuleKernel {
 
     private static final VectorMask<Float> NONE = VectorMask.fromLong(Vec.F, 0L);
 
-    /** IN0 = log_prob - old_log_prob, clamped to [-20, 20] or not. */
+    /** A row (IN0 or IN1) = log_prob - old_log_prob, clamped to [-20, 20] or not. */
     private static final class LogRatio extends Step {
         private final boolean clamped;
+        private final int target;
 
         LogRatio(final boolean clamped) {
+            this(clamped, R_IN0);
+        }
+
+        LogRatio(final boolean clamped, final int target) {
             this.clamped = clamped;
+            this.target = target;
         }
 
         @Override
@@ -402,7 +433,7 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector x = load(st.logProb, i).sub(load(st.oldLogProb, i));
                 (clamped ? clamp(x, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX) : x)
-                    .intoArray(r, R_IN0 * CHUNK + base + i);
+                    .intoArray(r, target * CHUNK + base + i);
             }
         }
     }
@@ -599,10 +630,13 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector lp = load(st.logProb, i);
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector lr = lp.sub(load(st.oldLogProb, i));
+                final FloatVector raw = lp.sub(load(st.oldLogProb, i));
+                // verl's unclamped square, except where it overflows (then the log-ratio clamped to [-20, 20]).
+                final FloatVector lr = raw.blend(clamp(raw, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX),
+                    overflows(lp.mul(a).sub(raw.mul(raw).mul(st.halfBeta)).neg(), a, raw));
                 lp.mul(a).sub(lr.mul(lr).mul(st.halfBeta)).neg().intoArray(r, R_LOSS * CHUNK + base + i);
                 a.sub(lr.mul(2f).mul(st.halfBeta)).neg().intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, lr.neg(), NONE, NONE, NONE, NONE);
+                metrics(r, base + i, raw.neg(), NONE, NONE, NONE, NONE);
             }
         }
     }
@@ -642,7 +676,7 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector a = load(st.advantages, i);
                 final FloatVector nakl = row(r, R_IN0, base + i);
-                final FloatVector baseLoss = a.neg().mul(row(r, R_EX0, base + i));
+                final FloatVector baseLoss = a.neg().mul(safeRatio(r, base + i, a, nakl));
                 final FloatVector abs = nakl.abs();
                 final VectorMask<Float> selected = FloatVector.fromArray(Vec.F, st.flags, i)
                     .compare(VectorOperators.NE, 0f);
@@ -663,7 +697,7 @@ final class RuleKernel {
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector ratio = row(r, R_EX0, base + i);
+                final FloatVector ratio = safeRatio(r, base + i, a, row(r, R_IN0, base + i));
                 final FloatVector negA = a.neg();
                 final FloatVector pg1 = negA.mul(ratio);
                 final FloatVector pg2 = negA.mul(clamp(ratio, st.lower, st.upper));
@@ -697,8 +731,13 @@ final class RuleKernel {
         RULES[PolicyLossMode.CISPO.ordinal()] = new ChunkRule(clamped, ratio, new CispoLoss());
         RULES[PolicyLossMode.DRO.ordinal()] = new ChunkRule(clamped, ratio, new DroLoss());
         RULES[PolicyLossMode.GSPO.ordinal()] = new ChunkRule(new SequenceLogRatio(), ratio, new GspoLoss());
-        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(unclamped, ratio, new KlCovLoss());
-        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(unclamped, ratio, new ClipCovLoss());
+        // The covariance modes also compute the clamped ratio (EX1), used where verl's unclamped one overflows.
+        final Step clampedIn1 = new LogRatio(true, R_IN1);
+        final Step clampedRatio = new Exp(R_IN1, R_EX1);
+        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio,
+            new KlCovLoss());
+        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio,
+            new ClipCovLoss());
     }
 
     /** The state of one call, reused across calls (held by the {@link Workspace}). */
@@ -731,15 +770,18 @@ final class RuleKernel {
         long[] seqCount = new long[0];
         boolean[] selected = new boolean[0];
         float[] flags = new float[0];
-        /** geo_mean's per-token rows: k, dk/dnakl, log(w + 1e-10). */
-        float[] geoK = new float[0];
-        float[] geoDk = new float[0];
-        float[] geoLogW = new float[0];
-
+        /** geo_mean's per-token rows (off heap, freed by {@link #close}): k, dk/dnakl, log(w + 1e-10). */
+        OffHeapArray geoK;
+        OffHeapArray geoDk;
+        OffHeapArray geoLogW;
+        /** geo_mean's per-sequence canonical sums of k, A and log w. */
+        double[] geoSumK = new double[0];
+        double[] geoSumA = new double[0];
+        double[] geoSumW = new double[0];
         float geoLow;
+        float geoHigh;
         /** geo_mean: the coefficient c_s of the sequence in progress. */
         float geoCoef;
-        float geoHigh;
 
         /** Binds the columns geo_mean's steps read. */
         void bindGeo(final TokenBatch batch) {
@@ -747,14 +789,32 @@ final class RuleKernel {
             oldLogProb = batch.column(Column.OLD_LOG_PROB).segment();
             advantages = batch.column(Column.ADVANTAGES).segment();
             mask = batch.mask().segment();
+            final OffHeapArray w = batch.column(Column.ROLLOUT_IS_WEIGHTS);
+            weights = w != null ? w.segment() : null;
         }
 
-        void geoRows(final int n) {
-            if (geoK.length < n) {
-                final int m = Math.max(n, geoK.length * 2);
-                geoK = new float[m];
-                geoDk = new float[m];
-                geoLogW = new float[m];
+        void geoRows(final int n, final int sequences) {
+            if (geoK == null || geoK.length() < n) {
+                final int m = Math.max(n, geoK == null ? 0 : (int) Math.min(Integer.MAX_VALUE, geoK.length() * 2));
+                close();
+                geoK = OffHeapArray.allocate(io.rlvec.ElementType.F32, m);
+                geoDk = OffHeapArray.allocate(io.rlvec.ElementType.F32, m);
+                geoLogW = OffHeapArray.allocate(io.rlvec.ElementType.F32, m);
+            }
+            if (geoSumK.length < sequences) {
+                final int m = Math.max(sequences, geoSumK.length * 2);
+                geoSumK = new double[m];
+                geoSumA = new double[m];
+                geoSumW = new double[m];
+            }
+        }
+
+        /** Frees geo_mean's off-heap rows. */
+        void close() {
+            if (geoK != null) {
+                geoK.close();
+                geoDk.close();
+                geoLogW.close();
             }
         }
 

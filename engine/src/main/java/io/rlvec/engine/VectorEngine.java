@@ -16,6 +16,7 @@ import io.rlvec.PolicyLossResult;
 import io.rlvec.RolloutCorrectionResult;
 import io.rlvec.RolloutCorrectionSpec;
 import io.rlvec.TokenBatch;
+import io.rlvec.ValueLossResult;
 import io.rlvec.reference.ActorLoss;
 import io.rlvec.reference.Advantages;
 import io.rlvec.reference.BypassMode;
@@ -53,7 +54,7 @@ public final class VectorEngine implements Engine {
             Checks.policyLoss(spec, batch, gradLogProb, out);
             switch (spec.policyLossMode()) {
                 case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
-                case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace);
+                case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace, advantageKernel);
                 case BYPASS_MODE -> bypass.compute(spec, batch, gradLogProb, out, bypassInner);
                 default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace);
             }
@@ -69,7 +70,7 @@ public final class VectorEngine implements Engine {
                               final PolicyLossResult out) {
         switch (spec.policyLossMode()) {
             case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
-            case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace);
+            case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace, advantageKernel);
             case BYPASS_MODE -> throw new IllegalStateException("bypass_mode has no inner bypass_mode");
             default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace);
         }
@@ -85,6 +86,15 @@ public final class VectorEngine implements Engine {
     }
 
     @Override
+    public void valueLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradVpreds,
+                          final ValueLossResult out) {
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.valueLoss(spec, batch, gradVpreds, out);
+            AggKernel.valueLoss(spec, batch, gradVpreds, out, workspace, blocks);
+        }
+    }
+
+    @Override
     public void close() {
         guard.close();
         if (actor != null) {
@@ -93,6 +103,7 @@ public final class VectorEngine implements Engine {
         blocks.close();
         bypass.close();
         rolloutScratch.close();
+        workspace.close();
     }
 
     // ---- Vocabulary pass ----

@@ -26,6 +26,7 @@ import io.rlvec.reference.ActorLoss;
 import io.rlvec.reference.VocabPass;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
@@ -123,6 +124,11 @@ final class VocabKernel implements Blocks.Body {
     private MemorySegment stats;
     /** The forward's statistics object when it keeps its exps (it records each row's top index), else null. */
     private SoftmaxStats keptStats;
+    /**
+     * Standalone forward keeping exps, or backward reading them: each row's kept exps are checksummed (forward) and
+     * checked (backward), because the caller holds the buffer in between.
+     */
+    private boolean checksumKept;
     private int rowsPerBlock;
     /** Per-block scratch ({@link #SLOT} doubles per block): S, W and the lane sums. Grows, then is reused. */
     private double[] sums = new double[SLOT];
@@ -143,6 +149,7 @@ final class VocabKernel implements Blocks.Body {
         grad = keep == null ? null : keep.segment();
         storeExp = keep != null;
         keptStats = keep == null ? null : statsOut;
+        checksumKept = keep != null;
         runBlocks(blocks);
     }
 
@@ -166,6 +173,8 @@ final class VocabKernel implements Blocks.Body {
         // With saved statistics there is no sum pass to store into: one pass, one exp per logit, unless the
         // forward kept its exps in this buffer (then none).
         storeExp = kept || savedStats == null && gradLogits.address() != logits.data().address();
+        keptStats = kept ? savedStats : null;
+        checksumKept = kept;
         runBlocks(blocks);
     }
 
@@ -190,6 +199,7 @@ final class VocabKernel implements Blocks.Body {
         // In place, the logits must survive until the row's gradient pass: the exps are evaluated again there.
         storeExp = gradLogits.address() != logits.data().address();
         keptStats = storeExp ? stats : null;
+        checksumKept = false;
         runBlocks(blocks);
     }
 
@@ -233,6 +243,7 @@ final class VocabKernel implements Blocks.Body {
             grad = null;
             stats = null;
             keptStats = null;
+            checksumKept = false;
             step = null;
         }
     }
@@ -293,6 +304,9 @@ final class VocabKernel implements Blocks.Body {
             // maximum is +inf, whose e is NaN).
             final int top = (int) sums[slot + 2];
             keptStats.setKeptTop(r, top >= 0 && grad.get(F32, gBase + 4L * top) == 1f ? top : -1);
+            if (checksumKept) {
+                keptStats.setKeptSum(r, checksum(grad, gBase, vocab));
+            }
         }
         final double logS = StrictMath.log(s);
         final float zy = logit(base, labels.get(I32, 4L * r)) / t;
@@ -314,7 +328,9 @@ final class VocabKernel implements Blocks.Body {
         final float ge = gradEntropy == null ? 0f : gradEntropy.get(F32, 4L * r) / t;
         // ge == 0: k = -gl for every logit, so W (mu) and the clamped c are not needed (spec: k's first case).
         final boolean ent = ge != 0f;
-        final boolean store = storeExp;
+        // Kept exps the caller changed since the forward (any one element, or more unless the changes cancel in
+        // the checksum) are not used: the row's exps are evaluated again from the logits and the saved statistics.
+        final boolean store = storeExp && !(checksumKept && checksum(grad, gBase, vocab) != keptStats.keptSum(r));
         final float m;
         final float rS;
         final float mu;
@@ -346,6 +362,29 @@ final class VocabKernel implements Blocks.Body {
         final float ky = ent ? Math.fma(-ge, clamp(dy) - mu, -gl) : -gl;
         final float py = CanonicalMath.exp(dy) * rS;
         grad.set(F32, gBase + 4L * y, Math.fma(py, ky, gl));
+    }
+
+    /**
+     * A row's checksum: the sum, modulo 2^32, of each element's bits times an odd weight (2j + 1). A change to any
+     * one element changes it (odd multipliers are invertible modulo 2^32), and so does swapping two different
+     * elements; integer addition is associative, so the lane order (the vector width) does not matter.
+     */
+    private static int checksum(final MemorySegment seg, final long base, final int n) {
+        final int lanes = Vec.I.length();
+        IntVector acc = IntVector.zero(Vec.I);
+        IntVector weight = IntVector.zero(Vec.I).addIndex(2).add(1);
+        final IntVector step = IntVector.broadcast(Vec.I, 2 * lanes);
+        final int bound = Vec.I.loopBound(n);
+        int j = 0;
+        for (; j < bound; j += lanes) {
+            acc = acc.add(IntVector.fromMemorySegment(Vec.I, seg, base + 4L * j, LE).mul(weight));
+            weight = weight.add(step);
+        }
+        int sum = acc.reduceLanes(VectorOperators.ADD);
+        for (; j < n; j++) {
+            sum += seg.get(I32, base + 4L * j) * (2 * j + 1);
+        }
+        return sum;
     }
 
     private void saveStats(final int r, final float m, final float rS, final float mu, final float flag) {

@@ -43,6 +43,13 @@ final class Workspace {
     }
 
     /** @return the agg_loss task over {@link #pieces}, created on first use. */
+    /** Frees the off-heap scratch. */
+    void close() {
+        if (ruleState != null) {
+            ruleState.close();
+        }
+    }
+
     RuleKernel.State ruleState() {
         RuleKernel.State t = ruleState;
         if (t == null) {

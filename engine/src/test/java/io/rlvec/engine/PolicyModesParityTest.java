@@ -95,6 +95,49 @@ class PolicyModesParityTest {
         }
     }
 
+    /**
+     * Where verl's unclamped exp (clip_cov, kl_cov, geo_mean) or square (dro) overflows on finite inputs, the loss,
+     * metrics and gradient stay finite on both engines, bit-identical between them; elsewhere in the same batch the
+     * values are verl's (a token that does not overflow is computed as verl does).
+     */
+    @org.junit.jupiter.api.Test
+    void overflowGivesFiniteValues() {
+        // Tokens 0..4 overflow in some mode (log-ratios 100, 3e19, -3e19 with A < 0 or A = 0), 5..7 do not.
+        final float[] lp = {-0.5f, 99.5f, 1e19f, -1e-3f, 120f, -0.7f, -0.2f, -1.3f};
+        final float[] old = {-100.5f, -0.5f, -2e19f, 3e19f, -80f, -0.9f, -0.1f, -1.2f};
+        final float[] adv = {-1f, 0f, -2f, 1.5f, -0.5f, 0.8f, -0.3f, 1.1f};
+        for (final PolicyLossMode mode : new PolicyLossMode[] {PolicyLossMode.KL_COV, PolicyLossMode.CLIP_COV,
+            PolicyLossMode.GEO_MEAN, PolicyLossMode.DRO}) {
+            final LossSpec spec = LossSpec.builder().policyLossMode(mode).droBeta(0.5).klCovRatio(0.3)
+                .clipCovRatio(0.3).clipCovLb(-1e30).clipCovUb(1e30).build();
+            try (io.rlvec.TokenBatch batch = io.rlvec.TokenBatch.padded(2, 4).column(io.rlvec.Column.LOG_PROB, lp)
+                     .column(io.rlvec.Column.OLD_LOG_PROB, old).column(io.rlvec.Column.ADVANTAGES, adv).build();
+                 io.rlvec.OffHeapArray g1 = io.rlvec.OffHeapArray.allocate(io.rlvec.ElementType.F32, 8);
+                 io.rlvec.OffHeapArray g2 = io.rlvec.OffHeapArray.allocate(io.rlvec.ElementType.F32, 8);
+                 VectorEngine engine = new VectorEngine()) {
+                final io.rlvec.PolicyLossResult r1 = new io.rlvec.PolicyLossResult();
+                final io.rlvec.PolicyLossResult r2 = new io.rlvec.PolicyLossResult();
+                reference.policyLoss(spec, batch, g1, r1);
+                engine.policyLoss(spec, batch, g2, r2);
+                final String ctx = mode.verlName();
+                org.assertj.core.api.Assertions.assertThat(r1.pgLoss()).as(ctx).isFinite();
+                for (final double v : r1.metrics().values()) {
+                    org.assertj.core.api.Assertions.assertThat(v).as(ctx).isFinite();
+                }
+                for (final float v : g1.toFloatArray()) {
+                    org.assertj.core.api.Assertions.assertThat(v).as(ctx + " gradient").isFinite();
+                }
+                Results.assertSameBits(g1.toFloatArray(), g2.toFloatArray(), ctx);
+                Results.assertClose(r1, r2, 1, ctx);
+            }
+        }
+        // Away from overflow the value is verl's unclamped one: exp(10) is not clamped to exp(20)'s range.
+        org.assertj.core.api.Assertions.assertThat(io.rlvec.reference.TokenRule.overflowSafeRatio(-1f, 30f))
+            .isEqualTo(io.rlvec.CanonicalMath.exp(30f));
+        org.assertj.core.api.Assertions.assertThat(io.rlvec.reference.TokenRule.overflowSafeRatio(-1f, 100f))
+            .isEqualTo(io.rlvec.CanonicalMath.exp(20f));
+    }
+
     @ParameterizedTest
     @MethodSource("cases")
     void matchesTheReferenceOnAnyThreadCount(final PolicyLossParityTest.Case c) {

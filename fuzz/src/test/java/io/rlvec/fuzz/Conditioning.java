@@ -37,7 +37,7 @@ final class Conditioning {
             final OffHeapArray ones = g.alloc(ElementType.F32, n);
             final OffHeapArray w = g.alloc(ElementType.F32, n);
             ones.fill(1f);
-            Inputs.REFERENCE.aggLoss(spec, batch, ones, w, new AggResult());
+            Inputs.REFERENCE.aggLoss(spec.aggregationSpec(), batch, ones, w, new AggResult());
             double s = 0;
             long valid = 0;
             for (int t = 0; t < n; t++) {
@@ -101,12 +101,37 @@ final class Conditioning {
         Outcomes.close(expected.clippedFrac(), actual.clippedFrac(), 0, ctx + " clipfrac_sign");
     }
 
-    /** @return a bound on |per-token policy loss| from the batch's columns (the clipped ratio never exceeds these). */
+    /**
+     * @return a bound on |per-token policy loss| from the batch's columns: vanilla's clipped ratio never exceeds
+     *     max(1 + clip_ratio_high, clip_ratio_c); the other token modes' |loss| is evaluated by their TokenRule
+     *     (selected or not, whichever is larger; gspo at its largest sequence ratio e^10); geo_mean's sequence
+     *     losses add in the same order on every engine (0).
+     */
     static IntToDoubleFunction policyMagnitude(final LossSpec spec, final TokenBatch b, final float[] logProb) {
         final OffHeapArray lp = logProb == null ? b.column(io.rlvec.Column.LOG_PROB) : null;
         final OffHeapArray old = b.column(io.rlvec.Column.OLD_LOG_PROB);
         final OffHeapArray adv = b.column(io.rlvec.Column.ADVANTAGES);
         final OffHeapArray w = b.column(io.rlvec.Column.ROLLOUT_IS_WEIGHTS);
+        final io.rlvec.PolicyLossMode mode = spec.policyLossMode();
+        if (mode == io.rlvec.PolicyLossMode.GEO_MEAN) {
+            return t -> 0.0;
+        }
+        if (mode != io.rlvec.PolicyLossMode.VANILLA) {
+            final io.rlvec.reference.TokenRule rule = io.rlvec.reference.TokenRule.of(spec);
+            final io.rlvec.reference.TokenRule.Token tok = new io.rlvec.reference.TokenRule.Token();
+            return t -> {
+                final float l = logProb != null ? logProb[t] : lp.getFloat(t);
+                final double weight = w == null ? 1 : Math.max(1, Math.abs((double) w.getFloat(t)));
+                double m = 0;
+                for (final boolean flag : new boolean[] {false, true}) {
+                    for (final float seq : new float[] {0f, 10f, -20f}) {
+                        rule.token(l, old.getFloat(t), adv.getFloat(t), seq, flag, tok);
+                        m = Math.max(m, Math.abs((double) tok.loss));
+                    }
+                }
+                return m * weight;
+            };
+        }
         final double cap = Math.max(Math.max(1 + spec.clipRatioHigh(), spec.clipRatioC()), 1);
         return t -> {
             final float l = logProb != null ? logProb[t] : lp.getFloat(t);

@@ -13,7 +13,9 @@ import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
+import io.rlvec.PolicyLossMode;
 import io.rlvec.TokenBatch;
+import io.rlvec.VerlRelease;
 import io.rlvec.engine.VectorEngine;
 import io.rlvec.reference.ReferenceEngine;
 import io.rlvec.testing.Ulp;
@@ -213,6 +215,20 @@ final class Inputs {
             b.klLossType(KlPenalty.fromVerl(KL_NAMES[d.consumeInt(0, KL_NAMES.length - 1)]));
             b.temperature(param(d, 1.0, 0.7, 1.3));
             b.microBatchScale(param(d, 1.0, 0.25, 0.5));
+            b.release(d.consumeBoolean() ? VerlRelease.V2026_08 : VerlRelease.V2026_01);
+            // Every policy-loss mode with its own keys (consumed last, so older corpus inputs keep the
+            // parameters they had; vanilla most often).
+            final PolicyLossMode mode = d.consumeInt(0, 3) == 0
+                ? PolicyLossMode.values()[d.consumeInt(0, PolicyLossMode.values().length - 1)] : PolicyLossMode.VANILLA;
+            b.policyLossMode(mode);
+            switch (mode) {
+                case SAPO -> b.tauPos(param(d, 1.0, 0.5, 4.0, 0.0)).tauNeg(param(d, 1.05, 0.5, 4.0, -1.0));
+                case DRO -> b.droBeta(param(d, 0.1, 1.0, 0.0, -1.0));
+                case KL_COV -> b.klCovRatio(param(d, 0.0002, 0.1, 1.0, 0.0)).ppoKlCoef(param(d, 0.1, 1.0, 0.0));
+                case CLIP_COV -> b.clipCovRatio(param(d, 0.0002, 0.1, 1.0)).clipCovLb(param(d, 1.0, -1.0, 0.0))
+                    .clipCovUb(param(d, 5.0, 0.5, 100.0)).clipCovSeed(d.consumeLong());
+                default -> { }
+            }
             return b.build();
         } catch (final IllegalArgumentException e) {
             Outcomes.documented(e);

@@ -26,8 +26,9 @@ import io.rlvec.PolicyLossResult;
 import io.rlvec.TokenBatch;
 
 /**
- * verl's vanilla PPO-clip policy loss, forward and gradient, through {@link Engine#policyLoss}: the whole call a
- * trainer makes per micro-batch (validation, loss, metrics, d loss / d log_prob).
+ * verl's policy loss (vanilla PPO clip by default, any mode with {@code -p mode=}), forward and gradient, through
+ * {@link Engine#policyLoss}: the whole call a trainer makes per micro-batch (validation, loss, metrics,
+ * d loss / d log_prob).
  *
  * <p>Shapes: a padded (64, 4096) batch, a packed batch of 64 ragged sequences with the same 262 144 tokens, and a
  * small padded (8, 512) one. Inputs are GRPO-like (see {@link Inputs}). The answer is checked against the
@@ -57,6 +58,13 @@ public class PolicyLossBenchmark {
     @Param({"token-mean"})
     public String agg;
 
+    /**
+     * verl's policy_loss.loss_mode, any of them ({@code -p mode=gspo,sapo,...}); the modes' own keys take verl's
+     * defaults, dro's required beta is 0.1 and clip_cov/kl_cov select 1% of the tokens.
+     */
+    @Param({"vanilla"})
+    public String mode;
+
     private Engine impl;
     private LossSpec spec;
     private TokenBatch batch;
@@ -72,7 +80,8 @@ public class PolicyLossBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         LaunchFlags.verify();
-        spec = LossSpec.builder().lossAggMode(AggMode.fromVerl(agg)).build();
+        spec = LossSpec.builder().lossAggMode(AggMode.fromVerl(agg)).set("loss_mode", mode).droBeta(0.1)
+            .clipCovRatio(0.01).klCovRatio(0.01).build();
         batch = Inputs.policyBatch(Shape.parse(shape), Inputs.SEED);
         grad = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
         result = new PolicyLossResult();
@@ -114,7 +123,7 @@ public class PolicyLossBenchmark {
     }
 
     private void check(final String when) {
-        final String what = impl.name() + " on " + shape + " " + agg + ", " + when;
+        final String what = impl.name() + " " + mode + " on " + shape + " " + agg + ", " + when;
         AnswerCheck.sameBits(what + ": d pg_loss / d log_prob", grad, expectedGrad);
         AnswerCheck.policyLoss(what, result, expected);
     }

@@ -16,6 +16,7 @@ import io.rlvec.PolicyLossResult;
 import io.rlvec.RolloutCorrectionResult;
 import io.rlvec.RolloutCorrectionSpec;
 import io.rlvec.TokenBatch;
+import io.rlvec.ValueLossResult;
 
 /**
  * The executable specification: plain scalar loops, one small class per verl term, in verl's order of
@@ -63,6 +64,15 @@ public final class ReferenceEngine implements Engine {
         try (EngineGuard.Call call = guard.enter()) {
             Checks.aggLoss(spec, batch, lossMat, gradOut, out);
             AggLoss.compute(spec, batch, lossMat, gradOut, out);
+        }
+    }
+
+    @Override
+    public void valueLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradVpreds,
+                          final ValueLossResult out) {
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.valueLoss(spec, batch, gradVpreds, out);
+            ValueLoss.compute(spec, batch, gradVpreds, out);
         }
     }
 

@@ -66,6 +66,22 @@ public abstract class TokenRule {
         };
     }
 
+    /**
+     * verl's unclamped ratio exp(nakl) (clip_cov, kl_cov), except where {@code -A * exp(nakl)} is not finite while
+     * A is finite and nakl is a number (the exp overflowed, or 0 * Inf): there exp(clamp(nakl, -20, 20)), vanilla's
+     * clamp, so the loss stays finite where verl's would be Inf or NaN. Equal to verl's wherever that is finite.
+     */
+    public static float overflowSafeRatio(final float a, final float nakl) {
+        final float ratio = CanonicalMath.exp(nakl);
+        return overflows(-a * ratio, a, nakl) ? CanonicalMath.exp(TorchOps.clamp(nakl, LOG_RATIO_MIN, LOG_RATIO_MAX))
+            : ratio;
+    }
+
+    /** Whether a value computed from finite {@code a} and non-NaN {@code x} overflowed (Inf, or NaN from 0 * Inf). */
+    static boolean overflows(final float value, final float a, final float x) {
+        return !(Math.abs(value) <= Float.MAX_VALUE) && Math.abs(a) <= Float.MAX_VALUE && x == x;
+    }
+
     /** clamp(log_prob - old_log_prob, -20, 20). */
     static float clampedLogRatio(final float lp, final float old) {
         return TorchOps.clamp(lp - old, LOG_RATIO_MIN, LOG_RATIO_MAX);
@@ -220,11 +236,14 @@ public abstract class TokenRule {
         @Override
         public void token(final float lp, final float old, final float a, final float sequence, final boolean flag,
                           final Token out) {
-            final float lr = lp - old;
+            final float raw = lp - old;
+            // verl's unclamped square, except where it overflows (then the log-ratio clamped to [-20, 20]).
+            final float lr = overflows(-(lp * a - halfBeta * (raw * raw)), a, raw)
+                ? TorchOps.clamp(raw, LOG_RATIO_MIN, LOG_RATIO_MAX) : raw;
             out.loss = -(lp * a - halfBeta * (lr * lr));
             out.grad = -(a - halfBeta * (2f * lr));
-            out.ratio = CanonicalMath.exp(TorchOps.clamp(lr, LOG_RATIO_MIN, LOG_RATIO_MAX));
-            out.kl = -lr;
+            out.ratio = CanonicalMath.exp(TorchOps.clamp(raw, LOG_RATIO_MIN, LOG_RATIO_MAX));
+            out.kl = -raw;
             out.clipped = false;
             out.lower = false;
             out.clippedLow = false;
@@ -283,7 +302,7 @@ public abstract class TokenRule {
         public void token(final float lp, final float old, final float a, final float sequence, final boolean flag,
                           final Token out) {
             final float nakl = lp - old;
-            final float ratio = CanonicalMath.exp(nakl);
+            final float ratio = overflowSafeRatio(a, nakl);
             final float base = -a * ratio;
             final float abs = Math.abs(nakl);
             out.loss = flag ? base + coef * abs : base;
@@ -315,7 +334,7 @@ public abstract class TokenRule {
         public void token(final float lp, final float old, final float a, final float sequence, final boolean flag,
                           final Token out) {
             final float nakl = lp - old;
-            final float ratio = CanonicalMath.exp(nakl);
+            final float ratio = overflowSafeRatio(a, nakl);
             final float negA = -a;
             final float pg1 = negA * ratio;
             final float pg2 = negA * TorchOps.clamp(ratio, lower, upper);

@@ -296,11 +296,71 @@ public final class VerlConfig {
             "kl_loss_coef", "kl_loss_type")) {
             set(b, k, a + k);
         }
+        for (final String k : List.of("tau_pos", "tau_neg")) {
+            set(b, k, a + k);
+        }
+        for (final String k : List.of("clip_cov_ratio", "clip_cov_lb", "clip_cov_ub", "kl_cov_ratio", "ppo_kl_coef",
+            "dro_beta")) {
+            set(b, k, a + "policy_loss." + k);
+        }
         set(b, "temperature", "actor_rollout_ref.rollout.temperature");
+        b.release(release);
         try {
             return b.build();
         } catch (final IllegalArgumentException e) {
             throw new IllegalArgumentException("the configuration's actor loss is refused: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * @return the critic's value-loss specification: {@code critic.cliprange_value}, {@code critic.loss_agg_mode}
+     *     and {@code critic.loss_scale_factor} (both following the actor's when absent), and the release.
+     * @throws IllegalArgumentException naming the verl key whose value the specification refuses.
+     */
+    public LossSpec valueLossSpec() {
+        final LossSpec.Builder b = LossSpec.builder();
+        for (final String k : List.of("cliprange_value", "loss_agg_mode", "loss_scale_factor")) {
+            set(b, k, "critic." + k);
+        }
+        b.release(release);
+        try {
+            return b.build();
+        } catch (final IllegalArgumentException e) {
+            throw new IllegalArgumentException("the configuration's value loss is refused: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * @return the advantage estimator's specification from {@code algorithm.*} (adv_estimator, gamma, lam,
+     *     norm_adv_by_std_in_grpo, the gdpo keys) and the release.
+     * @throws IllegalArgumentException naming the verl key whose value the specification refuses.
+     */
+    public io.rlvec.AdvantageSpec advantageSpec() {
+        final Object name = read.get("algorithm.adv_estimator");
+        final io.rlvec.AdvantageSpec.Builder b;
+        try {
+            b = io.rlvec.AdvantageSpec.builder(io.rlvec.AdvantageEstimator.fromVerl(String.valueOf(name)));
+        } catch (final IllegalArgumentException e) {
+            throw new IllegalArgumentException("algorithm.adv_estimator: " + e.getMessage(), e);
+        }
+        for (final String k : List.of("gamma", "lam", "norm_adv_by_std_in_grpo", "gdpo_reward_keys",
+            "gdpo_reward_weights")) {
+            final Object v = read.get("algorithm." + k);
+            if (v == null) {
+                continue;
+            }
+            try {
+                b.set(k, v);
+            } catch (final IllegalArgumentException e) {
+                throw new IllegalArgumentException("algorithm." + k + ": " + e.getMessage(), e);
+            }
+        }
+        b.release(release);
+        try {
+            return b.build();
+        } catch (final IllegalArgumentException e) {
+            throw new IllegalArgumentException("the configuration's advantage estimator is refused: " + e.getMessage(),
+                e);
         }
     }
 

@@ -7,8 +7,9 @@ package io.rlvec.cli.golden;
  * @param maskedNonFinite whether some input holds NaN or Inf at a masked position.
  * @param negInfRows      for cases with logits, one flag per logits row: whether that row holds a {@code -inf}
  *                        logit; empty for cases without logits.
+ * @param validNonFinite  whether some input holds NaN or Inf at a valid position.
  */
-public record CaseFacts(long validTokens, boolean maskedNonFinite, boolean[] negInfRows) {
+public record CaseFacts(long validTokens, boolean maskedNonFinite, boolean[] negInfRows, boolean validNonFinite) {
 
     /** Copies the flags. */
     public CaseFacts {
@@ -22,7 +23,12 @@ public record CaseFacts(long validTokens, boolean maskedNonFinite, boolean[] neg
      * @param maskedNonFinite whether some input holds NaN or Inf at a masked position.
      */
     public CaseFacts(final long validTokens, final boolean maskedNonFinite) {
-        this(validTokens, maskedNonFinite, new boolean[0]);
+        this(validTokens, maskedNonFinite, new boolean[0], false);
+    }
+
+    /** Facts of a case with logits rows (no valid non-finite input recorded). */
+    public CaseFacts(final long validTokens, final boolean maskedNonFinite, final boolean[] negInfRows) {
+        this(validTokens, maskedNonFinite, negInfRows, false);
     }
 
     /** @return a copy of the per-row flags (empty for cases without logits). */

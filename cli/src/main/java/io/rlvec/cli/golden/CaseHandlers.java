@@ -18,6 +18,7 @@ public final class CaseHandlers {
         return new CaseHandlers()
             .registerPolicyLosses()
             .register(AggLossHandler.FUNCTION, new AggLossHandler())
+            .register(ValueLossHandler.FUNCTION, new ValueLossHandler())
             .register(KlPenaltyHandler.FUNCTION, new KlPenaltyHandler())
             .register(LogitsHandler.FUNCTION, new LogitsHandler())
             .register(ActorLogProbHandler.FUNCTION, new ActorLogProbHandler())

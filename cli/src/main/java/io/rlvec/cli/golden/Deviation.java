@@ -52,6 +52,15 @@ public enum Deviation {
     MASKED_NONFINITE_SEQUENCE("a NaN/Inf at a masked position poisons verl's per-sequence sum (sum(x * mask)) and "
         + "with it every valid token of the row", "finite value computed from the row's valid tokens only"),
     /**
+     * verl leaves exp(log-ratio) unclamped (clip_cov, kl_cov, geo_mean's sequence ratio) or squares it (dro), which
+     * overflows to Inf (or 0 * Inf = NaN) on finite inputs. The engine computes verl's expression wherever it is
+     * finite and, at a token (or sequence) where it overflows, uses the log-ratio clamped to [-20, 20] as vanilla
+     * does (TokenRule.overflowSafeRatio). Precondition: every valid input is finite and the handler lists this
+     * reason (those four modes). Contract: the engine's value is finite.
+     */
+    UNCLAMPED_OVERFLOW("verl's unclamped exp (or square) of the log-ratio overflows on finite inputs",
+        "finite value from the log-ratio clamped to [-20, 20] where verl's overflows"),
+    /**
      * A logits row holds {@code -inf}: verl's {@code entropy_from_logits} computes {@code sum(softmax * logits)},
      * where the probability 0 of a {@code -inf} logit meets the logit itself ({@code 0 * -inf = NaN}), so the row's
      * entropy and, through autograd, its whole gradient w.r.t. the logits are NaN. The engine's contract
@@ -111,6 +120,7 @@ public enum Deviation {
             case NEG_INF_LOGIT -> facts.negInfRowAt(output.values().length, index);
             case MASKED_NONFINITE_SEQUENCE -> facts.maskedNonFinite() && output.tokenAligned()
                 && output.mask()[index] != 0f;
+            case UNCLAMPED_OVERFLOW -> !facts.validNonFinite();
             case TORCH_LESS_ACCURATE -> false;
         };
     }
@@ -119,7 +129,8 @@ public enum Deviation {
     boolean contractHolds(final float a) {
         return switch (this) {
             case NO_VALID_TOKEN, MASKED_NONFINITE_GRADIENT -> a == 0f;
-            case MASKED_NONFINITE_SEQ_MEAN, NEG_INF_LOGIT, MASKED_NONFINITE_SEQUENCE -> Float.isFinite(a);
+            case MASKED_NONFINITE_SEQ_MEAN, NEG_INF_LOGIT, MASKED_NONFINITE_SEQUENCE, UNCLAMPED_OVERFLOW ->
+                Float.isFinite(a);
             case TORCH_LESS_ACCURATE -> false;
         };
     }

@@ -228,17 +228,21 @@ public final class GoldenCase implements AutoCloseable {
             valid += m != 0 ? 1 : 0;
         }
         boolean maskedNonFinite = false;
+        boolean validNonFinite = false;
         for (final String in : inputs) {
             final double[] v = expected(in);
             if (v.length != mask.length) {
                 throw new IllegalArgumentException(in + " has " + v.length + " elements, " + maskName + " has "
                     + mask.length);
             }
-            for (int i = 0; i < v.length && !maskedNonFinite; i++) {
-                maskedNonFinite = mask[i] == 0 && !Double.isFinite(v[i]);
+            for (int i = 0; i < v.length; i++) {
+                if (!Double.isFinite(v[i])) {
+                    maskedNonFinite |= mask[i] == 0;
+                    validNonFinite |= mask[i] != 0;
+                }
             }
         }
-        return new CaseFacts(valid, maskedNonFinite);
+        return new CaseFacts(valid, maskedNonFinite, new boolean[0], validNonFinite);
     }
 
     /**

@@ -14,7 +14,7 @@ public final class KnownKeys {
     public static final List<String> PARAMS = List.of("loss_mode", "clip_ratio", "clip_ratio_low", "clip_ratio_high",
         "clip_ratio_c", "loss_agg_mode", "dp_size", "batch_num_tokens", "global_batch_size", "loss_scale_factor",
         "entropy_coeff", "calculate_entropy", "use_kl_loss", "kl_loss_coef", "kl_loss_type", "temperature",
-        "micro_batch_scale", "kl_penalty", "grad_of", "global_batch_info", "scenario", "expect_error");
+        "micro_batch_scale", "cliprange_value", "kl_penalty", "grad_of", "global_batch_info", "scenario", "expect_error");
 
     private KnownKeys() {
     }

@@ -1,6 +1,8 @@
 package io.rlvec.cli.golden;
 
+import java.util.ArrayList;
 import java.util.EnumMap;
+import java.util.List;
 import java.util.Map;
 
 import io.rlvec.AggMode;
@@ -66,15 +68,28 @@ public final class PolicyLossHandler implements CaseHandler {
             final CaseFacts facts = golden.facts(MASK, columns.values().toArray(String[]::new));
             // verl's token-mean goes through masked_sum (torch.where), which stops a masked NaN; the seq-mean
             // modes multiply by the mask and let it through.
-            final Deviation[] lossDeviations = spec.aggregationSpec().lossAggMode() == AggMode.TOKEN_MEAN
-                ? new Deviation[] {Deviation.NO_VALID_TOKEN}
-                : new Deviation[] {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_SEQ_MEAN};
+            final List<Deviation> lossAllowed = new ArrayList<>(List.of(Deviation.NO_VALID_TOKEN));
+            if (spec.aggregationSpec().lossAggMode() != AggMode.TOKEN_MEAN) {
+                lossAllowed.add(Deviation.MASKED_NONFINITE_SEQ_MEAN);
+            }
+            // The modes that leave exp(log-ratio) unclamped (or square it): a finite value where verl overflows.
+            final boolean unclamped = mode == PolicyLossMode.CLIP_COV || mode == PolicyLossMode.KL_COV
+                || mode == PolicyLossMode.GEO_MEAN || mode == PolicyLossMode.DRO;
+            if (unclamped) {
+                lossAllowed.add(Deviation.UNCLAMPED_OVERFLOW);
+            }
+            final Deviation[] lossDeviations = lossAllowed.toArray(Deviation[]::new);
             // gspo and geo_mean sum log-ratios per sequence (sum(x * mask)): a masked NaN poisons verl's whole row.
             final boolean sequenceLevel = mode == PolicyLossMode.GSPO || mode == PolicyLossMode.GEO_MEAN;
-            final Deviation[] gradDeviations = sequenceLevel
-                ? new Deviation[] {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT,
-                    Deviation.MASKED_NONFINITE_SEQUENCE}
-                : new Deviation[] {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT};
+            final List<Deviation> gradAllowed = new ArrayList<>(List.of(Deviation.NO_VALID_TOKEN,
+                Deviation.MASKED_NONFINITE_GRADIENT));
+            if (sequenceLevel) {
+                gradAllowed.add(Deviation.MASKED_NONFINITE_SEQUENCE);
+            }
+            if (unclamped) {
+                gradAllowed.add(Deviation.UNCLAMPED_OVERFLOW);
+            }
+            final Deviation[] gradDeviations = gradAllowed.toArray(Deviation[]::new);
             // geo_mean's gradient is proportional to exp(mean clipped log-ratio) and reaches 1e14 on extreme
             // inputs, where an absolute 1e-5 is below float32 resolution: relative 1e-5, or absolute 1e-5.
             final Tolerance gradTolerance = mode == PolicyLossMode.GEO_MEAN ? Tolerance.SCALAR.orAbsolute(1e-5)

@@ -63,6 +63,19 @@ final class DocSnippets {
         return rcMetrics;
     }
 
+    /** docs/api.md, the critic's value loss. */
+    static float apiValueLoss(final Engine engine, final TokenBatch valueBatch, final OffHeapArray gradVpreds) {
+        LossSpec critic = LossSpec.builder()
+            .set("cliprange_value", 0.2)                          // the critic's key (default 0.5)
+            .lossAggMode(AggMode.TOKEN_MEAN)                      // and verl_semantics: 2026-08 passes the global-batch args
+            .build();
+        ValueLossResult vf = new ValueLossResult();               // reusable
+        engine.valueLoss(critic, valueBatch, gradVpreds, vf);     // columns vpreds, returns, values and the mask
+        float vfLoss = vf.vfLoss();                               // d vf_loss / d vpreds is in gradVpreds (or pass null)
+        Map<String, Double> criticMetrics = vf.metrics();         // critic/vf_loss, critic/vf_clipfrac, critic/vpred_mean
+        return vfLoss;
+    }
+
     /** docs/api.md, the actor loss from logits. */
     static float apiActorLossFromLogits(final Engine engine, final TokenBatch batch, final OffHeapArray logitData,
                                         final int vocab, final int[] sampledTokens, final OffHeapArray gradLogits) {

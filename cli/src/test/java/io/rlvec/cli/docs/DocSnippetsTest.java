@@ -69,7 +69,7 @@ class DocSnippetsTest {
                 checked++;
             }
         }
-        assertThat(checked).isEqualTo(6);
+        assertThat(checked).isEqualTo(7);
     }
 
     @Test
@@ -121,6 +121,12 @@ class DocSnippetsTest {
             DocSnippets.apiKeptExps(engine, logits, labels, logProb, entropy, stats, gradLogProb, gradEntropy,
                 gradLogits);
             assertThat(gradLogits.toFloatArray()).containsExactly(saved);
+        }
+        try (Engine engine = Engines.preferred();
+             TokenBatch valueBatch = TokenBatch.packed(3, 5, 2).column(Column.VPREDS, lp).column(Column.RETURNS, adv)
+                 .column(Column.VALUES, old).mask(mask).build();
+             OffHeapArray gradVpreds = OffHeapArray.allocate(ElementType.F32, valueBatch.numTokens())) {
+            assertThat(DocSnippets.apiValueLoss(engine, valueBatch, gradVpreds)).isPositive();
         }
     }
 }

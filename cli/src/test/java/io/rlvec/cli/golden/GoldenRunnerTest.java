@@ -499,6 +499,12 @@ class GoldenRunnerTest {
         }
 
         @Override
+        public void valueLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradVpreds,
+                              final io.rlvec.ValueLossResult out) {
+            delegate.valueLoss(spec, batch, gradVpreds, out);
+        }
+
+        @Override
         public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                              final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
                              final SoftmaxStats statsOut, final OffHeapArray gradLogits) {

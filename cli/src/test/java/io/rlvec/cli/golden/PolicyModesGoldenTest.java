@@ -26,7 +26,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  */
 class PolicyModesGoldenTest {
     private static final Set<Deviation> DOCUMENTED = EnumSet.of(Deviation.NO_VALID_TOKEN,
-        Deviation.MASKED_NONFINITE_SEQ_MEAN, Deviation.MASKED_NONFINITE_GRADIENT, Deviation.MASKED_NONFINITE_SEQUENCE);
+        Deviation.MASKED_NONFINITE_SEQ_MEAN, Deviation.MASKED_NONFINITE_GRADIENT, Deviation.MASKED_NONFINITE_SEQUENCE,
+        Deviation.UNCLAMPED_OVERFLOW);
 
     private static Engine preferred;
     private static GoldenRunner runner;
