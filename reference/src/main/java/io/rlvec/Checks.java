@@ -74,6 +74,35 @@ public final class Checks {
         Aggregation.validate(spec.aggregationSpec(), batch);
     }
 
+    /** Columns rollout correction reads. */
+    private static final Column[] ROLLOUT_CORRECTION_COLUMNS = {Column.OLD_LOG_PROB, Column.ROLLOUT_LOG_PROB,
+        Column.RESPONSE_MASK};
+
+    /**
+     * Validates the arguments of {@link Engine#rolloutCorrection}: the columns, {@code maskOut} (it may be the
+     * batch's own mask, not another input column) and {@code isWeightsOut} (disjoint from every other buffer).
+     */
+    public static void rolloutCorrection(final RolloutCorrectionSpec spec, final TokenBatch batch,
+                                         final OffHeapArray isWeightsOut, final OffHeapArray maskOut,
+                                         final RolloutCorrectionResult out) {
+        Objects.requireNonNull(spec, "spec");
+        Objects.requireNonNull(batch, "batch");
+        Objects.requireNonNull(out, "out");
+        final int n = batch.numTokens();
+        columns(batch, "rollout correction", ROLLOUT_CORRECTION_COLUMNS);
+        array(maskOut, "maskOut", ElementType.F32, n, false);
+        array(isWeightsOut, "isWeightsOut", ElementType.F32, n, true);
+        final OffHeapArray old = batch.column(Column.OLD_LOG_PROB);
+        final OffHeapArray roll = batch.column(Column.ROLLOUT_LOG_PROB);
+        if (overlaps(maskOut, old) || overlaps(maskOut, roll)) {
+            throw new IllegalArgumentException("maskOut must not overlap old_log_prob or rollout_log_prob");
+        }
+        if (isWeightsOut != null && (overlaps(isWeightsOut, old) || overlaps(isWeightsOut, roll)
+            || overlaps(isWeightsOut, batch.mask()) || overlaps(isWeightsOut, maskOut))) {
+            throw new IllegalArgumentException("isWeightsOut must not overlap the batch's columns or maskOut");
+        }
+    }
+
     /** Validates the arguments of {@link Engine#aggLoss}. */
     public static void aggLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray lossMat,
                                final OffHeapArray gradOut, final AggResult out) {

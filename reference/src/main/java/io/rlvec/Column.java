@@ -12,6 +12,8 @@ public enum Column {
     ADVANTAGES("advantages"),
     /** token-level rollout importance-sampling weights (rollout correction). */
     ROLLOUT_IS_WEIGHTS("rollout_is_weights"),
+    /** log-prob under the rollout engine's policy (rollout correction; verl's {@code rollout_log_probs}). */
+    ROLLOUT_LOG_PROB("rollout_log_prob"),
     /** old value predictions, the rollout's (value loss: the clip centre; gae: the baseline). */
     VALUES("values"),
     /** returns (value loss). */

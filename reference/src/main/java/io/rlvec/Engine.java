@@ -313,4 +313,26 @@ public interface Engine extends AutoCloseable {
      * @return current_kl.
      */
     double rewardKlPenalty(KlPenalty kl, double beta, TokenBatch batch, OffHeapArray kldOut, OffHeapArray rewardsOut);
+
+    /**
+     * verl's {@code compute_rollout_correction_and_rejection_mask} ({@code rollout_corr_helper.py}): importance
+     * weights between the training policy ({@code old_log_prob}) and the rollout policy ({@code rollout_log_prob}),
+     * the rejection-sampling mask, and every {@code rollout_corr/*} metric verl reports (see
+     * {@code io.rlvec.reference.RolloutCorrection} for the formulas and {@link RolloutCorrectionResult} for the
+     * names).
+     *
+     * @param spec         IS level and threshold, batch normalisation, rejection options and thresholds.
+     * @param batch        old_log_prob, rollout_log_prob and the response mask.
+     * @param isWeightsOut F32 output for the IS weights (0 outside the mask), or null; written only when the spec
+     *                     computes IS weights.
+     * @param maskOut      F32 output, {@code response_mask * keep}; it may be the batch's mask column itself.
+     * @param out          receives the metrics.
+     * @throws IllegalArgumentException for a missing column or a short buffer, a mask without any valid token,
+     *                                  or (as verl, whose effective sample size divides by zero) IcePop weights
+     *                                  that are all 0; nothing is written then.
+     */
+    default void rolloutCorrection(RolloutCorrectionSpec spec, TokenBatch batch, OffHeapArray isWeightsOut,
+                                   OffHeapArray maskOut, RolloutCorrectionResult out) {
+        throw new UnsupportedOperationException("rolloutCorrection is not implemented by engine " + name());
+    }
 }

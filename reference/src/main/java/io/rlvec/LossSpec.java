@@ -49,6 +49,8 @@ public final class LossSpec {
     private final long clipCovSeed;
     private final double cliprangeValue;
     private final LossSpec aggregationSpec;
+    private final RolloutCorrectionSpec rolloutCorrection;
+    private final String bypassLossType;
     private final LossSpec valueAggregationSpec;
 
     private LossSpec(final Builder b) {
@@ -79,6 +81,8 @@ public final class LossSpec {
         this.ppoKlCoef = b.ppoKlCoef;
         this.droBeta = b.droBeta;
         this.clipCovSeed = b.clipCovSeed;
+        this.rolloutCorrection = b.rolloutCorrectionSpec();
+        this.bypassLossType = b.bypassLossType;
         this.cliprangeValue = b.cliprangeValue;
         if (policyLossMode == PolicyLossMode.GEO_MEAN) {
             // A plain mean over the rows: a seq-mean-token-sum over the local rows, no dp_size, no global counts.
@@ -132,6 +136,8 @@ public final class LossSpec {
         b.ppoKlCoef = ppoKlCoef;
         b.droBeta = droBeta;
         b.clipCovSeed = clipCovSeed;
+        b.rolloutCorrection = rolloutCorrection;
+        b.bypassLossType = bypassLossType;
         b.cliprangeValue = cliprangeValue;
         return b;
     }
@@ -299,6 +305,23 @@ public final class LossSpec {
     }
 
     /**
+     * @return {@code policy_loss.rollout_correction} (bypass_mode's IS/RS settings), or null when not given.
+     */
+    public RolloutCorrectionSpec rolloutCorrection() {
+        return rolloutCorrection;
+    }
+
+    /** @return {@code policy_loss.rollout_correction.loss_type}: "ppo_clip" (default) or "reinforce". */
+    public String bypassLossType() {
+        return bypassLossType;
+    }
+
+    /** @return whether bypass_mode runs the REINFORCE loss ({@code loss_type=reinforce}). */
+    public boolean bypassReinforce() {
+        return "reinforce".equals(bypassLossType);
+    }
+
+    /**
      * @return the spec whose aggregation the value loss uses: this one, or at verl 2026-01 (whose
      *         {@code compute_value_loss} calls agg_loss with its defaults) a copy without dp_size, batch_num_tokens,
      *         global_batch_size and loss_scale_factor.
@@ -351,6 +374,10 @@ public final class LossSpec {
                 m.put("ppo_kl_coef", ppoKlCoef);
             }
             case DRO -> m.put("dro_beta", droBeta);
+            case BYPASS_MODE -> {
+                m.put(RC + "loss_type", bypassLossType);
+                m.put(RC.substring(0, RC.length() - 1), String.valueOf(rolloutCorrection));
+            }
             default -> { }
         }
         return m;
@@ -370,6 +397,9 @@ public final class LossSpec {
     public int hashCode() {
         return toVerlMap().hashCode();
     }
+
+    /** The key prefix of bypass_mode's settings ({@link Builder#set}). */
+    public static final String RC = "policy_loss.rollout_correction.";
 
     /** Mutable builder; {@link #build()} validates every range. */
     public static final class Builder {
@@ -400,6 +430,9 @@ public final class LossSpec {
         private double ppoKlCoef = 0.1;
         private double droBeta = Double.NaN;
         private long clipCovSeed = 0;
+        private RolloutCorrectionSpec rolloutCorrection;
+        private RolloutCorrectionSpec.Builder rolloutCorrectionKeys;
+        private String bypassLossType = "ppo_clip";
         private double cliprangeValue = 0.5;
 
         private Builder() {
@@ -561,6 +594,36 @@ public final class LossSpec {
             return this;
         }
 
+        /** Sets policy_loss.rollout_correction (null: not given, which bypass_mode refuses). */
+        public Builder rolloutCorrection(final RolloutCorrectionSpec v) {
+            rolloutCorrection = v;
+            rolloutCorrectionKeys = null;
+            return this;
+        }
+
+        /** Sets policy_loss.rollout_correction.loss_type ("ppo_clip" or "reinforce", checked for bypass_mode). */
+        public Builder bypassLossType(final String v) {
+            bypassLossType = Objects.requireNonNull(v, "loss_type");
+            return this;
+        }
+
+        private RolloutCorrectionSpec rolloutCorrectionSpec() {
+            return rolloutCorrectionKeys != null ? rolloutCorrectionKeys.build() : rolloutCorrection;
+        }
+
+        private void setRolloutCorrection(final String key, final Object value) {
+            final String sub = key.substring(RC.length());
+            if (sub.equals("loss_type")) {
+                bypassLossType(str(key, value));
+                return;
+            }
+            if (rolloutCorrectionKeys == null) {
+                rolloutCorrectionKeys = rolloutCorrection != null ? rolloutCorrection.toBuilder()
+                    : RolloutCorrectionSpec.builder();
+            }
+            rolloutCorrectionKeys.set(sub, value);
+        }
+
         /** Sets policy_loss.clip_cov_seed. */
         public Builder clipCovSeed(final long v) {
             clipCovSeed = v;
@@ -607,8 +670,20 @@ public final class LossSpec {
                 case "ppo_kl_coef" -> ppoKlCoef(value == null ? 1.0 : num(key, value));
                 case "dro_beta" -> droBeta(value == null ? Double.NaN : num(key, value));
                 case "clip_cov_seed" -> clipCovSeed(integer(key, value));
+                case "policy_loss.rollout_correction" -> {
+                    if (value != null && !(value instanceof RolloutCorrectionSpec)) {
+                        throw new IllegalArgumentException(key + " must be a RolloutCorrectionSpec or null (set its "
+                            + "fields as " + RC + "<key>), got " + value);
+                    }
+                    rolloutCorrection((RolloutCorrectionSpec) value);
+                }
                 case "cliprange_value" -> cliprangeValue(num(key, value));
-                default -> throw new IllegalArgumentException("unknown loss key '" + key + "'");
+                default -> {
+                    if (!key.startsWith(RC)) {
+                        throw new IllegalArgumentException("unknown loss key '" + key + "'");
+                    }
+                    setRolloutCorrection(key, value);
+                }
             }
             return this;
         }
@@ -665,6 +740,16 @@ public final class LossSpec {
                 throw new IllegalArgumentException("policy_loss.loss_mode=" + policyLossMode.verlName()
                     + " does not exist in verl " + release.label() + " (first in " + policyLossMode.since().label()
                     + "); use verl_semantics=" + policyLossMode.since().label() + " or later");
+            }
+            if (policyLossMode == PolicyLossMode.BYPASS_MODE) {
+                if (rolloutCorrectionSpec() == null) {
+                    throw new IllegalArgumentException("rollout_correction config not found in policy_loss. When using "
+                        + "loss_mode='bypass_mode', ensure rollout_correction config is passed.");
+                }
+                if (!bypassLossType.equals("ppo_clip") && !bypassLossType.equals("reinforce")) {
+                    throw new IllegalArgumentException("Invalid loss_type: " + bypassLossType
+                        + ". Must be 'reinforce' or 'ppo_clip'.");
+                }
             }
             if (policyLossMode == PolicyLossMode.DRO && !(droBeta > 0 && Double.isFinite(droBeta))) {
                 throw new IllegalArgumentException("policy_loss.dro_beta must be a positive value when using DRO, got "

@@ -26,7 +26,13 @@ public enum PolicyLossMode {
     /** {@code compute_policy_loss_dppo_kl}: binary-KL trust region with a truncated ratio. */
     DPPO_KL("dppo_kl", VerlRelease.V2026_08),
     /** {@code compute_policy_loss_dro}: -(log_prob A - beta/2 log-ratio^2). */
-    DRO("dro", VerlRelease.V2026_08);
+    DRO("dro", VerlRelease.V2026_08),
+    /**
+     * {@code compute_policy_loss_bypass_mode}: old_log_prob is the rollout policy's; rollout correction against the
+     * current log_prob ({@link LossSpec#rolloutCorrection()}), then vanilla on the rejection mask without IS
+     * weights (loss_type ppo_clip) or -A log_prob w on it (reinforce).
+     */
+    BYPASS_MODE("bypass_mode", VerlRelease.V2026_01);
 
     private final String verlName;
     private final VerlRelease since;

@@ -58,9 +58,33 @@ public final class PolicyLossResult {
     private float loss;
     private float posContribution;
     private float negContribution;
+    /** bypass_mode's rollout_corr/* metrics (empty for the other modes). */
+    private final RolloutCorrectionResult rolloutCorrection = new RolloutCorrectionResult();
+    /** Whether bypass_mode ran its REINFORCE loss (verl then reports only ppo_kl of the policy metrics). */
+    private boolean reinforce;
+
+    /** @return bypass_mode's {@code rollout_corr/*} metrics (empty after any other mode). */
+    public RolloutCorrectionResult rolloutCorrection() {
+        return rolloutCorrection;
+    }
+
+    /**
+     * Records bypass_mode's extras after its inner loss (called by engines): its rollout-correction metrics and
+     * whether the loss was REINFORCE; ppo_kl's numerator becomes {@code klNumerator} (REINFORCE's unclamped
+     * {@code sum(old_log_prob - log_prob)}) when {@code reinforce}.
+     */
+    public void bypass(final RolloutCorrectionResult metrics, final boolean reinforce, final double klNumerator) {
+        rolloutCorrection.copyFrom(metrics);
+        this.reinforce = reinforce;
+        if (reinforce) {
+            stats[Stat.NEG_LOG_RATIO_SUM.ordinal()] = klNumerator;
+        }
+    }
 
     /** Zeroes every sum. */
     public void reset() {
+        rolloutCorrection.reset();
+        reinforce = false;
         java.util.Arrays.fill(stats, 0.0);
         spec = null;
         denominator = 0.0;
@@ -213,7 +237,9 @@ public final class PolicyLossResult {
         final Map<String, Double> m = new LinkedHashMap<>();
         m.put("actor/pg_loss", (double) pgLoss());
         // The keys the mode's verl function returns: gpg none, dro and kl_cov only ppo_kl, clip_cov no _lower.
-        final PolicyLossMode mode = spec == null ? PolicyLossMode.VANILLA : spec.policyLossMode();
+        // bypass_mode's REINFORCE reports what dro does (ppo_kl only); its ppo_clip, vanilla's keys.
+        final PolicyLossMode mode = reinforce ? PolicyLossMode.DRO
+            : spec == null ? PolicyLossMode.VANILLA : spec.policyLossMode();
         if (mode != PolicyLossMode.GPG && mode != PolicyLossMode.DRO && mode != PolicyLossMode.KL_COV) {
             m.put("actor/pg_clipfrac", (double) pgClipfrac());
         }
@@ -235,6 +261,7 @@ public final class PolicyLossResult {
         m.put("actor/clipfrac_sign", (double) clippedFrac());
         m.put("actor/valid_tokens", (double) validTokens());
         m.put("actor/valid_sequences", (double) validSequences());
+        m.putAll(rolloutCorrection.asMap());
         return m;
     }
 

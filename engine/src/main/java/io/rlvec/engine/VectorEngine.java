@@ -13,10 +13,14 @@ import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.SoftmaxStats;
 import io.rlvec.PolicyLossResult;
+import io.rlvec.RolloutCorrectionResult;
+import io.rlvec.RolloutCorrectionSpec;
 import io.rlvec.TokenBatch;
 import io.rlvec.ValueLossResult;
 import io.rlvec.reference.ActorLoss;
 import io.rlvec.reference.Advantages;
+import io.rlvec.reference.BypassMode;
+import io.rlvec.reference.RolloutCorrection;
 
 /**
  * The fast path: Vector API kernels over off-heap memory, bit-identical to the reference on elementwise outputs
@@ -51,8 +55,24 @@ public final class VectorEngine implements Engine {
             switch (spec.policyLossMode()) {
                 case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
                 case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace, advantageKernel);
+                case BYPASS_MODE -> bypass.compute(spec, batch, gradLogProb, out, bypassInner);
                 default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace);
             }
+        }
+    }
+
+    private final BypassMode bypass = new BypassMode(new RolloutKernel(new AdvantageKernel()));
+    /** Bound once: a method reference capturing this would allocate per call. */
+    private final BypassMode.Inner bypassInner = this::policyLossOf;
+
+    /** The non-bypass policy losses (bypass_mode's inner loss). */
+    private void policyLossOf(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                              final PolicyLossResult out) {
+        switch (spec.policyLossMode()) {
+            case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
+            case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace, advantageKernel);
+            case BYPASS_MODE -> throw new IllegalStateException("bypass_mode has no inner bypass_mode");
+            default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace);
         }
     }
 
@@ -81,6 +101,8 @@ public final class VectorEngine implements Engine {
             actor.close();
         }
         blocks.close();
+        bypass.close();
+        rolloutScratch.close();
         workspace.close();
     }
 
@@ -192,6 +214,19 @@ public final class VectorEngine implements Engine {
             Advantages.validateRewardKl(penalty, beta, batch, kldOut, rewardsOut);
             kl.penalty(penalty, batch.column(io.rlvec.Column.OLD_LOG_PROB), batch, kldOut, null, blocks);
             return Advantages.rewardKl(advantageKernel, advantageScratch, batch, beta, kldOut, rewardsOut);
+        }
+    }
+
+    private final RolloutKernel rolloutKernel = new RolloutKernel(advantageKernel);
+    private final RolloutCorrection.Scratch rolloutScratch = new RolloutCorrection.Scratch();
+
+    @Override
+    public void rolloutCorrection(final RolloutCorrectionSpec spec, final TokenBatch batch,
+                                  final OffHeapArray isWeightsOut, final OffHeapArray maskOut,
+                                  final RolloutCorrectionResult out) {
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.rolloutCorrection(spec, batch, isWeightsOut, maskOut, out);
+            RolloutCorrection.compute(rolloutKernel, rolloutScratch, spec, batch, isWeightsOut, maskOut, out);
         }
     }
 }

@@ -13,6 +13,8 @@ import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.SoftmaxStats;
 import io.rlvec.PolicyLossResult;
+import io.rlvec.RolloutCorrectionResult;
+import io.rlvec.RolloutCorrectionSpec;
 import io.rlvec.TokenBatch;
 import io.rlvec.ValueLossResult;
 
@@ -37,8 +39,22 @@ public final class ReferenceEngine implements Engine {
             switch (spec.policyLossMode()) {
                 case VANILLA -> VanillaPolicyLoss.compute(spec, batch, gradLogProb, out);
                 case GEO_MEAN -> GeoMeanPolicyLoss.compute(spec, batch, gradLogProb, out);
+                case BYPASS_MODE -> bypass.compute(spec, batch, gradLogProb, out, ReferenceEngine::policyLossOf);
                 default -> TokenRulePolicyLoss.compute(spec, batch, gradLogProb, out);
             }
+        }
+    }
+
+    private final BypassMode bypass = new BypassMode(RolloutCorrection.SCALAR);
+
+    /** The non-bypass policy losses (bypass_mode's inner loss). */
+    private static void policyLossOf(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradLogProb,
+                                     final PolicyLossResult out) {
+        switch (spec.policyLossMode()) {
+            case VANILLA -> VanillaPolicyLoss.compute(spec, batch, gradLogProb, out);
+            case GEO_MEAN -> GeoMeanPolicyLoss.compute(spec, batch, gradLogProb, out);
+            case BYPASS_MODE -> throw new IllegalStateException("bypass_mode has no inner bypass_mode");
+            default -> TokenRulePolicyLoss.compute(spec, batch, gradLogProb, out);
         }
     }
 
@@ -92,6 +108,8 @@ public final class ReferenceEngine implements Engine {
     public void close() {
         guard.close();
         actor.close();
+        bypass.close();
+        rolloutScratch.close();
     }
 
     @Override
@@ -158,6 +176,19 @@ public final class ReferenceEngine implements Engine {
                     ? KlLoss.penalty(kl, old.getAtIndex(f32, t), ref.getAtIndex(f32, t)) : 0f);
             }
             return Advantages.rewardKl(Advantages.SCALAR, advantageScratch, batch, beta, kldOut, rewardsOut);
+        }
+    }
+
+    private final RolloutCorrection.Scratch rolloutScratch = new RolloutCorrection.Scratch();
+
+    @Override
+    public void rolloutCorrection(final RolloutCorrectionSpec spec, final TokenBatch batch,
+                                  final OffHeapArray isWeightsOut, final OffHeapArray maskOut,
+                                  final RolloutCorrectionResult out) {
+        try (EngineGuard.Call call = guard.enter()) {
+            Checks.rolloutCorrection(spec, batch, isWeightsOut, maskOut, out);
+            RolloutCorrection.compute(RolloutCorrection.SCALAR, rolloutScratch, spec, batch, isWeightsOut, maskOut,
+                out);
         }
     }
 }

@@ -23,6 +23,7 @@ public final class CaseHandlers {
             .register(LogitsHandler.FUNCTION, new LogitsHandler())
             .register(ActorLogProbHandler.FUNCTION, new ActorLogProbHandler())
             .register(ActorLogitsHandler.FUNCTION, new ActorLogitsHandler())
+            .register(RolloutCorrectionHandler.FUNCTION, new RolloutCorrectionHandler())
             .registerAdvantages();
     }
 
@@ -34,9 +35,11 @@ public final class CaseHandlers {
      */
     private CaseHandlers registerPolicyLosses() {
         for (final io.rlvec.PolicyLossMode m : io.rlvec.PolicyLossMode.values()) {
-            register(PolicyLossHandler.function(m), new PolicyLossHandler(m));
+            if (m != io.rlvec.PolicyLossMode.BYPASS_MODE) {
+                register(PolicyLossHandler.function(m), new PolicyLossHandler(m));
+            }
         }
-        return this;
+        return register(BypassPolicyLossHandler.FUNCTION, new BypassPolicyLossHandler());
     }
 
     private CaseHandlers registerAdvantages() {

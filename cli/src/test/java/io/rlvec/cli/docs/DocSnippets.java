@@ -50,6 +50,19 @@ final class DocSnippets {
         }
     }
 
+    /** docs/api.md, rollout correction. */
+    static Map<String, Double> apiRolloutCorrection(final Engine engine, final TokenBatch batch,
+                                                    final OffHeapArray isWeights, final OffHeapArray rsMask) {
+        RolloutCorrectionSpec rc = RolloutCorrectionSpec.builder()              // or .set("rollout_is", "token") by verl key
+            .rolloutIs("token").rolloutIsThreshold(2.0)                         // "0.5_2.0": IcePop band; null: no IS
+            .rolloutRs("token_k1,seq_mean_k3").rolloutRsThreshold("0.8_1.25,0.01")
+            .build();
+        RolloutCorrectionResult rcOut = new RolloutCorrectionResult();          // reusable
+        engine.rolloutCorrection(rc, batch, isWeights, rsMask, rcOut);          // isWeights may be null; rsMask may be batch.mask()
+        Map<String, Double> rcMetrics = rcOut.asMap();                          // rollout_corr/rollout_is_mean, ...
+        return rcMetrics;
+    }
+
     /** docs/api.md, the critic's value loss. */
     static float apiValueLoss(final Engine engine, final TokenBatch valueBatch, final OffHeapArray gradVpreds) {
         LossSpec critic = LossSpec.builder()

@@ -69,7 +69,7 @@ class DocSnippetsTest {
                 checked++;
             }
         }
-        assertThat(checked).isEqualTo(6);
+        assertThat(checked).isEqualTo(7);
     }
 
     @Test
@@ -80,6 +80,15 @@ class DocSnippetsTest {
         final boolean[] mask = {true, true, true, true, true, true, true, true, true, false};
         DocSnippets.readmeTenLines(lp, old, adv, mask);
         DocSnippets.apiPolicyLoss(lp, old, adv, mask);
+        try (Engine engine = Engines.preferred();
+             TokenBatch batch = TokenBatch.packed(3, 5, 2).column(Column.OLD_LOG_PROB, lp)
+                 .column(Column.ROLLOUT_LOG_PROB, old).mask(mask).build();
+             OffHeapArray isWeights = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
+             OffHeapArray rsMask = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
+            assertThat(DocSnippets.apiRolloutCorrection(engine, batch, isWeights, rsMask))
+                .containsKeys("rollout_corr/rollout_is_mean", "rollout_corr/rollout_rs_token_k1_masked_fraction",
+                    "rollout_corr/chi2_seq");
+        }
 
         final int rows = 10;
         final int vocab = 50;

@@ -1,0 +1,78 @@
+package io.rlvec.cli.golden;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.rlvec.AggMode;
+import io.rlvec.Column;
+import io.rlvec.ElementType;
+import io.rlvec.Engine;
+import io.rlvec.LossSpec;
+import io.rlvec.OffHeapArray;
+import io.rlvec.PolicyLossMode;
+import io.rlvec.PolicyLossResult;
+import io.rlvec.TokenBatch;
+import java.util.EnumMap;
+import java.util.Map;
+
+/**
+ * {@code compute_policy_loss_bypass_mode}: inputs {@code in.old_log_prob} (the rollout policy's), {@code in.log_prob},
+ * {@code in.advantages}, {@code in.response_mask}; params as vanilla's plus {@code policy_loss = {loss_mode,
+ * rollout_correction: {loss_type, rollout_is, ...}}}; outputs {@code out.pg_loss}, {@code out.ppo_kl}, for
+ * ppo_clip {@code out.pg_clipfrac} and {@code out.pg_clipfrac_lower}, every {@code out.metric.rollout_corr/*}
+ * (tolerances as {@link RolloutCorrectionHandler}'s) and {@code out.grad_log_prob}.
+ */
+public final class BypassPolicyLossHandler implements CaseHandler {
+    /** The verl function this handler runs. */
+    public static final String FUNCTION = PolicyLossHandler.function(PolicyLossMode.BYPASS_MODE);
+
+    private static final String MASK = "in.response_mask";
+
+    @Override
+    public CaseOutputs run(final GoldenCase golden, final Engine engine) {
+        final LossSpec.Builder builder = golden.lossSpec("policy_loss").policyLossMode(PolicyLossMode.BYPASS_MODE);
+        final JsonNode policyLoss = golden.params().get("policy_loss");
+        if (policyLoss != null && policyLoss.isObject()) {
+            final JsonNode rc = policyLoss.get("rollout_correction");
+            if (rc != null && rc.isObject()) {
+                rc.properties().forEach(e -> builder.set(LossSpec.RC + e.getKey(), value(e.getValue())));
+                if (!rc.has("loss_type")) {
+                    builder.set(LossSpec.RC + "loss_type", "ppo_clip");
+                }
+                if (rc.size() == 0) {
+                    builder.rolloutCorrection(RolloutCorrectionHandler.spec(rc));
+                }
+            }
+        }
+        final LossSpec spec = builder.build();
+        final Map<Column, String> columns = new EnumMap<>(Column.class);
+        columns.put(Column.LOG_PROB, "in.log_prob");
+        columns.put(Column.OLD_LOG_PROB, "in.old_log_prob");
+        columns.put(Column.ADVANTAGES, "in.advantages");
+        try (TokenBatch batch = golden.paddedBatch(MASK, columns);
+             OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
+            final PolicyLossResult r = new PolicyLossResult();
+            engine.policyLoss(spec, batch, grad, r);
+            final CaseFacts input = golden.facts(MASK, columns.values().toArray(String[]::new));
+            // The loss sees the rejection mask: "no valid token" is about the tokens that survive rejection (all
+            // rejected: verl's local token count is 0 and its loss 0 / 0).
+            final CaseFacts facts = new CaseFacts(r.validTokens(), input.maskedNonFinite());
+            final Deviation[] lossDeviations = spec.lossAggMode() == AggMode.TOKEN_MEAN
+                ? new Deviation[] {Deviation.NO_VALID_TOKEN}
+                : new Deviation[] {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_SEQ_MEAN};
+            final CaseOutputs out = new CaseOutputs(facts)
+                .scalar("out.pg_loss", r.pgLoss(), PolicyLossHandler.lossTolerance(r), lossDeviations)
+                .scalar("out.ppo_kl", r.ppoKl(), Tolerance.SCALAR);
+            if (!spec.bypassReinforce()) {
+                out.scalar("out.pg_clipfrac", r.pgClipfrac(), Tolerance.SCALAR)
+                    .scalar("out.pg_clipfrac_lower", r.pgClipfracLower(), Tolerance.SCALAR);
+            }
+            RolloutCorrectionHandler.metrics(out, r.rolloutCorrection(), spec.rolloutCorrection(),
+                input.validTokens());
+            return out.tokens("out.grad_log_prob", grad.toFloatArray(), batch.mask().toFloatArray(),
+                Tolerance.GRADIENT, Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
+        }
+    }
+
+    private static Object value(final JsonNode n) {
+        return n.isNull() ? null : n.isBoolean() ? n.booleanValue() : n.isNumber() ? n.doubleValue() : n.asText();
+    }
+}
