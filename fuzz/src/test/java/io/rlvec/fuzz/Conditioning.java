@@ -133,6 +133,19 @@ final class Conditioning {
         if (mode == io.rlvec.PolicyLossMode.GEO_MEAN) {
             return t -> 0.0;
         }
+        if (mode == io.rlvec.PolicyLossMode.BYPASS_MODE) {
+            // ppo_clip: vanilla's bound without IS weights; reinforce: |A log_prob| times a weight at most the IS
+            // threshold (or, batch-normalised, anything: then no bound).
+            final io.rlvec.RolloutCorrectionSpec rc = spec.rolloutCorrection();
+            final double cap = Math.max(Math.max(1 + spec.clipRatioHigh(), spec.clipRatioC()), 1);
+            final double wMax = !rc.hasIs() ? 1 : rc.batchNormalize() ? Double.POSITIVE_INFINITY : Math.max(1, rc.isUpper());
+            return t -> {
+                final float l = logProb != null ? logProb[t] : lp.getFloat(t);
+                final double ratio = Math.exp(Math.max(-20, Math.min(20, (double) l - old.getFloat(t))));
+                final double a = Math.abs((double) adv.getFloat(t));
+                return Math.max(a * Math.max(ratio, cap), a * Math.abs((double) l) * wMax);
+            };
+        }
         if (mode != io.rlvec.PolicyLossMode.VANILLA) {
             final io.rlvec.reference.TokenRule rule = io.rlvec.reference.TokenRule.of(spec);
             final io.rlvec.reference.TokenRule.Token tok = new io.rlvec.reference.TokenRule.Token();

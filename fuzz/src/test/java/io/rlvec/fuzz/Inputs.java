@@ -227,6 +227,27 @@ final class Inputs {
                 case KL_COV -> b.klCovRatio(param(d, 0.0002, 0.1, 1.0, 0.0)).ppoKlCoef(param(d, 0.1, 1.0, 0.0));
                 case CLIP_COV -> b.clipCovRatio(param(d, 0.0002, 0.1, 1.0)).clipCovLb(param(d, 1.0, -1.0, 0.0))
                     .clipCovUb(param(d, 5.0, 0.5, 100.0)).clipCovSeed(d.consumeLong());
+                case BYPASS_MODE -> {
+                    // verl's rollout_correction: IS level and threshold (TIS or IcePop), batch normalisation,
+                    // rejection options (one threshold shared or one each); hostile strings now and then.
+                    final io.rlvec.RolloutCorrectionSpec.Builder rc = io.rlvec.RolloutCorrectionSpec.builder();
+                    rc.rolloutIs(new String[] {null, "token", "sequence", "tok"}[d.consumeInt(0, 3)]);
+                    rc.rolloutIsThreshold(d.consumeBoolean() ? (Object) param(d, 2.0, 1.5, 10.0, 0.0)
+                        : new String[] {"0.5_2", "0.9_1.1", "2_0.5", "_", "x"}[d.consumeInt(0, 4)]);
+                    rc.rolloutIsBatchNormalize(d.consumeBoolean());
+                    if (d.consumeBoolean()) {
+                        final String[] opts = {"token_k1", "token_k2", "token_k3", "seq_sum_k1", "seq_mean_k2",
+                            "seq_mean_k3", "seq_max_k2", "seq_max_k3", "seq_sum_k9"};
+                        final String first = opts[d.consumeInt(0, opts.length - 1)];
+                        final String options = d.consumeBoolean() ? first
+                            : first + "," + opts[d.consumeInt(0, opts.length - 1)];
+                        rc.rolloutRs(options);
+                        rc.rolloutRsThreshold(d.consumeBoolean() ? (Object) param(d, 2.0, 0.01, 5.0)
+                            : new String[] {"0.5_2", "0.01", "2.0,0.5", "_"}[d.consumeInt(0, 3)]);
+                    }
+                    b.rolloutCorrection(rc.build());
+                    b.bypassLossType(d.consumeBoolean() ? "ppo_clip" : d.consumeBoolean() ? "reinforce" : "other");
+                }
                 default -> { }
             }
             return b.build();
