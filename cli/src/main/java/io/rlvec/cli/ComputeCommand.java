@@ -120,52 +120,27 @@ final class ComputeCommand implements Callable<Integer> {
             if (st.has("rollout_is_weights")) {
                 columns.put(Column.ROLLOUT_IS_WEIGHTS, "rollout_is_weights");
             }
-            final String mask = name(st, "response_mask");
-            final long[] bt = st.info(mask).shape();
-            if (bt.length != 2) {
-                throw usage(mask + " must be [B, T], got " + st.info(mask).describe());
-            }
-            for (final String n : columns.values()) {
-                final TensorInfo t = st.info(n);
-                if (!java.util.Arrays.equals(t.shape(), bt)) {
-                    throw usage(n + " must have the shape of " + mask + " " + java.util.Arrays.toString(bt) + ", got "
-                        + t.describe());
-                }
-            }
-            final TokenBatch.Builder b = TokenBatch.padded(Math.toIntExact(bt[0]), Math.toIntExact(bt[1]))
-                .column(Column.RESPONSE_MASK, st.float32(mask));
-            columns.forEach((c, n) -> b.column(c, st.float32(n)));
-            final Engine engine = engineName.equals("vector") ? Engines.preferred() : Engines.reference();
-            try (TokenBatch batch = b.build();
+            final long[] bt = shapeOf(st, columns);
+            final Engine engine = engine();
+            try (TokenBatch batch = batch(st, columns, bt);
                  OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
                 final ActorLossResult r = new ActorLossResult();
                 final long t0 = System.nanoTime();
                 engine.actorLoss(loss, batch, grad, r);
                 final double ms = (System.nanoTime() - t0) / 1e6;
                 final Map<String, Double> metrics = r.metrics();
-                final SafetensorsWriter w = new SafetensorsWriter()
-                    .metadata("function", "rlvec compute: actor loss from log-probs")
-                    .metadata("verl_release", cfg.release().label())
-                    .metadata("config", new ObjectMapper().writeValueAsString(stringValues(cfg.values())))
+                final SafetensorsWriter w = writer(cfg, "rlvec compute: actor loss from log-probs")
                     .f32("loss", new long[0], r.loss()).f32("pg_loss", new long[0], r.pgLoss())
                     .f32("kl_loss", new long[0], r.klLoss())
                     .array("grad_log_probs", bt, grad);
                 metrics.forEach((k, v) -> w.f64("metrics/" + k, new long[0], v));
                 w.write(out);
-                o.println("engine: " + engine.name() + ", batch " + bt[0] + " x " + bt[1] + ", "
-                    + batch.numTokens() + " tokens, verl " + cfg.release().label() + ", "
-                    + String.format(Locale.ROOT, "%.2f ms", ms));
+                report(o, engine, bt, batch, cfg, ms);
                 o.println(String.format(Locale.ROOT, "loss: %.9g", r.loss()));
                 metrics.forEach((k, v) -> o.println(String.format(Locale.ROOT, "%s: %.9g", k, v)));
                 o.println("written: " + out);
             } finally {
-                if (engine instanceof AutoCloseable c) {
-                    try {
-                        c.close();
-                    } catch (final Exception ignored) {
-                        // Closing only stops worker threads.
-                    }
-                }
+                close(engine);
             }
         }
         o.flush();

@@ -15,19 +15,15 @@ final class AggLoss {
                         final OffHeapArray grad, final AggResult out) {
         final OffHeapArray mask = batch.mask();
         final int b = batch.numSequences();
-        long validTokens = 0;
-        long validSequences = 0;
-        for (int s = 0; s < b; s++) {
-            final long c = VanillaPolicyLoss.countValid(mask, batch.offset(s), batch.offset(s + 1));
-            validTokens += c;
-            validSequences += c > 0 ? 1 : 0;
-        }
-        final double denominator = Aggregation.denominator(spec, batch, validTokens, validSequences);
+        final BatchCounts counts = BatchCounts.of(batch);
+        final long validTokens = counts.validTokens();
+        final long validSequences = counts.validSequences();
+        final double denominator = counts.denominator(spec, batch);
         double numerator = 0;
         for (int s = 0; s < b; s++) {
             final int start = batch.offset(s);
             final int end = batch.offset(s + 1);
-            final long count = VanillaPolicyLoss.countValid(mask, start, end);
+            final long count = counts.perSequence()[s];
             final float tokenWeight = (float) Aggregation.tokenWeight(spec, denominator, count);
             double sum = 0;
             for (int t = start; t < end; t++) {

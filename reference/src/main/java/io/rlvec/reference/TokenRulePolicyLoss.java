@@ -38,14 +38,10 @@ final class TokenRulePolicyLoss {
         final int b = batch.numSequences();
         final PolicyLossMode mode = spec.policyLossMode();
 
-        long validTokens = 0;
-        long validSequences = 0;
-        for (int s = 0; s < b; s++) {
-            final long c = VanillaPolicyLoss.countValid(mask, batch.offset(s), batch.offset(s + 1));
-            validTokens += c;
-            validSequences += c > 0 ? 1 : 0;
-        }
-        final double denominator = Aggregation.denominator(agg, batch, validTokens, validSequences);
+        final BatchCounts counts = BatchCounts.of(batch);
+        final long validTokens = counts.validTokens();
+        final long validSequences = counts.validSequences();
+        final double denominator = counts.denominator(agg, batch);
         final boolean[] flags = new boolean[batch.numTokens()];
         if (mode == PolicyLossMode.CLIP_COV || mode == PolicyLossMode.KL_COV) {
             Selection.select(spec, batch, flags);
@@ -57,7 +53,7 @@ final class TokenRulePolicyLoss {
         for (int s = 0; s < b; s++) {
             final int start = batch.offset(s);
             final int end = batch.offset(s + 1);
-            final long count = VanillaPolicyLoss.countValid(mask, start, end);
+            final long count = counts.perSequence()[s];
             final float tokenWeight = (float) Aggregation.tokenWeight(agg, denominator, count);
             final float sequence = logRatios != null
                 ? (float) (Selection.sequenceSum(batch, null, mask, s, logRatios) / Math.max(count, 1)) : 0f;

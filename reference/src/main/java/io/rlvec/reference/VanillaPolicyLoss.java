@@ -42,20 +42,16 @@ final class VanillaPolicyLoss {
         final float clipC = (float) spec.clipRatioC();
         final int b = batch.numSequences();
 
-        long validTokens = 0;
-        long validSequences = 0;
-        for (int s = 0; s < b; s++) {
-            final long c = countValid(mask, batch.offset(s), batch.offset(s + 1));
-            validTokens += c;
-            validSequences += c > 0 ? 1 : 0;
-        }
-        final double denominator = Aggregation.denominator(spec, batch, validTokens, validSequences);
+        final BatchCounts counts = BatchCounts.of(batch);
+        final long validTokens = counts.validTokens();
+        final long validSequences = counts.validSequences();
+        final double denominator = counts.denominator(spec, batch);
 
         out.reset();
         for (int s = 0; s < b; s++) {
             final int start = batch.offset(s);
             final int end = batch.offset(s + 1);
-            final long count = countValid(mask, start, end);
+            final long count = counts.perSequence()[s];
             final float tokenWeight = (float) Aggregation.tokenWeight(spec, denominator, count);
             double sum = 0;
             double sumPos = 0;

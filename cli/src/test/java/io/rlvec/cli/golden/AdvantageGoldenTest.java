@@ -2,16 +2,9 @@ package io.rlvec.cli.golden;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.rlvec.Engine;
-import io.rlvec.Engines;
 import java.io.IOException;
-import java.net.URISyntaxException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -24,37 +17,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * their contract (bit-identical), and a deviation only where verl's float32 group statistics leave a residue in a
  * group of equal scores (grpo and grpo_vectorized, scenario g1to8 with std normalisation).
  */
-class AdvantageGoldenTest {
-    private static Engine preferred;
-    private static GoldenRunner runner;
-
-    @BeforeAll
-    static void engines() {
-        preferred = Engines.preferred();
-        runner = new GoldenRunner(CaseHandlers.defaults(), List.of(preferred, Engines.reference()));
-    }
-
-    @AfterAll
-    static void close() {
-        preferred.close();
-    }
-
-    static Path dir(final String name) {
-        try {
-            return Path.of(AdvantageGoldenTest.class.getResource("/" + name).toURI());
-        } catch (final URISyntaxException e) {
-            throw new IllegalStateException(e);
-        }
-    }
-
-    static Stream<Path> files() throws IOException {
-        return Stream.of("golden-advantages", "golden-advantages-2026.08").flatMap(d -> {
-            try (Stream<Path> s = Files.list(dir(d))) {
-                return s.filter(p -> p.toString().endsWith(".safetensors")).sorted().toList().stream();
-            } catch (final IOException e) {
-                throw new IllegalStateException(e);
-            }
-        });
+class AdvantageGoldenTest extends GoldenFileTest {
+    static Stream<Path> files() {
+        return filesIn("golden-advantages", "golden-advantages-2026.08");
     }
 
     @Test

@@ -2,17 +2,11 @@ package io.rlvec.cli.golden;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.rlvec.Engine;
-import io.rlvec.Engines;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.EnumSet;
-import java.util.List;
 import java.util.Set;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -25,27 +19,11 @@ import org.junit.jupiter.params.provider.MethodSource;
  * float32 cancellation in the clamped std metrics (rollout_is_std of equal sequence weights, seq_mean_k3's std). The 26 expect_error files (no valid token, no rollout_correction,
  * an unknown loss_type, IcePop weights all 0 so that verl's effective sample size divides by zero) must be refused.
  */
-class BypassModeGoldenTest {
+class BypassModeGoldenTest extends GoldenFileTest {
     private static final Set<Deviation> DOCUMENTED = EnumSet.of(Deviation.NO_VALID_TOKEN,
         Deviation.MASKED_NONFINITE_SEQ_MEAN, Deviation.MASKED_NONFINITE_GRADIENT, Deviation.TORCH_LESS_ACCURATE);
-    private static Engine preferred;
-    private static GoldenRunner runner;
-
-    @BeforeAll
-    static void engines() {
-        preferred = Engines.preferred();
-        runner = new GoldenRunner(CaseHandlers.defaults(), List.of(preferred, Engines.reference()));
-    }
-
-    @AfterAll
-    static void close() {
-        preferred.close();
-    }
-
-    static Stream<Path> files() throws IOException {
-        try (Stream<Path> s = Files.list(AdvantageGoldenTest.dir("golden-bypass-2026.08"))) {
-            return s.filter(p -> p.toString().endsWith(".safetensors")).sorted().toList().stream();
-        }
+    static Stream<Path> files() {
+        return filesIn("golden-bypass-2026.08");
     }
 
     @Test

@@ -2,17 +2,11 @@ package io.rlvec.cli.golden;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.rlvec.Engine;
-import io.rlvec.Engines;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.EnumSet;
-import java.util.List;
 import java.util.Set;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -24,33 +18,13 @@ import org.junit.jupiter.params.provider.MethodSource;
  * {@code parity} command uses, on the preferred engine and the reference: no FAIL, engine and reference within
  * their contract, deviations only for the documented reasons.
  */
-class PolicyModesGoldenTest {
+class PolicyModesGoldenTest extends GoldenFileTest {
     private static final Set<Deviation> DOCUMENTED = EnumSet.of(Deviation.NO_VALID_TOKEN,
         Deviation.MASKED_NONFINITE_SEQ_MEAN, Deviation.MASKED_NONFINITE_GRADIENT, Deviation.MASKED_NONFINITE_SEQUENCE,
         Deviation.UNCLAMPED_OVERFLOW);
 
-    private static Engine preferred;
-    private static GoldenRunner runner;
-
-    @BeforeAll
-    static void engines() {
-        preferred = Engines.preferred();
-        runner = new GoldenRunner(CaseHandlers.defaults(), List.of(preferred, Engines.reference()));
-    }
-
-    @AfterAll
-    static void close() {
-        preferred.close();
-    }
-
     static Stream<Path> files() {
-        return Stream.of("golden-policy", "golden-policy-2026.08").flatMap(d -> {
-            try (Stream<Path> s = Files.list(AdvantageGoldenTest.dir(d))) {
-                return s.filter(p -> p.toString().endsWith(".safetensors")).sorted().toList().stream();
-            } catch (final IOException e) {
-                throw new IllegalStateException(e);
-            }
-        });
+        return filesIn("golden-policy", "golden-policy-2026.08");
     }
 
     @Test

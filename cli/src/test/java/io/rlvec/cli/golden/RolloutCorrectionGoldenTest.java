@@ -2,15 +2,9 @@ package io.rlvec.cli.golden;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.rlvec.Engine;
-import io.rlvec.Engines;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -24,25 +18,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * seq_mean_k3} at threshold 0.01, where verl's float32 {@code E[c^2] - E[c]^2} cancels (verl 5.4e-6, double
  * 8.6e-8) within the float32 bound the handler states.
  */
-class RolloutCorrectionGoldenTest {
-    private static Engine preferred;
-    private static GoldenRunner runner;
-
-    @BeforeAll
-    static void engines() {
-        preferred = Engines.preferred();
-        runner = new GoldenRunner(CaseHandlers.defaults(), List.of(preferred, Engines.reference()));
-    }
-
-    @AfterAll
-    static void close() {
-        preferred.close();
-    }
-
-    static Stream<Path> files() throws IOException {
-        try (Stream<Path> s = Files.list(AdvantageGoldenTest.dir("golden-rollout-corr-2026.08"))) {
-            return s.filter(p -> p.toString().endsWith(".safetensors")).sorted().toList().stream();
-        }
+class RolloutCorrectionGoldenTest extends GoldenFileTest {
+    static Stream<Path> files() {
+        return filesIn("golden-rollout-corr-2026.08");
     }
 
     @Test

@@ -2,15 +2,9 @@ package io.rlvec.cli.golden;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.rlvec.Engine;
-import io.rlvec.Engines;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -21,29 +15,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * the reference: every tensor PASS (vf_loss, vf_clipfrac, d vf_loss / d vpreds), engine and reference within their
  * contract.
  */
-class ValueLossGoldenTest {
-    private static Engine preferred;
-    private static GoldenRunner runner;
-
-    @BeforeAll
-    static void engines() {
-        preferred = Engines.preferred();
-        runner = new GoldenRunner(CaseHandlers.defaults(), List.of(preferred, Engines.reference()));
-    }
-
-    @AfterAll
-    static void close() {
-        preferred.close();
-    }
-
+class ValueLossGoldenTest extends GoldenFileTest {
     static Stream<Path> files() {
-        return Stream.of("golden-value/2026-01", "golden-value/2026-08").flatMap(d -> {
-            try (Stream<Path> s = Files.list(AdvantageGoldenTest.dir(d))) {
-                return s.filter(p -> p.toString().endsWith(".safetensors")).sorted().toList().stream();
-            } catch (final IOException e) {
-                throw new IllegalStateException(e);
-            }
-        });
+        return filesIn("golden-value/2026-01", "golden-value/2026-08");
     }
 
     @Test
