@@ -17,6 +17,10 @@ public final class Checks {
     /** Columns agg_loss reads. */
     private static final Column[] AGG_COLUMNS = {Column.RESPONSE_MASK};
     private static final String[] POLICY_TERMS = new String[PolicyLossMode.values().length];
+    /** A thread that is never started: memory it cannot access is confined to the thread that allocated it. */
+    private static final Thread PROBE = new Thread(() -> { }, "rlvec-confinement-probe");
+    /** Per caller thread: whether the call in progress validated memory confined to it. */
+    private static final ThreadLocal<boolean[]> CONFINED = ThreadLocal.withInitial(() -> new boolean[1]);
 
     static {
         for (final PolicyLossMode m : PolicyLossMode.values()) {
@@ -49,6 +53,7 @@ public final class Checks {
         if (!a.segment().isAccessibleBy(Thread.currentThread())) {
             throw new IllegalArgumentException(name + " wraps memory confined to another thread");
         }
+        noteConfinement(a.segment());
         if (a.type() != type) {
             throw new IllegalArgumentException(name + " must be " + type + ", got " + a.type());
         }
@@ -124,6 +129,26 @@ public final class Checks {
         columns(batch, "value loss", VALUE_COLUMNS);
         array(gradVpreds, "gradVpreds", ElementType.F32, batch.numTokens(), true);
         Aggregation.validate(spec.valueAggregationSpec(), batch);
+    }
+
+    /** Starts an engine call's record of confined memory (called by {@link EngineGuard#enter()}). */
+    static void beginCall() {
+        CONFINED.get()[0] = false;
+    }
+
+    /**
+     * @return whether the calling thread's engine call in progress was given memory confined to this thread (an
+     *     {@code Arena.ofConfined()} segment): its worker threads cannot touch it, so the call's blocks all run on
+     *     the calling thread (the same bits, as for any thread count).
+     */
+    public static boolean confinedMemoryInCall() {
+        return CONFINED.get()[0];
+    }
+
+    private static void noteConfinement(final java.lang.foreign.MemorySegment s) {
+        if (s.scope().isAlive() && !s.isAccessibleBy(PROBE)) {
+            CONFINED.get()[0] = true;
+        }
     }
 
     /** Requires the columns to be present, open and long enough. */
@@ -241,6 +266,7 @@ public final class Checks {
         if (logits == null) {
             throw new IllegalArgumentException("logits must not be null");
         }
+        noteConfinement(logits.data().segment());
         if (logits.data().isClosed()) {
             throw new IllegalArgumentException("logits data is closed");
         }
@@ -361,6 +387,7 @@ public final class Checks {
     }
 
     private static void openLogits(final Logits logits, final String name) {
+        noteConfinement(logits.data().segment());
         if (logits.data().isClosed()) {
             throw new IllegalArgumentException(name + " logits data is closed");
         }

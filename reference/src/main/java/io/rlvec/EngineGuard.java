@@ -53,6 +53,7 @@ public final class EngineGuard {
             throw new IllegalStateException(BUSY);
         }
         depth = 1;
+        Checks.beginCall();
         return call;
     }
 

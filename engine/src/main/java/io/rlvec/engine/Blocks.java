@@ -108,7 +108,8 @@ public final class Blocks implements AutoCloseable {
             throw new IllegalStateException("Blocks with parallelism " + parallelism
                 + " is closed: forEach called after close()");
         }
-        if (count <= 1) {
+        if (count <= 1 || io.rlvec.Checks.confinedMemoryInCall()) {
+            // Memory confined to the caller (Arena.ofConfined) is out of the workers' reach: the caller runs all.
             inline(count, body);
             return;
         }
