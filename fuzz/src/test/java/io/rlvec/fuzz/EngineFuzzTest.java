@@ -404,8 +404,11 @@ class EngineFuzzTest {
         if (!m1.keySet().equals(m2.keySet())) {
             throw new AssertionError(ctx + ": metric keys " + m2.keySet() + " vs " + m1.keySet());
         }
+        // Metrics are the loss's terms or masked means over valid tokens (ppo_kl: of |log-ratio| terms).
+        final DoubleSupplier metric = () -> total.getAsDouble()
+            + Conditioning.meanBound(b, Conditioning.klMagnitude(b, logProb));
         for (final String k : m1.keySet()) {
-            Conditioning.close(m1.get(k).floatValue(), m2.get(k).floatValue(), 2, total, ctx + " metric " + k);
+            Conditioning.close(m1.get(k).floatValue(), m2.get(k).floatValue(), 2, metric, ctx + " metric " + k);
         }
     }
 
