@@ -37,7 +37,7 @@ final class Conditioning {
             final OffHeapArray ones = g.alloc(ElementType.F32, n);
             final OffHeapArray w = g.alloc(ElementType.F32, n);
             ones.fill(1f);
-            Inputs.REFERENCE.aggLoss(spec.aggregationSpec(), batch, ones, w, new AggResult());
+            Inputs.REFERENCE.aggLoss(spec, batch, ones, w, new AggResult());
             double s = 0;
             long valid = 0;
             for (int t = 0; t < n; t++) {

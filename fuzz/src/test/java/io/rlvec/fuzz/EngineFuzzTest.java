@@ -103,8 +103,9 @@ class EngineFuzzTest {
                 if (both(() -> REFERENCE.policyLoss(spec, b, g1, r1), () -> v.policyLoss(spec, b, g2, r2))) {
                     final String ctx = "policyLoss " + spec + " " + describe(b) + " on " + v.name();
                     sameBits(g1, g2, ctx + " gradient");
-                    Conditioning.policy(r1, r2, 1, () -> Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec,
-                        b, null)), () -> Conditioning.meanBound(b, Conditioning.klMagnitude(b, null)), ctx);
+                    Conditioning.policy(r1, r2, 1, () -> Conditioning.bound(spec.aggregationSpec(), b,
+                        Conditioning.policyMagnitude(spec, b, null)),
+                        () -> Conditioning.meanBound(b, Conditioning.klMagnitude(b, null)), ctx);
                 }
             }
             g.check();
@@ -374,7 +375,8 @@ class EngineFuzzTest {
      */
     private static void assertActor(final ActorLossResult r1, final ActorLossResult r2, final LossSpec spec,
                                     final TokenBatch b, final float[] logProb, final int vocab, final String ctx) {
-        final DoubleSupplier pg = () -> Conditioning.bound(spec, b, Conditioning.policyMagnitude(spec, b, logProb));
+        final DoubleSupplier pg = () -> Conditioning.bound(spec.aggregationSpec(), b,
+            Conditioning.policyMagnitude(spec, b, logProb));
         Conditioning.policy(r1.policy(), r2.policy(), 1, pg,
             () -> Conditioning.meanBound(b, Conditioning.klMagnitude(b, logProb)), ctx);
         if (r1.hasKl() != r2.hasKl() || r1.hasEntropy() != r2.hasEntropy()) {
