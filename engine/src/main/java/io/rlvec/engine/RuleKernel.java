@@ -667,6 +667,21 @@ final class RuleKernel {
         }
     }
 
+    /**
+     * kl_cov and clip_cov: EX0 = verl's unclamped ratio, or the clamped one (EX1) where -A * ratio overflows
+     * ({@code TokenRule.overflowSafeRatio}); its own loop, so the modes' loss loops stay small.
+     */
+    private static final class SafeRatio extends Step {
+        @Override
+        void run(final State st, final int from, final int to, final float sequence) {
+            final float[] r = st.rows;
+            final int base = -from;
+            for (int i = from; i < to; i += Vec.FL) {
+                safeRatio(r, base + i, load(st.advantages, i), row(r, R_IN0, base + i));
+            }
+        }
+    }
+
     /** kl_cov ({@code TokenRule.KlCov}): unclamped log-ratio IN0, ratio EX0, the selection in the flags row. */
     private static final class KlCovLoss extends Step {
         @Override
@@ -676,7 +691,7 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector a = load(st.advantages, i);
                 final FloatVector nakl = row(r, R_IN0, base + i);
-                final FloatVector baseLoss = a.neg().mul(safeRatio(r, base + i, a, nakl));
+                final FloatVector baseLoss = a.neg().mul(row(r, R_EX0, base + i));
                 final FloatVector abs = nakl.abs();
                 final VectorMask<Float> selected = FloatVector.fromArray(Vec.F, st.flags, i)
                     .compare(VectorOperators.NE, 0f);
@@ -697,7 +712,7 @@ final class RuleKernel {
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector a = load(st.advantages, i);
-                final FloatVector ratio = safeRatio(r, base + i, a, row(r, R_IN0, base + i));
+                final FloatVector ratio = row(r, R_EX0, base + i);
                 final FloatVector negA = a.neg();
                 final FloatVector pg1 = negA.mul(ratio);
                 final FloatVector pg2 = negA.mul(clamp(ratio, st.lower, st.upper));
@@ -734,9 +749,10 @@ final class RuleKernel {
         // The covariance modes also compute the clamped ratio (EX1), used where verl's unclamped one overflows.
         final Step clampedIn1 = new LogRatio(true, R_IN1);
         final Step clampedRatio = new Exp(R_IN1, R_EX1);
-        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio,
+        final Step safe = new SafeRatio();
+        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio, safe,
             new KlCovLoss());
-        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio,
+        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio, safe,
             new ClipCovLoss());
     }
 

@@ -60,7 +60,8 @@ public class PolicyLossBenchmark {
 
     /**
      * verl's policy_loss.loss_mode, any of them ({@code -p mode=gspo,sapo,...}); the modes' own keys take verl's
-     * defaults, dro's required beta is 0.1 and clip_cov/kl_cov select 1% of the tokens.
+     * defaults, dro's required beta is 0.1, clip_cov/kl_cov select 1% of the tokens, bypass_mode runs ppo_clip
+     * with token TIS weights (2.0) and a token_k1 rejection (0.5_2).
      */
     @Param({"vanilla"})
     public String mode;
@@ -80,8 +81,14 @@ public class PolicyLossBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         LaunchFlags.verify();
-        spec = LossSpec.builder().lossAggMode(AggMode.fromVerl(agg)).set("loss_mode", mode).droBeta(0.1)
-            .clipCovRatio(0.01).klCovRatio(0.01).build();
+        final LossSpec.Builder b = LossSpec.builder().lossAggMode(AggMode.fromVerl(agg)).set("loss_mode", mode)
+            .droBeta(0.1).clipCovRatio(0.01).klCovRatio(0.01);
+        if ("bypass_mode".equals(mode)) {
+            // ppo_clip over token-level TIS weights and a two-sided token k1 rejection.
+            b.rolloutCorrection(io.rlvec.RolloutCorrectionSpec.builder().rolloutIs("token").rolloutIsThreshold(2.0)
+                .rolloutRs("token_k1").rolloutRsThreshold("0.5_2").build());
+        }
+        spec = b.build();
         batch = Inputs.policyBatch(Shape.parse(shape), Inputs.SEED);
         grad = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
         result = new PolicyLossResult();
