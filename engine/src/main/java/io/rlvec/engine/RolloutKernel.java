@@ -48,59 +48,154 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
         return x < lo ? lo : (x > hi ? hi : x);
     }
 
+    /**
+     * One vector loop over [0, upper) of the call in progress, reading and writing the segments bound in the kernel's
+     * fields. Every loop is called through {@link #run}, one call site with six receiver classes that C2 never
+     * inlines: each loop is its own compilation unit. Inlined together into a large caller (the bypass loss) the
+     * loops exceeded C2's inlining budget and boxed every vector (measured: 16 bytes per token).
+     */
+    private abstract static class Pass {
+        abstract void run(RolloutKernel k, int upper);
+    }
+
+    private static void run(final Pass pass, final RolloutKernel k, final int upper) {
+        pass.run(k, upper);
+    }
+
+    /** The call's segments, bound for one call (null otherwise). */
+    private MemorySegment os;
+    private MemorySegment rs;
+    private MemorySegment lrOut;
+    private MemorySegment lrsOut;
+    private MemorySegment rhoOut;
+    private MemorySegment k2Out;
+    private MemorySegment k3Out;
+    private MemorySegment kkOut;
+    private MemorySegment rho2Out;
+    private MemorySegment xs;
+    private MemorySegment vOut;
+    private MemorySegment cOut;
+    private MemorySegment c2Out;
+    private float sign;
+    private float lo;
+    private float hi;
+
+    /** lr = old - rollout, lrs = clamp(lr, -20, 20). */
+    private static final Pass LOG_RATIO = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                final FloatVector lr = FloatVector.fromMemorySegment(F, k.os, at, Vec.LE)
+                    .sub(FloatVector.fromMemorySegment(F, k.rs, at, Vec.LE));
+                lr.intoMemorySegment(k.lrOut, at, Vec.LE);
+                clamp(lr, LOW_BOUND, HIGH_BOUND).intoMemorySegment(k.lrsOut, at, Vec.LE);
+            }
+        }
+    };
+
+    /** rho = exp(lrs). */
+    private static final Pass EXP_RHO = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            exp(k.lrsOut, k.rhoOut, upper);
+        }
+    };
+
+    /** kk = exp(lr) (completed to exp(lr) - lr - 1 by {@link #TERMS}). */
+    private static final Pass EXP_KK = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            exp(k.lrOut, k.kkOut, upper);
+        }
+    };
+
+    /** k2 = 0.5 lrs^2, k3 = (rho - 1) - lrs, rho2 = rho^2, kk = (exp(lr) - lr) - 1. */
+    private static final Pass TERMS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                final FloatVector lr = FloatVector.fromMemorySegment(F, k.lrOut, at, Vec.LE);
+                final FloatVector lrs = FloatVector.fromMemorySegment(F, k.lrsOut, at, Vec.LE);
+                final FloatVector rho = FloatVector.fromMemorySegment(F, k.rhoOut, at, Vec.LE);
+                lrs.mul(lrs).mul(0.5f).intoMemorySegment(k.k2Out, at, Vec.LE);
+                rho.sub(1f).sub(lrs).intoMemorySegment(k.k3Out, at, Vec.LE);
+                rho.mul(rho).intoMemorySegment(k.rho2Out, at, Vec.LE);
+                FloatVector.fromMemorySegment(F, k.kkOut, at, Vec.LE).sub(lr).sub(1f)
+                    .intoMemorySegment(k.kkOut, at, Vec.LE);
+            }
+        }
+    };
+
+    /** v = sign * x, c = clamp(v, lo, hi). */
+    private static final Pass SIGN_CLAMP = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            signClamp(k.xs, k.vOut, k.cOut, upper, k.sign, k.lo, k.hi);
+        }
+    };
+
+    /** c2 = c * c. */
+    private static final Pass SQUARE = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            square(k.cOut, k.c2Out, upper);
+        }
+    };
+
+    private void unbind() {
+        os = null;
+        rs = null;
+        lrOut = null;
+        lrsOut = null;
+        rhoOut = null;
+        k2Out = null;
+        k3Out = null;
+        kkOut = null;
+        rho2Out = null;
+        xs = null;
+        vOut = null;
+        cOut = null;
+        c2Out = null;
+    }
+
     @Override
     public void tokenTerms(final int n, final OffHeapArray old, final OffHeapArray roll,
                            final RolloutCorrection.Scratch s) {
-        final MemorySegment os = old.segment();
-        final MemorySegment rs = roll.segment();
-        final MemorySegment lrOut = s.lr.segment();
-        final MemorySegment lrsOut = s.lrs.segment();
-        final MemorySegment rhoOut = s.rho.segment();
-        final MemorySegment k2Out = s.k2.segment();
-        final MemorySegment k3Out = s.k3.segment();
-        final MemorySegment kkOut = s.kk.segment();
-        final MemorySegment rho2Out = s.rho2.segment();
+        os = old.segment();
+        rs = roll.segment();
+        lrOut = s.lr.segment();
+        lrsOut = s.lrs.segment();
+        rhoOut = s.rho.segment();
+        k2Out = s.k2.segment();
+        k3Out = s.k3.segment();
+        kkOut = s.kk.segment();
+        rho2Out = s.rho2.segment();
         final int upper = n - n % L;
-        // Short loops, each exp alone in its own: a loop body holding the exp and much else exceeds what C2 inlines,
-        // and an exp left as a call boxes its vectors (measured: 16 bytes per token).
-        for (int u = 0; u < upper; u += L) {
-            final long at = (long) u * Float.BYTES;
-            final FloatVector lr = FloatVector.fromMemorySegment(F, os, at, Vec.LE)
-                .sub(FloatVector.fromMemorySegment(F, rs, at, Vec.LE));
-            lr.intoMemorySegment(lrOut, at, Vec.LE);
-            clamp(lr, LOW_BOUND, HIGH_BOUND).intoMemorySegment(lrsOut, at, Vec.LE);
-        }
-        exp(lrsOut, rhoOut, upper);
-        exp(lrOut, kkOut, upper);
-        for (int u = 0; u < upper; u += L) {
-            final long at = (long) u * Float.BYTES;
-            final FloatVector lr = FloatVector.fromMemorySegment(F, lrOut, at, Vec.LE);
-            final FloatVector lrs = FloatVector.fromMemorySegment(F, lrsOut, at, Vec.LE);
-            final FloatVector rho = FloatVector.fromMemorySegment(F, rhoOut, at, Vec.LE);
-            lrs.mul(lrs).mul(0.5f).intoMemorySegment(k2Out, at, Vec.LE);
-            rho.sub(1f).sub(lrs).intoMemorySegment(k3Out, at, Vec.LE);
-            rho.mul(rho).intoMemorySegment(rho2Out, at, Vec.LE);
-            FloatVector.fromMemorySegment(F, kkOut, at, Vec.LE).sub(lr).sub(1f).intoMemorySegment(kkOut, at, Vec.LE);
-        }
-        int t = upper;
-        for (; t < n; t++) {
-            final float lr = os.getAtIndex(F32, t) - rs.getAtIndex(F32, t);
-            final float lrs = clamp(lr, -BOUND, BOUND);
-            final float rho = CanonicalMath.exp(lrs);
-            lrOut.setAtIndex(F32, t, lr);
-            lrsOut.setAtIndex(F32, t, lrs);
-            rhoOut.setAtIndex(F32, t, rho);
-            k2Out.setAtIndex(F32, t, 0.5f * (lrs * lrs));
-            k3Out.setAtIndex(F32, t, (rho - 1f) - lrs);
-            kkOut.setAtIndex(F32, t, (CanonicalMath.exp(lr) - lr) - 1f);
-            rho2Out.setAtIndex(F32, t, rho * rho);
+        try {
+            run(LOG_RATIO, this, upper);
+            run(EXP_RHO, this, upper);
+            run(EXP_KK, this, upper);
+            run(TERMS, this, upper);
+            for (int t = upper; t < n; t++) {
+                final float lr = os.getAtIndex(F32, t) - rs.getAtIndex(F32, t);
+                final float lrs = clamp(lr, -BOUND, BOUND);
+                final float rho = CanonicalMath.exp(lrs);
+                lrOut.setAtIndex(F32, t, lr);
+                lrsOut.setAtIndex(F32, t, lrs);
+                rhoOut.setAtIndex(F32, t, rho);
+                k2Out.setAtIndex(F32, t, 0.5f * (lrs * lrs));
+                k3Out.setAtIndex(F32, t, (rho - 1f) - lrs);
+                kkOut.setAtIndex(F32, t, (CanonicalMath.exp(lr) - lr) - 1f);
+                rho2Out.setAtIndex(F32, t, rho * rho);
+            }
+        } finally {
+            unbind();
         }
     }
 
-    /**
-     * v = sign * x and c = clamp(v, lo, hi) on [0, upper). Each pass is a small method of its own: inlined whole
-     * into the large caller, the loop's vectors were boxed (measured: 16 bytes per token).
-     */
+    /** v = sign * x and c = clamp(v, lo, hi) on [0, upper). */
     private static void signClamp(final MemorySegment xs, final MemorySegment vOut, final MemorySegment cOut,
                                   final int upper, final float sign, final float lo, final float hi) {
         final FloatVector signs = FloatVector.broadcast(F, sign);
@@ -134,20 +229,26 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     @Override
     public void clampSquare(final int n, final OffHeapArray x, final float sign, final float lo, final float hi,
                             final RolloutCorrection.Scratch s) {
-        final MemorySegment xs = x.segment();
-        final MemorySegment vOut = s.v.segment();
-        final MemorySegment cOut = s.c.segment();
-        final MemorySegment c2Out = s.c2.segment();
+        xs = x.segment();
+        vOut = s.v.segment();
+        cOut = s.c.segment();
+        c2Out = s.c2.segment();
+        this.sign = sign;
+        this.lo = lo;
+        this.hi = hi;
         final int upper = n - n % L;
-        signClamp(xs, vOut, cOut, upper, sign, lo, hi);
-        square(cOut, c2Out, upper);
-        int t = upper;
-        for (; t < n; t++) {
-            final float v = sign * xs.getAtIndex(F32, t);
-            final float c = clamp(v, lo, hi);
-            vOut.setAtIndex(F32, t, v);
-            cOut.setAtIndex(F32, t, c);
-            c2Out.setAtIndex(F32, t, c * c);
+        try {
+            run(SIGN_CLAMP, this, upper);
+            run(SQUARE, this, upper);
+            for (int t = upper; t < n; t++) {
+                final float v = sign * xs.getAtIndex(F32, t);
+                final float c = clamp(v, lo, hi);
+                vOut.setAtIndex(F32, t, v);
+                cOut.setAtIndex(F32, t, c);
+                c2Out.setAtIndex(F32, t, c * c);
+            }
+        } finally {
+            unbind();
         }
     }
 }

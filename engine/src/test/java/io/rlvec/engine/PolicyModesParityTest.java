@@ -69,19 +69,14 @@ class PolicyModesParityTest {
 
     /**
      * The steady state allocates nothing for a caller reusing its spec (clip_cov excepted: its random subset
-     * creates one SplittableRandom per call; bypass_mode excepted, see below).
+     * creates one SplittableRandom per call).
      */
     @org.junit.jupiter.api.Test
     @org.junit.jupiter.api.Tag("allocation")
     void hotCallsAllocateNothing() {
         try (VectorEngine engine = new VectorEngine()) {
             for (final PolicyLossParityTest.Case c : cases()) {
-                // bypass_mode: its rollout correction allocates nothing when its kernels were compiled on their own
-                // first (RolloutCorrectionParityTest.hotCallsAllocateNothing), but on large batches compiled from
-                // the loss first C2 can keep boxing its vectors (16 bytes per token): open, measured in
-                // docs/terms-and-numerics.md.
-                if (c.spec().policyLossMode() == PolicyLossMode.CLIP_COV
-                    || c.spec().policyLossMode() == PolicyLossMode.BYPASS_MODE || c.seed() % 4 != 0) {
+                if (c.spec().policyLossMode() == PolicyLossMode.CLIP_COV || c.seed() % 4 != 0) {
                     continue;
                 }
                 try (io.rlvec.TokenBatch batch = c.data().batch();
