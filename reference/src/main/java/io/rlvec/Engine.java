@@ -331,8 +331,6 @@ public interface Engine extends AutoCloseable {
      *                                  or (as verl, whose effective sample size divides by zero) IcePop weights
      *                                  that are all 0; nothing is written then.
      */
-    default void rolloutCorrection(RolloutCorrectionSpec spec, TokenBatch batch, OffHeapArray isWeightsOut,
-                                   OffHeapArray maskOut, RolloutCorrectionResult out) {
-        throw new UnsupportedOperationException("rolloutCorrection is not implemented by engine " + name());
-    }
+    void rolloutCorrection(RolloutCorrectionSpec spec, TokenBatch batch, OffHeapArray isWeightsOut,
+                           OffHeapArray maskOut, RolloutCorrectionResult out);
 }

@@ -499,6 +499,13 @@ class GoldenRunnerTest {
         }
 
         @Override
+        public void rolloutCorrection(final io.rlvec.RolloutCorrectionSpec spec, final TokenBatch batch,
+                                      final OffHeapArray isWeightsOut, final OffHeapArray maskOut,
+                                      final io.rlvec.RolloutCorrectionResult out) {
+            delegate.rolloutCorrection(spec, batch, isWeightsOut, maskOut, out);
+        }
+
+        @Override
         public void valueLoss(final LossSpec spec, final TokenBatch batch, final OffHeapArray gradVpreds,
                               final io.rlvec.ValueLossResult out) {
             delegate.valueLoss(spec, batch, gradVpreds, out);
