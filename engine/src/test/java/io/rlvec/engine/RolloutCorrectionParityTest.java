@@ -152,8 +152,27 @@ class RolloutCorrectionParityTest {
         }
     }
 
+    /**
+     * The same batches under verl 2026-01, whose IS metrics read the raw weights (each case's spec with a numeric
+     * threshold: 2026-01 has no IcePop band).
+     */
+    static List<Case> cases202601() {
+        final List<Case> out = new ArrayList<>();
+        for (final Case c : cases()) {
+            if (!c.spec().icePop()) {
+                final RolloutCorrectionSpec.Builder b = c.spec().toBuilder().release(io.rlvec.VerlRelease.V2026_01);
+                if (c.spec().hasIs()) {
+                    b.rolloutIsThreshold(c.spec().isUpper());
+                }
+                out.add(new Case(c.seed(), c.lengths(), c.padded(), c.width(), c.old(), c.roll(), c.mask(),
+                    b.build()));
+            }
+        }
+        return out;
+    }
+
     @ParameterizedTest
-    @MethodSource("cases")
+    @MethodSource({"cases", "cases202601"})
     void matchesTheReferenceOnAnyThreadCount(final Case c) {
         final Outcome ref = run(new ReferenceEngine(), c);
         try (VectorEngine one = new VectorEngine(1); VectorEngine three = new VectorEngine(3)) {
