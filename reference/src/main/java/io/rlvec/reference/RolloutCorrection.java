@@ -63,8 +63,8 @@ public final class RolloutCorrection {
          */
         void clampSquare(int n, OffHeapArray x, float sign, float lo, float hi, Scratch s);
 
-        /** @return the canonical masked row sums. */
-        Advantages.Kernels sums();
+        /** The canonical masked row sums of x ({@link Advantages.Kernels#maskedRowSums}) into {@code out}. */
+        void maskedRowSums(TokenBatch batch, OffHeapArray x, double[] out);
     }
 
     /** The scalar kernels. */
@@ -98,8 +98,8 @@ public final class RolloutCorrection {
         }
 
         @Override
-        public Advantages.Kernels sums() {
-            return Advantages.SCALAR;
+        public void maskedRowSums(final TokenBatch batch, final OffHeapArray x, final double[] out) {
+            Advantages.SCALAR.maskedRowSums(batch, x, out);
         }
     };
 
@@ -227,7 +227,7 @@ public final class RolloutCorrection {
             throw new IllegalArgumentException("response_mask must contain at least one valid token (1).");
         }
         kernels.tokenTerms(n, train, roll, s);
-        kernels.sums().maskedRowSums(batch, s.lr, s.lrSum);
+        kernels.maskedRowSums(batch, s.lr, s.lrSum);
         out.reset();
         if (spec.hasIs()) {
             isWeights(kernels, spec, batch, s, total, out);
@@ -269,7 +269,7 @@ public final class RolloutCorrection {
 
     /** @return the canonical masked sum over the batch: the row sums (into {@code rows}) added in order. */
     private static double sum(final Kernels k, final TokenBatch batch, final OffHeapArray x, final double[] rows) {
-        k.sums().maskedRowSums(batch, x, rows);
+        k.maskedRowSums(batch, x, rows);
         double total = 0;
         for (int i = 0; i < batch.numSequences(); i++) {
             total += rows[i];
@@ -472,7 +472,7 @@ public final class RolloutCorrection {
             sum = 0;
             sumClamped = 0;
             sumClampedSq = 0;
-            k.sums().maskedRowSums(batch, s.v, s.rowValue);
+            k.maskedRowSums(batch, s.v, s.rowValue);
             for (int i = 0; i < b; i++) {
                 final int start = batch.offset(i);
                 final int end = batch.offset(i + 1);
@@ -592,8 +592,8 @@ public final class RolloutCorrection {
         final double kl = -lrTotal;
         final double k3 = sumInto(k, batch, s.kk, s);
         final double rhoSq = sumInto(k, batch, s.rho2, s);
-        k.sums().maskedRowSums(batch, old, s.rowValue);
-        k.sums().maskedRowSums(batch, roll, s.rowAux);
+        k.maskedRowSums(batch, old, s.rowValue);
+        k.maskedRowSums(batch, roll, s.rowAux);
         double trainPpl = 0;
         double trainLogPpl = 0;
         double rollPpl = 0;
