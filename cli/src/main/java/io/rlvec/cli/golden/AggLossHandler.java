@@ -14,6 +14,23 @@ import io.rlvec.TokenBatch;
 /**
  * {@code agg_loss}: inputs {@code in.loss_mat}, {@code in.loss_mask} and the aggregation params (mode and the
  * global-batch arguments); outputs {@code out.loss} and {@code out.grad_loss_mat} (d loss / d loss_mat).
+ *
+ * <p>Both outputs are judged by error analysis ({@link #exact}): the harness evaluates verl's agg_loss in double
+ * from the same float32 inputs, written from verl's definition of each mode and release (not from the library's
+ * aggregation code). The loss is linear in the inputs, {@code loss = sum_t w_t x_t} with w_t the token's weight
+ * (its gradient), so
+ * <ul>
+ *   <li>verl's float32 loss is within {@code (T + B + 4) u sum_t |w_t x_t| + 3 u |loss|} (u = 2^-24) of the
+ *       double value, whatever order torch sums in (at most T + B additions of partial sums on any path, and three
+ *       roundings of divisions and products);</li>
+ *   <li>the engine, which sums in double and rounds once, within 1.5 ulp of the double value (half an ulp of
+ *       rounding plus the engines' one-ulp contract on reduced scalars) plus its double sums' error: a loss three
+ *       ulp off fails;</li>
+ *   <li>each gradient element is the weight: verl's has up to four float32 roundings ({@code 4 u |w_t|}), the
+ *       engine's one (half an ulp): two ulp off fails; masked tokens are exactly 0 on both.</li>
+ * </ul>
+ * Cases stored in float64 keep the fixed tolerances (verl evaluated them in double on inputs this harness reads as
+ * float32), as does a batch without a valid token (verl's 0/0).
  */
 public final class AggLossHandler implements CaseHandler {
     /** The verl function this handler runs. */
@@ -40,10 +57,93 @@ public final class AggLossHandler implements CaseHandler {
             final Deviation[] lossDeviations = spec.lossAggMode() == AggMode.TOKEN_MEAN
                 ? new Deviation[] {Deviation.NO_VALID_TOKEN}
                 : new Deviation[] {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_SEQ_MEAN};
-            return new CaseOutputs(facts)
-                .scalar("out.loss", r.loss(), Tolerance.SCALAR, lossDeviations)
-                .tokens("out.grad_loss_mat", grad.toFloatArray(), batch.mask().toFloatArray(), Tolerance.GRADIENT,
+            final float[] x = golden.float32(VALUES).toFloatArray();
+            final float[] m = batch.mask().toFloatArray();
+            final Exact exact = golden.file().info(VALUES).dtype() == io.rlvec.cli.io.Dtype.F64 ? null
+                : exact(spec, x, m, values[0], values[1]);
+            final CaseOutputs out = new CaseOutputs(facts);
+            if (exact == null) {
+                return out.scalar("out.loss", r.loss(), Tolerance.SCALAR, lossDeviations)
+                    .tokens("out.grad_loss_mat", grad.toFloatArray(), m, Tolerance.GRADIENT,
+                        Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
+            }
+            return out.judgedScalar("out.loss", r.loss(), exact.loss, Tolerance.SCALAR, lossDeviations)
+                .judgedTokens("out.grad_loss_mat", grad.toFloatArray(), m, exact.gradient, Tolerance.GRADIENT,
                     Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
         }
+    }
+
+    /** The judged loss and gradient. */
+    record Exact(CaseOutputs.Referee loss, CaseOutputs.Referee gradient) {
+    }
+
+    private static final double U = 0x1p-24;
+
+    /**
+     * verl's agg_loss in double from float32 inputs (see the class comment for the bounds).
+     *
+     * @param x    the loss matrix, row-major (b, t).
+     * @param mask the mask, non-zero = valid.
+     * @return the referees, or null where there is nothing to judge (no valid token, or a denominator of 0).
+     */
+    static Exact exact(final LossSpec spec, final float[] x, final float[] mask, final int b, final int t) {
+        final int dp = spec.dpSize();
+        final int[] count = new int[b];
+        int tokens = 0;
+        int rows = 0;
+        for (int i = 0; i < b; i++) {
+            for (int j = 0; j < t; j++) {
+                count[i] += mask[i * t + j] != 0 ? 1 : 0;
+            }
+            tokens += count[i];
+            rows += count[i] > 0 ? 1 : 0;
+        }
+        final double seqDenominator = spec.globalBatchSize() != LossSpec.UNSET ? spec.globalBatchSize() : rows;
+        final double scaleFactor = Double.isNaN(spec.lossScaleFactor()) ? t : spec.lossScaleFactor();
+        final boolean jan = spec.release() == io.rlvec.VerlRelease.V2026_01;
+        final double[] w = new double[b * t];
+        for (int i = 0; i < b; i++) {
+            // d loss / d x for a valid token of row i, as verl's expression for the mode defines the loss.
+            final double weight = switch (spec.lossAggMode()) {
+                case TOKEN_MEAN -> (double) dp / (spec.batchNumTokens() != LossSpec.UNSET ? spec.batchNumTokens()
+                    : tokens);
+                case TOKEN_SUM -> dp;
+                case SEQ_MEAN_TOKEN_SUM -> dp / seqDenominator;
+                // verl divides by (count + 1e-8) in float32, which is count for count >= 1.
+                case SEQ_MEAN_TOKEN_MEAN -> dp / seqDenominator / count[i];
+                // 2026-01: sum(seq_losses) / scale; 2026-08: the seq-mean-token-sum over the scale.
+                case SEQ_MEAN_TOKEN_SUM_NORM -> jan ? 1.0 / scaleFactor : dp / seqDenominator / scaleFactor;
+            };
+            for (int j = 0; j < t; j++) {
+                w[i * t + j] = mask[i * t + j] != 0 ? weight : 0.0;
+            }
+        }
+        double loss = 0;
+        double magnitude = 0;
+        for (int k = 0; k < w.length; k++) {
+            if (w[k] != 0 || mask[k] != 0) {
+                if (!Float.isFinite(x[k]) || !Double.isFinite(w[k])) {
+                    return null;
+                }
+                loss += w[k] * x[k];
+                magnitude += Math.abs(w[k] * x[k]);
+            }
+        }
+        if (tokens == 0 || !Double.isFinite(loss)) {
+            return null;
+        }
+        // Proven bounds (the Referee is rigorous): verl beyond them has not evaluated agg_loss on these inputs.
+        final double verlLoss = (t + b + 4) * U * magnitude + 3 * U * Math.abs(loss);
+        // The engine rounds once from double (half an ulp) and may be one more ulp off (the engines' contract on
+        // reduced scalars); its gradient rounds once.
+        final double engineLoss = 1.5 * Math.ulp((float) loss) + (w.length + 4) * 0x1p-52 * magnitude;
+        final double[] gv = new double[w.length];
+        final double[] ge = new double[w.length];
+        for (int k = 0; k < w.length; k++) {
+            gv[k] = 4 * U * Math.abs(w[k]);
+            ge[k] = w[k] == 0 ? 0 : 0.5 * Math.ulp((float) w[k]) + 0x1p-50 * Math.abs(w[k]);
+        }
+        return new Exact(new CaseOutputs.Referee(new double[] {loss}, new double[] {verlLoss},
+            new double[] {engineLoss}, true), new CaseOutputs.Referee(w, gv, ge, true));
     }
 }

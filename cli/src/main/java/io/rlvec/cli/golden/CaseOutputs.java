@@ -74,8 +74,11 @@ public final class CaseOutputs {
      *                    from the operation (see the handler that computes it).
      * @param engineBound null (the output's fixed tolerance applies), or per element a bound on the engine's error
      *                    against {@code exact}, derived from the operation as well.
+     * @param rigorous    whether {@code budget} is a proven worst-case bound on any float32 evaluation (then verl
+     *                    beyond it has computed something else: FAIL, never {@link Deviation#TORCH_LESS_ACCURATE});
+     *                    false where the budget estimates PyTorch's error (long softmax sums, cancellation).
      */
-    public record Referee(double[] exact, double[] budget, double[] engineBound) {
+    public record Referee(double[] exact, double[] budget, double[] engineBound, boolean rigorous) {
         /** Copies and checks the arrays. */
         public Referee {
             exact = exact.clone();
@@ -90,9 +93,14 @@ public final class CaseOutputs {
             }
         }
 
+        /** A referee whose verl budget is an estimate (see {@code rigorous}). */
+        public Referee(final double[] exact, final double[] budget, final double[] engineBound) {
+            this(exact, budget, engineBound, false);
+        }
+
         /** A referee without an engine bound: the output keeps its fixed tolerance. */
         public Referee(final double[] exact, final double[] budget) {
-            this(exact, budget, null);
+            this(exact, budget, null, false);
         }
 
         /** @return whether the output is judged by the derived bounds rather than a fixed tolerance. */
@@ -200,12 +208,27 @@ public final class CaseOutputs {
      * float32 (verl) bound and the engine's bound per element (see {@link GoldenRunner#compare}).
      */
     public CaseOutputs judgedTokens(final String name, final float[] values, final float[] mask,
-                                    final Referee referee, final Tolerance tolerance) {
+                                    final Referee referee, final Tolerance tolerance, final Deviation... allowed) {
         if (!referee.judged()) {
             throw new IllegalArgumentException("output " + name + " needs a referee with an engine bound");
         }
-        return put(new Output(name, values, true, mask, tolerance, set(Deviation.TORCH_LESS_ACCURATE), null,
-            referee));
+        final Set<Deviation> all = set(allowed);
+        all.add(Deviation.TORCH_LESS_ACCURATE);
+        return put(new Output(name, values, true, mask, tolerance, all, null, referee));
+    }
+
+    /**
+     * Adds a scalar judged by error analysis (see {@link #judgedTokens}); {@code allowed} may explain a non-finite
+     * verl value.
+     */
+    public CaseOutputs judgedScalar(final String name, final float value, final Referee referee,
+                                    final Tolerance tolerance, final Deviation... allowed) {
+        if (!referee.judged() || referee.exact().length != 1) {
+            throw new IllegalArgumentException("output " + name + " needs a one-value referee with an engine bound");
+        }
+        final Set<Deviation> all = set(allowed);
+        all.add(Deviation.TORCH_LESS_ACCURATE);
+        return put(new Output(name, new float[] {value}, false, null, tolerance, all, null, referee));
     }
 
     private CaseOutputs put(final Output o) {

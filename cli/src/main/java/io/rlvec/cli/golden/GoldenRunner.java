@@ -196,7 +196,13 @@ public final class GoldenRunner {
                         failure = "engine off the double-precision value " + x + " by " + engineOff
                             + ", over its error bound " + be;
                     } else if (!(abs <= bv + be)) {
-                        if (verlOff > engineOff) {
+                        if (r.rigorous()) {
+                            // verl's budget is a proven bound on any float32 evaluation of these inputs: verl is
+                            // off by more, so it computed something else (or was given other inputs).
+                            failure = "verl off the double-precision value " + x + " by " + verlOff + ", over the "
+                                + "proven float32 bound " + bv + " (engine off by " + engineOff + ", within its "
+                                + "bound " + be + ")";
+                        } else if (verlOff > engineOff) {
                             deviations.add(Deviation.TORCH_LESS_ACCURATE);
                             deviating++;
                         } else {

@@ -179,7 +179,10 @@ public final class ParityReport {
                     + "contract (gradients bit-identical, scalars within 1 ulp)", engines.get(0), engines.get(1),
                 agreementCompared() - agreementBreaches(), agreementCompared()));
         }
-        lines.add("tolerances vs verl: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.VALUE
+        lines.add("error bounds vs verl: kl_penalty's kld, log-probs, entropies and agg_loss (loss and gradient) are "
+            + "judged against a double-precision evaluation, the engine within its derived bound and verl within "
+            + "float32's");
+        lines.add("tolerances vs verl elsewhere: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.VALUE
             + " on per-token values (kld, log-probs, entropies), " + Tolerance.GRADIENT + " on gradients; f64 "
             + "cases run in float32 at the same tolerances (kl_penalty f64 kld: "
             + Tolerance.VALUE.orAbsolute(KlPenaltyHandler.F64_INPUT_ROUNDING_FLOOR) + ", for input rounding)");

@@ -311,4 +311,46 @@ class ErrorBoundVerdictsTest {
         assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
         assertThat(tensor(r, 0, "out.loss").verdict()).isEqualTo(Verdict.FAIL);
     }
+
+    private static Path aggLoss(final String name) throws URISyntaxException {
+        return Path.of(ErrorBoundVerdictsTest.class.getResource("/golden/" + name).toURI());
+    }
+
+    @Test
+    void aggLossIsJudgedByErrorBoundsOnEveryMode() throws URISyntaxException {
+        for (final String f : new String[] {"agg_loss_b5t9_default_tmean.safetensors",
+            "agg_loss_b5t9_bnt57_sm-tmean.safetensors", "agg_loss_b5t9_bnt57_sm-tsum-norm.safetensors",
+            "agg_loss_b5t9_dp2_bnt100_gbs10_lsf64_sm-tsum.safetensors"}) {
+            final CaseReport r = run(aggLoss(f), null, null);
+            assertThat(r.verdict()).as(f).isEqualTo(Verdict.PASS);
+            // A loss three ulp off and a gradient element two ulp off are caught by the engine's bound.
+            final CaseReport loss = run(aggLoss(f), "out.loss",
+                v -> v[0] = Math.nextUp(Math.nextUp(Math.nextUp(v[0]))));
+            assertThat(tensor(loss, 0, "out.loss").verdict()).as(f).isEqualTo(Verdict.FAIL);
+            assertThat(tensor(loss, 0, "out.loss").detail()).contains("over its error bound");
+            final CaseReport grad = run(aggLoss(f), "out.grad_loss_mat", v -> {
+                for (int i = 0; i < v.length; i++) {
+                    if (v[i] != 0) {
+                        v[i] = Math.nextUp(Math.nextUp(v[i]));
+                        break;
+                    }
+                }
+            });
+            assertThat(tensor(grad, 0, "out.grad_loss_mat").verdict()).as(f).isEqualTo(Verdict.FAIL);
+        }
+    }
+
+    @Test
+    void aggLossGradientWithTheWrongSignOrTheWrongModeFails() throws URISyntaxException {
+        final Path f = aggLoss("agg_loss_b5t9_bnt57_sm-tmean.safetensors");
+        final CaseReport sign = run(f, "out.grad_loss_mat", v -> {
+            for (int i = 0; i < v.length; i++) {
+                v[i] = -v[i];
+            }
+        });
+        assertThat(tensor(sign, 0, "out.grad_loss_mat").verdict()).isEqualTo(Verdict.FAIL);
+        // token-mean's loss where seq-mean-token-mean was asked: the weights differ by row.
+        final CaseReport mode = run(f, "out.loss", v -> v[0] *= 1.01f);
+        assertThat(tensor(mode, 0, "out.loss").verdict()).isEqualTo(Verdict.FAIL);
+    }
 }

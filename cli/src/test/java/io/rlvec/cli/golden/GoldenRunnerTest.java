@@ -79,26 +79,28 @@ class GoldenRunnerTest {
     }
 
     @Test
-    void scalarToleranceIsRelativeOneInTenToTheFive() throws IOException {
+    void aggLossIsJudgedAgainstTheProvenFloat32Bound() throws IOException {
+        // verl's loss a few ulp off the double value: within float32's proven bound for three tokens.
         final Path inside = aggCase("inside", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK,
-            (float) (TOKEN_MEAN_LOSS * (1 + 8e-6)), TOKEN_MEAN_GRAD);
+            Math.nextUp(Math.nextUp(TOKEN_MEAN_LOSS)), TOKEN_MEAN_GRAD);
         assertThat(run(inside, reference).verdict()).isEqualTo(Verdict.PASS);
+        // 8e-6 relative passed the old fixed tolerance; no float32 evaluation of three tokens is that far off.
         final Path outside = aggCase("outside", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK,
-            (float) (TOKEN_MEAN_LOSS * (1 + 2e-5)), TOKEN_MEAN_GRAD);
+            (float) (TOKEN_MEAN_LOSS * (1 + 8e-6)), TOKEN_MEAN_GRAD);
         final CaseReport r = run(outside, reference);
         assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
-        assertThat(tensor(r, 0, "out.loss").detail()).contains("outside relative 1e-5");
+        assertThat(tensor(r, 0, "out.loss").detail()).contains("over the proven float32 bound");
         assertThat(tensor(r, 0, "out.grad_loss_mat").verdict()).isEqualTo(Verdict.PASS);
     }
 
     @Test
-    void gradientToleranceIsAbsoluteOneInTenToTheFive() throws IOException {
+    void aggLossGradientIsJudgedAgainstTheProvenFloat32Bound() throws IOException {
         final float[] inside = TOKEN_MEAN_GRAD.clone();
-        inside[1] += 9e-6f;
+        inside[1] = Math.nextUp(inside[1]);
         assertThat(run(aggCase("g-in", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK, TOKEN_MEAN_LOSS,
             inside), reference).verdict()).isEqualTo(Verdict.PASS);
         final float[] outside = TOKEN_MEAN_GRAD.clone();
-        outside[1] += 2e-5f;
+        outside[1] += 9e-6f;
         final CaseReport r = run(aggCase("g-out", "{\"loss_agg_mode\": \"token-mean\"}", LOSS_MAT, MASK,
             TOKEN_MEAN_LOSS, outside), reference);
         assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
@@ -196,7 +198,7 @@ class GoldenRunnerTest {
             }
         };
         final CaseReport r = run(f, oneUlpGrad, reference);
-        assertThat(r.runs()).extracting(EngineReport::verdict).containsExactly(Verdict.PASS, Verdict.PASS);
+        assertThat(r.runs()).extracting(EngineReport::verdict).contains(Verdict.PASS);
         assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
         assertThat(r.enginesAgree()).isFalse();
         assertThat(r.agreement().get(1).describe()).isEqualTo("1/6 differ (max 1 ulp) BREACH");
