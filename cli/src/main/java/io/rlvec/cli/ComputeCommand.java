@@ -18,9 +18,12 @@ import io.rlvec.Column;
 import io.rlvec.ElementType;
 import io.rlvec.Engine;
 import io.rlvec.Engines;
+import io.rlvec.KlPenalty;
+import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.TokenBatch;
+import io.rlvec.VerlRelease;
 import io.rlvec.cli.config.VerlConfig;
 import io.rlvec.cli.io.Safetensors;
 import io.rlvec.cli.io.SafetensorsWriter;
@@ -35,12 +38,19 @@ import picocli.CommandLine.Parameters;
  * loss of a batch whose tensors carry verl's names, configured by verl's YAML.
  */
 @Command(name = "compute", mixinStandardHelpOptions = true,
-    description = {"Computes (--term actor, the default) the actor loss (policy loss, aggregation, KL loss when actor.use_kl_loss) of a batch "
-        + "from per-token log-probs, as verl's dp_actor does, configured by a verl YAML and Hydra-style overrides "
-        + "(see rlvec config). Input tensors, [B, T] each, under verl's names: old_log_probs, log_probs (or "
+    description = {"Computes (--term actor, the default) the actor loss (policy loss, aggregation, entropy bonus, KL "
+        + "loss when actor.use_kl_loss) of a batch, as verl's actor does, configured by a verl YAML and Hydra-style "
+        + "overrides (see rlvec config). Input tensors under verl's names, each of the shape of response_mask: "
+        + "[B, T] (padded), or [N] with cu_seqlens [B + 1] (packed). From log-probs: old_log_probs, log_probs (or "
         + "log_prob / old_log_prob), advantages, response_mask; ref_log_prob when use_kl_loss; rollout_is_weights "
-        + "when present. Writes loss, pg_loss, kl_loss, grad_log_probs [B, T] and one F64 scalar per metric "
-        + "(metrics/<verl name>), and prints the metrics under verl's names."},
+        + "when present. Writes loss, pg_loss, kl_loss, grad_log_probs and one F64 scalar per metric "
+        + "(metrics/<verl name>), and prints the metrics under verl's names.",
+        "From logits (when the batch holds logits; log_probs is then not read): logits [B, T, V] (or [N, V], one "
+            + "row per token slot; F32 or BF16 read in place, F16/F64 converted) and responses (the sampled token "
+            + "ids, I64 or I32, the shape of response_mask) in place of log_probs; ref_logits of the same shape for "
+            + "kl_loss_type=full. The logits are divided by actor_rollout_ref.rollout.temperature; the entropy "
+            + "is computed when actor.entropy_coeff != 0 or actor.calculate_entropy. Also writes log_probs, "
+            + "entropy (when computed), entropy_loss and grad_logits (d loss / d raw logits, the shape of logits)."},
     exitCodeListHeading = "%nExit codes:%n", exitCodeList = {"0:computed and written",
         "1:an error while computing", "2:usage error (options, configuration, missing or misshapen tensors)",
         "3:the output file cannot be written; checked before computing"})
@@ -102,6 +112,14 @@ final class ComputeCommand implements Callable<Integer> {
         if (!term.equals("actor")) {
             throw usage("--term must be actor, value or advantages, got '" + term + "'");
         }
+        return actor(cfg);
+    }
+
+    /**
+     * The actor loss: from per-token log-probs, or, when the batch holds {@code logits}, from the logits and the
+     * sampled {@code responses} through the vocabulary pass (temperature {@code actor_rollout_ref.rollout.temperature}).
+     */
+    private Integer actor(final VerlConfig cfg) throws IOException {
         final LossSpec loss;
         try {
             loss = cfg.lossSpec();
@@ -110,41 +128,173 @@ final class ComputeCommand implements Callable<Integer> {
         }
         final PrintWriter o = spec.commandLine().getOut();
         try (Safetensors st = open(in)) {
+            final boolean fromLogits = st.has("logits");
+            final boolean fullKl = loss.useKlLoss() && loss.klLossType().estimator() == KlPenalty.Estimator.FULL;
+            if (fullKl && !fromLogits) {
+                throw usage("actor_rollout_ref.actor.kl_loss_type=full needs logits and ref_logits in " + in);
+            }
             final Map<Column, String> columns = new EnumMap<>(Column.class);
-            columns.put(Column.LOG_PROB, name(st, "log_probs", "log_prob"));
+            if (!fromLogits) {
+                columns.put(Column.LOG_PROB, name(st, "log_probs", "log_prob"));
+            }
             columns.put(Column.OLD_LOG_PROB, name(st, "old_log_probs", "old_log_prob"));
             columns.put(Column.ADVANTAGES, name(st, "advantages"));
-            if (loss.useKlLoss()) {
+            if (loss.useKlLoss() && !fullKl) {
                 columns.put(Column.REF_LOG_PROB, name(st, "ref_log_prob", "ref_log_probs"));
             }
             if (st.has("rollout_is_weights")) {
                 columns.put(Column.ROLLOUT_IS_WEIGHTS, "rollout_is_weights");
             }
-            final long[] bt = shapeOf(st, columns);
+            final Layout layout = layout(st, columns);
+            final long[] bt = layout.shape();
             final Engine engine = engine();
-            try (TokenBatch batch = batch(st, columns, bt);
-                 OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
+            final List<AutoCloseable> owned = new ArrayList<>();
+            try (TokenBatch batch = batch(st, columns, layout)) {
+                final int n = batch.numTokens();
+                final OffHeapArray grad = own(owned, OffHeapArray.allocate(ElementType.F32, n));
                 final ActorLossResult r = new ActorLossResult();
-                final long t0 = System.nanoTime();
-                engine.actorLoss(loss, batch, grad, r);
-                final double ms = (System.nanoTime() - t0) / 1e6;
-                final Map<String, Double> metrics = r.metrics();
-                final SafetensorsWriter w = writer(cfg, "rlvec compute: actor loss from log-probs")
-                    .f32("loss", new long[0], r.loss()).f32("pg_loss", new long[0], r.pgLoss())
-                    .f32("kl_loss", new long[0], r.klLoss())
-                    .array("grad_log_probs", bt, grad);
+                final SafetensorsWriter w;
+                final double ms;
+                if (fromLogits) {
+                    final LogitsInput li = logits(st, "logits", layout);
+                    final Logits refLogits = fullKl ? logits(st, "ref_logits", layout).logits() : null;
+                    if (refLogits != null && refLogits.vocab() != li.logits().vocab()) {
+                        throw usage("ref_logits must have the vocabulary of logits (" + li.logits().vocab() + "), got "
+                            + refLogits.vocab());
+                    }
+                    final OffHeapArray labels = labels(st, layout);
+                    final OffHeapArray gradLogits = own(owned,
+                        OffHeapArray.allocate(ElementType.F32, (long) n * li.logits().vocab()));
+                    final OffHeapArray lp = own(owned, OffHeapArray.allocate(ElementType.F32, n));
+                    final OffHeapArray ent = loss.entropyNeeded()
+                        ? own(owned, OffHeapArray.allocate(ElementType.F32, n)) : null;
+                    final long t0 = System.nanoTime();
+                    try {
+                        engine.actorLoss(loss, batch, li.logits(), labels, refLogits, grad, gradLogits, r);
+                        // The per-token values the loss used (rows outside the mask are 0 and not read).
+                        engine.logProbs(li.logits(), labels, loss.temperature(), batch.mask(), lp, ent);
+                    } catch (final IllegalArgumentException e) {
+                        throw usage(e.getMessage());
+                    }
+                    ms = (System.nanoTime() - t0) / 1e6;
+                    w = writer(cfg, "rlvec compute: actor loss from logits");
+                    w.array("log_probs", bt, lp);
+                    if (ent != null) {
+                        w.array("entropy", bt, ent);
+                    }
+                    w.array("grad_logits", li.shape(), gradLogits);
+                } else {
+                    final long t0 = System.nanoTime();
+                    try {
+                        engine.actorLoss(loss, batch, grad, r);
+                    } catch (final IllegalArgumentException e) {
+                        throw usage(e.getMessage());
+                    }
+                    ms = (System.nanoTime() - t0) / 1e6;
+                    w = writer(cfg, "rlvec compute: actor loss from log-probs");
+                }
+                final Map<String, Double> metrics = actorMetrics(cfg, r);
+                w.f32("loss", new long[0], r.loss()).f32("pg_loss", new long[0], r.pgLoss())
+                    .f32("kl_loss", new long[0], r.klLoss());
+                if (r.hasEntropy()) {
+                    w.f32("entropy_loss", new long[0], r.entropyAgg());
+                }
+                w.array("grad_log_probs", bt, grad);
                 metrics.forEach((k, v) -> w.f64("metrics/" + k, new long[0], v));
                 w.write(out);
                 report(o, engine, bt, batch, cfg, ms);
+                if (fromLogits) {
+                    o.println(String.format(Locale.ROOT, "from logits: vocabulary %d, temperature %s",
+                        st.info("logits").shape()[st.info("logits").rank() - 1], loss.temperature()));
+                }
                 o.println(String.format(Locale.ROOT, "loss: %.9g", r.loss()));
                 metrics.forEach((k, v) -> o.println(String.format(Locale.ROOT, "%s: %.9g", k, v)));
                 o.println("written: " + out);
             } finally {
+                closeAll(owned);
                 close(engine);
             }
         }
         o.flush();
         return Main.OK;
+    }
+
+    /**
+     * The actor's metrics under the release's names: verl 2026-08's loss reports the aggregated entropy of the
+     * update as {@code actor/entropy_loss} (2026-01's dp_actor: {@code actor/entropy}).
+     */
+    private static Map<String, Double> actorMetrics(final VerlConfig cfg, final ActorLossResult r) {
+        final Map<String, Double> m = new LinkedHashMap<>();
+        r.metrics().forEach((k, v) -> {
+            String key = k;
+            if (k.equals("actor/entropy") && cfg.release() != VerlRelease.V2026_01) {
+                key = "actor/entropy_loss";
+            }
+            m.put(key, v);
+        });
+        return m;
+    }
+
+    /** Logits as the engine reads them, with the tensor's shape. */
+    private record LogitsInput(Logits logits, long[] shape) {
+    }
+
+    /**
+     * @return the logits tensor {@code name}: {@code [B, T, V]} (the mask's shape plus the vocabulary) or
+     *     {@code [N, V]} with one row per token slot; F32 and BF16 are read in place, F16/F64 converted.
+     */
+    private LogitsInput logits(final Safetensors st, final String name, final Layout layout) {
+        final TensorInfo t = st.info(name);
+        final long[] s = t.shape();
+        final long[] m = layout.shape();
+        final boolean perSlot = s.length == m.length + 1
+            && java.util.Arrays.equals(java.util.Arrays.copyOf(s, m.length), m);
+        final boolean rows = s.length == 2 && s[0] == layout.tokens();
+        if (!(perSlot || rows) || s[s.length - 1] < 1 || s[s.length - 1] > Integer.MAX_VALUE) {
+            throw usage(name + " must be " + java.util.Arrays.toString(m).replace("]", ", V]") + " (the shape of "
+                + "response_mask plus the vocabulary) or [" + layout.tokens() + ", V] (one row per token), got "
+                + t.describe());
+        }
+        final OffHeapArray data;
+        try {
+            data = switch (t.dtype()) {
+                case F32, BF16 -> st.view(name);
+                default -> st.float32(name);
+            };
+        } catch (final IllegalArgumentException e) {
+            throw usage(e.getMessage());
+        }
+        return new LogitsInput(Logits.of(data, layout.tokens(), (int) s[s.length - 1]), s);
+    }
+
+    /** @return {@code responses}, the sampled token ids (I64 or I32), one per token slot, as int32. */
+    private OffHeapArray labels(final Safetensors st, final Layout layout) {
+        final String name = name(st, "responses");
+        final TensorInfo t = st.info(name);
+        if (!java.util.Arrays.equals(t.shape(), layout.shape()) && t.elementCount() != layout.tokens()) {
+            throw usage(name + " must have the shape of response_mask " + java.util.Arrays.toString(layout.shape())
+                + ", got " + t.describe());
+        }
+        try {
+            return st.int32(name);
+        } catch (final IllegalArgumentException e) {
+            throw usage(e.getMessage());
+        }
+    }
+
+    private static OffHeapArray own(final List<AutoCloseable> owned, final OffHeapArray a) {
+        owned.add(a);
+        return a;
+    }
+
+    private static void closeAll(final List<AutoCloseable> owned) {
+        for (final AutoCloseable c : owned) {
+            try {
+                c.close();
+            } catch (final Exception ignored) {
+                // Off-heap arrays close without failing.
+            }
+        }
     }
 
     /** The critic's value loss: vpreds, returns, values and the mask, configured by critic.* keys. */
@@ -161,9 +311,10 @@ final class ComputeCommand implements Callable<Integer> {
             columns.put(Column.VPREDS, name(st, "vpreds"));
             columns.put(Column.RETURNS, name(st, "returns"));
             columns.put(Column.VALUES, name(st, "values"));
-            final long[] bt = shapeOf(st, columns);
+            final Layout layout = layout(st, columns);
+            final long[] bt = layout.shape();
             final Engine engine = engine();
-            try (TokenBatch batch = batch(st, columns, bt);
+            try (TokenBatch batch = batch(st, columns, layout);
                  OffHeapArray grad = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
                 final io.rlvec.ValueLossResult r = new io.rlvec.ValueLossResult();
                 final long t0 = System.nanoTime();
@@ -199,12 +350,13 @@ final class ComputeCommand implements Callable<Integer> {
             if (st.has("values")) {
                 columns.put(Column.VALUES, "values");
             }
-            final long[] bt = shapeOf(st, columns);
+            final Layout layout = layout(st, columns);
+            final long[] bt = layout.shape();
             final Engine engine = engine();
             final io.rlvec.AdvantageInputs inputs = new io.rlvec.AdvantageInputs();
             OffHeapArray index = null;
             OffHeapArray baselines = null;
-            try (TokenBatch batch = batch(st, columns, bt);
+            try (TokenBatch batch = batch(st, columns, layout);
                  OffHeapArray advantages = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
                  OffHeapArray returns = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
                 if (st.has("index")) {
@@ -246,12 +398,56 @@ final class ComputeCommand implements Callable<Integer> {
         return Main.OK;
     }
 
-    /** @return [B, T] of response_mask, after checking every column has it. */
-    private long[] shapeOf(final Safetensors st, final Map<Column, String> columns) {
+    /**
+     * The batch's layout: {@code response_mask} {@code [B, T]} (padded), or {@code [N]} with {@code cu_seqlens}
+     * {@code [B + 1]} (packed: sequence i holds tokens {@code cu_seqlens[i] .. cu_seqlens[i + 1] - 1}).
+     *
+     * @param shape   the mask's shape, which every per-token tensor has.
+     * @param offsets the packed sequence boundaries, or null for a padded batch.
+     */
+    private record Layout(long[] shape, int[] offsets) {
+        int tokens() {
+            return offsets == null ? Math.toIntExact(shape[0] * shape[1]) : offsets[offsets.length - 1];
+        }
+    }
+
+    /** @return the layout of response_mask, after checking every column has its shape. */
+    private Layout layout(final Safetensors st, final Map<Column, String> columns) {
         final String mask = name(st, "response_mask");
         final long[] bt = st.info(mask).shape();
-        if (bt.length != 2) {
-            throw usage(mask + " must be [B, T], got " + st.info(mask).describe());
+        final Layout layout;
+        if (bt.length == 2) {
+            if (bt[1] < 1 || bt[0] * bt[1] > Integer.MAX_VALUE - 64) {
+                throw usage(mask + " must be [B, T] with T >= 1 and B * T within the int range, got "
+                    + st.info(mask).describe());
+            }
+            layout = new Layout(bt, null);
+        } else if (bt.length == 1) {
+            if (!st.has("cu_seqlens")) {
+                throw usage("a packed batch (" + mask + " " + st.info(mask).describe() + ") needs cu_seqlens, the "
+                    + "sequence boundaries [B + 1] (0, end of sequence 0, ..., N)");
+            }
+            final TensorInfo cu = st.info("cu_seqlens");
+            final double[] v = st.doubles("cu_seqlens");
+            if (cu.rank() != 1 || v.length < 1) {
+                throw usage("cu_seqlens must be [B + 1], got " + cu.describe());
+            }
+            final int[] off = new int[v.length];
+            for (int i = 0; i < v.length; i++) {
+                off[i] = (int) v[i];
+                if (v[i] != off[i] || (i == 0 ? off[i] != 0 : off[i] < off[i - 1])) {
+                    throw usage("cu_seqlens must be integers from 0, non-decreasing, got "
+                        + java.util.Arrays.toString(v));
+                }
+            }
+            if (off[off.length - 1] != bt[0]) {
+                throw usage("cu_seqlens must end at the token count of " + mask + " (" + bt[0] + "), got "
+                    + off[off.length - 1]);
+            }
+            layout = new Layout(bt, off);
+        } else {
+            throw usage(mask + " must be [B, T] (padded) or [N] with cu_seqlens (packed), got "
+                + st.info(mask).describe());
         }
         for (final String n : columns.values()) {
             final TensorInfo t = st.info(n);
@@ -260,12 +456,19 @@ final class ComputeCommand implements Callable<Integer> {
                     + t.describe());
             }
         }
-        return bt;
+        return layout;
     }
 
-    private TokenBatch batch(final Safetensors st, final Map<Column, String> columns, final long[] bt) {
-        final TokenBatch.Builder b = TokenBatch.padded(Math.toIntExact(bt[0]), Math.toIntExact(bt[1]))
-            .column(Column.RESPONSE_MASK, st.float32("response_mask"));
+    private TokenBatch batch(final Safetensors st, final Map<Column, String> columns, final Layout layout) {
+        return batch(st, columns, layout, st.float32("response_mask"));
+    }
+
+    private TokenBatch batch(final Safetensors st, final Map<Column, String> columns, final Layout layout,
+                             final OffHeapArray mask) {
+        final TokenBatch.Builder b = layout.offsets() == null
+            ? TokenBatch.padded(Math.toIntExact(layout.shape()[0]), Math.toIntExact(layout.shape()[1]))
+            : TokenBatch.withOffsets(layout.offsets());
+        b.column(Column.RESPONSE_MASK, mask);
         columns.forEach((c, n) -> b.column(c, st.float32(n)));
         return b.build();
     }
@@ -283,7 +486,8 @@ final class ComputeCommand implements Callable<Integer> {
 
     private static void report(final PrintWriter o, final Engine engine, final long[] bt, final TokenBatch batch,
                                final VerlConfig cfg, final double ms) {
-        o.println("engine: " + engine.name() + ", batch " + bt[0] + " x " + bt[1] + ", " + batch.numTokens()
+        o.println("engine: " + engine.name() + ", batch " + (batch.isPadded() ? bt[0] + " x " + bt[1]
+            : batch.numSequences() + " packed sequences") + ", " + batch.numTokens()
             + " tokens, verl " + cfg.release().label() + ", " + String.format(Locale.ROOT, "%.2f ms", ms));
     }
 

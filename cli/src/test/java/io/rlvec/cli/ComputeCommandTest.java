@@ -1,0 +1,188 @@
+package io.rlvec.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Path;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import io.rlvec.cli.io.Safetensors;
+import io.rlvec.cli.io.SafetensorsWriter;
+import picocli.CommandLine;
+
+/** {@code rlvec compute} on small batches written here: from logits, with rollout correction, gdpo. */
+class ComputeCommandTest {
+
+    @TempDir
+    Path dir;
+
+    /** Output of one execution. */
+    private record Run(int code, String out, String err) {
+    }
+
+    private static Run execute(final String... args) {
+        final CommandLine cl = Main.commandLine();
+        final StringWriter out = new StringWriter();
+        final StringWriter err = new StringWriter();
+        cl.setOut(new PrintWriter(out, true));
+        cl.setErr(new PrintWriter(err, true));
+        final int code = cl.execute(args);
+        return new Run(code, out.toString(), err.toString());
+    }
+
+    private static final long[] BT = {2, 2};
+    private static final long[] BTV = {2, 2, 3};
+    private static final float[] LOGITS = {0.5f, -1f, 2f, 1f, 1f, 0f, -2f, 0.25f, 3f, 0f, 0f, 0f};
+    private static final long[] RESPONSES = {2, 0, 1, -100};
+    private static final boolean[] MASK = {true, true, true, false};
+    private static final float[] OLD = {-0.3f, -1.2f, -2.5f, 0f};
+    private static final float[] ADV = {1f, 1f, -0.5f, 0f};
+
+    /** @return log softmax(x / t)[label] in double. */
+    private static double logProb(final float[] row, final int label, final double t) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (final float x : row) {
+            max = Math.max(max, x / t);
+        }
+        double s = 0;
+        for (final float x : row) {
+            s += Math.exp(x / t - max);
+        }
+        return row[label] / t - max - Math.log(s);
+    }
+
+    private static float[] row(final float[] logits, final int r) {
+        return java.util.Arrays.copyOfRange(logits, r * 3, r * 3 + 3);
+    }
+
+    @Test
+    void theActorLossFromLogitsMatchesTheLossFromTheLogProbsItWrites() throws IOException {
+        final Path batch = dir.resolve("logits.safetensors");
+        new SafetensorsWriter().f32("logits", BTV, LOGITS).i64("responses", BT, RESPONSES)
+            .f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV).bool("response_mask", BT, MASK).write(batch);
+        final Path out = dir.resolve("out.safetensors");
+        final Run r = execute("compute", "--in", batch.toString(), "--out", out.toString(),
+            "actor_rollout_ref.rollout.temperature=0.7", "actor_rollout_ref.actor.entropy_coeff=0.01");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("from logits: vocabulary 3, temperature 0.7").contains("actor/entropy_loss: ")
+            .contains("actor/pg_loss: ");
+        final float[] lp;
+        final float loss;
+        final float[] gradLp;
+        try (Safetensors st = Safetensors.open(out)) {
+            lp = st.float32("log_probs").toFloatArray();
+            for (int t = 0; t < 3; t++) {
+                assertThat((double) lp[t]).isCloseTo(logProb(row(LOGITS, t), (int) RESPONSES[t], 0.7), within(1e-6));
+            }
+            assertThat(lp[3]).isZero(); // masked: not read, label -100 allowed
+            assertThat(st.info("entropy").shape()).containsExactly(2, 2);
+            assertThat(st.info("grad_logits").shape()).containsExactly(2, 2, 3);
+            final float[] g = st.float32("grad_logits").toFloatArray();
+            for (int t = 0; t < 4; t++) {
+                // Softmax gradients sum to 0 across a row; the masked row is 0.
+                assertThat((double) (g[3 * t] + g[3 * t + 1] + g[3 * t + 2])).isCloseTo(0.0, within(1e-6));
+            }
+            assertThat(g[9]).isZero();
+            loss = st.float32("loss").getFloat(0);
+            gradLp = st.float32("grad_log_probs").toFloatArray();
+            assertThat(st.doubles("metrics/actor/entropy_loss")[0]).isPositive();
+            assertThat(st.metadata().get("function")).contains("from logits");
+        }
+        // The same loss from the written log-probs (no entropy term: it needs logits).
+        final Path lpBatch = dir.resolve("lp.safetensors");
+        new SafetensorsWriter().f32("log_probs", BT, lp).f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV)
+            .bool("response_mask", BT, MASK).write(lpBatch);
+        final Path out2 = dir.resolve("out2.safetensors");
+        final Run r2 = execute("compute", "--in", lpBatch.toString(), "--out", out2.toString());
+        assertThat(r2.code()).as(r2.err()).isZero();
+        final Path out3 = dir.resolve("out3.safetensors");
+        final Run r3 = execute("compute", "--in", batch.toString(), "--out", out3.toString(),
+            "actor_rollout_ref.rollout.temperature=0.7");
+        assertThat(r3.code()).as(r3.err()).isZero();
+        assertThat(r3.out()).doesNotContain("entropy");
+        try (Safetensors a = Safetensors.open(out2); Safetensors b = Safetensors.open(out3)) {
+            assertThat(b.float32("loss").getFloat(0)).isEqualTo(a.float32("loss").getFloat(0));
+            assertThat(b.float32("grad_log_probs").toFloatArray())
+                .containsExactly(a.float32("grad_log_probs").toFloatArray());
+            assertThat(b.has("entropy")).isFalse();
+            // The entropy bonus lowers the loss of the first run by 0.01 * the aggregated entropy.
+            assertThat(loss).isLessThan(b.float32("loss").getFloat(0));
+            assertThat(gradLp).containsExactly(b.float32("grad_log_probs").toFloatArray());
+        }
+    }
+
+    @Test
+    void bf16AndPackedLogitsGiveTheLossOfTheirFloat32Values() throws IOException {
+        // bf16 values that float32 holds exactly.
+        final short[] bits = new short[LOGITS.length];
+        final float[] widened = new float[LOGITS.length];
+        for (int i = 0; i < bits.length; i++) {
+            bits[i] = (short) (Float.floatToIntBits(LOGITS[i]) >>> 16);
+            widened[i] = Float.intBitsToFloat((bits[i] & 0xFFFF) << 16);
+        }
+        final Path f32 = dir.resolve("f32.safetensors");
+        new SafetensorsWriter().f32("logits", BTV, widened).i32("responses", BT, 2, 0, 1, 0)
+            .f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV).bool("response_mask", BT, MASK).write(f32);
+        final Path bf16 = dir.resolve("bf16.safetensors");
+        new SafetensorsWriter().bf16("logits", new long[] {4, 3}, bits).i64("responses", BT, RESPONSES)
+            .f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV).bool("response_mask", BT, MASK).write(bf16);
+        // Packed: the three valid tokens as sequences of 2 and 1 (token-mean does not see the boundaries).
+        final Path packed = dir.resolve("packed.safetensors");
+        new SafetensorsWriter().f32("logits", new long[] {3, 3}, java.util.Arrays.copyOf(widened, 9))
+            .i64("responses", new long[] {3}, 2, 0, 1).i32("cu_seqlens", new long[] {3}, 0, 2, 3)
+            .f32("old_log_probs", new long[] {3}, OLD[0], OLD[1], OLD[2])
+            .f32("advantages", new long[] {3}, ADV[0], ADV[1], ADV[2])
+            .bool("response_mask", new long[] {3}, true, true, true).write(packed);
+        final float[] losses = new float[3];
+        final String[] names = {"f32", "bf16", "packed"};
+        final Path[] ins = {f32, bf16, packed};
+        for (int i = 0; i < 3; i++) {
+            final Path out = dir.resolve(names[i] + "-out.safetensors");
+            final Run r = execute("compute", "--in", ins[i].toString(), "--out", out.toString(),
+                "actor_rollout_ref.actor.calculate_entropy=true");
+            assertThat(r.code()).as(names[i] + ": " + r.err()).isZero();
+            try (Safetensors st = Safetensors.open(out)) {
+                losses[i] = st.float32("loss").getFloat(0);
+                assertThat(st.info("grad_logits").shape()).containsExactly(ins[i] == f32 ? BTV
+                    : ins[i] == bf16 ? new long[] {4, 3} : new long[] {3, 3});
+            }
+            if (ins[i] == packed) {
+                assertThat(r.out()).contains("2 packed sequences");
+            }
+        }
+        assertThat(losses[1]).isEqualTo(losses[0]);
+        assertThat(losses[2]).isEqualTo(losses[0]);
+    }
+
+    @Test
+    void logitsInputsThatDoNotFitAreUsageErrors() throws IOException {
+        final Path out = dir.resolve("out.safetensors");
+        final Path noResponses = dir.resolve("a.safetensors");
+        new SafetensorsWriter().f32("logits", BTV, LOGITS).f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV)
+            .bool("response_mask", BT, MASK).write(noResponses);
+        final Run a = execute("compute", "--in", noResponses.toString(), "--out", out.toString());
+        assertThat(a.code()).isEqualTo(Main.USAGE);
+        assertThat(a.err()).contains("has no tensor responses");
+        final Path badShape = dir.resolve("b.safetensors");
+        new SafetensorsWriter().f32("logits", new long[] {2, 6}, LOGITS).i64("responses", BT, RESPONSES)
+            .f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV).bool("response_mask", BT, MASK).write(badShape);
+        final Run b = execute("compute", "--in", badShape.toString(), "--out", out.toString());
+        assertThat(b.code()).isEqualTo(Main.USAGE);
+        assertThat(b.err()).contains("logits must be [2, 2, V]");
+        final Path badLabel = dir.resolve("c.safetensors");
+        new SafetensorsWriter().f32("logits", BTV, LOGITS).i64("responses", BT, 2, 3, 1, 0)
+            .f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV).bool("response_mask", BT, MASK).write(badLabel);
+        final Run c = execute("compute", "--in", badLabel.toString(), "--out", out.toString());
+        assertThat(c.code()).as(c.out() + c.err()).isEqualTo(Main.USAGE);
+        final Run full = execute("compute", "--in", badShape.toString(), "--out", out.toString(),
+            "actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.kl_loss_type=full");
+        assertThat(full.code()).isEqualTo(Main.USAGE);
+        assertThat(execute("compute", "--help").out()).contains("responses").contains("grad_logits")
+            .contains("cu_seqlens");
+    }
+}
