@@ -160,9 +160,9 @@ public final class RolloutCorrectionSpec {
 
     @Override
     public String toString() {
-        return "RolloutCorrectionSpec[rollout_is=" + (rolloutIs == null ? "null" : rolloutIs.name().toLowerCase(Locale.ROOT))
-            + ", threshold=" + isThresholdSpec + ", batch_normalize=" + batchNormalize + ", rollout_rs=" + rsSpec
-            + ", rs_threshold=" + rsThresholdSpec + "]";
+        return "RolloutCorrectionSpec{rollout_is=" + (rolloutIs == null ? "null" : rolloutIs.name().toLowerCase(Locale.ROOT))
+            + ", rollout_is_threshold=" + isThresholdSpec + ", rollout_is_batch_normalize=" + batchNormalize
+            + ", rollout_rs=" + rsSpec + ", rollout_rs_threshold=" + rsThresholdSpec + "}";
     }
 
     /** Collects verl's keys; {@link #build()} parses and validates them. */

@@ -22,6 +22,7 @@ import io.rlvec.KlPenalty;
 import io.rlvec.Logits;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
+import io.rlvec.RolloutCorrectionResult;
 import io.rlvec.TokenBatch;
 import io.rlvec.VerlRelease;
 import io.rlvec.cli.config.VerlConfig;
@@ -50,7 +51,15 @@ import picocli.CommandLine.Parameters;
             + "ids, I64 or I32, the shape of response_mask) in place of log_probs; ref_logits of the same shape for "
             + "kl_loss_type=full. The logits are divided by actor_rollout_ref.rollout.temperature; the entropy "
             + "is computed when actor.entropy_coeff != 0 or actor.calculate_entropy. Also writes log_probs, "
-            + "entropy (when computed), entropy_loss and grad_logits (d loss / d raw logits, the shape of logits)."},
+            + "entropy (when computed), entropy_loss and grad_logits (d loss / d raw logits, the shape of logits).",
+        "Rollout correction (algorithm.rollout_correction.*), when the batch holds rollout_log_probs (or "
+            + "rollout_log_prob), as verl's trainer: decoupled (bypass_mode false) computes IS weights and the "
+            + "rejection mask from old_log_probs and rollout_log_probs before the loss, which then uses them (a "
+            + "given rollout_is_weights is replaced when rollout_is is set); bypass_mode true takes "
+            + "rollout_log_probs as old_log_probs and runs loss_mode bypass_mode (loss_type ppo_clip or reinforce) "
+            + "with the correction inside the loss. Also writes rollout_is_weights (when rollout_is is set), "
+            + "response_mask (the rejection mask, when rollout_rs is set) and the rollout_corr/* metrics "
+            + "(actor/rollout_corr/* in bypass_mode)."},
     exitCodeListHeading = "%nExit codes:%n", exitCodeList = {"0:computed and written",
         "1:an error while computing", "2:usage error (options, configuration, missing or misshapen tensors)",
         "3:the output file cannot be written; checked before computing"})
@@ -120,9 +129,11 @@ final class ComputeCommand implements Callable<Integer> {
      * sampled {@code responses} through the vocabulary pass (temperature {@code actor_rollout_ref.rollout.temperature}).
      */
     private Integer actor(final VerlConfig cfg) throws IOException {
-        final LossSpec loss;
+        LossSpec loss;
+        final VerlConfig.RolloutCorrection rc;
         try {
             loss = cfg.lossSpec();
+            rc = cfg.rolloutCorrection();
         } catch (final IllegalArgumentException e) {
             throw usage(e.getMessage());
         }
@@ -133,28 +144,68 @@ final class ComputeCommand implements Callable<Integer> {
             if (fullKl && !fromLogits) {
                 throw usage("actor_rollout_ref.actor.kl_loss_type=full needs logits and ref_logits in " + in);
             }
+            final String rollout = st.has("rollout_log_probs") ? "rollout_log_probs"
+                : st.has("rollout_log_prob") ? "rollout_log_prob" : null;
+            if (rc.bypassMode() && rollout == null) {
+                throw usage("algorithm.rollout_correction.bypass_mode=true needs rollout_log_probs in " + in
+                    + " (verl: bypass_mode=True requires rollout_log_probs in batch); it has " + st.names());
+            }
+            // verl's trainer applies the correction whenever the batch has rollout_log_probs (metrics only when
+            // rollout_is and rollout_rs are null); bypass_mode applies it inside the loss instead.
+            final boolean decoupled = rollout != null && !rc.bypassMode();
             final Map<Column, String> columns = new EnumMap<>(Column.class);
             if (!fromLogits) {
                 columns.put(Column.LOG_PROB, name(st, "log_probs", "log_prob"));
             }
-            columns.put(Column.OLD_LOG_PROB, name(st, "old_log_probs", "old_log_prob"));
+            // bypass_mode: old_log_probs := rollout_log_probs (the old-policy forward is skipped).
+            columns.put(Column.OLD_LOG_PROB, rc.bypassMode() ? rollout : name(st, "old_log_probs", "old_log_prob"));
             columns.put(Column.ADVANTAGES, name(st, "advantages"));
             if (loss.useKlLoss() && !fullKl) {
                 columns.put(Column.REF_LOG_PROB, name(st, "ref_log_prob", "ref_log_probs"));
             }
-            if (st.has("rollout_is_weights")) {
+            if (st.has("rollout_is_weights") && !(decoupled && rc.spec().hasIs())) {
                 columns.put(Column.ROLLOUT_IS_WEIGHTS, "rollout_is_weights");
+            }
+            if (decoupled) {
+                columns.put(Column.ROLLOUT_LOG_PROB, rollout);
             }
             final Layout layout = layout(st, columns);
             final long[] bt = layout.shape();
             final Engine engine = engine();
             final List<AutoCloseable> owned = new ArrayList<>();
-            try (TokenBatch batch = batch(st, columns, layout)) {
-                final int n = batch.numTokens();
+            try (TokenBatch given = batch(st, columns, layout)) {
+                final int n = given.numTokens();
+                TokenBatch batch = given;
+                final RolloutCorrectionResult corr = new RolloutCorrectionResult();
+                OffHeapArray isWeights = null;
+                OffHeapArray rsMask = null;
+                if (decoupled) {
+                    // compute_rollout_correction_and_add_to_batch: the RS mask replaces response_mask, the IS
+                    // weights join the batch, before the update.
+                    isWeights = rc.spec().hasIs() ? own(owned, OffHeapArray.allocate(ElementType.F32, n)) : null;
+                    rsMask = own(owned, OffHeapArray.allocate(ElementType.F32, n));
+                    try {
+                        engine.rolloutCorrection(rc.spec(), given, isWeights, rsMask, corr);
+                    } catch (final IllegalArgumentException e) {
+                        throw usage("rollout correction: " + e.getMessage());
+                    }
+                    final Map<Column, OffHeapArray> extra = new EnumMap<>(Column.class);
+                    if (isWeights != null) {
+                        extra.put(Column.ROLLOUT_IS_WEIGHTS, isWeights);
+                    }
+                    batch = batch(st, columns, layout, rsMask, extra);
+                    owned.add(batch);
+                } else if (rc.bypassMode() && cfg.release() != VerlRelease.V2026_01
+                    && loss.lossAggMode() == io.rlvec.AggMode.TOKEN_MEAN) {
+                    // verl 2026-08's engines count batch_num_tokens on the mask before the loss's rejection, so
+                    // token-mean keeps rejected tokens in its denominator (2026-01's dp_actor does not pass it).
+                    loss = loss.toBuilder().batchNumTokens(validTokens(given.mask(), n)).build();
+                }
                 final OffHeapArray grad = own(owned, OffHeapArray.allocate(ElementType.F32, n));
                 final ActorLossResult r = new ActorLossResult();
                 final SafetensorsWriter w;
                 final double ms;
+                OffHeapArray logProbs = fromLogits ? null : given.column(Column.LOG_PROB);
                 if (fromLogits) {
                     final LogitsInput li = logits(st, "logits", layout);
                     final Logits refLogits = fullKl ? logits(st, "ref_logits", layout).logits() : null;
@@ -171,12 +222,13 @@ final class ComputeCommand implements Callable<Integer> {
                     final long t0 = System.nanoTime();
                     try {
                         engine.actorLoss(loss, batch, li.logits(), labels, refLogits, grad, gradLogits, r);
-                        // The per-token values the loss used (rows outside the mask are 0 and not read).
-                        engine.logProbs(li.logits(), labels, loss.temperature(), batch.mask(), lp, ent);
+                        // The per-token values the loss used (rows outside the given mask are 0 and not read).
+                        engine.logProbs(li.logits(), labels, loss.temperature(), given.mask(), lp, ent);
                     } catch (final IllegalArgumentException e) {
                         throw usage(e.getMessage());
                     }
                     ms = (System.nanoTime() - t0) / 1e6;
+                    logProbs = lp;
                     w = writer(cfg, "rlvec compute: actor loss from logits");
                     w.array("log_probs", bt, lp);
                     if (ent != null) {
@@ -193,19 +245,47 @@ final class ComputeCommand implements Callable<Integer> {
                     ms = (System.nanoTime() - t0) / 1e6;
                     w = writer(cfg, "rlvec compute: actor loss from log-probs");
                 }
-                final Map<String, Double> metrics = actorMetrics(cfg, r);
+                if (rc.bypassMode() && (rc.spec().hasIs() || !rc.spec().rsOptions().isEmpty())) {
+                    // The weights and mask bypass_mode used inside the loss: train = log_probs, rollout =
+                    // old_log_probs (= rollout_log_probs); its metrics are already the loss's.
+                    isWeights = rc.spec().hasIs() ? own(owned, OffHeapArray.allocate(ElementType.F32, n)) : null;
+                    rsMask = own(owned, OffHeapArray.allocate(ElementType.F32, n));
+                    final Map<Column, OffHeapArray> pair = new EnumMap<>(Column.class);
+                    pair.put(Column.OLD_LOG_PROB, logProbs);
+                    pair.put(Column.ROLLOUT_LOG_PROB, given.column(Column.OLD_LOG_PROB));
+                    try (TokenBatch b = batch(st, Map.of(), layout, given.mask(), pair)) {
+                        engine.rolloutCorrection(rc.spec(), b, isWeights, rsMask, new RolloutCorrectionResult());
+                    }
+                }
+                final Map<String, Double> metrics = actorMetrics(cfg, r, rc.bypassMode());
+                metrics.putAll(corr.asMap());
                 w.f32("loss", new long[0], r.loss()).f32("pg_loss", new long[0], r.pgLoss())
                     .f32("kl_loss", new long[0], r.klLoss());
                 if (r.hasEntropy()) {
                     w.f32("entropy_loss", new long[0], r.entropyAgg());
                 }
                 w.array("grad_log_probs", bt, grad);
+                if (isWeights != null) {
+                    w.array("rollout_is_weights", bt, isWeights);
+                }
+                if (rsMask != null && !rc.spec().rsOptions().isEmpty()) {
+                    w.array("response_mask", bt, rsMask);
+                }
                 metrics.forEach((k, v) -> w.f64("metrics/" + k, new long[0], v));
                 w.write(out);
-                report(o, engine, bt, batch, cfg, ms);
+                report(o, engine, bt, given, cfg, ms);
                 if (fromLogits) {
                     o.println(String.format(Locale.ROOT, "from logits: vocabulary %d, temperature %s",
                         st.info("logits").shape()[st.info("logits").rank() - 1], loss.temperature()));
+                }
+                if (rollout != null) {
+                    o.println("rollout correction (" + (rc.bypassMode() ? "bypass_mode, loss_type " + rc.lossType()
+                        : "decoupled") + "): " + rc.spec());
+                    if (cfg.release() == VerlRelease.V2026_01 && rc.spec().hasIs()) {
+                        o.println("note: the rollout_is_* distribution metrics follow verl 2026-08's definitions "
+                            + "(verl 2026-01 clamps std and eff_sample_size from below at 1/threshold); weights and "
+                            + "mask are the same in both");
+                    }
                 }
                 o.println(String.format(Locale.ROOT, "loss: %.9g", r.loss()));
                 metrics.forEach((k, v) -> o.println(String.format(Locale.ROOT, "%s: %.9g", k, v)));
@@ -219,16 +299,31 @@ final class ComputeCommand implements Callable<Integer> {
         return Main.OK;
     }
 
+    private static long validTokens(final OffHeapArray mask, final int n) {
+        long valid = 0;
+        for (int t = 0; t < n; t++) {
+            if (mask.getFloat(t) != 0f) {
+                valid++;
+            }
+        }
+        return valid;
+    }
+
     /**
      * The actor's metrics under the release's names: verl 2026-08's loss reports the aggregated entropy of the
-     * update as {@code actor/entropy_loss} (2026-01's dp_actor: {@code actor/entropy}).
+     * update as {@code actor/entropy_loss} (2026-01's dp_actor: {@code actor/entropy}); bypass_mode's
+     * {@code rollout_corr/*} come out of the actor as {@code actor/rollout_corr/*}.
      */
-    private static Map<String, Double> actorMetrics(final VerlConfig cfg, final ActorLossResult r) {
+    private static Map<String, Double> actorMetrics(final VerlConfig cfg, final ActorLossResult r,
+                                                    final boolean bypass) {
         final Map<String, Double> m = new LinkedHashMap<>();
         r.metrics().forEach((k, v) -> {
             String key = k;
             if (k.equals("actor/entropy") && cfg.release() != VerlRelease.V2026_01) {
                 key = "actor/entropy_loss";
+            }
+            if (bypass && k.startsWith(RolloutCorrectionResult.PREFIX)) {
+                key = "actor/" + k; // the actor's metrics, renamed with actor/ by the worker
             }
             m.put(key, v);
         });
@@ -460,16 +555,17 @@ final class ComputeCommand implements Callable<Integer> {
     }
 
     private TokenBatch batch(final Safetensors st, final Map<Column, String> columns, final Layout layout) {
-        return batch(st, columns, layout, st.float32("response_mask"));
+        return batch(st, columns, layout, st.float32("response_mask"), Map.of());
     }
 
     private TokenBatch batch(final Safetensors st, final Map<Column, String> columns, final Layout layout,
-                             final OffHeapArray mask) {
+                             final OffHeapArray mask, final Map<Column, OffHeapArray> extra) {
         final TokenBatch.Builder b = layout.offsets() == null
             ? TokenBatch.padded(Math.toIntExact(layout.shape()[0]), Math.toIntExact(layout.shape()[1]))
             : TokenBatch.withOffsets(layout.offsets());
         b.column(Column.RESPONSE_MASK, mask);
         columns.forEach((c, n) -> b.column(c, st.float32(n)));
+        extra.forEach(b::column);
         return b.build();
     }
 

@@ -185,4 +185,157 @@ class ComputeCommandTest {
         assertThat(execute("compute", "--help").out()).contains("responses").contains("grad_logits")
             .contains("cu_seqlens");
     }
+
+    private static final float[] LP = {-0.5f, -1f, -2f, 0f};
+    private static final float[] ROLLOUT = {-0.3f, -0.2f, -2.6f, 0f};
+    private static final String RC = "algorithm.rollout_correction.";
+
+    private Path logProbBatch(final String name, final boolean withRollout) throws IOException {
+        final Path p = dir.resolve(name);
+        final SafetensorsWriter w = new SafetensorsWriter().f32("log_probs", BT, LP).f32("old_log_probs", BT, OLD)
+            .f32("advantages", BT, ADV).bool("response_mask", BT, MASK);
+        if (withRollout) {
+            w.f32("rollout_log_probs", BT, ROLLOUT);
+        }
+        w.write(p);
+        return p;
+    }
+
+    private float[] run(final Path batch, final String outName, final String... overrides) throws IOException {
+        final Path out = dir.resolve(outName);
+        final String[] args = new String[4 + overrides.length];
+        args[0] = "compute";
+        args[1] = "--in";
+        args[2] = batch.toString();
+        args[3] = "--out=" + out;
+        System.arraycopy(overrides, 0, args, 4, overrides.length);
+        final Run r = execute(args);
+        assertThat(r.code()).as(r.out() + r.err()).isZero();
+        try (Safetensors st = Safetensors.open(out)) {
+            return new float[] {st.float32("loss").getFloat(0)};
+        }
+    }
+
+    @Test
+    void decoupledRolloutCorrectionWeightsAndMasksTheBatchBeforeTheLoss() throws IOException {
+        final Path plain = logProbBatch("plain.safetensors", false);
+        final Path batch = logProbBatch("rollout.safetensors", true);
+        // Metrics only (verl's default section): the loss is unchanged, the rollout_corr/* metrics are added.
+        final Path out = dir.resolve("m.safetensors");
+        final Run m = execute("compute", "--in", batch.toString(), "--out", out.toString());
+        assertThat(m.code()).as(m.err()).isZero();
+        assertThat(m.out()).contains("rollout correction (decoupled)").contains("rollout_corr/kl: ")
+            .contains("rollout_corr/chi2_token: ").doesNotContain("rollout_is_mean");
+        try (Safetensors st = Safetensors.open(out)) {
+            assertThat(st.has("rollout_is_weights")).isFalse();
+            assertThat(st.float32("loss").getFloat(0)).isEqualTo(run(plain, "p.safetensors")[0]);
+            // kl = masked mean of rollout - old.
+            assertThat(st.doubles("metrics/rollout_corr/kl")[0]).isCloseTo((0.0 + 1.0 - 0.1) / 3, within(1e-6));
+        }
+        // Token TIS: w = min(exp(old - rollout), 2) on the valid tokens; the loss is the loss with these weights.
+        final Path is = dir.resolve("is.safetensors");
+        final Run r = execute("compute", "--in", batch.toString(), "--out", is.toString(), RC + "rollout_is=token");
+        assertThat(r.code()).as(r.err()).isZero();
+        final float[] w;
+        try (Safetensors st = Safetensors.open(is)) {
+            w = st.float32("rollout_is_weights").toFloatArray();
+            assertThat((double) w[0]).isCloseTo(1.0, within(1e-6));
+            assertThat((double) w[1]).isCloseTo(Math.exp(-1.0), within(1e-6));
+            assertThat((double) w[2]).isCloseTo(Math.exp(0.1), within(1e-6));
+            assertThat(w[3]).isZero();
+            assertThat(st.doubles("metrics/rollout_corr/rollout_is_mean")[0]).isPositive();
+            assertThat(st.has("response_mask")).isFalse();
+            final Path weighted = dir.resolve("weighted.safetensors");
+            new SafetensorsWriter().f32("log_probs", BT, LP).f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV)
+                .bool("response_mask", BT, MASK).f32("rollout_is_weights", BT, w).write(weighted);
+            assertThat(st.float32("loss").getFloat(0)).isEqualTo(run(weighted, "w.safetensors")[0]);
+        }
+        // Rejection: token_k1 with U = 2 keeps -log 2 <= rollout - old <= log 2, so token 1 (1.0) goes.
+        final Path rs = dir.resolve("rs.safetensors");
+        final Run rr = execute("compute", "--in", batch.toString(), "--out", rs.toString(),
+            RC + "rollout_rs=token_k1", RC + "rollout_rs_threshold=2.0");
+        assertThat(rr.code()).as(rr.err()).isZero();
+        try (Safetensors st = Safetensors.open(rs)) {
+            assertThat(st.float32("response_mask").toFloatArray()).containsExactly(1f, 0f, 1f, 0f);
+            assertThat(st.doubles("metrics/rollout_corr/rollout_rs_masked_fraction")[0])
+                .isCloseTo(1.0 / 3, within(1e-7));
+            final Path masked = dir.resolve("masked.safetensors");
+            new SafetensorsWriter().f32("log_probs", BT, LP).f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV)
+                .bool("response_mask", BT, true, false, true, false).write(masked);
+            assertThat(st.float32("loss").getFloat(0)).isEqualTo(run(masked, "mk.safetensors")[0]);
+        }
+    }
+
+    @Test
+    void bypassModeTakesTheRolloutLogProbsAsOldAndCorrectsInsideTheLoss() throws IOException {
+        final Path batch = logProbBatch("rollout.safetensors", true);
+        final Path out = dir.resolve("b.safetensors");
+        final Run r = execute("compute", "--in", batch.toString(), "--out", out.toString(), RC + "bypass_mode=true",
+            RC + "loss_type=reinforce", RC + "rollout_is=token");
+        assertThat(r.code()).as(r.out() + r.err()).isZero();
+        assertThat(r.out()).contains("rollout correction (bypass_mode, loss_type reinforce)")
+            .contains("actor/rollout_corr/rollout_is_mean: ").contains("actor/ppo_kl: ");
+        try (Safetensors st = Safetensors.open(out)) {
+            // Train = log_probs, rollout = rollout_log_probs: w = min(exp(log_probs - rollout), 2).
+            final double[] w = {Math.exp(-0.2), Math.exp(-0.8), Math.exp(0.6)};
+            final float[] got = st.float32("rollout_is_weights").toFloatArray();
+            for (int t = 0; t < 3; t++) {
+                assertThat((double) got[t]).isCloseTo(w[t], within(1e-6));
+            }
+            // REINFORCE: token-mean of -A * log_prob * w.
+            final double loss = -(-0.5 * w[0] - 1.0 * w[1] + -0.5 * -2.0 * w[2]) / 3;
+            assertThat((double) st.float32("loss").getFloat(0)).isCloseTo(loss, within(1e-6));
+            assertThat(st.has("metrics/actor/rollout_corr/rollout_is_mean")).isTrue();
+        }
+        // ppo_clip with a rejection: verl 2026-08 keeps the rejected token in token-mean's denominator (3), 2026-01
+        // does not (2).
+        final String[] rs = {RC + "bypass_mode=true", RC + "rollout_rs=token_k1", RC + "rollout_rs_threshold=2.0"};
+        final float aug = run(batch, "aug.safetensors", rs)[0];
+        final String[] jan = java.util.Arrays.copyOf(rs, rs.length + 1);
+        jan[rs.length] = "--verl-release=2026-01";
+        final float janLoss = run(batch, "jan.safetensors", jan)[0];
+        assertThat((double) aug).isCloseTo(janLoss * 2.0 / 3.0, within(1e-6));
+        try (Safetensors st = Safetensors.open(dir.resolve("aug.safetensors"))) {
+            assertThat(st.float32("response_mask").toFloatArray()).containsExactly(1f, 0f, 1f, 0f);
+        }
+        // Without rollout_log_probs, bypass_mode is verl's error; so is a loss_type it lacks.
+        final Run missing = execute("compute", "--in", logProbBatch("plain.safetensors", false).toString(), "--out",
+            out.toString(), RC + "bypass_mode=true");
+        assertThat(missing.code()).isEqualTo(Main.USAGE);
+        assertThat(missing.err()).contains("bypass_mode=true needs rollout_log_probs");
+        final Run badType = execute("compute", "--in", batch.toString(), "--out", out.toString(),
+            RC + "bypass_mode=true", RC + "loss_type=pg");
+        assertThat(badType.code()).isEqualTo(Main.USAGE);
+        assertThat(badType.err()).contains("Invalid loss_type: pg");
+        // verl 2026-01 has no IcePop band.
+        final Run ice = execute("compute", "--verl-release", "2026-01", "--in", batch.toString(), "--out",
+            out.toString(), RC + "rollout_is=token", RC + "rollout_is_threshold=0.5_2");
+        assertThat(ice.code()).isEqualTo(Main.USAGE);
+        assertThat(ice.err()).contains("IcePop");
+        // The config command prints the correction in verl's key names.
+        final Run cfg = execute("config", RC + "rollout_is=token", RC + "bypass_mode=true");
+        assertThat(cfg.out()).contains("# rollout correction: algorithm.rollout_correction{rollout_is=token, "
+            + "rollout_is_threshold=2.0, rollout_is_batch_normalize=false, rollout_rs=null, rollout_rs_threshold=null, "
+            + "bypass_mode=true, loss_type=ppo_clip}").contains("loss_mode=bypass_mode");
+    }
+
+    @Test
+    void rolloutCorrectionAppliesToTheLossFromLogits() throws IOException {
+        final Path batch = dir.resolve("logits-rc.safetensors");
+        new SafetensorsWriter().f32("logits", BTV, LOGITS).i64("responses", BT, RESPONSES)
+            .f32("old_log_probs", BT, OLD).f32("rollout_log_probs", BT, ROLLOUT).f32("advantages", BT, ADV)
+            .bool("response_mask", BT, MASK).write(batch);
+        final Path out = dir.resolve("o.safetensors");
+        final Run r = execute("compute", "--in", batch.toString(), "--out", out.toString(), RC + "rollout_is=token",
+            RC + "bypass_mode=true");
+        assertThat(r.code()).as(r.out() + r.err()).isZero();
+        try (Safetensors st = Safetensors.open(out)) {
+            final float[] lp = st.float32("log_probs").toFloatArray();
+            final float[] w = st.float32("rollout_is_weights").toFloatArray();
+            for (int t = 0; t < 3; t++) {
+                assertThat((double) w[t]).isCloseTo(Math.min(2.0, Math.exp(lp[t] - ROLLOUT[t])), within(1e-6));
+            }
+            assertThat(st.has("grad_logits")).isTrue();
+        }
+    }
 }
