@@ -94,8 +94,10 @@ final class ComputeCommand implements Callable<Integer> {
             "value: the critic's compute_value_loss from vpreds, returns, values, response_mask (critic.* keys); "
                 + "writes vf_loss, grad_vpreds and the critic/* metrics;",
             "advantages: algorithm.adv_estimator from token_level_rewards, response_mask, plus index (int64 [B], "
-                + "group ids) for the group estimators, values for gae, reward_baselines for remax; writes "
-                + "advantages and returns [B, T]"})
+                + "group ids) for the group estimators, values for gae, reward_baselines for remax, and for gdpo "
+                + "one tensor [B] per algorithm.gdpo_reward_keys entry, named by the key (or reward.<key>), "
+                + "weighted by algorithm.gdpo_reward_weights; writes advantages and returns [B, T] (and "
+                + "gdpo/<key>/{mean,std,max,min} for gdpo)"})
     private String term;
 
     @Override
@@ -451,6 +453,7 @@ final class ComputeCommand implements Callable<Integer> {
             final io.rlvec.AdvantageInputs inputs = new io.rlvec.AdvantageInputs();
             OffHeapArray index = null;
             OffHeapArray baselines = null;
+            final List<AutoCloseable> components = new ArrayList<>();
             try (TokenBatch batch = batch(st, columns, layout);
                  OffHeapArray advantages = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
                  OffHeapArray returns = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
@@ -467,6 +470,10 @@ final class ComputeCommand implements Callable<Integer> {
                     baselines = st.float32("reward_baselines");
                     inputs.rewardBaselines(baselines);
                 }
+                final Map<String, Double> metrics = new LinkedHashMap<>();
+                if (adv.estimator() == io.rlvec.AdvantageEstimator.GDPO && adv.gdpoRewardKeys() != null) {
+                    gdpoComponents(st, adv, batch.numSequences(), inputs, components, metrics);
+                }
                 final long t0 = System.nanoTime();
                 try {
                     engine.advantages(adv, batch, inputs, advantages, returns);
@@ -474,10 +481,13 @@ final class ComputeCommand implements Callable<Integer> {
                     throw usage(e.getMessage());
                 }
                 final double ms = (System.nanoTime() - t0) / 1e6;
-                writer(cfg, "rlvec compute: advantages (" + adv.estimator().verlName() + ")")
-                    .array("advantages", bt, advantages).array("returns", bt, returns).write(out);
+                final SafetensorsWriter w = writer(cfg, "rlvec compute: advantages (" + adv.estimator().verlName()
+                    + ")").array("advantages", bt, advantages).array("returns", bt, returns);
+                metrics.forEach((k, v) -> w.f64("metrics/" + k, new long[0], v));
+                w.write(out);
                 report(o, engine, bt, batch, cfg, ms);
                 o.println("estimator: " + adv);
+                metrics.forEach((k, v) -> o.println(String.format(Locale.ROOT, "%s: %.9g", k, v)));
                 o.println("written: " + out);
             } finally {
                 if (index != null) {
@@ -486,6 +496,7 @@ final class ComputeCommand implements Callable<Integer> {
                 if (baselines != null) {
                     baselines.close();
                 }
+                closeAll(components);
                 close(engine);
             }
         }
@@ -503,6 +514,49 @@ final class ComputeCommand implements Callable<Integer> {
     private record Layout(long[] shape, int[] offsets) {
         int tokens() {
             return offsets == null ? Math.toIntExact(shape[0] * shape[1]) : offsets[offsets.length - 1];
+        }
+    }
+
+    /**
+     * gdpo's reward components: for each key of {@code algorithm.gdpo_reward_keys}, the batch's tensor of that name
+     * (or {@code reward.<key>}), one score per response ([B], verl's {@code non_tensor_batch[key]}), into
+     * {@code inputs}; and the legacy trainer's {@code gdpo/<key>/{mean,std,max,min}} metrics (np.mean, np.std with
+     * ddof 0, max, min of the float32 scores; here summed in double).
+     */
+    private void gdpoComponents(final Safetensors st, final io.rlvec.AdvantageSpec adv, final int sequences,
+                                final io.rlvec.AdvantageInputs inputs, final List<AutoCloseable> owned,
+                                final Map<String, Double> metrics) {
+        for (final String key : adv.gdpoRewardKeys()) {
+            final String name = name(st, key, "reward." + key);
+            final TensorInfo t = st.info(name);
+            final boolean column = t.rank() == 1 || t.rank() == 2 && t.dim(1) == 1;
+            if (!column || t.dim(0) != sequences) {
+                throw usage(name + " (algorithm.gdpo_reward_keys '" + key + "') must be [B] = [" + sequences + "], one "
+                    + "score per response, got " + t.describe());
+            }
+            final double[] d = st.doubles(name);
+            final float[] f = new float[d.length];
+            double sum = 0;
+            double max = Double.NEGATIVE_INFINITY;
+            double min = Double.POSITIVE_INFINITY;
+            for (int i = 0; i < d.length; i++) {
+                f[i] = (float) d[i];
+                sum += f[i];
+                max = Math.max(max, f[i]);
+                min = Math.min(min, f[i]);
+            }
+            final double mean = sum / f.length;
+            double sq = 0;
+            for (final float v : f) {
+                sq += (v - mean) * (v - mean);
+            }
+            final OffHeapArray a = OffHeapArray.of(f);
+            owned.add(a);
+            inputs.rewardComponent(key, a);
+            metrics.put("gdpo/" + key + "/mean", mean);
+            metrics.put("gdpo/" + key + "/std", Math.sqrt(sq / f.length));
+            metrics.put("gdpo/" + key + "/max", max);
+            metrics.put("gdpo/" + key + "/min", min);
         }
     }
 

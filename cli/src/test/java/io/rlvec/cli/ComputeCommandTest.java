@@ -338,4 +338,64 @@ class ComputeCommandTest {
             assertThat(st.has("grad_logits")).isTrue();
         }
     }
+
+    @Test
+    void gdpoNormalisesEachNamedRewardComponentThenWeighsThem() throws IOException {
+        final long[] bt = {4, 2};
+        final Path batch = dir.resolve("gdpo.safetensors");
+        new SafetensorsWriter().f32("token_level_rewards", bt, new float[8]).bool("response_mask", bt, true, true,
+                true, true, true, true, true, true).i64("index", new long[] {4}, 0, 0, 1, 1)
+            .f32("acc", new long[] {4}, 1f, 0f, 1f, 1f).f64("reward.fmt", new long[] {4}, 0.5, 1.0, 0.0, 1.0)
+            .write(batch);
+        final Path out = dir.resolve("adv.safetensors");
+        final String keys = "+algorithm.gdpo_reward_keys=[acc, fmt]";
+        final Run r = execute("compute", "--term", "advantages", "--in", batch.toString(), "--out", out.toString(),
+            "algorithm.adv_estimator=gdpo", keys, "+algorithm.gdpo_reward_weights=[1.0, 0.5]",
+            "algorithm.norm_adv_by_std_in_grpo=false");
+        assertThat(r.code()).as(r.out() + r.err()).isZero();
+        assertThat(r.out()).contains("gdpo/acc/mean: 0.750000000").contains("gdpo/fmt/max: 1.00000000");
+        try (Safetensors st = Safetensors.open(out)) {
+            // Per group, grpo of each component (std-normalised: the trainer does not pass norm_adv_by_std_in_grpo):
+            // acc (+0.707, -0.707, 0, 0), fmt (-0.707, +0.707, -0.707, +0.707); 1 * acc + 0.5 * fmt =
+            // (+c, -c, -c, +c), c = 0.354; whitened over the 8 tokens: +-sqrt(7 / 8).
+            final float[] adv = st.float32("advantages").toFloatArray();
+            final double c = Math.sqrt(7.0 / 8.0);
+            final double[] expected = {c, c, -c, -c, -c, -c, c, c};
+            for (int t = 0; t < 8; t++) {
+                assertThat((double) adv[t]).as("token " + t).isCloseTo(expected[t], within(1e-4));
+            }
+            assertThat(st.doubles("metrics/gdpo/acc/std")[0]).isCloseTo(Math.sqrt(0.1875), within(1e-12));
+            assertThat(st.doubles("metrics/gdpo/fmt/min")[0]).isZero();
+        }
+        // Unweighted: (+0.707 - 0.707, -0.707 + 0.707, ...) = (0, 0, -0.707, +0.707): a different result.
+        final Run u = execute("compute", "--term", "advantages", "--in", batch.toString(), "--out", out.toString(),
+            "algorithm.adv_estimator=gdpo", keys);
+        assertThat(u.code()).as(u.err()).isZero();
+        try (Safetensors st = Safetensors.open(out)) {
+            final float[] adv = st.float32("advantages").toFloatArray();
+            assertThat((double) adv[0]).isCloseTo(0.0, within(1e-4));
+            assertThat(adv[6]).isPositive();
+        }
+        final Run missing = execute("compute", "--term", "advantages", "--in", batch.toString(), "--out",
+            out.toString(), "algorithm.adv_estimator=gdpo", "+algorithm.gdpo_reward_keys=[acc, length]");
+        assertThat(missing.code()).isEqualTo(Main.USAGE);
+        assertThat(missing.err()).contains("has no tensor length or reward.length");
+        final Run notList = execute("compute", "--term", "advantages", "--in", batch.toString(), "--out",
+            out.toString(), "algorithm.adv_estimator=gdpo", "+algorithm.gdpo_reward_keys=acc");
+        assertThat(notList.code()).isEqualTo(Main.USAGE);
+        assertThat(notList.err()).contains("algorithm.gdpo_reward_keys must be a list");
+        final Run jan = execute("compute", "--term", "advantages", "--verl-release", "2026-01", "--in",
+            batch.toString(), "--out", out.toString(), "algorithm.adv_estimator=gdpo", keys);
+        assertThat(jan.code()).isEqualTo(Main.USAGE);
+        assertThat(jan.err()).contains("gdpo does not exist in verl 2026-01");
+        final Path badShape = dir.resolve("bad.safetensors");
+        new SafetensorsWriter().f32("token_level_rewards", bt, new float[8]).bool("response_mask", bt, true, true,
+                true, true, true, true, true, true).i64("index", new long[] {4}, 0, 0, 1, 1)
+            .f32("acc", new long[] {2}, 1f, 0f).f32("fmt", new long[] {4}, 1f, 0f, 1f, 1f).write(badShape);
+        final Run shape = execute("compute", "--term", "advantages", "--in", badShape.toString(), "--out",
+            out.toString(), "algorithm.adv_estimator=gdpo", keys);
+        assertThat(shape.code()).isEqualTo(Main.USAGE);
+        assertThat(shape.err()).contains("acc (algorithm.gdpo_reward_keys 'acc') must be [B] = [4]");
+        assertThat(execute("compute", "--help").out()).contains("gdpo_reward_keys");
+    }
 }

@@ -443,11 +443,28 @@ public final class VerlConfig {
         } catch (final IllegalArgumentException e) {
             throw new IllegalArgumentException("algorithm.adv_estimator: " + e.getMessage(), e);
         }
+        if ("gdpo".equals(name) && release == VerlRelease.V2026_01) {
+            throw new IllegalArgumentException("algorithm.adv_estimator: gdpo does not exist in verl 2026-01 (b178a3cd); "
+                + "verl added it in 2026-03 (#5503): use --verl-release 2026-08");
+        }
         for (final String k : List.of("gamma", "lam", "norm_adv_by_std_in_grpo", "gdpo_reward_keys",
             "gdpo_reward_weights")) {
             final Object v = read.get("algorithm." + k);
             if (v == null) {
                 continue;
+            }
+            if (k.equals("norm_adv_by_std_in_grpo") && name != null && name.equals("gdpo")) {
+                continue; // verl's trainer does not pass it to gdpo, which always normalises by the std
+            }
+            if (k.equals("gdpo_reward_keys")
+                && !(v instanceof List<?> l && l.stream().allMatch(String.class::isInstance))) {
+                throw new IllegalArgumentException("algorithm.gdpo_reward_keys must be a list of reward names, e.g. "
+                    + "+algorithm.gdpo_reward_keys='[accuracy, format]', got " + v);
+            }
+            if (k.equals("gdpo_reward_weights")
+                && !(v instanceof List<?> l && l.stream().allMatch(Number.class::isInstance))) {
+                throw new IllegalArgumentException("algorithm.gdpo_reward_weights must be a list of numbers, e.g. "
+                    + "+algorithm.gdpo_reward_weights='[1.0, 0.5]', got " + v);
             }
             try {
                 b.set(k, v);
