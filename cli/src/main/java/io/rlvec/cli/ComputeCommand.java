@@ -90,14 +90,15 @@ final class ComputeCommand implements Callable<Integer> {
 
     @Option(names = "--term", paramLabel = "actor|value|advantages", defaultValue = "actor",
         description = {"what to compute (default: ${DEFAULT-VALUE}):",
-            "actor: the actor loss from log-probs (as above);",
+            "actor: the actor loss from log-probs or logits (as above);",
             "value: the critic's compute_value_loss from vpreds, returns, values, response_mask (critic.* keys); "
                 + "writes vf_loss, grad_vpreds and the critic/* metrics;",
             "advantages: algorithm.adv_estimator from token_level_rewards, response_mask, plus index (int64 [B], "
                 + "group ids) for the group estimators, values for gae, reward_baselines for remax, and for gdpo "
                 + "one tensor [B] per algorithm.gdpo_reward_keys entry, named by the key (or reward.<key>), "
-                + "weighted by algorithm.gdpo_reward_weights; writes advantages and returns [B, T] (and "
-                + "gdpo/<key>/{mean,std,max,min} for gdpo)"})
+                + "weighted by algorithm.gdpo_reward_weights; with rollout_log_probs and old_log_probs, the decoupled "
+                + "rollout correction first (the estimator sees its rejection mask); writes advantages and returns "
+                + "[B, T] (and gdpo/<key>/{mean,std,max,min} for gdpo, the rollout correction's outputs)"})
     private String term;
 
     @Override
@@ -447,6 +448,23 @@ final class ComputeCommand implements Callable<Integer> {
             if (st.has("values")) {
                 columns.put(Column.VALUES, "values");
             }
+            // verl's trainer applies a decoupled rollout correction before the advantages, which then see the
+            // rejection mask (and, for the optimal-token baselines, the IS weights).
+            final VerlConfig.RolloutCorrection rc;
+            try {
+                rc = cfg.rolloutCorrection();
+            } catch (final IllegalArgumentException e) {
+                throw usage(e.getMessage());
+            }
+            final String rollout = st.has("rollout_log_probs") ? "rollout_log_probs"
+                : st.has("rollout_log_prob") ? "rollout_log_prob" : null;
+            final String old = st.has("old_log_probs") ? "old_log_probs"
+                : st.has("old_log_prob") ? "old_log_prob" : null;
+            final boolean correct = rollout != null && old != null && !rc.bypassMode();
+            if (correct) {
+                columns.put(Column.OLD_LOG_PROB, old);
+                columns.put(Column.ROLLOUT_LOG_PROB, rollout);
+            }
             final Layout layout = layout(st, columns);
             final long[] bt = layout.shape();
             final Engine engine = engine();
@@ -454,9 +472,29 @@ final class ComputeCommand implements Callable<Integer> {
             OffHeapArray index = null;
             OffHeapArray baselines = null;
             final List<AutoCloseable> components = new ArrayList<>();
-            try (TokenBatch batch = batch(st, columns, layout);
-                 OffHeapArray advantages = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
-                 OffHeapArray returns = OffHeapArray.allocate(ElementType.F32, batch.numTokens())) {
+            try (TokenBatch given = batch(st, columns, layout);
+                 OffHeapArray advantages = OffHeapArray.allocate(ElementType.F32, given.numTokens());
+                 OffHeapArray returns = OffHeapArray.allocate(ElementType.F32, given.numTokens())) {
+                TokenBatch batch = given;
+                final RolloutCorrectionResult corr = new RolloutCorrectionResult();
+                OffHeapArray isWeights = null;
+                OffHeapArray rsMask = null;
+                if (correct) {
+                    final int n = given.numTokens();
+                    isWeights = rc.spec().hasIs() ? own(components, OffHeapArray.allocate(ElementType.F32, n)) : null;
+                    rsMask = own(components, OffHeapArray.allocate(ElementType.F32, n));
+                    try {
+                        engine.rolloutCorrection(rc.spec(), given, isWeights, rsMask, corr);
+                    } catch (final IllegalArgumentException e) {
+                        throw usage("rollout correction: " + e.getMessage());
+                    }
+                    final Map<Column, OffHeapArray> extra = new EnumMap<>(Column.class);
+                    if (isWeights != null) {
+                        extra.put(Column.ROLLOUT_IS_WEIGHTS, isWeights);
+                    }
+                    batch = batch(st, columns, layout, rsMask, extra);
+                    components.add(batch);
+                }
                 if (st.has("index")) {
                     final double[] ids = st.doubles("index");
                     final long[] groups = new long[ids.length];
@@ -483,10 +521,20 @@ final class ComputeCommand implements Callable<Integer> {
                 final double ms = (System.nanoTime() - t0) / 1e6;
                 final SafetensorsWriter w = writer(cfg, "rlvec compute: advantages (" + adv.estimator().verlName()
                     + ")").array("advantages", bt, advantages).array("returns", bt, returns);
+                if (isWeights != null) {
+                    w.array("rollout_is_weights", bt, isWeights);
+                }
+                if (rsMask != null && !rc.spec().rsOptions().isEmpty()) {
+                    w.array("response_mask", bt, rsMask);
+                }
+                metrics.putAll(corr.asMap());
                 metrics.forEach((k, v) -> w.f64("metrics/" + k, new long[0], v));
                 w.write(out);
-                report(o, engine, bt, batch, cfg, ms);
+                report(o, engine, bt, given, cfg, ms);
                 o.println("estimator: " + adv);
+                if (correct) {
+                    o.println("rollout correction (decoupled, before the advantages): " + rc.spec());
+                }
                 metrics.forEach((k, v) -> o.println(String.format(Locale.ROOT, "%s: %.9g", k, v)));
                 o.println("written: " + out);
             } finally {

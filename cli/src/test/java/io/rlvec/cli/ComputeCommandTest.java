@@ -398,4 +398,31 @@ class ComputeCommandTest {
         assertThat(shape.err()).contains("acc (algorithm.gdpo_reward_keys 'acc') must be [B] = [4]");
         assertThat(execute("compute", "--help").out()).contains("gdpo_reward_keys");
     }
+
+    @Test
+    void theAdvantagesSeeTheDecoupledRejectionMask() throws IOException {
+        final float[] rewards = {0f, 1f, 0f, 0.5f};
+        final Path batch = dir.resolve("adv-rc.safetensors");
+        new SafetensorsWriter().f32("token_level_rewards", BT, rewards).bool("response_mask", BT, MASK)
+            .i64("index", new long[] {2}, 3, 3).f32("old_log_probs", BT, OLD).f32("rollout_log_probs", BT, ROLLOUT)
+            .write(batch);
+        final Path out = dir.resolve("adv-rc-out.safetensors");
+        final Run r = execute("compute", "--term", "advantages", "--in", batch.toString(), "--out", out.toString(),
+            "algorithm.adv_estimator=grpo", RC + "rollout_rs=token_k1", RC + "rollout_rs_threshold=2.0");
+        assertThat(r.code()).as(r.out() + r.err()).isZero();
+        assertThat(r.out()).contains("rollout correction (decoupled, before the advantages)")
+            .contains("rollout_corr/rollout_rs_masked_fraction: ");
+        // The same estimator on the batch whose mask is the rejection mask.
+        final Path masked = dir.resolve("adv-masked.safetensors");
+        new SafetensorsWriter().f32("token_level_rewards", BT, rewards)
+            .bool("response_mask", BT, true, false, true, false).i64("index", new long[] {2}, 3, 3).write(masked);
+        final Path out2 = dir.resolve("adv-masked-out.safetensors");
+        final Run m = execute("compute", "--term", "advantages", "--in", masked.toString(), "--out", out2.toString(),
+            "algorithm.adv_estimator=grpo");
+        assertThat(m.code()).as(m.err()).isZero();
+        try (Safetensors a = Safetensors.open(out); Safetensors b = Safetensors.open(out2)) {
+            assertThat(a.float32("response_mask").toFloatArray()).containsExactly(1f, 0f, 1f, 0f);
+            assertThat(a.float32("advantages").toFloatArray()).containsExactly(b.float32("advantages").toFloatArray());
+        }
+    }
 }
