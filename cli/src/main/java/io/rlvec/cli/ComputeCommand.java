@@ -284,11 +284,6 @@ final class ComputeCommand implements Callable<Integer> {
                 if (rollout != null) {
                     o.println("rollout correction (" + (rc.bypassMode() ? "bypass_mode, loss_type " + rc.lossType()
                         : "decoupled") + "): " + rc.spec());
-                    if (cfg.release() == VerlRelease.V2026_01 && rc.spec().hasIs()) {
-                        o.println("note: the rollout_is_* distribution metrics follow verl 2026-08's definitions "
-                            + "(verl 2026-01 clamps std and eff_sample_size from below at 1/threshold); weights and "
-                            + "mask are the same in both");
-                    }
                 }
                 o.println(String.format(Locale.ROOT, "loss: %.9g", r.loss()));
                 metrics.forEach((k, v) -> o.println(String.format(Locale.ROOT, "%s: %.9g", k, v)));

@@ -371,7 +371,8 @@ public final class VerlConfig {
      * @return {@code algorithm.rollout_correction.*} as the release reads it: the IS/RS spec, bypass_mode and
      *     loss_type.
      * @throws IllegalArgumentException naming the key whose value verl (or the release) refuses; verl 2026-01 has
-     *                                  no IcePop threshold ("L_U", verl #5722).
+     *                                  no IcePop threshold ("L_U", verl #5722) and takes the threshold as a number
+     *                                  only.
      */
     public RolloutCorrection rolloutCorrection() {
         return rolloutCorrection(ALGO_RC);
@@ -379,7 +380,7 @@ public final class VerlConfig {
 
     private RolloutCorrection rolloutCorrection(final String section) {
         final String p = section + ".";
-        final RolloutCorrectionSpec.Builder b = RolloutCorrectionSpec.builder();
+        final RolloutCorrectionSpec.Builder b = RolloutCorrectionSpec.builder().release(release);
         for (final String k : RC_SPEC_KEYS) {
             final Object v = read.get(p + k);
             if (k.equals("rollout_is_threshold") && release == VerlRelease.V2026_01 && v instanceof String t
