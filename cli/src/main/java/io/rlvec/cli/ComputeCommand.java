@@ -129,7 +129,8 @@ final class ComputeCommand implements Callable<Integer> {
 
     /**
      * The actor loss: from per-token log-probs, or, when the batch holds {@code logits}, from the logits and the
-     * sampled {@code responses} through the vocabulary pass (temperature {@code actor_rollout_ref.rollout.temperature}).
+     * sampled {@code responses} through the vocabulary pass (temperature
+     * {@code actor_rollout_ref.rollout.temperature}).
      */
     private Integer actor(final VerlConfig cfg) throws IOException {
         LossSpec loss;

@@ -445,8 +445,8 @@ public final class VerlConfig {
             throw new IllegalArgumentException("algorithm.adv_estimator: " + e.getMessage(), e);
         }
         if ("gdpo".equals(name) && release == VerlRelease.V2026_01) {
-            throw new IllegalArgumentException("algorithm.adv_estimator: gdpo does not exist in verl 2026-01 (b178a3cd); "
-                + "verl added it in 2026-03 (#5503): use --verl-release 2026-08");
+            throw new IllegalArgumentException("algorithm.adv_estimator: gdpo does not exist in verl 2026-01 "
+                + "(b178a3cd); verl added it in 2026-03 (#5503): use --verl-release 2026-08");
         }
         for (final String k : List.of("gamma", "lam", "norm_adv_by_std_in_grpo", "gdpo_reward_keys",
             "gdpo_reward_weights")) {

@@ -140,22 +140,24 @@ class VerlConfigTest {
         assertThat(off.rolloutCorrection().spec().rsOptions()).isEmpty();
         assertThat(off.rolloutCorrection().bypassMode()).isFalse();
 
-        final VerlConfig c = VerlConfig.load(null, List.of(rc + "rollout_is=sequence", rc + "rollout_is_threshold=0.5_4",
-            rc + "rollout_rs=token_k1,seq_max_k3", rc + "rollout_rs_threshold='0.5_2.0,3.0'"), VerlRelease.V2026_08);
+        final VerlConfig c = VerlConfig.load(null, List.of(rc + "rollout_is=sequence",
+            rc + "rollout_is_threshold=0.5_4", rc + "rollout_rs=token_k1,seq_max_k3",
+            rc + "rollout_rs_threshold='0.5_2.0,3.0'"), VerlRelease.V2026_08);
         final VerlConfig.RolloutCorrection r = c.rolloutCorrection();
         assertThat(r.spec().rolloutIs()).isEqualTo(io.rlvec.RolloutCorrectionSpec.IsLevel.SEQUENCE);
         assertThat(r.spec().icePop()).isTrue();
         assertThat(r.spec().isLower()).isEqualTo(0.5);
         assertThat(r.spec().rsOptions()).extracting(io.rlvec.RolloutCorrectionSpec.RsOption::name)
             .containsExactly("token_k1", "seq_max_k3");
-        assertThat(r.toVerlMap()).containsEntry("rollout_is", "sequence").containsEntry("rollout_is_threshold", "0.5_4.0")
+        assertThat(r.toVerlMap()).containsEntry("rollout_is", "sequence")
+            .containsEntry("rollout_is_threshold", "0.5_4.0")
             .containsEntry("rollout_rs", "token_k1,seq_max_k3").containsEntry("rollout_rs_threshold", "0.5_2.0,3.0")
             .containsEntry("bypass_mode", false).containsEntry("loss_type", "ppo_clip");
         assertThat(c.lossSpec().policyLossMode()).isEqualTo(io.rlvec.PolicyLossMode.VANILLA);
 
         // verl 2026-01 has no IcePop band.
-        final VerlConfig jan = VerlConfig.load(null, List.of(rc + "rollout_is=token", rc + "rollout_is_threshold=0.5_4"),
-            VerlRelease.V2026_01);
+        final VerlConfig jan = VerlConfig.load(null,
+            List.of(rc + "rollout_is=token", rc + "rollout_is_threshold=0.5_4"), VerlRelease.V2026_01);
         assertThatThrownBy(jan::rolloutCorrection).hasMessageContaining(rc + "rollout_is_threshold")
             .hasMessageContaining("verl 2026-01 does not");
         assertThat(VerlConfig.load(null, List.of(rc + "rollout_is=token", rc + "rollout_is_threshold=1.5"),
@@ -176,7 +178,8 @@ class VerlConfigTest {
         assertThat(bypass.rolloutCorrection().rolloutIs()).isEqualTo(io.rlvec.RolloutCorrectionSpec.IsLevel.TOKEN);
         assertThat(bypass.toString()).contains("rollout_is=token").contains("rollout_is_threshold=2.0");
         // ... or set directly under policy_loss (verl's .get defaults for the rest).
-        final LossSpec direct = VerlConfig.load(null, List.of("actor_rollout_ref.actor.policy_loss.loss_mode=bypass_mode",
+        final LossSpec direct = VerlConfig.load(null, List.of(
+            "actor_rollout_ref.actor.policy_loss.loss_mode=bypass_mode",
             "+actor_rollout_ref.actor.policy_loss.rollout_correction.rollout_rs=seq_mean_k3",
             "+actor_rollout_ref.actor.policy_loss.rollout_correction.rollout_rs_threshold=0.01"),
             VerlRelease.DEFAULT).lossSpec();
