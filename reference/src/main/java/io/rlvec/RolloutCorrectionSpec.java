@@ -172,9 +172,10 @@ public final class RolloutCorrectionSpec {
 
     @Override
     public String toString() {
-        return "RolloutCorrectionSpec[rollout_is=" + (rolloutIs == null ? "null" : rolloutIs.name().toLowerCase(Locale.ROOT))
-            + ", threshold=" + isThresholdSpec + ", batch_normalize=" + batchNormalize + ", rollout_rs=" + rsSpec
-            + ", rs_threshold=" + rsThresholdSpec + ", verl_semantics=" + release.label() + "]";
+        return "RolloutCorrectionSpec{rollout_is=" + (rolloutIs == null ? "null" : rolloutIs.name().toLowerCase(Locale.ROOT))
+            + ", rollout_is_threshold=" + isThresholdSpec + ", rollout_is_batch_normalize=" + batchNormalize
+            + ", rollout_rs=" + rsSpec + ", rollout_rs_threshold=" + rsThresholdSpec + ", verl_semantics="
+            + release.label() + "}";
     }
 
     /** Collects verl's keys; {@link #build()} parses and validates them. */

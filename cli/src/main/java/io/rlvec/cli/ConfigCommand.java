@@ -54,8 +54,21 @@ final class ConfigCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
         }
         out.println("# actor loss: " + s);
+        out.println("# rollout correction: " + rolloutCorrection(spec, config));
         out.flush();
         return Main.OK;
+    }
+
+    /** @return algorithm.rollout_correction as parsed, in verl's key names (usage errors as such). */
+    static String rolloutCorrection(final CommandLine.Model.CommandSpec spec, final VerlConfig config) {
+        try {
+            final StringBuilder sb = new StringBuilder("algorithm.rollout_correction{");
+            config.rolloutCorrection().toVerlMap().forEach((k, v) ->
+                sb.append(sb.charAt(sb.length() - 1) == '{' ? "" : ", ").append(k).append('=').append(v));
+            return sb.append('}').toString();
+        } catch (final IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+        }
     }
 
     /** Splits the arguments into the YAML file and the overrides, and loads them (usage errors as such). */

@@ -18,6 +18,8 @@ import org.snakeyaml.engine.v2.api.LoadSettings;
 import org.snakeyaml.engine.v2.exceptions.YamlEngineException;
 
 import io.rlvec.LossSpec;
+import io.rlvec.PolicyLossMode;
+import io.rlvec.RolloutCorrectionSpec;
 import io.rlvec.VerlRelease;
 import io.rlvec.cli.golden.KnownKeys;
 
@@ -77,6 +79,14 @@ public final class VerlConfig {
         "checkpoint", "profiler", "rollout_n", "ulysses_sequence_parallel_size", "forward_micro_batch_size",
         "forward_micro_batch_size_per_gpu", "megatron", "nccl_timeout", "_target_", "engine", "fsdp_config");
 
+    /** {@code algorithm.rollout_correction}. */
+    static final String ALGO_RC = "algorithm.rollout_correction";
+    /** {@code actor_rollout_ref.actor.policy_loss.rollout_correction}: bypass_mode's settings set directly. */
+    static final String POLICY_RC = "actor_rollout_ref.actor.policy_loss.rollout_correction";
+    /** The keys of a rollout correction that make its {@link RolloutCorrectionSpec}. */
+    static final List<String> RC_SPEC_KEYS = List.of("rollout_is", "rollout_is_threshold",
+        "rollout_is_batch_normalize", "rollout_rs", "rollout_rs_threshold");
+
     private final Map<String, Object> root;
     private final VerlRelease release;
     private final Map<String, Object> read = new LinkedHashMap<>();
@@ -86,6 +96,10 @@ public final class VerlConfig {
         this.release = release;
         readSection("actor_rollout_ref.actor", ACTOR_DEFAULTS, ACTOR_OTHER);
         readSection("actor_rollout_ref.actor.policy_loss", POLICY_LOSS_DEFAULTS, List.of());
+        if (raw(POLICY_RC) != null) {
+            // bypass_mode's own settings, when given (the loss reads them with .get: verl's YAML defaults).
+            readSection(POLICY_RC, ROLLOUT_CORRECTION_DEFAULTS, List.of());
+        }
         read.put("actor_rollout_ref.rollout.temperature", valueOr("actor_rollout_ref.rollout.temperature", 1.0));
         readSection("algorithm", ALGORITHM_DEFAULTS, List.of());
         readSection("algorithm.kl_ctrl", KL_CTRL_DEFAULTS, List.of());
@@ -304,12 +318,99 @@ public final class VerlConfig {
             set(b, k, a + "policy_loss." + k);
         }
         set(b, "temperature", "actor_rollout_ref.rollout.temperature");
+        final RolloutCorrection rc = rolloutCorrection();
+        if (rc.bypassMode()) {
+            // The trainer's apply_bypass_mode: the loss becomes bypass_mode with algorithm.rollout_correction.
+            b.policyLossMode(PolicyLossMode.BYPASS_MODE).rolloutCorrection(rc.spec()).bypassLossType(rc.lossType());
+        } else if (raw(POLICY_RC) != null) {
+            final RolloutCorrection own = rolloutCorrection(POLICY_RC);
+            b.rolloutCorrection(own.spec()).bypassLossType(own.lossType());
+        }
         b.release(release);
         try {
             return b.build();
         } catch (final IllegalArgumentException e) {
             throw new IllegalArgumentException("the configuration's actor loss is refused: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * verl's rollout correction settings as a trainer reads them.
+     *
+     * @param spec       the IS and rejection settings.
+     * @param bypassMode {@code bypass_mode}: old_log_probs := rollout_log_probs, and the loss runs bypass_mode.
+     * @param lossType   {@code loss_type}: bypass_mode's loss, ppo_clip or reinforce.
+     */
+    public record RolloutCorrection(RolloutCorrectionSpec spec, boolean bypassMode, String lossType) {
+        /** @return the settings in verl's key names (the spec's keys as parsed, then bypass_mode and loss_type). */
+        public Map<String, Object> toVerlMap() {
+            final Map<String, Object> m = new LinkedHashMap<>();
+            m.put("rollout_is", spec.hasIs() ? spec.rolloutIs().name().toLowerCase(java.util.Locale.ROOT) : null);
+            m.put("rollout_is_threshold", !spec.hasIs() ? null
+                : spec.icePop() ? num(spec.isLower()) + "_" + num(spec.isUpper()) : spec.isUpper());
+            m.put("rollout_is_batch_normalize", spec.batchNormalize());
+            final List<String> names = new ArrayList<>();
+            final List<String> thresholds = new ArrayList<>();
+            for (final RolloutCorrectionSpec.RsOption o : spec.rsOptions()) {
+                names.add(o.name());
+                thresholds.add(o.twoSided() ? num(o.lower()) + "_" + num(o.upper()) : num(o.upper()));
+            }
+            m.put("rollout_rs", names.isEmpty() ? null : String.join(",", names));
+            m.put("rollout_rs_threshold", thresholds.isEmpty() ? null : String.join(",", thresholds));
+            m.put("bypass_mode", bypassMode);
+            m.put("loss_type", lossType);
+            return m;
+        }
+
+        private static String num(final double v) {
+            return Double.toString(v);
+        }
+    }
+
+    /**
+     * @return {@code algorithm.rollout_correction.*} as the release reads it: the IS/RS spec, bypass_mode and
+     *     loss_type.
+     * @throws IllegalArgumentException naming the key whose value verl (or the release) refuses; verl 2026-01 has
+     *                                  no IcePop threshold ("L_U", verl #5722) and takes the threshold as a number
+     *                                  only.
+     */
+    public RolloutCorrection rolloutCorrection() {
+        return rolloutCorrection(ALGO_RC);
+    }
+
+    private RolloutCorrection rolloutCorrection(final String section) {
+        final String p = section + ".";
+        final RolloutCorrectionSpec.Builder b = RolloutCorrectionSpec.builder().release(release);
+        for (final String k : RC_SPEC_KEYS) {
+            final Object v = read.get(p + k);
+            if (k.equals("rollout_is_threshold") && release == VerlRelease.V2026_01 && v instanceof String t
+                && t.contains("_")) {
+                throw new IllegalArgumentException(p + k + ": '" + t + "' is an IcePop band (lower_upper), which "
+                    + "verl 2026-08 has (#5722) and verl 2026-01 does not: 2026-01 takes a single upper bound, a "
+                    + "number (or use --verl-release 2026-08)");
+            }
+            try {
+                b.set(k, v);
+            } catch (final IllegalArgumentException e) {
+                throw new IllegalArgumentException(p + k + ": " + e.getMessage(), e);
+            }
+        }
+        final RolloutCorrectionSpec spec;
+        try {
+            spec = b.build();
+        } catch (final IllegalArgumentException e) {
+            throw new IllegalArgumentException(section + " is refused: " + e.getMessage(), e);
+        }
+        final Object bypass = read.get(p + "bypass_mode");
+        if (!(bypass instanceof Boolean)) {
+            throw new IllegalArgumentException(p + "bypass_mode must be true or false, got " + bypass);
+        }
+        final Object lossType = read.get(p + "loss_type");
+        if ((Boolean) bypass && !"ppo_clip".equals(lossType) && !"reinforce".equals(lossType)) {
+            throw new IllegalArgumentException(p + "loss_type: Invalid loss_type: " + lossType
+                + ". Must be 'ppo_clip' or 'reinforce'.");
+        }
+        return new RolloutCorrection(spec, (Boolean) bypass, String.valueOf(lossType));
     }
 
     /**
@@ -343,11 +444,28 @@ public final class VerlConfig {
         } catch (final IllegalArgumentException e) {
             throw new IllegalArgumentException("algorithm.adv_estimator: " + e.getMessage(), e);
         }
+        if ("gdpo".equals(name) && release == VerlRelease.V2026_01) {
+            throw new IllegalArgumentException("algorithm.adv_estimator: gdpo does not exist in verl 2026-01 "
+                + "(b178a3cd); verl added it in 2026-03 (#5503): use --verl-release 2026-08");
+        }
         for (final String k : List.of("gamma", "lam", "norm_adv_by_std_in_grpo", "gdpo_reward_keys",
             "gdpo_reward_weights")) {
             final Object v = read.get("algorithm." + k);
             if (v == null) {
                 continue;
+            }
+            if (k.equals("norm_adv_by_std_in_grpo") && name != null && name.equals("gdpo")) {
+                continue; // verl's trainer does not pass it to gdpo, which always normalises by the std
+            }
+            if (k.equals("gdpo_reward_keys")
+                && !(v instanceof List<?> l && l.stream().allMatch(String.class::isInstance))) {
+                throw new IllegalArgumentException("algorithm.gdpo_reward_keys must be a list of reward names, e.g. "
+                    + "+algorithm.gdpo_reward_keys='[accuracy, format]', got " + v);
+            }
+            if (k.equals("gdpo_reward_weights")
+                && !(v instanceof List<?> l && l.stream().allMatch(Number.class::isInstance))) {
+                throw new IllegalArgumentException("algorithm.gdpo_reward_weights must be a list of numbers, e.g. "
+                    + "+algorithm.gdpo_reward_weights='[1.0, 0.5]', got " + v);
             }
             try {
                 b.set(k, v);

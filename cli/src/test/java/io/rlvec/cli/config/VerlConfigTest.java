@@ -131,4 +131,59 @@ class VerlConfigTest {
             VerlRelease.DEFAULT);
         assertThatThrownBy(bad::lossSpec).hasMessageContaining("actor_rollout_ref.actor.loss_agg_mode");
     }
+
+    @Test
+    void rolloutCorrectionMapsToTheSpecAndBypassModeToTheLoss() throws IOException {
+        final String rc = "algorithm.rollout_correction.";
+        final VerlConfig off = VerlConfig.load(null, List.of(), VerlRelease.DEFAULT);
+        assertThat(off.rolloutCorrection().spec().hasIs()).isFalse();
+        assertThat(off.rolloutCorrection().spec().rsOptions()).isEmpty();
+        assertThat(off.rolloutCorrection().bypassMode()).isFalse();
+
+        final VerlConfig c = VerlConfig.load(null, List.of(rc + "rollout_is=sequence",
+            rc + "rollout_is_threshold=0.5_4", rc + "rollout_rs=token_k1,seq_max_k3",
+            rc + "rollout_rs_threshold='0.5_2.0,3.0'"), VerlRelease.V2026_08);
+        final VerlConfig.RolloutCorrection r = c.rolloutCorrection();
+        assertThat(r.spec().rolloutIs()).isEqualTo(io.rlvec.RolloutCorrectionSpec.IsLevel.SEQUENCE);
+        assertThat(r.spec().icePop()).isTrue();
+        assertThat(r.spec().isLower()).isEqualTo(0.5);
+        assertThat(r.spec().rsOptions()).extracting(io.rlvec.RolloutCorrectionSpec.RsOption::name)
+            .containsExactly("token_k1", "seq_max_k3");
+        assertThat(r.toVerlMap()).containsEntry("rollout_is", "sequence")
+            .containsEntry("rollout_is_threshold", "0.5_4.0")
+            .containsEntry("rollout_rs", "token_k1,seq_max_k3").containsEntry("rollout_rs_threshold", "0.5_2.0,3.0")
+            .containsEntry("bypass_mode", false).containsEntry("loss_type", "ppo_clip");
+        assertThat(c.lossSpec().policyLossMode()).isEqualTo(io.rlvec.PolicyLossMode.VANILLA);
+
+        // verl 2026-01 has no IcePop band.
+        final VerlConfig jan = VerlConfig.load(null,
+            List.of(rc + "rollout_is=token", rc + "rollout_is_threshold=0.5_4"), VerlRelease.V2026_01);
+        assertThatThrownBy(jan::rolloutCorrection).hasMessageContaining(rc + "rollout_is_threshold")
+            .hasMessageContaining("verl 2026-01 does not");
+        assertThat(VerlConfig.load(null, List.of(rc + "rollout_is=token", rc + "rollout_is_threshold=1.5"),
+            VerlRelease.V2026_01).rolloutCorrection().spec().isUpper()).isEqualTo(1.5);
+        // verl's own errors, under the key.
+        assertThatThrownBy(() -> VerlConfig.load(null, List.of(rc + "rollout_is=tokens"), VerlRelease.DEFAULT)
+            .rolloutCorrection()).hasMessageContaining("Invalid rollout_is: tokens");
+        assertThatThrownBy(() -> VerlConfig.load(null, List.of(rc + "rollout_rs=token_k2"), VerlRelease.DEFAULT)
+            .rolloutCorrection()).hasMessageContaining("rollout_rs_threshold must be explicitly provided");
+        assertThatThrownBy(() -> VerlConfig.load(null, List.of(rc + "bypass_mode=true", rc + "loss_type=pg"),
+            VerlRelease.DEFAULT).rolloutCorrection()).hasMessageContaining(rc + "loss_type: Invalid loss_type: pg");
+
+        // bypass_mode: the trainer's apply_bypass_mode makes the loss bypass_mode with these settings.
+        final LossSpec bypass = VerlConfig.load(null, List.of(rc + "bypass_mode=true", rc + "loss_type=reinforce",
+            rc + "rollout_is=token"), VerlRelease.V2026_01).lossSpec();
+        assertThat(bypass.policyLossMode()).isEqualTo(io.rlvec.PolicyLossMode.BYPASS_MODE);
+        assertThat(bypass.bypassReinforce()).isTrue();
+        assertThat(bypass.rolloutCorrection().rolloutIs()).isEqualTo(io.rlvec.RolloutCorrectionSpec.IsLevel.TOKEN);
+        assertThat(bypass.toString()).contains("rollout_is=token").contains("rollout_is_threshold=2.0");
+        // ... or set directly under policy_loss (verl's .get defaults for the rest).
+        final LossSpec direct = VerlConfig.load(null, List.of(
+            "actor_rollout_ref.actor.policy_loss.loss_mode=bypass_mode",
+            "+actor_rollout_ref.actor.policy_loss.rollout_correction.rollout_rs=seq_mean_k3",
+            "+actor_rollout_ref.actor.policy_loss.rollout_correction.rollout_rs_threshold=0.01"),
+            VerlRelease.DEFAULT).lossSpec();
+        assertThat(direct.rolloutCorrection().hasIs()).isFalse();
+        assertThat(direct.rolloutCorrection().rsOptions()).hasSize(1);
+    }
 }
