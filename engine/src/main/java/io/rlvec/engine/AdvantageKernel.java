@@ -339,18 +339,14 @@ final class AdvantageKernel implements Advantages.Kernels {
                 }
             }
         }
-        for (int k = 0; k < n; k += B) {
-            transpose(seqs, k, RUN, dst, k * B, B);
-        }
+        transpose(n, seqs, 1, RUN, dst, B, B);
     }
 
     /** Transposes the run's advantages back to the sequences and stores them and the returns. */
     private void transposeOut(final int lo, final int n, final MemorySegment vs, final MemorySegment as,
                               final MemorySegment os) {
         final float[] seqs = blockT;
-        for (int k = 0; k < n; k += B) {
-            transpose(blockA, k * B, B, seqs, k, RUN);
-        }
+        transpose(n, blockA, B, B, seqs, 1, RUN);
         for (int l = 0; l < B; l++) {
             final int pad = pads[l];
             final int base = l * RUN;
@@ -375,45 +371,50 @@ final class AdvantageKernel implements Advantages.Kernels {
     }
 
     /**
-     * Stores the transpose of the {@code B x B} block at {@code src[from]} (rows {@code srcStride} apart) into
-     * {@code dst[to]} (rows {@code dstStride} apart): row k of the result = lane k of every row. The off-diagonal
-     * halves, then quarters, then single lanes swap places. Vectors never cross a call (a call C2 does not
-     * inline would box them).
+     * Transposes the {@code n / B} blocks of {@code B x B} floats of {@code src} into {@code dst}: block j's row i
+     * starts at {@code src[j * B * srcStep + i * srcStride]} and its transpose's row i at {@code dst[j * B *
+     * dstStep + i * dstStride]}; row k of a transposed block = lane k of every row. The off-diagonal halves, then
+     * quarters, then single lanes swap places. The loop over blocks is in here, so the permutations and blend
+     * masks are set up once per call, and vectors never cross a call (a call C2 does not inline would box them).
      */
-    private static void transpose(final float[] src, final int from, final int srcStride, final float[] dst,
-                                  final int to, final int dstStride) {
-        final FloatVector a0 = FloatVector.fromArray(S8, src, from);
-        final FloatVector a1 = FloatVector.fromArray(S8, src, from + srcStride);
-        final FloatVector a2 = FloatVector.fromArray(S8, src, from + 2 * srcStride);
-        final FloatVector a3 = FloatVector.fromArray(S8, src, from + 3 * srcStride);
-        final FloatVector a4 = FloatVector.fromArray(S8, src, from + 4 * srcStride);
-        final FloatVector a5 = FloatVector.fromArray(S8, src, from + 5 * srcStride);
-        final FloatVector a6 = FloatVector.fromArray(S8, src, from + 6 * srcStride);
-        final FloatVector a7 = FloatVector.fromArray(S8, src, from + 7 * srcStride);
-        final FloatVector b0 = a0.blend(a4.rearrange(X4), M4);
-        final FloatVector b4 = a0.rearrange(X4).blend(a4, M4);
-        final FloatVector b1 = a1.blend(a5.rearrange(X4), M4);
-        final FloatVector b5 = a1.rearrange(X4).blend(a5, M4);
-        final FloatVector b2 = a2.blend(a6.rearrange(X4), M4);
-        final FloatVector b6 = a2.rearrange(X4).blend(a6, M4);
-        final FloatVector b3 = a3.blend(a7.rearrange(X4), M4);
-        final FloatVector b7 = a3.rearrange(X4).blend(a7, M4);
-        final FloatVector c0 = b0.blend(b2.rearrange(X2), M2);
-        final FloatVector c2 = b0.rearrange(X2).blend(b2, M2);
-        final FloatVector c1 = b1.blend(b3.rearrange(X2), M2);
-        final FloatVector c3 = b1.rearrange(X2).blend(b3, M2);
-        final FloatVector c4 = b4.blend(b6.rearrange(X2), M2);
-        final FloatVector c6 = b4.rearrange(X2).blend(b6, M2);
-        final FloatVector c5 = b5.blend(b7.rearrange(X2), M2);
-        final FloatVector c7 = b5.rearrange(X2).blend(b7, M2);
-        c0.blend(c1.rearrange(X1), M1).intoArray(dst, to);
-        c0.rearrange(X1).blend(c1, M1).intoArray(dst, to + dstStride);
-        c2.blend(c3.rearrange(X1), M1).intoArray(dst, to + 2 * dstStride);
-        c2.rearrange(X1).blend(c3, M1).intoArray(dst, to + 3 * dstStride);
-        c4.blend(c5.rearrange(X1), M1).intoArray(dst, to + 4 * dstStride);
-        c4.rearrange(X1).blend(c5, M1).intoArray(dst, to + 5 * dstStride);
-        c6.blend(c7.rearrange(X1), M1).intoArray(dst, to + 6 * dstStride);
-        c6.rearrange(X1).blend(c7, M1).intoArray(dst, to + 7 * dstStride);
+    private static void transpose(final int n, final float[] src, final int srcStep, final int srcStride,
+                                  final float[] dst, final int dstStep, final int dstStride) {
+        for (int k = 0; k < n; k += B) {
+            final int from = k * srcStep;
+            final int to = k * dstStep;
+            final FloatVector a0 = FloatVector.fromArray(S8, src, from);
+            final FloatVector a1 = FloatVector.fromArray(S8, src, from + srcStride);
+            final FloatVector a2 = FloatVector.fromArray(S8, src, from + 2 * srcStride);
+            final FloatVector a3 = FloatVector.fromArray(S8, src, from + 3 * srcStride);
+            final FloatVector a4 = FloatVector.fromArray(S8, src, from + 4 * srcStride);
+            final FloatVector a5 = FloatVector.fromArray(S8, src, from + 5 * srcStride);
+            final FloatVector a6 = FloatVector.fromArray(S8, src, from + 6 * srcStride);
+            final FloatVector a7 = FloatVector.fromArray(S8, src, from + 7 * srcStride);
+            final FloatVector b0 = a0.blend(a4.rearrange(X4), M4);
+            final FloatVector b4 = a0.rearrange(X4).blend(a4, M4);
+            final FloatVector b1 = a1.blend(a5.rearrange(X4), M4);
+            final FloatVector b5 = a1.rearrange(X4).blend(a5, M4);
+            final FloatVector b2 = a2.blend(a6.rearrange(X4), M4);
+            final FloatVector b6 = a2.rearrange(X4).blend(a6, M4);
+            final FloatVector b3 = a3.blend(a7.rearrange(X4), M4);
+            final FloatVector b7 = a3.rearrange(X4).blend(a7, M4);
+            final FloatVector c0 = b0.blend(b2.rearrange(X2), M2);
+            final FloatVector c2 = b0.rearrange(X2).blend(b2, M2);
+            final FloatVector c1 = b1.blend(b3.rearrange(X2), M2);
+            final FloatVector c3 = b1.rearrange(X2).blend(b3, M2);
+            final FloatVector c4 = b4.blend(b6.rearrange(X2), M2);
+            final FloatVector c6 = b4.rearrange(X2).blend(b6, M2);
+            final FloatVector c5 = b5.blend(b7.rearrange(X2), M2);
+            final FloatVector c7 = b5.rearrange(X2).blend(b7, M2);
+            c0.blend(c1.rearrange(X1), M1).intoArray(dst, to);
+            c0.rearrange(X1).blend(c1, M1).intoArray(dst, to + dstStride);
+            c2.blend(c3.rearrange(X1), M1).intoArray(dst, to + 2 * dstStride);
+            c2.rearrange(X1).blend(c3, M1).intoArray(dst, to + 3 * dstStride);
+            c4.blend(c5.rearrange(X1), M1).intoArray(dst, to + 4 * dstStride);
+            c4.rearrange(X1).blend(c5, M1).intoArray(dst, to + 5 * dstStride);
+            c6.blend(c7.rearrange(X1), M1).intoArray(dst, to + 6 * dstStride);
+            c6.rearrange(X1).blend(c7, M1).intoArray(dst, to + 7 * dstStride);
+        }
     }
 
     @Override
