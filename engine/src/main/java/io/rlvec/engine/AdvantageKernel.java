@@ -144,33 +144,73 @@ final class AdvantageKernel implements Advantages.Kernels {
         final MemorySegment xs = x.segment();
         final MemorySegment ms = batch.mask().segment();
         final DoubleVector zero = DoubleVector.zero(D4);
+        final int b = batch.numSequences();
         double total = 0;
-        for (int i = 0; i < batch.numSequences(); i++) {
+        int i = 0;
+        // Two sequences at a time over their common length (two independent chains of additions, each in its
+        // sequence's canonical order); the sequences' sums join the total in sequence order.
+        for (; i + 2 <= b; i += 2) {
+            final int s0 = batch.offset(i);
+            final int s1 = batch.offset(i + 1);
+            final int e1 = batch.offset(i + 2);
+            final int common = Math.min(s1 - s0, e1 - s1) & ~3;
+            DoubleVector acc0 = zero;
+            DoubleVector acc1 = zero;
+            for (int k = 0; k < common; k += 4) {
+                acc0 = acc0.add(moment(xs, ms, s0 + k, mean, squares, zero));
+                acc1 = acc1.add(moment(xs, ms, s1 + k, mean, squares, zero));
+            }
+            int t = s0 + common;
+            for (; t + 4 <= s1; t += 4) {
+                acc0 = acc0.add(moment(xs, ms, t, mean, squares, zero));
+            }
+            acc0.intoArray(lanes, 0);
+            total += momentTail(xs, ms, s0, t, s1, mean, squares);
+            t = s1 + common;
+            for (; t + 4 <= e1; t += 4) {
+                acc1 = acc1.add(moment(xs, ms, t, mean, squares, zero));
+            }
+            acc1.intoArray(lanes, 0);
+            total += momentTail(xs, ms, s1, t, e1, mean, squares);
+        }
+        for (; i < b; i++) {
             final int start = batch.offset(i);
             final int end = batch.offset(i + 1);
             DoubleVector acc = zero;
             int t = start;
             for (; t + 4 <= end; t += 4) {
-                final VectorMask<Double> valid = FloatVector.fromMemorySegment(F4, ms, (long) t * Float.BYTES, Vec.LE)
-                    .compare(VectorOperators.NE, 0f).cast(D4);
-                DoubleVector v = widen(xs, t);
-                if (squares) {
-                    final DoubleVector d = v.sub(mean);
-                    v = d.mul(d);
-                }
-                acc = acc.add(zero.blend(v, valid));
+                acc = acc.add(moment(xs, ms, t, mean, squares, zero));
             }
             acc.intoArray(lanes, 0);
-            for (; t < end; t++) {
-                if (ms.getAtIndex(F32, t) != 0) {
-                    final double v = xs.getAtIndex(F32, t);
-                    final double d = v - mean;
-                    lanes[(t - start) & 3] += squares ? d * d : v;
-                }
-            }
-            total += Advantages.combine(lanes[0], lanes[1], lanes[2], lanes[3]);
+            total += momentTail(xs, ms, start, t, end, mean, squares);
         }
         return total;
+    }
+
+    /** Tokens t .. t + 3's masked values (or squared deviations from {@code mean}), widened to doubles. */
+    private static DoubleVector moment(final MemorySegment xs, final MemorySegment ms, final int t, final double mean,
+                                       final boolean squares, final DoubleVector zero) {
+        final VectorMask<Double> valid = FloatVector.fromMemorySegment(F4, ms, (long) t * Float.BYTES, Vec.LE)
+            .compare(VectorOperators.NE, 0f).cast(D4);
+        DoubleVector v = widen(xs, t);
+        if (squares) {
+            final DoubleVector d = v.sub(mean);
+            v = d.mul(d);
+        }
+        return zero.blend(v, valid);
+    }
+
+    /** Adds tokens {@code [t, end)} to {@code lanes} (the sequence's four sums so far); returns their combination. */
+    private double momentTail(final MemorySegment xs, final MemorySegment ms, final int start, final int t,
+                              final int end, final double mean, final boolean squares) {
+        for (int u = t; u < end; u++) {
+            if (ms.getAtIndex(F32, u) != 0) {
+                final double v = xs.getAtIndex(F32, u);
+                final double d = v - mean;
+                lanes[(u - start) & 3] += squares ? d * d : v;
+            }
+        }
+        return Advantages.combine(lanes[0], lanes[1], lanes[2], lanes[3]);
     }
 
     private static DoubleVector widen(final MemorySegment s, final int t) {
