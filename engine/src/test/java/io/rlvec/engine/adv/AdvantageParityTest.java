@@ -209,6 +209,54 @@ class AdvantageParityTest {
         }
     }
 
+    /**
+     * GAE's transposed tiles on long ragged packed sequences: longer than one run of rows, lengths that are no
+     * multiple of the block, empty and one-token sequences, a last tile of fewer sequences than lanes, masked
+     * holes and NaN values under the mask; and a padded batch whose width is no multiple of the block.
+     */
+    @Test
+    void gaeOnLongRaggedSequencesMatchesTheReference() {
+        final SplittableRandom r = new SplittableRandom(1212);
+        final int[][] shapes = {{2500, 1, 0, 1030, 2049, 7, 1024, 1025, 3001, 13, 0}, {1, 2, 3, 4, 5, 6, 7, 8, 9}};
+        final List<Data> batches = new ArrayList<>();
+        for (final int[] lengths : shapes) {
+            batches.add(ragged(r, lengths, 0));
+        }
+        final int[] padded = new int[11];
+        java.util.Arrays.fill(padded, 1037);
+        batches.add(ragged(r, padded, 1037));
+        final Engine reference = new ReferenceEngine();
+        try (Engine one = new VectorEngine(1)) {
+            for (final Data d : batches) {
+                final AdvantageSpec spec = AdvantageSpec.builder(AdvantageEstimator.GAE).gamma(0.99).lam(0.95).build();
+                assertSame(run(reference, spec, d), run(one, spec, d), "gae " + d);
+            }
+        }
+    }
+
+    private static Data ragged(final SplittableRandom r, final int[] lengths, final int width) {
+        int n = 0;
+        for (final int l : lengths) {
+            n += l;
+        }
+        final float[] rewards = new float[n];
+        final float[] values = new float[n];
+        final float[] mask = new float[n];
+        int at = 0;
+        for (final int len : lengths) {
+            final int valid = len == 0 ? 0 : 1 + r.nextInt(len);
+            for (int t = 0; t < len; t++) {
+                final boolean m = t < valid && (r.nextInt(10) != 0 || t == valid - 1);
+                mask[at + t] = m ? 1f : 0f;
+                values[at + t] = m || r.nextBoolean() ? (float) r.nextGaussian() : Float.NaN;
+                rewards[at + t] = m ? (float) (r.nextGaussian() * 0.1) : 0f;
+            }
+            at += len;
+        }
+        final long[] index = new long[lengths.length];
+        return new Data(lengths, width, rewards, values, mask, index, new float[lengths.length]);
+    }
+
     @Test
     void aGroupOfEqualScoresGetsExactlyZero() {
         final Data d = new Data(new int[] {3, 3, 3, 3}, 3,
