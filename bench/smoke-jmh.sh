@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CI smoke check of the JMH module (about a minute on 2 cores, build included): runs the policy-loss and
-# agg_loss benchmarks on the small padded (8, 512) shape, both engines, then the vocabulary pass's forward+backward
+# CI smoke check of the JMH module (about a minute on 2 cores, build included): runs the policy-loss,
+# agg_loss and value-loss benchmarks on the small padded (8, 512) shape, both engines, then the vocabulary pass's forward+backward
 # and backward at (256, 32000) f32 with 1 and 2 threads; 1 fork, one 200 ms warm-up and one 200 ms
 # measurement iteration, with -prof gc. The numbers are no benchmark (use bench/run-jmh.sh for that); the run
 # fails (non-zero exit) when
@@ -39,13 +39,13 @@ rm -f "$report"
 # -foe true turns an exception in a benchmark's setup or teardown (the answer check) into a failed run.
 # jmh.ignoreLock: JMH refuses to start while another JMH run holds /tmp/jmh.lock (so that two measurements do not
 # disturb each other); this run measures nothing worth protecting and must not fail on a shared machine for it.
-"$JAVA_HOME/bin/java" -Djmh.ignoreLock=true -jar "$jar" 'io\.rlvec\.jmh\.(PolicyLoss|AggLoss)Benchmark\.' \
+"$JAVA_HOME/bin/java" -Djmh.ignoreLock=true -jar "$jar" 'io\.rlvec\.jmh\.(PolicyLoss|AggLoss|ValueLoss)Benchmark\.' \
   -p engine=vector,reference -p shape=padded-8x512 -p agg=token-mean \
   -f 1 -wi 1 -w 200ms -i 1 -r 200ms -prof gc -foe true -rf json -rff "$report" \
   -jvmArgsPrepend "-Drlvec.bench.maxVectorAllocPerCall=0 ${SMOKE_JVM_ARGS:-}" "$@"
 
-# Two benchmarks x two engines = 4 results; the vector ones must not allocate.
-"$JAVA_HOME/bin/java" -cp "$jar" io.rlvec.jmh.report.Summary --expect-rows 4 \
+# Three benchmarks x two engines = 6 results; the vector ones must not allocate.
+"$JAVA_HOME/bin/java" -cp "$jar" io.rlvec.jmh.report.Summary --expect-rows 6 \
   --max-alloc "$max_alloc" --where engine=vector "$report"
 # The vocabulary pass and the actor loss from logits, one and two threads: the setup's answer check (engine vs
 # reference: log-probs within 1 ulp, gradients bit-identical, with and without saved statistics or kept exps, and

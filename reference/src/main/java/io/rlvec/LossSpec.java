@@ -608,7 +608,10 @@ public final class LossSpec {
         }
 
         private RolloutCorrectionSpec rolloutCorrectionSpec() {
-            return rolloutCorrectionKeys != null ? rolloutCorrectionKeys.build() : rolloutCorrection;
+            final RolloutCorrectionSpec rc = rolloutCorrectionKeys != null ? rolloutCorrectionKeys.build()
+                : rolloutCorrection;
+            // bypass_mode's correction follows the loss's verl_semantics.
+            return rc == null || rc.release() == release ? rc : rc.toBuilder().release(release).build();
         }
 
         private void setRolloutCorrection(final String key, final Object value) {

@@ -121,11 +121,15 @@ public final class PolicyLossResult {
      * {@code global_batch_info} passes), the loss and the contributions are recomputed from the merged numerators:
      * then the merged loss is the whole batch's. Otherwise (micro-batches normalised locally) the finished losses
      * add, as a trainer accumulating micro-batch losses does. Merging into a reset result copies the other.
+     * bypass_mode's {@code rollout_corr/*} metrics merge as verl's trainer reduces them
+     * ({@link RolloutCorrectionResult#merge}).
      */
     public void merge(final PolicyLossResult other) {
         for (int i = 0; i < stats.length; i++) {
             stats[i] += other.stats[i];
         }
+        rolloutCorrection.merge(other.rolloutCorrection);
+        reinforce |= other.reinforce;
         if (spec == null) {
             spec = other.spec;
             denominator = other.denominator;

@@ -73,6 +73,8 @@ public final class RolloutCorrectionResult {
     private final int[] order = new int[KEYS];
     private final boolean[] present = new boolean[KEYS];
     private int size;
+    /** How many calls' metrics this result holds (0 empty, 1 after a call, more after {@link #merge}). */
+    private int parts;
 
     /** @return the key index of a full name ({@code rollout_corr/...}), or -1. */
     public static int indexOf(final String name) {
@@ -96,10 +98,12 @@ public final class RolloutCorrectionResult {
             present[order[i]] = false;
         }
         size = 0;
+        parts = 0;
     }
 
     /** Sets a metric (appended in call order the first time). */
     public void put(final int index, final double value) {
+        parts = Math.max(parts, 1);
         if (!present[index]) {
             present[index] = true;
             order[size++] = index;
@@ -160,6 +164,44 @@ public final class RolloutCorrectionResult {
         for (int i = 0; i < other.size; i++) {
             put(other.order[i], other.values[other.order[i]]);
         }
+        parts = other.parts;
+    }
+
+    /** @return how many calls' metrics this result holds: 0 when empty, 1 after a call, the sum after merges. */
+    public int parts() {
+        return parts;
+    }
+
+    /**
+     * Merges another micro-batch's metrics into this one the way verl's trainer reduces the lists it appends them
+     * to ({@code reduce_metrics}): a key whose name contains {@code max} keeps the largest value, one containing
+     * {@code min} the smallest, every other key the plain mean over the micro-batches (each merged call counts
+     * once, whatever its token count; a merged result counts as the calls it holds). So the merged values are what
+     * verl logs for the same micro-batches, not a recomputation over the whole batch. NaN propagates as in numpy.
+     * A key present on one side only keeps that side's value.
+     */
+    public void merge(final RolloutCorrectionResult other) {
+        if (other.size == 0) {
+            return;
+        }
+        if (size == 0) {
+            copyFrom(other);
+            return;
+        }
+        for (int i = 0; i < other.size; i++) {
+            final int k = other.order[i];
+            final double o = other.values[k];
+            if (!present[k]) {
+                put(k, o);
+            } else if (NAMES[k].contains("max")) {
+                values[k] = Double.isNaN(o) || Double.isNaN(values[k]) ? Double.NaN : Math.max(values[k], o);
+            } else if (NAMES[k].contains("min")) {
+                values[k] = Double.isNaN(o) || Double.isNaN(values[k]) ? Double.NaN : Math.min(values[k], o);
+            } else {
+                values[k] = (values[k] * parts + o * other.parts) / (parts + other.parts);
+            }
+        }
+        parts += other.parts;
     }
 
     @Override

@@ -94,6 +94,7 @@ public final class RolloutCorrectionSpec {
     private final Object isThresholdSpec;
     private final String rsSpec;
     private final Object rsThresholdSpec;
+    private final VerlRelease release;
 
     private RolloutCorrectionSpec(final Builder b, final IsLevel level, final double upper, final double lower,
                                   final List<RsOption> options) {
@@ -105,6 +106,7 @@ public final class RolloutCorrectionSpec {
         this.isThresholdSpec = b.isThreshold;
         this.rsSpec = b.rs;
         this.rsThresholdSpec = b.rsThreshold;
+        this.release = b.release;
     }
 
     /** @return a builder with verl's defaults (IS and RS off: metrics only). */
@@ -147,9 +149,19 @@ public final class RolloutCorrectionSpec {
         return rsOptions;
     }
 
+    /**
+     * @return the verl release whose IS metrics this spec follows: 2026-08 (the default) reports them from the
+     *     applied (truncated) weights, std and ESS over clamp(w, 0, U); 2026-01 from the raw weights before
+     *     truncation, std and ESS over clamp(raw, 1/U, U). The weights themselves are the same.
+     */
+    public VerlRelease release() {
+        return release;
+    }
+
     /** @return a builder initialised from this spec. */
     public Builder toBuilder() {
         final Builder b = new Builder();
+        b.release = release;
         b.is = rolloutIs == null ? null : rolloutIs.name().toLowerCase(Locale.ROOT);
         b.isThreshold = isThresholdSpec;
         b.batchNormalize = batchNormalize;
@@ -162,7 +174,7 @@ public final class RolloutCorrectionSpec {
     public String toString() {
         return "RolloutCorrectionSpec[rollout_is=" + (rolloutIs == null ? "null" : rolloutIs.name().toLowerCase(Locale.ROOT))
             + ", threshold=" + isThresholdSpec + ", batch_normalize=" + batchNormalize + ", rollout_rs=" + rsSpec
-            + ", rs_threshold=" + rsThresholdSpec + "]";
+            + ", rs_threshold=" + rsThresholdSpec + ", verl_semantics=" + release.label() + "]";
     }
 
     /** Collects verl's keys; {@link #build()} parses and validates them. */
@@ -172,8 +184,18 @@ public final class RolloutCorrectionSpec {
         private boolean batchNormalize;
         private String rs;
         private Object rsThreshold;
+        private VerlRelease release = VerlRelease.DEFAULT;
 
         private Builder() {
+        }
+
+        /**
+         * @param v the verl release whose semantics apply (default {@link VerlRelease#DEFAULT}); a {@link LossSpec}
+         *          gives its bypass_mode correction its own {@code verl_semantics}.
+         */
+        public Builder release(final VerlRelease v) {
+            this.release = Objects.requireNonNull(v, "verl_semantics");
+            return this;
         }
 
         /** @param level {@code rollout_is}: null, "token" or "sequence" (checked in build). */
@@ -252,6 +274,12 @@ public final class RolloutCorrectionSpec {
                     default -> throw new IllegalArgumentException("Invalid rollout_is: " + is
                         + ". Must be one of {'sequence', 'token'}.");
                 };
+                if (release == VerlRelease.V2026_01 && !(isThreshold instanceof Number)) {
+                    throw new IllegalArgumentException("rollout_is_threshold must be a number under verl_semantics "
+                        + "2026-01 (verl b178a3cd compares it with 0 as a float), got '" + isThreshold + "'; the "
+                        + "'L_U' IcePop band and threshold strings exist from verl 2026-03 (#5722), so use "
+                        + "verl_semantics 2026-08");
+                }
                 final double[] ul = parseIsThreshold(isThreshold);
                 upper = ul[0];
                 lower = ul[1];

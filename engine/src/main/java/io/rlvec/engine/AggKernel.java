@@ -93,8 +93,7 @@ final class AggKernel {
                 }
                 vpredSum += sequence;
             }
-            out.set(task.numerator, task.validTokens, task.validSequences, denominator, clipped, vpredSum,
-                (float) (0.5 * Aggregation.loss(agg, task.numerator, denominator)));
+            out.set(agg, task.numerator, task.validTokens, task.validSequences, denominator, clipped, vpredSum);
         } finally {
             task.unbind();
         }

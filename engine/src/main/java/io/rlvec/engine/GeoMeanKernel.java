@@ -213,16 +213,22 @@ final class GeoMeanKernel {
         return x.blend(hi, x.compare(VectorOperators.GT, hi)).blend(lo, x.compare(VectorOperators.LT, lo));
     }
 
-    private static final RuleKernel.Step CLIP = new Clip();
-    private static final RuleKernel.Step DERIVATIVE = new Derivative();
-    private static final RuleKernel.Step METRICS = new Metrics();
-    private static final RuleKernel.Step GRADIENT = new Gradient();
+    /**
+     * The steps, read from an array by index: C2 does not fold an array element into a constant, so at a call
+     * {@code run(STEPS[CLIP], ...)} it cannot tell which step runs even after inlining {@link #run} (with a static
+     * final step as the argument it could, and would inline the loop into {@link #compute}).
+     */
+    private static final RuleKernel.Step[] STEPS = {new Clip(), new Derivative(), new Metrics(), new Gradient()};
+    private static final int CLIP = 0;
+    private static final int DERIVATIVE = 1;
+    private static final int METRICS = 2;
+    private static final int GRADIENT = 3;
 
     /**
      * Every loop goes through this one call site, which sees four receiver classes: C2 does not inline them, so
      * each loop is its own compilation unit (a loop inlined into {@link #compute} shares its budget and boxes).
      */
-    private static void run(final RuleKernel.Step step, final RuleKernel.State st, final int from, final int to) {
-        step.run(st, from, to, 0f);
+    private static void run(final int step, final RuleKernel.State st, final int from, final int to) {
+        STEPS[step].run(st, from, to, 0f);
     }
 }

@@ -2,6 +2,7 @@ package io.rlvec.engine;
 
 import io.rlvec.CanonicalMath;
 import io.rlvec.OffHeapArray;
+import io.rlvec.TokenBatch;
 import io.rlvec.reference.Advantages;
 import io.rlvec.reference.RolloutCorrection;
 import java.lang.foreign.MemorySegment;
@@ -31,9 +32,22 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
         this.sums = sums;
     }
 
+    /**
+     * The advantage kernel's canonical row sums, through the pass call site like every other loop (inlined into
+     * the correction's large callers they boxed their vectors once C2's inlining budget ran out there).
+     */
     @Override
-    public Advantages.Kernels sums() {
-        return sums;
+    public void maskedRowSums(final TokenBatch batch, final OffHeapArray x, final double[] out) {
+        sumBatch = batch;
+        sumX = x;
+        sumOut = out;
+        try {
+            run(ROW_SUMS, this, 0);
+        } finally {
+            sumBatch = null;
+            sumX = null;
+            sumOut = null;
+        }
     }
 
     /** torch's clamp, lane-wise: NaN stays NaN, -0 stays -0 (as {@code TorchOps.clamp}). */
@@ -50,7 +64,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
 
     /**
      * One vector loop over [0, upper) of the call in progress, reading and writing the segments bound in the kernel's
-     * fields. Every loop is called through {@link #run}, one call site with six receiver classes that C2 never
+     * fields. Every loop is called through {@link #run}, one call site with seven receiver classes that C2 never
      * inlines: each loop is its own compilation unit. Inlined together into a large caller (the bypass loss) the
      * loops exceeded C2's inlining budget and boxed every vector (measured: 16 bytes per token).
      */
@@ -58,8 +72,15 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
         abstract void run(RolloutKernel k, int upper);
     }
 
-    private static void run(final Pass pass, final RolloutKernel k, final int upper) {
-        pass.run(k, upper);
+    /**
+     * Runs pass number {@code pass} of {@link #PASSES}. The pass is read from an array: C2 does not fold an array
+     * element into a constant, so it cannot tell which pass runs even after inlining this method into its caller.
+     * With a static final pass as the argument it could, and did: the row sums were inlined into the correction's
+     * large callers and boxed every vector (15 KB per call on an (8, 63) batch once a few hundred differently
+     * configured calls had run on one engine).
+     */
+    private static void run(final int pass, final RolloutKernel k, final int upper) {
+        PASSES[pass].run(k, upper);
     }
 
     /** The call's segments, bound for one call (null otherwise). */
@@ -79,9 +100,12 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private float sign;
     private float lo;
     private float hi;
+    private TokenBatch sumBatch;
+    private OffHeapArray sumX;
+    private double[] sumOut;
 
     /** lr = old - rollout, lrs = clamp(lr, -20, 20). */
-    private static final Pass LOG_RATIO = new Pass() {
+    private static final Pass LOG_RATIO_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
             for (int u = 0; u < upper; u += L) {
@@ -95,7 +119,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     };
 
     /** rho = exp(lrs). */
-    private static final Pass EXP_RHO = new Pass() {
+    private static final Pass EXP_RHO_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
             exp(k.lrsOut, k.rhoOut, upper);
@@ -103,7 +127,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     };
 
     /** kk = exp(lr) (completed to exp(lr) - lr - 1 by {@link #TERMS}). */
-    private static final Pass EXP_KK = new Pass() {
+    private static final Pass EXP_KK_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
             exp(k.lrOut, k.kkOut, upper);
@@ -111,7 +135,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     };
 
     /** k2 = 0.5 lrs^2, k3 = (rho - 1) - lrs, rho2 = rho^2, kk = (exp(lr) - lr) - 1. */
-    private static final Pass TERMS = new Pass() {
+    private static final Pass TERMS_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
             for (int u = 0; u < upper; u += L) {
@@ -129,7 +153,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     };
 
     /** v = sign * x, c = clamp(v, lo, hi). */
-    private static final Pass SIGN_CLAMP = new Pass() {
+    private static final Pass SIGN_CLAMP_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
             signClamp(k.xs, k.vOut, k.cOut, upper, k.sign, k.lo, k.hi);
@@ -137,7 +161,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     };
 
     /** c2 = c * c. */
-    private static final Pass SQUARE = new Pass() {
+    private static final Pass SQUARE_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
             square(k.cOut, k.c2Out, upper);
@@ -251,4 +275,23 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             unbind();
         }
     }
+
+    /** The row sums of the bound batch and column (the pass ignores upper). */
+    private static final Pass ROW_SUMS_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            k.sums.maskedRowSums(k.sumBatch, k.sumX, k.sumOut);
+        }
+    };
+
+    private static final int LOG_RATIO = 0;
+    private static final int EXP_RHO = 1;
+    private static final int EXP_KK = 2;
+    private static final int TERMS = 3;
+    private static final int SIGN_CLAMP = 4;
+    private static final int SQUARE = 5;
+    private static final int ROW_SUMS = 6;
+    /** Every pass, by number ({@link #run}). */
+    private static final Pass[] PASSES = {LOG_RATIO_PASS, EXP_RHO_PASS, EXP_KK_PASS, TERMS_PASS, SIGN_CLAMP_PASS,
+        SQUARE_PASS, ROW_SUMS_PASS};
 }

@@ -52,13 +52,20 @@ class RolloutCorrectionParityTest {
 
     /** @return a random spec (also used by the bypass_mode parity cases). */
     static RolloutCorrectionSpec randomSpec(final Gen g, final boolean icePop) {
+        return randomSpec(g, icePop, false);
+    }
+
+    /** @param releases whether a quarter of the specs follow verl 2026-01 (numeric threshold). */
+    static RolloutCorrectionSpec randomSpec(final Gen g, final boolean icePop, final boolean releases) {
         final RolloutCorrectionSpec.Builder b = RolloutCorrectionSpec.builder();
         switch (g.nextInt(3)) {
             case 0 -> b.rolloutIs(null);
             case 1 -> b.rolloutIs("token");
             default -> b.rolloutIs("sequence");
         }
-        if (icePop && g.chance(0.3)) {
+        if (releases && g.chance(0.25)) {
+            b.release(io.rlvec.VerlRelease.V2026_01).rolloutIsThreshold(1.2 + 9 * g.uniform());
+        } else if (icePop && g.chance(0.3)) {
             b.rolloutIsThreshold((0.1 + 0.8 * g.uniform()) + "_" + (1.1 + 4 * g.uniform()));
         } else {
             b.rolloutIsThreshold(g.chance(0.2) ? (Object) String.valueOf(1.2 + 9 * g.uniform()) : 1.2 + 9 * g.uniform());
@@ -87,6 +94,10 @@ class RolloutCorrectionParityTest {
     }
 
     static Case randomCase(final long seed) {
+        return randomCase(seed, false);
+    }
+
+    static Case randomCase(final long seed, final boolean releases) {
         final Gen g = new Gen(seed);
         final int b = 1 + g.nextInt(24);
         final boolean padded = g.chance(0.5);
@@ -121,7 +132,7 @@ class RolloutCorrectionParityTest {
                 }
             }
         }
-        return new Case(seed, lengths, padded, width, old, roll, mask, randomSpec(g, true));
+        return new Case(seed, lengths, padded, width, old, roll, mask, randomSpec(g, true, releases));
     }
 
     static List<Case> cases() {
@@ -152,8 +163,27 @@ class RolloutCorrectionParityTest {
         }
     }
 
+    /**
+     * The same batches under verl 2026-01, whose IS metrics read the raw weights (each case's spec with a numeric
+     * threshold: 2026-01 has no IcePop band).
+     */
+    static List<Case> cases202601() {
+        final List<Case> out = new ArrayList<>();
+        for (final Case c : cases()) {
+            if (!c.spec().icePop()) {
+                final RolloutCorrectionSpec.Builder b = c.spec().toBuilder().release(io.rlvec.VerlRelease.V2026_01);
+                if (c.spec().hasIs()) {
+                    b.rolloutIsThreshold(c.spec().isUpper());
+                }
+                out.add(new Case(c.seed(), c.lengths(), c.padded(), c.width(), c.old(), c.roll(), c.mask(),
+                    b.build()));
+            }
+        }
+        return out;
+    }
+
     @ParameterizedTest
-    @MethodSource("cases")
+    @MethodSource({"cases", "cases202601"})
     void matchesTheReferenceOnAnyThreadCount(final Case c) {
         final Outcome ref = run(new ReferenceEngine(), c);
         try (VectorEngine one = new VectorEngine(1); VectorEngine three = new VectorEngine(3)) {
@@ -195,12 +225,23 @@ class RolloutCorrectionParityTest {
         assertThat(keys).contains("rollout_corr/rollout_is_oob_ratio", "rollout_corr/rollout_is_batch_norm_factor");
     }
 
-    /** The steady state allocates nothing for a caller reusing its spec, batch and buffers. */
+    /**
+     * The steady state allocates nothing for a caller reusing its spec, batch and buffers, after a history of
+     * differently configured calls on the same engine (both releases: a history like this once left the row sums
+     * inlined into a large caller, boxing 15 KB per call).
+     */
     @Test
     @org.junit.jupiter.api.Tag("allocation")
     void hotCallsAllocateNothing() {
+        // The seeds with both releases in the draw (a history of specs that once left the row sums boxing), then
+        // the usual ones.
+        final List<Case> all = new ArrayList<>();
+        for (int i = 0; i < SEEDS; i++) {
+            all.add(randomCase(0x0C0F_0000L + i, true));
+        }
+        all.addAll(cases());
         try (VectorEngine engine = new VectorEngine()) {
-            for (final Case c : cases()) {
+            for (final Case c : all) {
                 if (c.seed() % 15 != 0) {
                     continue;
                 }

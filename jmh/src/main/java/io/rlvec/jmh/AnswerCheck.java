@@ -5,6 +5,7 @@ import java.util.Map;
 import io.rlvec.AggResult;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossResult;
+import io.rlvec.ValueLossResult;
 
 /**
  * The parity contract of design.md, checked inside the benchmarks (style.md P13): a benchmark that measures a
@@ -54,6 +55,18 @@ public final class AnswerCheck {
         final Map<String, Double> e = expected.metrics();
         for (final Map.Entry<String, Double> m : actual.metrics().entrySet()) {
             withinUlps(what + ": " + m.getKey(), m.getValue().floatValue(), e.get(m.getKey()).floatValue());
+        }
+    }
+
+    /** Compares the loss, the metrics and the mergeable counts of two value-loss results. */
+    public static void valueLoss(final String what, final ValueLossResult actual, final ValueLossResult expected) {
+        withinUlps(what + ": vf_loss", actual.vfLoss(), expected.vfLoss());
+        final Map<String, Double> e = expected.metrics();
+        for (final Map.Entry<String, Double> m : actual.metrics().entrySet()) {
+            withinUlps(what + ": " + m.getKey(), m.getValue().floatValue(), e.get(m.getKey()).floatValue());
+        }
+        if (actual.validTokens() != expected.validTokens() || actual.clippedTokens() != expected.clippedTokens()) {
+            throw new IllegalStateException(what + ": counts differ: " + actual + " vs the reference's " + expected);
         }
     }
 

@@ -152,6 +152,42 @@ public final class Inputs {
         return v;
     }
 
+    /**
+     * The critic's input for verl's value loss: {@code values} (the rollout's old values) N(0, 1), {@code returns}
+     * the values plus N(0, 0.5) (GAE returns stay near the values), {@code vpreds} the old values plus N(0, 0.3)
+     * (one critic update away), so that a cliprange_value of 0.5 clips a share of the tokens; NaN in one masked
+     * vpred slot of every 16th sequence.
+     *
+     * @param shape the batch shape.
+     * @param seed  the generator seed.
+     * @return a batch owning its columns (close it).
+     */
+    public static TokenBatch valueBatch(final Shape shape, final long seed) {
+        final SplittableRandom rnd = new SplittableRandom(seed);
+        final Layout layout = layout(shape, rnd);
+        final int n = layout.tokens();
+        final float[] values = new float[n];
+        final float[] returns = new float[n];
+        final float[] vpreds = new float[n];
+        for (int i = 0; i < n; i++) {
+            values[i] = (float) rnd.nextGaussian();
+            returns[i] = values[i] + (float) (0.5 * rnd.nextGaussian());
+            vpreds[i] = values[i] + (float) (0.3 * rnd.nextGaussian());
+        }
+        int start = 0;
+        for (int s = 0; s < layout.length().length; s++) {
+            if (s % NAN_EVERY == 0 && layout.valid()[s] < layout.length()[s]) {
+                vpreds[start + layout.valid()[s]] = Float.NaN;
+            }
+            start += layout.length()[s];
+        }
+        return layout.builder()
+            .column(Column.VALUES, values)
+            .column(Column.RETURNS, returns)
+            .column(Column.VPREDS, vpreds)
+            .build();
+    }
+
     /** @return a mask-only batch (agg_loss needs just offsets and the mask) for {@code layout}. */
     public static TokenBatch maskBatch(final Layout layout) {
         return layout.builder().build();

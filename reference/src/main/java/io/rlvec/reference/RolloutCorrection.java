@@ -11,6 +11,7 @@ import io.rlvec.RolloutCorrectionSpec.IsLevel;
 import io.rlvec.RolloutCorrectionSpec.Level;
 import io.rlvec.RolloutCorrectionSpec.RsOption;
 import io.rlvec.TokenBatch;
+import io.rlvec.VerlRelease;
 
 /**
  * verl's {@code compute_rollout_correction_and_rejection_mask} ({@code rollout_corr_helper.py}): IS weights,
@@ -62,8 +63,8 @@ public final class RolloutCorrection {
          */
         void clampSquare(int n, OffHeapArray x, float sign, float lo, float hi, Scratch s);
 
-        /** @return the canonical masked row sums. */
-        Advantages.Kernels sums();
+        /** The canonical masked row sums of x ({@link Advantages.Kernels#maskedRowSums}) into {@code out}. */
+        void maskedRowSums(TokenBatch batch, OffHeapArray x, double[] out);
     }
 
     /** The scalar kernels. */
@@ -97,8 +98,8 @@ public final class RolloutCorrection {
         }
 
         @Override
-        public Advantages.Kernels sums() {
-            return Advantages.SCALAR;
+        public void maskedRowSums(final TokenBatch batch, final OffHeapArray x, final double[] out) {
+            Advantages.SCALAR.maskedRowSums(batch, x, out);
         }
     };
 
@@ -226,7 +227,7 @@ public final class RolloutCorrection {
             throw new IllegalArgumentException("response_mask must contain at least one valid token (1).");
         }
         kernels.tokenTerms(n, train, roll, s);
-        kernels.sums().maskedRowSums(batch, s.lr, s.lrSum);
+        kernels.maskedRowSums(batch, s.lr, s.lrSum);
         out.reset();
         if (spec.hasIs()) {
             isWeights(kernels, spec, batch, s, total, out);
@@ -268,7 +269,7 @@ public final class RolloutCorrection {
 
     /** @return the canonical masked sum over the batch: the row sums (into {@code rows}) added in order. */
     private static double sum(final Kernels k, final TokenBatch batch, final OffHeapArray x, final double[] rows) {
-        k.sums().maskedRowSums(batch, x, rows);
+        k.maskedRowSums(batch, x, rows);
         double total = 0;
         for (int i = 0; i < batch.numSequences(); i++) {
             total += rows[i];
@@ -295,9 +296,14 @@ public final class RolloutCorrection {
             }
         }
         final int base = RolloutCorrectionResult.IS_BASE;
+        // verl 2026-08 computes the IS metrics from the applied weights w; 2026-01 from the raw weights, before
+        // truncation, with std and ESS over clamp(raw, 1/U, U) instead of clamp(w, 0, U).
+        final boolean rawMetrics = spec.release() == VerlRelease.V2026_01;
+        final OffHeapArray mw = rawMetrics ? s.raw : s.w;
         // Row sums of w (kept in rowValue), of the raw weights (rowRaw).
         final double wSum = sum(k, batch, s.w, s.rowValue);
-        k.sums().maskedRowSums(batch, s.raw, s.rowRaw);
+        final double rawSum = sum(k, batch, s.raw, s.rowRaw);
+        final double metricSum = rawMetrics ? rawSum : wSum;
         if (sequence) {
             double logMax = Double.NEGATIVE_INFINITY;
             double logMin = Double.POSITIVE_INFINITY;
@@ -314,7 +320,7 @@ public final class RolloutCorrection {
             }
             out.put(base, StrictMath.exp(Math.min(logMax, BOUND)));
             out.put(base + 1, StrictMath.exp(logMin));
-            out.put(base + 2, wSum / (total + EPS));
+            out.put(base + 2, metricSum / (total + EPS));
             out.put(base + 3, (double) high / b);
             out.put(base + 4, (double) low / b);
         } else {
@@ -325,21 +331,22 @@ public final class RolloutCorrection {
             for (int t = 0; t < n; t++) {
                 if (s.valid[t]) {
                     final float raw = s.raw.getFloat(t);
-                    final float w = s.w.getFloat(t);
+                    final float w = mw.getFloat(t);
                     high += raw > uf ? 1 : 0;
                     low += raw < metricLow ? 1 : 0;
                     max = TorchOps.maximum(max, w);
                     min = TorchOps.minimum(min, w);
                 }
             }
-            out.put(base + 2, wSum / (total + EPS));
+            out.put(base + 2, metricSum / (total + EPS));
             out.put(base + 3, high / (total + EPS));
             out.put(base + 4, low / (total + EPS));
             out.put(base, max);
             out.put(base + 1, min);
         }
-        // std and ESS of c = clamp(w, 0, U): sum(c^2) / (mean(c) + 1e-8)^2 is the sum of the normalised squares.
-        k.clampSquare(n, s.w, 1f, 0f, uf, s);
+        // std and ESS of c = clamp(w, 0, U) (2026-01: clamp(raw, 1/U, U)): sum(c^2) / (mean(c) + 1e-8)^2 is the sum
+        // of the normalised squares.
+        k.clampSquare(n, mw, 1f, rawMetrics ? metricLow : 0f, uf, s);
         final double cMean = sumInto(k, batch, s.c, s) / (total + EPS);
         final double cSq = sumInto(k, batch, s.c2, s);
         out.put(base + 5, total > 1 ? Math.sqrt(Math.max(cSq / (total + EPS) - cMean * cMean, 0.0)) : 0.0);
@@ -350,7 +357,13 @@ public final class RolloutCorrection {
                 + "ZeroDivisionError");
         }
         out.put(base + 6, 1.0 / meanNormSq);
-        // Per-row means of w over all rows (an empty row's is 0), and of the raw weights.
+        // Per-row means of w and of the raw weights over all rows (an empty row's is 0); the metrics read those of
+        // the metric weights.
+        for (int i = 0; i < b; i++) {
+            s.rowValue[i] = s.rowValue[i] / (s.count[i] + EPS);
+            s.rowRaw[i] = s.rowRaw[i] / (s.count[i] + EPS);
+        }
+        final double[] metricRows = rawMetrics ? s.rowRaw : s.rowValue;
         double rowSum = 0;
         double rowMax = Double.NEGATIVE_INFINITY;
         double rowMin = Double.POSITIVE_INFINITY;
@@ -358,9 +371,8 @@ public final class RolloutCorrection {
         int rawHigh = 0;
         int rawLow = 0;
         for (int i = 0; i < b; i++) {
-            final double m = s.rowValue[i] / (s.count[i] + EPS);
-            final float rm = (float) (s.rowRaw[i] / (s.count[i] + EPS));
-            s.rowValue[i] = m;
+            final double m = metricRows[i];
+            final float rm = (float) s.rowRaw[i];
             rowSum += m;
             rowMax = Math.max(rowMax, m);
             rowMin = Math.min(rowMin, m);
@@ -370,7 +382,7 @@ public final class RolloutCorrection {
         }
         final double rowMean = rowSum / b;
         out.put(base + 7, rowMean);
-        out.put(base + 8, unbiasedStd(s.rowValue, b, rowMean));
+        out.put(base + 8, unbiasedStd(metricRows, b, rowMean));
         out.put(base + 9, rowMax);
         out.put(base + 10, rowMin);
         out.put(base + 11, maxDev);
@@ -460,7 +472,7 @@ public final class RolloutCorrection {
             sum = 0;
             sumClamped = 0;
             sumClampedSq = 0;
-            k.sums().maskedRowSums(batch, s.v, s.rowValue);
+            k.maskedRowSums(batch, s.v, s.rowValue);
             for (int i = 0; i < b; i++) {
                 final int start = batch.offset(i);
                 final int end = batch.offset(i + 1);
@@ -580,8 +592,8 @@ public final class RolloutCorrection {
         final double kl = -lrTotal;
         final double k3 = sumInto(k, batch, s.kk, s);
         final double rhoSq = sumInto(k, batch, s.rho2, s);
-        k.sums().maskedRowSums(batch, old, s.rowValue);
-        k.sums().maskedRowSums(batch, roll, s.rowAux);
+        k.maskedRowSums(batch, old, s.rowValue);
+        k.maskedRowSums(batch, roll, s.rowAux);
         double trainPpl = 0;
         double trainLogPpl = 0;
         double rollPpl = 0;

@@ -96,7 +96,6 @@ final class ValueLoss {
             numerator += Aggregation.sequenceTerm(agg.lossAggMode(), sum, count);
             vpredSum += sequenceVpreds;
         }
-        out.set(numerator, validTokens, validSequences, denominator, clipped, vpredSum,
-            (float) (0.5 * Aggregation.loss(agg, numerator, denominator)));
+        out.set(agg, numerator, validTokens, validSequences, denominator, clipped, vpredSum);
     }
 }

@@ -59,4 +59,53 @@ class ReferenceValueLossTest {
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("gradVpreds");
         }
     }
+
+    private static TokenBatch critic(final int rows, final float[] vpreds, final float[] returns, final float[] mask) {
+        return TokenBatch.padded(rows, 3).column(Column.VPREDS, vpreds).column(Column.RETURNS, returns)
+            .column(Column.VALUES, new float[rows * 3]).column(Column.RESPONSE_MASK, mask).build();
+    }
+
+    private ValueLossResult run(final LossSpec spec, final int from, final int to) {
+        final float[] vpreds = {2f, 0.25f, 9f, -0.3f, 0.1f, 0.7f, 1.5f, -2f, 0.4f, 0.2f, 0.9f, -0.6f};
+        final float[] returns = {3f, 0f, 0f, 0.2f, -0.4f, 1f, 0.5f, -1f, 0f, 0.3f, 0.1f, 0.2f};
+        final float[] mask = {1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+        try (TokenBatch b = critic(to - from, java.util.Arrays.copyOfRange(vpreds, 3 * from, 3 * to),
+            java.util.Arrays.copyOfRange(returns, 3 * from, 3 * to),
+            java.util.Arrays.copyOfRange(mask, 3 * from, 3 * to))) {
+            final ValueLossResult out = new ValueLossResult();
+            engine.valueLoss(spec, b, null, out);
+            return out;
+        }
+    }
+
+    @Test
+    void microBatchesWithTheGlobalTokenCountMergeIntoTheWholeBatch() {
+        // verl 2026-08's critic divides by the global batch's valid tokens (9 here) in every micro-batch.
+        final LossSpec spec = LossSpec.builder().batchNumTokens(9).build();
+        final ValueLossResult whole = run(spec, 0, 4);
+        final ValueLossResult merged = new ValueLossResult();
+        merged.merge(run(spec, 0, 1));
+        merged.merge(run(spec, 1, 3));
+        merged.merge(run(spec, 3, 4));
+        assertThat(Math.abs(Math.ulp(whole.vfLoss()))).isGreaterThan(0f);
+        assertThat(Math.abs(merged.vfLoss() - whole.vfLoss())).isLessThanOrEqualTo(Math.ulp(whole.vfLoss()));
+        assertThat(merged.metrics().get("critic/vf_clipfrac")).isEqualTo(whole.metrics().get("critic/vf_clipfrac"));
+        assertThat(merged.vpredSum()).isEqualTo(whole.vpredSum());
+        assertThat(merged.validTokens()).isEqualTo(9);
+        assertThat(merged.validSequences()).isEqualTo(4);
+    }
+
+    @Test
+    void microBatchesWithLocalDenominatorsAddTheirLosses() {
+        // 2026-01 semantics: each micro-batch is a token mean of its own; a trainer accumulates the losses.
+        final LossSpec spec = LossSpec.builder().set("verl_semantics", "2026-01").build();
+        final ValueLossResult a = run(spec, 0, 1);
+        final ValueLossResult b = run(spec, 1, 4);
+        final ValueLossResult merged = new ValueLossResult();
+        merged.merge(a);
+        merged.merge(b);
+        merged.merge(new ValueLossResult());
+        assertThat(merged.vfLoss()).isEqualTo(a.vfLoss() + b.vfLoss());
+        assertThat(merged.clippedTokens()).isEqualTo(a.clippedTokens() + b.clippedTokens());
+    }
 }

@@ -126,4 +126,65 @@ class RolloutCorrectionSpecTest {
     private static org.assertj.core.data.Offset<Double> within() {
         return org.assertj.core.data.Offset.offset(1e-6);
     }
+
+    /**
+     * verl 2026-01 reports the IS metrics from the weights before truncation (its compute_is_metrics runs before
+     * the clamp), with std and ESS over clamp(raw, 1/U, U); 2026-08 from the applied weights, clamp(w, 0, U).
+     * Token IS at U = 2 over raw weights e^1.5, 1, e^-2 (one valid row).
+     */
+    @Test
+    void release202601ReportsTheRawWeights() {
+        final float[] old = {-0.5f, -1f, -3f};
+        final float[] roll = {-2f, -1f, -1f};
+        final float[] mask = {1, 1, 1};
+        final float hi = io.rlvec.CanonicalMath.exp(1.5f);
+        final float lo = io.rlvec.CanonicalMath.exp(-2f);
+        try (TokenBatch batch = TokenBatch.padded(1, 3).column(Column.OLD_LOG_PROB, old)
+                 .column(Column.ROLLOUT_LOG_PROB, roll).column(Column.RESPONSE_MASK, mask).build();
+             OffHeapArray w = OffHeapArray.allocate(ElementType.F32, 3);
+             OffHeapArray keep = OffHeapArray.allocate(ElementType.F32, 3);
+             ReferenceEngine engine = new ReferenceEngine()) {
+            final RolloutCorrectionResult jan = new RolloutCorrectionResult();
+            engine.rolloutCorrection(b().release(io.rlvec.VerlRelease.V2026_01).rolloutIs("token")
+                .rolloutIsThreshold(2.0).build(), batch, w, keep, jan);
+            // The applied weights are the same in both releases: truncated at U.
+            assertThat(w.toFloatArray()).containsExactly(2f, 1f, lo);
+            assertThat(jan.get("rollout_corr/rollout_is_max")).isEqualTo((double) hi);
+            assertThat(jan.get("rollout_corr/rollout_is_min")).isEqualTo((double) lo);
+            assertThat(jan.get("rollout_corr/rollout_is_mean")).isCloseTo((hi + 1.0 + lo) / 3, within());
+            // std over clamp(raw, 0.5, 2) = {2, 1, 0.5}: population std of the three.
+            final double m = 3.5 / 3;
+            assertThat(jan.get("rollout_corr/rollout_is_std"))
+                .isCloseTo(Math.sqrt((4 + 1 + 0.25) / 3 - m * m), within());
+            assertThat(jan.get("rollout_corr/rollout_is_eff_sample_size"))
+                .isCloseTo(1.0 / ((4 + 1 + 0.25) / 3 / (m * m)), within());
+            assertThat(jan.get("rollout_corr/rollout_is_seq_max")).isCloseTo((hi + 1.0 + lo) / 3, within());
+            assertThat(jan.has("rollout_corr/rollout_is_oob_ratio")).isFalse();
+
+            final RolloutCorrectionResult aug = new RolloutCorrectionResult();
+            engine.rolloutCorrection(b().rolloutIs("token").rolloutIsThreshold(2.0).build(), batch, w, keep, aug);
+            assertThat(aug.get("rollout_corr/rollout_is_max")).isEqualTo(2.0);
+            assertThat(aug.get("rollout_corr/rollout_is_mean")).isCloseTo((2.0 + 1.0 + lo) / 3, within());
+            // Fractions are from the raw weights in both.
+            assertThat(jan.get("rollout_corr/rollout_is_ratio_fraction_high"))
+                .isEqualTo(aug.get("rollout_corr/rollout_is_ratio_fraction_high"));
+            assertThat(jan.get("rollout_corr/rollout_is_ratio_fraction_low"))
+                .isEqualTo(aug.get("rollout_corr/rollout_is_ratio_fraction_low"));
+        }
+    }
+
+    @Test
+    void release202601TakesTheThresholdAsANumberOnly() {
+        assertThatThrownBy(() -> b().release(io.rlvec.VerlRelease.V2026_01).rolloutIs("token")
+            .rolloutIsThreshold("0.5_2.0").build()).isInstanceOf(IllegalArgumentException.class)
+            .hasMessageContaining("rollout_is_threshold").hasMessageContaining("2026-01");
+        // bypass_mode's correction follows the loss's verl_semantics.
+        final LossSpec spec = LossSpec.builder().set("verl_semantics", "2026-01").set("loss_mode", "bypass_mode")
+            .rolloutCorrection(b().rolloutIs("token").rolloutIsThreshold(2.0).build()).build();
+        assertThat(spec.rolloutCorrection().release()).isEqualTo(io.rlvec.VerlRelease.V2026_01);
+        assertThatThrownBy(() -> LossSpec.builder().set("verl_semantics", "2026-01").set("loss_mode", "bypass_mode")
+            .set("policy_loss.rollout_correction.rollout_is", "token")
+            .set("policy_loss.rollout_correction.rollout_is_threshold", "0.5_2.0").build())
+            .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("2026-01");
+    }
 }

@@ -38,7 +38,7 @@ public final class BypassPolicyLossHandler implements CaseHandler {
                     builder.set(LossSpec.RC + "loss_type", "ppo_clip");
                 }
                 if (rc.size() == 0) {
-                    builder.rolloutCorrection(RolloutCorrectionHandler.spec(rc));
+                    builder.rolloutCorrection(RolloutCorrectionHandler.spec(rc, golden.release()));
                 }
             }
         }

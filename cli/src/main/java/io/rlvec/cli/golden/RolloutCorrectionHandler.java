@@ -31,7 +31,7 @@ public final class RolloutCorrectionHandler implements CaseHandler {
 
     @Override
     public CaseOutputs run(final GoldenCase golden, final Engine engine) {
-        final RolloutCorrectionSpec spec = spec(golden.params());
+        final RolloutCorrectionSpec spec = spec(golden.params(), golden.release());
         final Map<Column, String> columns = new EnumMap<>(Column.class);
         columns.put(Column.OLD_LOG_PROB, "in.old_log_prob");
         columns.put(Column.ROLLOUT_LOG_PROB, "in.rollout_log_prob");
@@ -89,11 +89,12 @@ public final class RolloutCorrectionHandler implements CaseHandler {
     }
 
     /**
-     * @param params an object with verl's rollout_correction keys (others are ignored).
+     * @param params  an object with verl's rollout_correction keys (others are ignored).
+     * @param release the verl release of the file (its IS metrics differ between releases).
      * @return the spec.
      */
-    static RolloutCorrectionSpec spec(final JsonNode params) {
-        final RolloutCorrectionSpec.Builder b = RolloutCorrectionSpec.builder();
+    static RolloutCorrectionSpec spec(final JsonNode params, final io.rlvec.VerlRelease release) {
+        final RolloutCorrectionSpec.Builder b = RolloutCorrectionSpec.builder().release(release);
         for (final String key : new String[] {"rollout_is", "rollout_is_threshold", "rollout_is_batch_normalize",
             "rollout_rs", "rollout_rs_threshold"}) {
             final JsonNode v = params.get(key);
