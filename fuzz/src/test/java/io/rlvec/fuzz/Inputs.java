@@ -269,7 +269,7 @@ final class Inputs {
     }
 
     /**
-     * A rollout-correction spec over every IS level and rejection option, including the options the policy-loss
+     * A rollout-correction spec over every IS level and rejection option and both releases, including the options the policy-loss
      * spec does not draw (seq_mean_k1, seq_sum_k2/k3, three options at once).
      *
      * @return the spec, or null when the builder refused it (a documented refusal, checked).
@@ -292,6 +292,9 @@ final class Inputs {
                 rc.rolloutRs(names.toString()).rolloutRsThreshold(d.consumeInt(0, 5) == 0
                     ? (Object) param(d, 2.0, 0.01) : thresholds.toString());
             }
+            // verl_semantics (consumed last, so older corpus inputs keep their spec): 2026-01 reports the IS
+            // metrics from the raw weights and takes a numeric threshold only.
+            rc.release(d.consumeInt(0, 2) == 0 ? VerlRelease.V2026_01 : VerlRelease.V2026_08);
             return rc.build();
         } catch (final IllegalArgumentException e) {
             Outcomes.documented(e);
