@@ -14,6 +14,7 @@ TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
   TARGETS=(EngineFuzzTest#batch EngineFuzzTest#policyLoss EngineFuzzTest#aggLoss EngineFuzzTest#klPenalty
     EngineFuzzTest#klFull EngineFuzzTest#vocab EngineFuzzTest#actorLoss EngineFuzzTest#actorLossLogits
+    EngineFuzzTest#valueLoss EngineFuzzTest#advantages EngineFuzzTest#rewardKl EngineFuzzTest#rolloutCorrection
     FileFuzzTest#safetensors FileFuzzTest#safetensorsHeader FileFuzzTest#goldenCase)
 fi
 OUT=fuzz/target/campaign

@@ -177,4 +177,21 @@ final class Conditioning {
         final OffHeapArray old = b.column(io.rlvec.Column.OLD_LOG_PROB);
         return t -> Math.abs((double) (logProb != null ? logProb[t] : lp.getFloat(t)) - old.getFloat(t));
     }
+
+    /**
+     * @return a bound on the value loss's per-token term {@code 0.5 max((v - r)^2, (clip(v, old +- c) - r)^2)}:
+     *     {@code 0.5 (max(|v|, |old| + c) + |r|)^2}, in double (float32 squares that overflow are infinite in
+     *     both engines alike, and an infinite bound admits any difference).
+     */
+    static IntToDoubleFunction valueMagnitude(final LossSpec spec, final TokenBatch b) {
+        final OffHeapArray v = b.column(io.rlvec.Column.VPREDS);
+        final OffHeapArray r = b.column(io.rlvec.Column.RETURNS);
+        final OffHeapArray old = b.column(io.rlvec.Column.VALUES);
+        final double c = spec.cliprangeValue();
+        return t -> {
+            final double x = Math.max(Math.abs((double) v.getFloat(t)), Math.abs((double) old.getFloat(t)) + c)
+                + Math.abs((double) r.getFloat(t));
+            return 0.5 * x * x;
+        };
+    }
 }

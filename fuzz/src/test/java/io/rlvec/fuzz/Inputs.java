@@ -228,29 +228,180 @@ final class Inputs {
                 case CLIP_COV -> b.clipCovRatio(param(d, 0.0002, 0.1, 1.0)).clipCovLb(param(d, 1.0, -1.0, 0.0))
                     .clipCovUb(param(d, 5.0, 0.5, 100.0)).clipCovSeed(d.consumeLong());
                 case BYPASS_MODE -> {
-                    // verl's rollout_correction: IS level and threshold (TIS or IcePop), batch normalisation,
-                    // rejection options (one threshold shared or one each); hostile strings now and then.
-                    final io.rlvec.RolloutCorrectionSpec.Builder rc = io.rlvec.RolloutCorrectionSpec.builder();
-                    rc.rolloutIs(new String[] {null, "token", "sequence", "tok"}[d.consumeInt(0, 3)]);
-                    rc.rolloutIsThreshold(d.consumeBoolean() ? (Object) param(d, 2.0, 1.5, 10.0, 0.0)
-                        : new String[] {"0.5_2", "0.9_1.1", "2_0.5", "_", "x"}[d.consumeInt(0, 4)]);
-                    rc.rolloutIsBatchNormalize(d.consumeBoolean());
-                    if (d.consumeBoolean()) {
-                        final String[] opts = {"token_k1", "token_k2", "token_k3", "seq_sum_k1", "seq_mean_k2",
-                            "seq_mean_k3", "seq_max_k2", "seq_max_k3", "seq_sum_k9"};
-                        final String first = opts[d.consumeInt(0, opts.length - 1)];
-                        final String options = d.consumeBoolean() ? first
-                            : first + "," + opts[d.consumeInt(0, opts.length - 1)];
-                        rc.rolloutRs(options);
-                        rc.rolloutRsThreshold(d.consumeBoolean() ? (Object) param(d, 2.0, 0.01, 5.0)
-                            : new String[] {"0.5_2", "0.01", "2.0,0.5", "_"}[d.consumeInt(0, 3)]);
-                    }
+                    // verl's rollout_correction (rolloutSpec's bytes, so older corpus inputs keep their spec).
+                    final io.rlvec.RolloutCorrectionSpec.Builder rc = rolloutSpec(d);
                     b.rolloutCorrection(rc.build());
                     b.bypassLossType(d.consumeBoolean() ? "ppo_clip" : d.consumeBoolean() ? "reinforce" : "other");
                 }
                 default -> { }
             }
             return b.build();
+        } catch (final IllegalArgumentException e) {
+            Outcomes.documented(e);
+            return null;
+        }
+    }
+
+    /**
+     * verl's rollout_correction keys: IS level (off, token, sequence, or a hostile name) and threshold (TIS number,
+     * IcePop "lower_upper" string, or a malformed one), batch normalisation, rejection options (one or two, one
+     * threshold shared or one each, sometimes an unknown option).
+     *
+     * @return the builder with those keys set (build() may still refuse the combination).
+     */
+    static io.rlvec.RolloutCorrectionSpec.Builder rolloutSpec(final FuzzedDataProvider d) {
+        final io.rlvec.RolloutCorrectionSpec.Builder rc = io.rlvec.RolloutCorrectionSpec.builder();
+        rc.rolloutIs(new String[] {null, "token", "sequence", "tok"}[d.consumeInt(0, 3)]);
+        rc.rolloutIsThreshold(d.consumeBoolean() ? (Object) param(d, 2.0, 1.5, 10.0, 0.0)
+            : new String[] {"0.5_2", "0.9_1.1", "2_0.5", "_", "x"}[d.consumeInt(0, 4)]);
+        rc.rolloutIsBatchNormalize(d.consumeBoolean());
+        if (d.consumeBoolean()) {
+            final String[] opts = {"token_k1", "token_k2", "token_k3", "seq_sum_k1", "seq_mean_k2",
+                "seq_mean_k3", "seq_max_k2", "seq_max_k3", "seq_sum_k9"};
+            final String first = opts[d.consumeInt(0, opts.length - 1)];
+            final String options = d.consumeBoolean() ? first
+                : first + "," + opts[d.consumeInt(0, opts.length - 1)];
+            rc.rolloutRs(options);
+            rc.rolloutRsThreshold(d.consumeBoolean() ? (Object) param(d, 2.0, 0.01, 5.0)
+                : new String[] {"0.5_2", "0.01", "2.0,0.5", "_"}[d.consumeInt(0, 3)]);
+        }
+        return rc;
+    }
+
+    /**
+     * A rollout-correction spec over every IS level and rejection option and both releases, including the options the policy-loss
+     * spec does not draw (seq_mean_k1, seq_sum_k2/k3, three options at once).
+     *
+     * @return the spec, or null when the builder refused it (a documented refusal, checked).
+     */
+    static io.rlvec.RolloutCorrectionSpec rolloutCorrection(final FuzzedDataProvider d) {
+        try {
+            final io.rlvec.RolloutCorrectionSpec.Builder rc = rolloutSpec(d);
+            if (d.consumeInt(0, 3) == 0) {
+                final List<String> all = io.rlvec.RolloutCorrectionSpec.RS_OPTIONS;
+                final int k = d.consumeInt(1, 3);
+                final StringBuilder names = new StringBuilder();
+                final StringBuilder thresholds = new StringBuilder();
+                for (int i = 0; i < k; i++) {
+                    final String o = all.get(d.consumeInt(0, all.size() - 1));
+                    names.append(i == 0 ? "" : ",").append(o);
+                    thresholds.append(i == 0 ? "" : ",").append(o.endsWith("k1")
+                        ? (d.consumeBoolean() ? "0.5_" : "") + param(d, 2.0, 1.05, 4.0)
+                        : String.valueOf(param(d, 0.01, 0.5, 2.0, 1e-6)));
+                }
+                rc.rolloutRs(names.toString()).rolloutRsThreshold(d.consumeInt(0, 5) == 0
+                    ? (Object) param(d, 2.0, 0.01) : thresholds.toString());
+            }
+            // verl_semantics (consumed last, so older corpus inputs keep their spec): 2026-01 reports the IS
+            // metrics from the raw weights and takes a numeric threshold only.
+            rc.release(d.consumeInt(0, 2) == 0 ? VerlRelease.V2026_01 : VerlRelease.V2026_08);
+            return rc.build();
+        } catch (final IllegalArgumentException e) {
+            Outcomes.documented(e);
+            return null;
+        }
+    }
+
+    /**
+     * An advantage spec: any estimator, gamma and lam in [0, 1] (hostile values sometimes), epsilon, f_norm,
+     * norm_adv_by_std, handle_zero_tail, gdpo's keys and weights (sometimes mismatched), either release.
+     *
+     * @return the spec, or null when the builder refused a parameter (a documented refusal, checked).
+     */
+    static io.rlvec.AdvantageSpec advantageSpec(final FuzzedDataProvider d) {
+        final io.rlvec.AdvantageEstimator[] all = io.rlvec.AdvantageEstimator.values();
+        final io.rlvec.AdvantageSpec.Builder b = io.rlvec.AdvantageSpec.builder(all[d.consumeInt(0, all.length - 1)]);
+        try {
+            b.gamma(param(d, 1.0, 0.99, 0.0, 0.5));
+            b.lam(param(d, 1.0, 0.95, 0.0));
+            if (d.consumeInt(0, 3) == 0) {
+                b.epsilon(param(d, 1e-6, 0.0, 1e-8, 1.0));
+            }
+            b.normAdvByStd(d.consumeInt(0, 3) != 0);
+            if (d.consumeInt(0, 3) == 0) {
+                b.fNorm(param(d, 1.0, 0.5, -2.0, 0.0));
+            }
+            b.handleZeroTail(new Boolean[] {null, true, false}[d.consumeInt(0, 2)]);
+            if (d.consumeBoolean()) {
+                final int k = d.consumeInt(0, 3);
+                final List<String> keys = new ArrayList<>();
+                for (int i = 0; i < k; i++) {
+                    keys.add(GDPO_KEYS[d.consumeInt(0, GDPO_KEYS.length - 1)]);
+                }
+                b.gdpoRewardKeys(keys);
+                if (d.consumeBoolean()) {
+                    final double[] w = new double[d.consumeInt(0, 10) == 0 ? d.consumeInt(0, 4) : k];
+                    for (int i = 0; i < w.length; i++) {
+                        w[i] = param(d, 1.0, 0.5, 0.0, -1.0);
+                    }
+                    b.gdpoRewardWeights(w);
+                }
+            }
+            b.release(d.consumeBoolean() ? VerlRelease.V2026_08 : VerlRelease.V2026_01);
+            return b.build();
+        } catch (final IllegalArgumentException e) {
+            Outcomes.documented(e);
+            return null;
+        }
+    }
+
+    /** gdpo's reward component names the advantage target draws from ("missing" is never provided). */
+    static final String[] GDPO_KEYS = {"acc", "fmt", "missing"};
+
+    /**
+     * Group ids, one per sequence (plus a fuzzed excess or shortfall): a few small ids in any order mostly (groups
+     * not contiguous, of any size, singletons included), any long sometimes; now and then the wrong type.
+     */
+    static OffHeapArray groupIds(final FuzzedDataProvider d, final Guarded g, final long n) {
+        final ElementType type = d.consumeInt(0, 30) == 0 ? ElementType.F32 : ElementType.I64;
+        final OffHeapArray a = g.alloc(type, Math.max(0, n));
+        if (type == ElementType.I64) {
+            final int spread = d.consumeInt(0, 3);
+            final java.lang.foreign.ValueLayout.OfLong i64 = java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED
+                .withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (long i = 0; i < a.length(); i++) {
+                a.segment().setAtIndex(i64, i, d.consumeInt(0, 20) == 0 ? d.consumeLong()
+                    : d.consumeInt(0, spread == 0 ? 1 : spread == 1 ? 3 : 7) * (spread == 3 ? 1_000_003L : 1));
+            }
+        }
+        return a;
+    }
+
+    /** A KL controller and the horizon it was built with (NaN for a fixed one). */
+    record Controller(io.rlvec.KlController kl, double horizon) {
+    }
+
+    /**
+     * verl's kl_ctrl: fixed or adaptive, directly or by its verl type name (hostile names sometimes), with hostile
+     * coefficients, targets and horizons now and then.
+     *
+     * @return the controller, or null when it was refused (a documented refusal, checked).
+     */
+    static Controller klController(final FuzzedDataProvider d) {
+        final double coef = param(d, 0.001, 0.1, 0.0, -0.5, 2.0);
+        final double target = param(d, 0.1, 6.0, 1e-3, 0.0, -1.0);
+        final double horizon = param(d, 10_000, 1, 0.5, 0);
+        try {
+            return switch (d.consumeInt(0, 2)) {
+                case 0 -> new Controller(io.rlvec.KlController.fixed(coef), Double.NaN);
+                case 1 -> new Controller(io.rlvec.KlController.adaptive(coef, target, horizon), horizon);
+                default -> {
+                    final String type = new String[] {"fixed", "adaptive", " Adaptive ", "pid", null, ""}
+                        [d.consumeInt(0, 5)];
+                    final io.rlvec.KlController c = io.rlvec.KlController.fromVerl(type, coef, target, horizon);
+                    yield new Controller(c, c.isAdaptive() ? horizon : Double.NaN);
+                }
+            };
+        } catch (final IllegalArgumentException e) {
+            Outcomes.documented(e);
+            return null;
+        }
+    }
+
+    /** @return the spec with a fuzzed cliprange_value, or null when refused (a documented refusal, checked). */
+    static LossSpec valueSpec(final FuzzedDataProvider d, final LossSpec base) {
+        try {
+            return base.toBuilder().cliprangeValue(param(d, 0.5, 0.2, 0.0, 1e-3, 10.0, 1e30)).build();
         } catch (final IllegalArgumentException e) {
             Outcomes.documented(e);
             return null;
