@@ -184,21 +184,10 @@ final class ComputeCommand implements Callable<Integer> {
                 OffHeapArray isWeights = null;
                 OffHeapArray rsMask = null;
                 if (decoupled) {
-                    // compute_rollout_correction_and_add_to_batch: the RS mask replaces response_mask, the IS
-                    // weights join the batch, before the update.
-                    isWeights = rc.spec().hasIs() ? own(owned, OffHeapArray.allocate(ElementType.F32, n)) : null;
-                    rsMask = own(owned, OffHeapArray.allocate(ElementType.F32, n));
-                    try {
-                        engine.rolloutCorrection(rc.spec(), given, isWeights, rsMask, corr);
-                    } catch (final IllegalArgumentException e) {
-                        throw usage("rollout correction: " + e.getMessage());
-                    }
-                    final Map<Column, OffHeapArray> extra = new EnumMap<>(Column.class);
-                    if (isWeights != null) {
-                        extra.put(Column.ROLLOUT_IS_WEIGHTS, isWeights);
-                    }
-                    batch = batch(st, columns, layout, rsMask, extra);
-                    owned.add(batch);
+                    final Corrected c = correct(engine, rc, st, columns, layout, given, corr, owned);
+                    isWeights = c.isWeights();
+                    rsMask = c.rsMask();
+                    batch = c.batch();
                 } else if (rc.bypassMode() && cfg.release() != VerlRelease.V2026_01
                     && loss.lossAggMode() == io.rlvec.AggMode.TOKEN_MEAN) {
                     // verl 2026-08's engines count batch_num_tokens on the mask before the loss's rejection, so
@@ -376,6 +365,35 @@ final class ComputeCommand implements Callable<Integer> {
         }
     }
 
+    /** The batch after a decoupled rollout correction, with the buffers it wrote (owned by the caller's list). */
+    private record Corrected(TokenBatch batch, OffHeapArray isWeights, OffHeapArray rsMask) {
+    }
+
+    /**
+     * verl's {@code compute_rollout_correction_and_add_to_batch} before a term: the IS weights and the rejection
+     * mask of {@code given}; the RS mask replaces response_mask and the IS weights join the batch.
+     */
+    private Corrected correct(final Engine engine, final VerlConfig.RolloutCorrection rc, final Safetensors st,
+                              final Map<Column, String> columns, final Layout layout, final TokenBatch given,
+                              final RolloutCorrectionResult corr, final List<AutoCloseable> owned) {
+        final int n = given.numTokens();
+        final OffHeapArray isWeights = rc.spec().hasIs() ? own(owned, OffHeapArray.allocate(ElementType.F32, n))
+            : null;
+        final OffHeapArray rsMask = own(owned, OffHeapArray.allocate(ElementType.F32, n));
+        try {
+            engine.rolloutCorrection(rc.spec(), given, isWeights, rsMask, corr);
+        } catch (final IllegalArgumentException e) {
+            throw usage("rollout correction: " + e.getMessage());
+        }
+        final Map<Column, OffHeapArray> extra = new EnumMap<>(Column.class);
+        if (isWeights != null) {
+            extra.put(Column.ROLLOUT_IS_WEIGHTS, isWeights);
+        }
+        final TokenBatch batch = batch(st, columns, layout, rsMask, extra);
+        owned.add(batch);
+        return new Corrected(batch, isWeights, rsMask);
+    }
+
     private static OffHeapArray own(final List<AutoCloseable> owned, final OffHeapArray a) {
         owned.add(a);
         return a;
@@ -476,20 +494,10 @@ final class ComputeCommand implements Callable<Integer> {
                 OffHeapArray isWeights = null;
                 OffHeapArray rsMask = null;
                 if (correct) {
-                    final int n = given.numTokens();
-                    isWeights = rc.spec().hasIs() ? own(components, OffHeapArray.allocate(ElementType.F32, n)) : null;
-                    rsMask = own(components, OffHeapArray.allocate(ElementType.F32, n));
-                    try {
-                        engine.rolloutCorrection(rc.spec(), given, isWeights, rsMask, corr);
-                    } catch (final IllegalArgumentException e) {
-                        throw usage("rollout correction: " + e.getMessage());
-                    }
-                    final Map<Column, OffHeapArray> extra = new EnumMap<>(Column.class);
-                    if (isWeights != null) {
-                        extra.put(Column.ROLLOUT_IS_WEIGHTS, isWeights);
-                    }
-                    batch = batch(st, columns, layout, rsMask, extra);
-                    components.add(batch);
+                    final Corrected c = correct(engine, rc, st, columns, layout, given, corr, components);
+                    isWeights = c.isWeights();
+                    rsMask = c.rsMask();
+                    batch = c.batch();
                 }
                 if (st.has("index")) {
                     final double[] ids = st.doubles("index");
