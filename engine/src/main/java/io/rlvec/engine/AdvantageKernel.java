@@ -260,19 +260,26 @@ final class AdvantageKernel implements Advantages.Kernels {
     }
 
     @Override
-    public void broadcast(final TokenBatch batch, final float[] perSeq, final OffHeapArray out) {
+    public void broadcast(final TokenBatch batch, final float[] perSeq, final OffHeapArray out,
+                          final OffHeapArray copy) {
         final MemorySegment ms = batch.mask().segment();
         final MemorySegment os = out.segment();
+        // Without a copy, the second store goes to the same place (one loop, no branch in it).
+        final MemorySegment cs = copy != null ? copy.segment() : os;
         for (int i = 0; i < batch.numSequences(); i++) {
             final int end = batch.offset(i + 1);
             final float a = perSeq[i];
             final FloatVector av = FloatVector.broadcast(Vec.F, a);
             int t = batch.offset(i);
             for (; t + L <= end; t += L) {
-                store(av.mul(load(ms, t)), os, t);
+                final FloatVector v = av.mul(load(ms, t));
+                store(v, os, t);
+                store(v, cs, t);
             }
             for (; t < end; t++) {
-                os.setAtIndex(F32, t, a * ms.getAtIndex(F32, t));
+                final float v = a * ms.getAtIndex(F32, t);
+                os.setAtIndex(F32, t, v);
+                cs.setAtIndex(F32, t, v);
             }
         }
     }

@@ -79,8 +79,11 @@ public final class Advantages {
         /** @return the canonical sum over all tokens of (m != 0 ? (x - mean)^2 : 0), x widened to double. */
         double maskedSquares(TokenBatch batch, OffHeapArray x, double mean);
 
-        /** out[t] = perSeq[i] * m[t] for each token t of sequence i. */
-        void broadcast(TokenBatch batch, float[] perSeq, OffHeapArray out);
+        /**
+         * out[t] = perSeq[i] * m[t] for each token t of sequence i, and the same value into {@code copy} when it is
+         * not null (the outcome estimators' returns, written in the same pass instead of copied after it).
+         */
+        void broadcast(TokenBatch batch, float[] perSeq, OffHeapArray out, OffHeapArray copy);
 
         /** out[t] = (x[t] - shift) * scale, then times m[t] if {@code timesMask} (float32 operations). */
         void affine(TokenBatch batch, OffHeapArray x, float shift, float scale, boolean timesMask, OffHeapArray out);
@@ -255,7 +258,7 @@ public final class Advantages {
                         combined[i] = c == 0 ? w * s.perSeq[i] : combined[i] + w * s.perSeq[i];
                     }
                 }
-                k.broadcast(batch, combined, advantages);
+                k.broadcast(batch, combined, advantages, null);
                 whiten(k, batch, advantages, valid, true, advantages);
                 copy(advantages, returns, batch.numTokens());
             }
@@ -268,11 +271,11 @@ public final class Advantages {
                 final boolean whitened = spec.estimator() == AdvantageEstimator.REINFORCE_PLUS_PLUS_BASELINE;
                 final double valid = whitened ? requireWhitenable(k, batch) : 0;
                 perSequence(spec.estimator(), spec, s, b, groups);
-                k.broadcast(batch, s.perSeq, advantages);
+                k.broadcast(batch, s.perSeq, advantages, whitened ? null : returns);
                 if (whitened) {
                     whiten(k, batch, advantages, valid, true, advantages);
+                    copy(advantages, returns, batch.numTokens());
                 }
-                copy(advantages, returns, batch.numTokens());
             }
         }
     }
@@ -546,13 +549,17 @@ public final class Advantages {
         }
 
         @Override
-        public void broadcast(final TokenBatch batch, final float[] perSeq, final OffHeapArray out) {
+        public void broadcast(final TokenBatch batch, final float[] perSeq, final OffHeapArray out,
+                              final OffHeapArray copy) {
             final MemorySegment ms = batch.mask().segment();
             final MemorySegment os = out.segment();
             for (int i = 0; i < batch.numSequences(); i++) {
                 for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
                     os.setAtIndex(F32, t, perSeq[i] * ms.getAtIndex(F32, t));
                 }
+            }
+            if (copy != null) {
+                copy(out, copy, batch.numTokens());
             }
         }
 
