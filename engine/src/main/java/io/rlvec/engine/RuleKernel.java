@@ -37,7 +37,8 @@ import jdk.incubator.vector.VectorOperators;
  * adds the double lane sums and exact counts; sequence tails shorter than a vector run the {@link TokenRule}
  * itself. Masked tokens are selected away (gradient +0.0f, never summed). Sequences run in order on the calling
  * thread, so results do not depend on the thread count. The selections of clip_cov and kl_cov and gspo's
- * sequence means are computed first with the reference's canonical code ({@link Selection}).
+ * sequence means are computed first: the selections by {@link CovSelection} (the same tokens as the
+ * reference's {@link Selection}), gspo's means in the canonical four-lane order.
  */
 final class RuleKernel {
     /** Tokens per chunk; a multiple of every lane count. */
@@ -67,9 +68,13 @@ final class RuleKernel {
 
     /** Runs the spec's mode; arguments were validated by the engine's façade. */
     static void compute(final LossSpec spec, final TokenBatch batch, final OffHeapArray grad,
-                        final PolicyLossResult out, final Workspace ws) {
+                        final PolicyLossResult out, final Workspace ws,
+                        final io.rlvec.reference.Advantages.Kernels kernels) {
         final State st = ws.ruleState();
         st.bind(spec, batch, grad);
+        if (st.covSelection == null) {
+            st.covSelection = new CovSelection(kernels);
+        }
         try {
             run(spec, batch, st, out);
         } finally {
@@ -93,7 +98,7 @@ final class RuleKernel {
         final double denominator = Aggregation.denominator(agg, batch, validTokens, validSequences);
         final boolean selects = mode == PolicyLossMode.CLIP_COV || mode == PolicyLossMode.KL_COV;
         if (selects) {
-            Selection.select(spec, batch, st.selected, st.selection);
+            st.covSelection.select(spec, batch, st.selected);
             for (int t = 0; t < batch.numTokens(); t++) {
                 st.flags[t] = st.selected[t] ? 1f : 0f;
             }
@@ -780,7 +785,8 @@ final class RuleKernel {
         final double[] acc = new double[4 * TokenMemory.DL];
         final int[] counts = new int[COUNTS];
         final TokenRule.Token token = new TokenRule.Token();
-        final Selection.Scratch selection = new Selection.Scratch();
+        /** clip_cov's and kl_cov's selection, created on first use. */
+        CovSelection covSelection;
         TokenRule rule;
         LossSpec ruleSpec;
         long[] seqCount = new long[0];
