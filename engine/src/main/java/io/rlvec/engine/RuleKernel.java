@@ -530,18 +530,55 @@ final class RuleKernel {
         }
     }
 
-    /** dppo_kl: TMP = the binary KL, its log per token in double (StrictMath), as the reference. */
+    /**
+     * dppo_kl: TMP = the binary KL {@code q (old - lp) + (1 - q) log((1 - q + 1e-8) / (1 - p + 1e-8))}, the same
+     * float as the reference's {@code TokenRule.Dppo.binaryKlOf}, whose log is StrictMath's in double rounded to
+     * float. Here the log is the Vector API's ({@code VectorOperators.LOG}, which keeps Math.log's contract: within
+     * 1 ulp of the exact value, as StrictMath.log is), so the two doubles differ by under 2 ulp; a lane whose double
+     * rounds to the same float after a move of 4 ulp either way (2^-50 relative) therefore rounds to StrictMath's
+     * float too. Lanes where that is not certain (near a float rounding midpoint, |log| &lt; 1e-30, log not finite,
+     * a NaN argument) take StrictMath itself, so every lane is the reference's float.
+     */
     private static final class BinaryKl extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
             final int base = -from;
-            for (int i = from; i < to; i++) {
-                r[R_TMP * CHUNK + base + i] = TokenRule.Dppo.binaryKlOf(r[R_EX1 * CHUNK + base + i],
-                    r[R_EX2 * CHUNK + base + i], get(st.logProb, i), get(st.oldLogProb, i));
+            for (int i = from; i < to; i += HALF_LANES) {
+                final int j = base + i;
+                final FloatVector p = FloatVector.fromArray(FH, r, R_EX1 * CHUNK + j);
+                final FloatVector q = FloatVector.fromArray(FH, r, R_EX2 * CHUNK + j);
+                final FloatVector num = ONE_H.sub(q).add(1e-8f);
+                final FloatVector den = ONE_H.sub(p).add(1e-8f);
+                final DoubleVector d = ((DoubleVector) num.div(den).convertShape(VectorOperators.F2D, Vec.D, 0))
+                    .lanewise(VectorOperators.LOG);
+                final DoubleVector slack = d.abs().mul(0x1p-50);
+                final FloatVector log = (FloatVector) d.convertShape(VectorOperators.D2F, FH, 0);
+                final FloatVector below = (FloatVector) d.sub(slack).convertShape(VectorOperators.D2F, FH, 0);
+                final FloatVector above = (FloatVector) d.add(slack).convertShape(VectorOperators.D2F, FH, 0);
+                final VectorMask<Float> sure = below.compare(VectorOperators.EQ, above)
+                    .and(log.abs().compare(VectorOperators.GE, 1e-30f));
+                final long at = (long) i * Float.BYTES;
+                final FloatVector lp = FloatVector.fromMemorySegment(FH, st.logProb, at, Vec.LE);
+                final FloatVector old = FloatVector.fromMemorySegment(FH, st.oldLogProb, at, Vec.LE);
+                q.mul(old.sub(lp)).add(ONE_H.sub(q).mul(log)).intoArray(r, R_TMP * CHUNK + j);
+                if (!sure.allTrue()) {
+                    for (int k = 0; k < HALF_LANES; k++) {
+                        if (!sure.laneIsSet(k)) {
+                            r[R_TMP * CHUNK + j + k] = TokenRule.Dppo.binaryKlOf(r[R_EX1 * CHUNK + j + k],
+                                r[R_EX2 * CHUNK + j + k], get(st.logProb, i + k), get(st.oldLogProb, i + k));
+                        }
+                    }
+                }
             }
         }
     }
+
+    /** Float lanes matching one double vector: half the engine's float vector. */
+    private static final jdk.incubator.vector.VectorSpecies<Float> FH =
+        FloatVector.SPECIES_MAX.withShape(jdk.incubator.vector.VectorShape.forBitSize(Vec.BITS / 2));
+    private static final int HALF_LANES = FH.length();
+    private static final FloatVector ONE_H = FloatVector.broadcast(FH, 1f);
 
     /** dppo_tv and dppo_kl ({@code TokenRule.Dppo}): ratio EX0, p EX1, q EX2 (and the binary KL in TMP). */
     private static final class DppoLoss extends Step {
