@@ -57,8 +57,9 @@ import io.rlvec.reference.Selection;
  *       KL {@code q (old - lp) + (1 - q) log((1 - q + 1e-8) / (1 - p + 1e-8))} against 0.2.</li>
  *   <li>geo_mean: per sequence {@code -mean(A) exp(sum(sgn(A) min(sgn(A) nakl, sgn(A) clamp(nakl, -0.2, 0.2)))
  *       / len)}, a plain mean over the rows.</li>
- *   <li>kl_cov: {@code -A exp(nakl)}, plus {@code |nakl|} at the top 1% of {@code (A - mean A)(lp - mean lp)} over
- *       the valid tokens ({@code nonzero}, {@code topk}, {@code scatter} as verl's index assignment).</li>
+ *   <li>kl_cov: {@code -A exp(nakl)}, plus {@code ppo_kl_coef |nakl|} (0.1) at the top 1% of
+ *       {@code (A - mean A)(lp - mean lp)} over the valid tokens ({@code nonzero}, {@code topk}, {@code scatter} as
+ *       verl's index assignment).</li>
  *   <li>clip_cov: {@code max(-A exp(nakl), -A clamp(exp(nakl), 0.8, 1.2))} zeroed at 1% of the valid tokens drawn
  *       among the candidates ({@code 1 < cov < 5}, not held by the clip). verl draws them with an unseeded
  *       {@code randperm}; the peer pays for the same draw but takes the engine's (seeded) one, so that the answers can
