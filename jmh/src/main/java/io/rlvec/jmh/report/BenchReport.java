@@ -40,7 +40,10 @@ import org.jfree.data.category.DefaultCategoryDataset;
  * reference), the token benchmarks' {@code engine} (vector, vector2, reference), the peer's {@code Torch*}
  * classes with their {@code threads} (labelled "PyTorch", or "PyTorch jemalloc" when the report's file name contains
  * "jemalloc": the same benchmarks run with jemalloc preloaded), and the {@code *Floor*} classes (labelled by method).
- * Rows from different reports are compared only if they come from one sitting; the report does not check that.
+ * Rows pair on one line when they compute the same thing ({@link #kernel}: the method, the policy-loss {@code mode},
+ * an aggregation other than token-mean, the estimator of an {@code estimator@BxT} {@code config}), at the same shape,
+ * dtype and thread count. Rows from different reports are compared only if they come from one sitting; the report
+ * does not check that.
  */
 public final class BenchReport {
     static final String ENGINE = "engine";
