@@ -8,6 +8,7 @@ import io.rlvec.reference.RolloutCorrection;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -15,8 +16,12 @@ import jdk.incubator.vector.VectorSpecies;
  * The per-token passes of rollout correction ({@link RolloutCorrection.Kernels}) as Vector API loops over the
  * off-heap columns: the log-ratio, its clamp to [-20, 20], the canonical exp ({@link VectorMath#exp},
  * bit-identical to {@link CanonicalMath#exp}), the k2/k3 statistics and the clamped squares, in the reference's
- * float operations; the row sums are the advantage kernel's vector sums in the canonical four-lane order. So every
- * per-token term, sum, weight, mask and metric is the reference's bits. One call runs on the calling thread: the
+ * float operations; the row sums are the advantage kernel's vector sums in the canonical four-lane order; the
+ * orchestration's passes (valid flags and counts, IS weights, IS and rejection counts and extrema, the IcePop
+ * out-of-band count, the batch-normalisation divide, the row rejection and the outputs) are exact lane-wise
+ * compares, blends, counts, max/min and divides. An extremum that comes out as a zero or NaN is recomputed by the
+ * reference's scalar fold, which alone fixes the sign of a tied zero and the NaN's payload. So every per-token
+ * term, sum, weight, mask and metric is the reference's bits. One call runs on the calling thread: the
  * results do not depend on the engine's thread count.
  */
 final class RolloutKernel implements RolloutCorrection.Kernels {
@@ -64,11 +69,15 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
 
     /**
      * One vector loop over [0, upper) of the call in progress, reading and writing the segments bound in the kernel's
-     * fields. Every loop is called through {@link #run}, one call site with seven receiver classes that C2 never
+     * fields. Every loop is called through {@link #run}, one call site with twenty receiver classes that C2 never
      * inlines: each loop is its own compilation unit. Inlined together into a large caller (the bypass loss) the
      * loops exceeded C2's inlining budget and boxed every vector (measured: 16 bytes per token).
      */
     private abstract static class Pass {
+        /**
+         * @param upper the vector bound of a whole-column loop whose caller runs the scalar tail; the number of
+         *              tokens for the orchestration's passes that run their tails themselves; unused by row passes.
+         */
         abstract void run(RolloutKernel k, int upper);
     }
 
@@ -284,6 +293,576 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
         }
     };
 
+    // ---- The orchestration's passes: flags, IS weights, counts, extrema, the rejection and the outputs. ----
+
+    private static final FloatVector ZERO = FloatVector.zero(F);
+    private static final FloatVector ONE = FloatVector.broadcast(F, 1f);
+    private static final FloatVector NEG_INF = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+    private static final FloatVector POS_INF = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
+
+    /** The batch, segments, parameters and results of the orchestration pass in progress. */
+    private TokenBatch batch;
+    private MemorySegment maskS;
+    private MemorySegment validS;
+    private MemorySegment srcS;
+    private MemorySegment rawS;
+    private MemorySegment wS;
+    private MemorySegment keepS;
+    private MemorySegment keepAllS;
+    private MemorySegment outS;
+    private float[] rowValues;
+    private double[] rowOut;
+    private float value;
+    private long above;
+    private long below;
+    private float max;
+    private float min;
+    private int rows;
+
+    private void unbindRows() {
+        batch = null;
+        maskS = null;
+        validS = null;
+        srcS = null;
+        rawS = null;
+        wS = null;
+        keepS = null;
+        keepAllS = null;
+        outS = null;
+        xs = null;
+        rowValues = null;
+        rowOut = null;
+    }
+
+    private static FloatVector load(final MemorySegment s, final long at) {
+        return FloatVector.fromMemorySegment(F, s, at, Vec.LE);
+    }
+
+    /** valid = mask != 0 (NaN is valid) as 1/0, rowOut = valid tokens per row. */
+    private static final Pass VALID_COUNTS_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            final TokenBatch b = k.batch;
+            final MemorySegment ms = k.maskS;
+            final MemorySegment vs = k.validS;
+            for (int i = 0; i < b.numSequences(); i++) {
+                final int end = b.offset(i + 1);
+                int t = b.offset(i);
+                long c = 0;
+                for (; t <= end - L; t += L) {
+                    final long at = (long) t * Float.BYTES;
+                    final VectorMask<Float> v = load(ms, at).compare(VectorOperators.EQ, 0f).not();
+                    ZERO.blend(ONE, v).intoMemorySegment(vs, at, Vec.LE);
+                    c += v.trueCount();
+                }
+                for (; t < end; t++) {
+                    final boolean v = ms.getAtIndex(F32, t) != 0f;
+                    vs.setAtIndex(F32, t, v ? 1f : 0f);
+                    c += v ? 1 : 0;
+                }
+                k.rowOut[i] = c;
+            }
+        }
+    };
+
+    /** raw = valid ? src : 0, w = raw > hi ? hi : raw (TIS). */
+    private static final Pass IS_TIS_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int n) {
+            final float hi = k.hi;
+            final FloatVector his = FloatVector.broadcast(F, hi);
+            final int upper = n - n % L;
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                final FloatVector raw = rawWeights(k, at);
+                raw.blend(his, raw.compare(VectorOperators.GT, his)).intoMemorySegment(k.wS, at, Vec.LE);
+            }
+            for (int t = upper; t < n; t++) {
+                final float raw = k.validS.getAtIndex(F32, t) != 0f ? k.srcS.getAtIndex(F32, t) : 0f;
+                k.rawS.setAtIndex(F32, t, raw);
+                k.wS.setAtIndex(F32, t, raw > hi ? hi : raw);
+            }
+        }
+    };
+
+    /** raw = valid ? src : 0, w = lo <= raw <= hi ? raw : 0 (IcePop). */
+    private static final Pass IS_ICE_POP_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int n) {
+            final float lo = k.lo;
+            final float hi = k.hi;
+            final FloatVector los = FloatVector.broadcast(F, lo);
+            final FloatVector his = FloatVector.broadcast(F, hi);
+            final int upper = n - n % L;
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                final FloatVector raw = rawWeights(k, at);
+                ZERO.blend(raw, raw.compare(VectorOperators.GE, los).and(raw.compare(VectorOperators.LE, his)))
+                    .intoMemorySegment(k.wS, at, Vec.LE);
+            }
+            for (int t = upper; t < n; t++) {
+                final float raw = k.validS.getAtIndex(F32, t) != 0f ? k.srcS.getAtIndex(F32, t) : 0f;
+                k.rawS.setAtIndex(F32, t, raw);
+                k.wS.setAtIndex(F32, t, raw >= lo && raw <= hi ? raw : 0f);
+            }
+        }
+    };
+
+    /** raw = valid ? src : 0 at byte offset {@code at}, stored and returned. */
+    private static FloatVector rawWeights(final RolloutKernel k, final long at) {
+        final FloatVector raw = ZERO.blend(load(k.srcS, at), load(k.validS, at).compare(VectorOperators.NE, 0f));
+        raw.intoMemorySegment(k.rawS, at, Vec.LE);
+        return raw;
+    }
+
+    /**
+     * Over the valid tokens: above = #(raw > hi), below = #(raw < lo), max/min of w. Lane-wise max/min give the
+     * fold's value whenever it is neither a zero nor NaN (a unique bit pattern); then the scalar fold in token
+     * order settles the sign of a zero and the NaN's payload, as {@code TorchOps} does. The accumulators start from
+     * a local broadcast: a static final vector as the loop's entry value boxed every iteration (measured: 6 KB per
+     * call on 384 tokens).
+     */
+    private static final Pass IS_METRICS_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int n) {
+            final FloatVector his = FloatVector.broadcast(F, k.hi);
+            final FloatVector los = FloatVector.broadcast(F, k.lo);
+            final int upper = n - n % L;
+            long high = 0;
+            long low = 0;
+            FloatVector mx = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+            FloatVector mn = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                final VectorMask<Float> v = load(k.validS, at).compare(VectorOperators.NE, 0f);
+                final FloatVector r = load(k.rawS, at);
+                final FloatVector w = load(k.wS, at);
+                high += r.compare(VectorOperators.GT, his).and(v).trueCount();
+                low += r.compare(VectorOperators.LT, los).and(v).trueCount();
+                mx = mx.max(NEG_INF.blend(w, v));
+                mn = mn.min(POS_INF.blend(w, v));
+            }
+            float max = mx.reduceLanes(VectorOperators.MAX);
+            float min = mn.reduceLanes(VectorOperators.MIN);
+            for (int t = upper; t < n; t++) {
+                if (k.validS.getAtIndex(F32, t) != 0f) {
+                    final float r = k.rawS.getAtIndex(F32, t);
+                    final float w = k.wS.getAtIndex(F32, t);
+                    high += r > k.hi ? 1 : 0;
+                    low += r < k.lo ? 1 : 0;
+                    max = Math.max(max, w);
+                    min = Math.min(min, w);
+                }
+            }
+            if (max == 0f || max != max || min == 0f || min != min) {
+                max = Float.NEGATIVE_INFINITY;
+                min = Float.POSITIVE_INFINITY;
+                for (int t = 0; t < n; t++) {
+                    if (k.validS.getAtIndex(F32, t) != 0f) {
+                        final float w = k.wS.getAtIndex(F32, t);
+                        max = (max > w || max != max) ? max : w;
+                        min = (min < w || min != min) ? min : w;
+                    }
+                }
+            }
+            k.above = high;
+            k.below = low;
+            k.max = max;
+            k.min = min;
+        }
+    };
+
+    /** above = #valid with x < lo or x > hi. */
+    private static final Pass OUTSIDE_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int n) {
+            final FloatVector los = FloatVector.broadcast(F, k.lo);
+            final FloatVector his = FloatVector.broadcast(F, k.hi);
+            final int upper = n - n % L;
+            long c = 0;
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                final FloatVector x = load(k.xs, at);
+                c += x.compare(VectorOperators.LT, los).or(x.compare(VectorOperators.GT, his))
+                    .and(load(k.validS, at).compare(VectorOperators.NE, 0f)).trueCount();
+            }
+            for (int t = upper; t < n; t++) {
+                final float x = k.xs.getAtIndex(F32, t);
+                c += k.validS.getAtIndex(F32, t) != 0f && (x < k.lo || x > k.hi) ? 1 : 0;
+            }
+            k.above = c;
+        }
+    };
+
+    /** x = x / value. */
+    private static final Pass DIVIDE_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int n) {
+            final float d = k.value;
+            final FloatVector ds = FloatVector.broadcast(F, d);
+            final int upper = n - n % L;
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                load(k.xs, at).div(ds).intoMemorySegment(k.xs, at, Vec.LE);
+            }
+            for (int t = upper; t < n; t++) {
+                k.xs.setAtIndex(F32, t, k.xs.getAtIndex(F32, t) / d);
+            }
+        }
+    };
+
+    /**
+     * keep = lo <= x <= hi; over the valid tokens above = #(x > hi), below = #(x < lo) and {@link Math#max}/{@link
+     * Math#min} of x (a zero or NaN extremum is settled by the scalar fold, as in {@link #IS_METRICS_PASS}). A
+     * one-sided test runs with lo = -inf: {@code x <= hi} implies {@code x >= -inf}, and nothing is below -inf, so no
+     * branch selects between vectors (a vector chosen by a branch, a phi, is boxed).
+     */
+    private static final Pass KEEP_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int n) {
+            final float lo = k.lo;
+            final float hi = k.hi;
+            final FloatVector los = FloatVector.broadcast(F, lo);
+            final FloatVector his = FloatVector.broadcast(F, hi);
+            final int upper = n - n % L;
+            long high = 0;
+            long low = 0;
+            FloatVector mx = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+            FloatVector mn = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                final VectorMask<Float> v = load(k.validS, at).compare(VectorOperators.NE, 0f);
+                final FloatVector x = load(k.xs, at);
+                ZERO.blend(ONE, x.compare(VectorOperators.LE, his).and(x.compare(VectorOperators.GE, los)))
+                    .intoMemorySegment(k.keepS, at, Vec.LE);
+                high += x.compare(VectorOperators.GT, his).and(v).trueCount();
+                low += x.compare(VectorOperators.LT, los).and(v).trueCount();
+                mx = mx.max(NEG_INF.blend(x, v));
+                mn = mn.min(POS_INF.blend(x, v));
+            }
+            float max = mx.reduceLanes(VectorOperators.MAX);
+            float min = mn.reduceLanes(VectorOperators.MIN);
+            for (int t = upper; t < n; t++) {
+                final float x = k.xs.getAtIndex(F32, t);
+                k.keepS.setAtIndex(F32, t, x >= lo && x <= hi ? 1f : 0f);
+                if (k.validS.getAtIndex(F32, t) != 0f) {
+                    max = Math.max(max, x);
+                    min = Math.min(min, x);
+                    high += x > hi ? 1 : 0;
+                    low += x < lo ? 1 : 0;
+                }
+            }
+            if (max == 0f || max != max || min == 0f || min != min) {
+                double dmax = Double.NEGATIVE_INFINITY;
+                double dmin = Double.POSITIVE_INFINITY;
+                for (int t = 0; t < n; t++) {
+                    if (k.validS.getAtIndex(F32, t) != 0f) {
+                        dmax = Math.max(dmax, k.xs.getAtIndex(F32, t));
+                        dmin = Math.min(dmin, k.xs.getAtIndex(F32, t));
+                    }
+                }
+                max = (float) dmax;
+                min = (float) dmin;
+            }
+            k.above = high;
+            k.below = low;
+            k.max = max;
+            k.min = min;
+        }
+    };
+
+    /** rowOut[i] = the Math.max fold of x over row i's valid tokens (mask != 0), -inf for an empty row. */
+    private static final Pass ROW_MAX_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            final TokenBatch b = k.batch;
+            for (int i = 0; i < b.numSequences(); i++) {
+                final int start = b.offset(i);
+                final int end = b.offset(i + 1);
+                int t = start;
+                FloatVector mx = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+                for (; t <= end - L; t += L) {
+                    final long at = (long) t * Float.BYTES;
+                    final VectorMask<Float> v = load(k.maskS, at).compare(VectorOperators.EQ, 0f).not();
+                    mx = mx.max(NEG_INF.blend(load(k.xs, at), v));
+                }
+                double acc = mx.reduceLanes(VectorOperators.MAX);
+                for (; t < end; t++) {
+                    if (k.maskS.getAtIndex(F32, t) != 0f) {
+                        acc = Math.max(acc, k.xs.getAtIndex(F32, t));
+                    }
+                }
+                if (acc == 0 || acc != acc) {
+                    acc = Double.NEGATIVE_INFINITY;
+                    for (t = start; t < end; t++) {
+                        if (k.maskS.getAtIndex(F32, t) != 0f) {
+                            acc = Math.max(acc, k.xs.getAtIndex(F32, t));
+                        }
+                    }
+                }
+                k.rowOut[i] = acc;
+            }
+        }
+    };
+
+    /** outS[t] = rowValues[i] over row i. */
+    private static final Pass BROADCAST_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            final TokenBatch b = k.batch;
+            for (int i = 0; i < b.numSequences(); i++) {
+                final int end = b.offset(i + 1);
+                final float x = k.rowValues[i];
+                final FloatVector xv = FloatVector.broadcast(F, x);
+                int t = b.offset(i);
+                for (; t <= end - L; t += L) {
+                    xv.intoMemorySegment(k.outS, (long) t * Float.BYTES, Vec.LE);
+                }
+                for (; t < end; t++) {
+                    k.outS.setAtIndex(F32, t, x);
+                }
+            }
+        }
+    };
+
+    /** The rejected valid tokens (keep == 0) and rows holding one. */
+    private static final Pass REJECT_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            reject(k, false);
+        }
+    };
+
+    /** As {@link #REJECT_PASS}, and keepAll = keep == 0 ? 0 : keepAll. */
+    private static final Pass REJECT_AND_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int upper) {
+            reject(k, true);
+        }
+    };
+
+    private static void reject(final RolloutKernel k, final boolean and) {
+        final TokenBatch b = k.batch;
+        long rejected = 0;
+        int rows = 0;
+        for (int i = 0; i < b.numSequences(); i++) {
+            final int end = b.offset(i + 1);
+            int t = b.offset(i);
+            long c = 0;
+            for (; t <= end - L; t += L) {
+                final long at = (long) t * Float.BYTES;
+                final VectorMask<Float> dropped = load(k.keepS, at).compare(VectorOperators.EQ, 0f);
+                c += dropped.and(load(k.validS, at).compare(VectorOperators.NE, 0f)).trueCount();
+                if (and) {
+                    load(k.keepAllS, at).blend(ZERO, dropped).intoMemorySegment(k.keepAllS, at, Vec.LE);
+                }
+            }
+            for (; t < end; t++) {
+                final boolean kept = k.keepS.getAtIndex(F32, t) != 0f;
+                c += k.validS.getAtIndex(F32, t) != 0f && !kept ? 1 : 0;
+                if (and && !kept) {
+                    k.keepAllS.setAtIndex(F32, t, 0f);
+                }
+            }
+            rejected += c;
+            rows += c > 0 ? 1 : 0;
+        }
+        k.above = rejected;
+        k.rows = rows;
+    }
+
+    /** outS[0, n) = value. */
+    private static final Pass FILL_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int n) {
+            final FloatVector xv = FloatVector.broadcast(F, k.value);
+            final int upper = n - n % L;
+            for (int u = 0; u < upper; u += L) {
+                xv.intoMemorySegment(k.outS, (long) u * Float.BYTES, Vec.LE);
+            }
+            for (int t = upper; t < n; t++) {
+                k.outS.setAtIndex(F32, t, k.value);
+            }
+        }
+    };
+
+    /** outS = keepAll != 0 ? mask : 0. */
+    private static final Pass MASK_OUT_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int n) {
+            final int upper = n - n % L;
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                ZERO.blend(load(k.maskS, at), load(k.keepAllS, at).compare(VectorOperators.NE, 0f))
+                    .intoMemorySegment(k.outS, at, Vec.LE);
+            }
+            for (int t = upper; t < n; t++) {
+                k.outS.setAtIndex(F32, t, k.keepAllS.getAtIndex(F32, t) != 0f ? k.maskS.getAtIndex(F32, t) : 0f);
+            }
+        }
+    };
+
+    @Override
+    public void validCounts(final TokenBatch batch, final OffHeapArray mask, final RolloutCorrection.Scratch s) {
+        this.batch = batch;
+        maskS = mask.segment();
+        validS = s.valid.segment();
+        rowOut = s.count;
+        try {
+            run(VALID_COUNTS, this, 0);
+        } finally {
+            unbindRows();
+        }
+    }
+
+    @Override
+    public void isWeights(final int n, final OffHeapArray src, final boolean icePop, final float lo, final float hi,
+                          final RolloutCorrection.Scratch s) {
+        srcS = src.segment();
+        validS = s.valid.segment();
+        rawS = s.raw.segment();
+        wS = s.w.segment();
+        this.lo = lo;
+        this.hi = hi;
+        try {
+            run(icePop ? IS_ICE_POP : IS_TIS, this, n);
+        } finally {
+            unbindRows();
+        }
+    }
+
+    @Override
+    public void isMetrics(final int n, final OffHeapArray raw, final OffHeapArray w, final float hi, final float lo,
+                          final RolloutCorrection.Scratch s) {
+        validS = s.valid.segment();
+        rawS = raw.segment();
+        wS = w.segment();
+        this.lo = lo;
+        this.hi = hi;
+        try {
+            run(IS_METRICS, this, n);
+        } finally {
+            unbindRows();
+        }
+        s.above = above;
+        s.below = below;
+        s.max = max;
+        s.min = min;
+    }
+
+    @Override
+    public long countOutside(final int n, final OffHeapArray x, final float lo, final float hi,
+                             final RolloutCorrection.Scratch s) {
+        xs = x.segment();
+        validS = s.valid.segment();
+        this.lo = lo;
+        this.hi = hi;
+        try {
+            run(OUTSIDE, this, n);
+        } finally {
+            unbindRows();
+        }
+        return above;
+    }
+
+    @Override
+    public void divide(final int n, final OffHeapArray x, final float d) {
+        xs = x.segment();
+        value = d;
+        try {
+            run(DIVIDE, this, n);
+        } finally {
+            unbindRows();
+        }
+    }
+
+    @Override
+    public void keepTest(final int n, final OffHeapArray x, final boolean twoSided, final float lo, final float hi,
+                         final RolloutCorrection.Scratch s) {
+        xs = x.segment();
+        validS = s.valid.segment();
+        keepS = s.keep.segment();
+        this.lo = twoSided ? lo : Float.NEGATIVE_INFINITY;
+        this.hi = hi;
+        try {
+            run(KEEP, this, n);
+        } finally {
+            unbindRows();
+        }
+        s.above = above;
+        s.below = below;
+        s.max = max;
+        s.min = min;
+    }
+
+    @Override
+    public void validRowMax(final TokenBatch batch, final OffHeapArray x, final double[] out) {
+        this.batch = batch;
+        maskS = batch.mask().segment();
+        xs = x.segment();
+        rowOut = out;
+        try {
+            run(ROW_MAX, this, 0);
+        } finally {
+            unbindRows();
+        }
+    }
+
+    @Override
+    public void broadcastRows(final TokenBatch batch, final float[] rowValues, final OffHeapArray out) {
+        this.batch = batch;
+        this.rowValues = rowValues;
+        outS = out.segment();
+        try {
+            run(BROADCAST, this, 0);
+        } finally {
+            unbindRows();
+        }
+    }
+
+    @Override
+    public void rejectRows(final TokenBatch batch, final OffHeapArray keep, final OffHeapArray keepAll,
+                           final RolloutCorrection.Scratch s) {
+        this.batch = batch;
+        keepS = keep.segment();
+        validS = s.valid.segment();
+        keepAllS = keepAll == null ? null : keepAll.segment();
+        try {
+            run(keepAll == null ? REJECT : REJECT_AND, this, 0);
+        } finally {
+            unbindRows();
+        }
+        s.rejected = above;
+        s.rowsRejected = rows;
+    }
+
+    @Override
+    public void fill(final int n, final OffHeapArray x, final float v) {
+        outS = x.segment();
+        value = v;
+        try {
+            run(FILL, this, n);
+        } finally {
+            unbindRows();
+        }
+    }
+
+    @Override
+    public void outputs(final int n, final OffHeapArray mask, final OffHeapArray isOut, final OffHeapArray maskOut,
+                        final RolloutCorrection.Scratch s) {
+        if (isOut != null) {
+            MemorySegment.copy(s.w.segment(), 0, isOut.segment(), 0, (long) n * Float.BYTES);
+        }
+        maskS = mask.segment();
+        keepAllS = s.keepAll.segment();
+        outS = maskOut.segment();
+        try {
+            run(MASK_OUT, this, n);
+        } finally {
+            unbindRows();
+        }
+    }
+
     private static final int LOG_RATIO = 0;
     private static final int EXP_RHO = 1;
     private static final int EXP_KK = 2;
@@ -291,7 +870,22 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final int SIGN_CLAMP = 4;
     private static final int SQUARE = 5;
     private static final int ROW_SUMS = 6;
+    private static final int VALID_COUNTS = 7;
+    private static final int IS_TIS = 8;
+    private static final int IS_ICE_POP = 9;
+    private static final int IS_METRICS = 10;
+    private static final int OUTSIDE = 11;
+    private static final int DIVIDE = 12;
+    private static final int KEEP = 13;
+    private static final int ROW_MAX = 14;
+    private static final int BROADCAST = 15;
+    private static final int REJECT = 16;
+    private static final int REJECT_AND = 17;
+    private static final int FILL = 18;
+    private static final int MASK_OUT = 19;
     /** Every pass, by number ({@link #run}). */
     private static final Pass[] PASSES = {LOG_RATIO_PASS, EXP_RHO_PASS, EXP_KK_PASS, TERMS_PASS, SIGN_CLAMP_PASS,
-        SQUARE_PASS, ROW_SUMS_PASS};
+        SQUARE_PASS, ROW_SUMS_PASS, VALID_COUNTS_PASS, IS_TIS_PASS, IS_ICE_POP_PASS, IS_METRICS_PASS, OUTSIDE_PASS,
+        DIVIDE_PASS, KEEP_PASS, ROW_MAX_PASS, BROADCAST_PASS, REJECT_PASS, REJECT_AND_PASS, FILL_PASS,
+        MASK_OUT_PASS};
 }

@@ -48,7 +48,11 @@ public final class RolloutCorrection {
     private static final double EPS = 1e-8;
     private static final float BOUND = 20f;
 
-    /** The per-token passes and the row sums, plain loops here and Vector API loops in the engine. */
+    /**
+     * The per-token passes and the row sums, plain loops here and Vector API loops in the engine. Every pass is exact
+     * (copies, compares, counts, max/min, float32 products and quotients): an implementation gives {@link #SCALAR}'s
+     * bits. Flags are float32 columns holding 1 (true) or 0 (false).
+     */
     public interface Kernels {
         /**
          * For every token slot t in [0, n) (masked or not): {@code lr = old - roll}, {@code lrs = clamp(lr, -20,
@@ -65,9 +69,69 @@ public final class RolloutCorrection {
 
         /** The canonical masked row sums of x ({@link Advantages.Kernels#maskedRowSums}) into {@code out}. */
         void maskedRowSums(TokenBatch batch, OffHeapArray x, double[] out);
+
+        /**
+         * The valid flags and counts: {@code valid[t] = mask[t] != 0} (NaN counts as valid) for every token of the
+         * batch, {@code count[i]} = the number of valid tokens of row i.
+         */
+        void validCounts(TokenBatch batch, OffHeapArray mask, Scratch s);
+
+        /**
+         * The IS weights, for every token slot t in [0, n): {@code raw = valid ? src : 0}; IcePop
+         * {@code w = lo <= raw <= hi ? raw : 0}, otherwise (TIS) {@code w = raw > hi ? hi : raw}. {@code src} may be
+         * {@code s.raw} itself.
+         */
+        void isWeights(int n, OffHeapArray src, boolean icePop, float lo, float hi, Scratch s);
+
+        /**
+         * The token-level IS metrics over the valid tokens of [0, n): {@code s.above} = how many have
+         * {@code raw > hi}, {@code s.below} how many {@code raw < lo}; {@code s.max} and {@code s.min} fold
+         * {@code w} in token order from -inf and +inf with {@link TorchOps#maximum} and {@link TorchOps#minimum}
+         * (NaN propagates; at a tie of -0 and +0 the later token's zero wins).
+         */
+        void isMetrics(int n, OffHeapArray raw, OffHeapArray w, float hi, float lo, Scratch s);
+
+        /** @return how many valid tokens of [0, n) have {@code x < lo || x > hi} (IcePop's out-of-band count). */
+        long countOutside(int n, OffHeapArray x, float lo, float hi, Scratch s);
+
+        /** {@code x[t] = x[t] / d} (float32) for every token slot t in [0, n). */
+        void divide(int n, OffHeapArray x, float d);
+
+        /**
+         * The token-level rejection test: {@code keep[t] = twoSided ? lo <= x <= hi : x <= hi} for every slot t in
+         * [0, n); over the valid tokens, {@code s.above} = how many have {@code x > hi}, {@code s.below} how many
+         * {@code x < lo} (0 unless two-sided), {@code s.max} and {@code s.min} their {@link Math#max}/{@link
+         * Math#min} fold from -inf and +inf in token order (NaN propagates, -0 below +0).
+         */
+        void keepTest(int n, OffHeapArray x, boolean twoSided, float lo, float hi, Scratch s);
+
+        /**
+         * {@code out[i]} = the {@link Math#max} fold in token order, from -inf, of x over the valid tokens of row i
+         * (-inf for an empty row).
+         */
+        void validRowMax(TokenBatch batch, OffHeapArray x, double[] out);
+
+        /** {@code out[t] = rowValues[i]} for every token t of every row i. */
+        void broadcastRows(TokenBatch batch, float[] rowValues, OffHeapArray out);
+
+        /**
+         * The row rejection pass: {@code s.rejected} = how many valid tokens have {@code keep == 0},
+         * {@code s.rowsRejected} how many rows hold one; when {@code keepAll} is not null, also
+         * {@code keepAll[t] = keep[t] == 0 ? 0 : keepAll[t]} for every token.
+         */
+        void rejectRows(TokenBatch batch, OffHeapArray keep, OffHeapArray keepAll, Scratch s);
+
+        /** {@code x[t] = v} for every token slot t in [0, n). */
+        void fill(int n, OffHeapArray x, float v);
+
+        /**
+         * The outputs, for every token slot t in [0, n): {@code isOut[t] = w[t]} when {@code isOut} is not null,
+         * {@code maskOut[t] = keepAll[t] != 0 ? mask[t] : 0}.
+         */
+        void outputs(int n, OffHeapArray mask, OffHeapArray isOut, OffHeapArray maskOut, Scratch s);
     }
 
-    /** The scalar kernels. */
+    /** The scalar kernels: the specification of every pass. */
     public static final Kernels SCALAR = new Kernels() {
         @Override
         public void tokenTerms(final int n, final OffHeapArray old, final OffHeapArray roll, final Scratch s) {
@@ -101,9 +165,164 @@ public final class RolloutCorrection {
         public void maskedRowSums(final TokenBatch batch, final OffHeapArray x, final double[] out) {
             Advantages.SCALAR.maskedRowSums(batch, x, out);
         }
+
+        @Override
+        public void validCounts(final TokenBatch batch, final OffHeapArray mask, final Scratch s) {
+            for (int i = 0; i < batch.numSequences(); i++) {
+                double c = 0;
+                for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
+                    final boolean v = mask.getFloat(t) != 0f;
+                    s.valid.setFloat(t, v ? 1f : 0f);
+                    c += v ? 1 : 0;
+                }
+                s.count[i] = c;
+            }
+        }
+
+        @Override
+        public void isWeights(final int n, final OffHeapArray src, final boolean icePop, final float lo,
+                              final float hi, final Scratch s) {
+            for (int t = 0; t < n; t++) {
+                final float raw = s.valid.getFloat(t) != 0f ? src.getFloat(t) : 0f;
+                s.raw.setFloat(t, raw);
+                s.w.setFloat(t, icePop ? (raw >= lo && raw <= hi ? raw : 0f) : (raw > hi ? hi : raw));
+            }
+        }
+
+        @Override
+        public void isMetrics(final int n, final OffHeapArray raw, final OffHeapArray w, final float hi,
+                              final float lo, final Scratch s) {
+            long high = 0;
+            long low = 0;
+            float max = Float.NEGATIVE_INFINITY;
+            float min = Float.POSITIVE_INFINITY;
+            for (int t = 0; t < n; t++) {
+                if (s.valid.getFloat(t) != 0f) {
+                    final float r = raw.getFloat(t);
+                    final float v = w.getFloat(t);
+                    high += r > hi ? 1 : 0;
+                    low += r < lo ? 1 : 0;
+                    max = TorchOps.maximum(max, v);
+                    min = TorchOps.minimum(min, v);
+                }
+            }
+            s.above = high;
+            s.below = low;
+            s.max = max;
+            s.min = min;
+        }
+
+        @Override
+        public long countOutside(final int n, final OffHeapArray x, final float lo, final float hi, final Scratch s) {
+            long out = 0;
+            for (int t = 0; t < n; t++) {
+                final float v = x.getFloat(t);
+                out += s.valid.getFloat(t) != 0f && (v < lo || v > hi) ? 1 : 0;
+            }
+            return out;
+        }
+
+        @Override
+        public void divide(final int n, final OffHeapArray x, final float d) {
+            for (int t = 0; t < n; t++) {
+                x.setFloat(t, x.getFloat(t) / d);
+            }
+        }
+
+        @Override
+        public void keepTest(final int n, final OffHeapArray x, final boolean twoSided, final float lo,
+                             final float hi, final Scratch s) {
+            long high = 0;
+            long low = 0;
+            double max = Double.NEGATIVE_INFINITY;
+            double min = Double.POSITIVE_INFINITY;
+            for (int t = 0; t < n; t++) {
+                final float v = x.getFloat(t);
+                s.keep.setFloat(t, (twoSided ? v >= lo && v <= hi : v <= hi) ? 1f : 0f);
+                if (s.valid.getFloat(t) != 0f) {
+                    max = Math.max(max, v);
+                    min = Math.min(min, v);
+                    high += v > hi ? 1 : 0;
+                    low += twoSided && v < lo ? 1 : 0;
+                }
+            }
+            s.above = high;
+            s.below = low;
+            s.max = (float) max;
+            s.min = (float) min;
+        }
+
+        @Override
+        public void validRowMax(final TokenBatch batch, final OffHeapArray x, final double[] out) {
+            final OffHeapArray mask = batch.mask();
+            for (int i = 0; i < batch.numSequences(); i++) {
+                double acc = Double.NEGATIVE_INFINITY;
+                for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
+                    if (mask.getFloat(t) != 0f) {
+                        acc = Math.max(acc, x.getFloat(t));
+                    }
+                }
+                out[i] = acc;
+            }
+        }
+
+        @Override
+        public void broadcastRows(final TokenBatch batch, final float[] rowValues, final OffHeapArray out) {
+            for (int i = 0; i < batch.numSequences(); i++) {
+                for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
+                    out.setFloat(t, rowValues[i]);
+                }
+            }
+        }
+
+        @Override
+        public void rejectRows(final TokenBatch batch, final OffHeapArray keep, final OffHeapArray keepAll,
+                               final Scratch s) {
+            long rejected = 0;
+            int rows = 0;
+            for (int i = 0; i < batch.numSequences(); i++) {
+                boolean any = false;
+                for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
+                    final boolean kept = keep.getFloat(t) != 0f;
+                    if (s.valid.getFloat(t) != 0f && !kept) {
+                        rejected++;
+                        any = true;
+                    }
+                    if (keepAll != null && !kept) {
+                        keepAll.setFloat(t, 0f);
+                    }
+                }
+                rows += any ? 1 : 0;
+            }
+            s.rejected = rejected;
+            s.rowsRejected = rows;
+        }
+
+        @Override
+        public void fill(final int n, final OffHeapArray x, final float v) {
+            for (int t = 0; t < n; t++) {
+                x.setFloat(t, v);
+            }
+        }
+
+        @Override
+        public void outputs(final int n, final OffHeapArray mask, final OffHeapArray isOut, final OffHeapArray maskOut,
+                            final Scratch s) {
+            if (isOut != null) {
+                for (int t = 0; t < n; t++) {
+                    isOut.setFloat(t, s.w.getFloat(t));
+                }
+            }
+            for (int t = 0; t < n; t++) {
+                maskOut.setFloat(t, s.keepAll.getFloat(t) != 0f ? mask.getFloat(t) : 0f);
+            }
+        }
     };
 
-    /** Reusable per-engine scratch (off heap, freed by {@link #close()}): grows, never shrinks. */
+    /**
+     * Reusable per-engine scratch (off heap, freed by {@link #close()}): grows, never shrinks. The per-token columns
+     * are float32, flags 1 (true) or 0 (false); the per-row arrays and the pass results are on heap.
+     */
     public static final class Scratch implements AutoCloseable {
         /** Per-token float32 terms (see {@link Kernels}). */
         public OffHeapArray lr;
@@ -125,12 +344,33 @@ public final class RolloutCorrection {
         public OffHeapArray c;
         /** c * c. */
         public OffHeapArray c2;
-        OffHeapArray raw;
-        OffHeapArray w;
-        boolean[] valid = new boolean[0];
-        boolean[] keep = new boolean[0];
-        boolean[] keepAll = new boolean[0];
-        double[] count = new double[0];
+        /** Raw IS weights ({@link Kernels#isWeights}). */
+        public OffHeapArray raw;
+        /** Applied (truncated or IcePop-masked, then batch-normalised) IS weights. */
+        public OffHeapArray w;
+        /** Flag: the token is valid (mask != 0). */
+        public OffHeapArray valid;
+        /** Flag: the current rejection option keeps the token. */
+        public OffHeapArray keep;
+        /** Flag: every rejection option keeps the token. */
+        public OffHeapArray keepAll;
+        /** Valid tokens per row. */
+        public double[] count = new double[0];
+        /** Per-row float32 values for {@link Kernels#broadcastRows}. */
+        public float[] rowFloat = new float[0];
+        /** Counts of the last {@link Kernels#isMetrics} or {@link Kernels#keepTest}. */
+        public long above;
+        /** Counts of the last {@link Kernels#isMetrics} or {@link Kernels#keepTest}. */
+        public long below;
+        /** Extremum of the last {@link Kernels#isMetrics} or {@link Kernels#keepTest}. */
+        public float max;
+        /** Extremum of the last {@link Kernels#isMetrics} or {@link Kernels#keepTest}. */
+        public float min;
+        /** Rejected valid tokens of the last {@link Kernels#rejectRows}. */
+        public long rejected;
+        /** Rows with a rejected valid token, of the last {@link Kernels#rejectRows}. */
+        public int rowsRejected;
+        private int capacity;
         double[] lrSum = new double[0];
         double[] rowValue = new double[0];
         double[] rowAux = new double[0];
@@ -138,7 +378,7 @@ public final class RolloutCorrection {
 
         /** Makes room for n tokens and b sequences. */
         public void ensure(final int n, final int b) {
-            if (valid.length < n || lr == null) {
+            if (capacity < n || lr == null) {
                 close();
                 final long size = Math.max(n, 1);
                 lr = OffHeapArray.allocate(ElementType.F32, size);
@@ -153,12 +393,14 @@ public final class RolloutCorrection {
                 c2 = OffHeapArray.allocate(ElementType.F32, size);
                 raw = OffHeapArray.allocate(ElementType.F32, size);
                 w = OffHeapArray.allocate(ElementType.F32, size);
-                valid = new boolean[n];
-                keep = new boolean[n];
-                keepAll = new boolean[n];
+                valid = OffHeapArray.allocate(ElementType.F32, size);
+                keep = OffHeapArray.allocate(ElementType.F32, size);
+                keepAll = OffHeapArray.allocate(ElementType.F32, size);
+                capacity = n;
             }
             if (count.length < b) {
                 count = new double[b];
+                rowFloat = new float[b];
                 lrSum = new double[b];
                 rowValue = new double[b];
                 rowAux = new double[b];
@@ -169,13 +411,14 @@ public final class RolloutCorrection {
         /** Frees the off-heap buffers. */
         @Override
         public void close() {
-            for (final OffHeapArray a : new OffHeapArray[] {lr, lrs, rho, k2, k3, kk, rho2, v, c, c2, raw, w}) {
+            for (final OffHeapArray a : new OffHeapArray[] {lr, lrs, rho, k2, k3, kk, rho2, v, c, c2, raw, w, valid,
+                keep, keepAll}) {
                 if (a != null) {
                     a.close();
                 }
             }
             lr = null;
-            valid = new boolean[0];
+            capacity = 0;
         }
     }
 
@@ -212,16 +455,10 @@ public final class RolloutCorrection {
         final int b = batch.numSequences();
         final OffHeapArray mask = batch.mask();
         s.ensure(n, b);
+        kernels.validCounts(batch, mask, s);
         double total = 0;
         for (int i = 0; i < b; i++) {
-            double c = 0;
-            for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
-                final boolean v = mask.getFloat(t) != 0f;
-                s.valid[t] = v;
-                c += v ? 1 : 0;
-            }
-            s.count[i] = c;
-            total += c;
+            total += s.count[i];
         }
         if (total == 0) {
             throw new IllegalArgumentException("response_mask must contain at least one valid token (1).");
@@ -232,39 +469,18 @@ public final class RolloutCorrection {
         if (spec.hasIs()) {
             isWeights(kernels, spec, batch, s, total, out);
         }
-        for (int t = 0; t < n; t++) {
-            s.keepAll[t] = true;
-        }
+        kernels.fill(n, s.keepAll, 1f);
         if (!spec.rsOptions().isEmpty()) {
             final java.util.List<RsOption> options = spec.rsOptions();
             for (int k = 0; k < options.size(); k++) {
                 rejection(kernels, options.get(k), batch, s, total, out);
             }
-            long rejected = 0;
-            int rowsRejected = 0;
-            for (int i = 0; i < b; i++) {
-                boolean any = false;
-                for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
-                    if (s.valid[t] && !s.keepAll[t]) {
-                        rejected++;
-                        any = true;
-                    }
-                }
-                rowsRejected += any ? 1 : 0;
-            }
-            out.put(RolloutCorrectionResult.RS_BASE, rejected / (total + EPS));
-            out.put(RolloutCorrectionResult.RS_BASE + 1, (double) rowsRejected / b);
+            kernels.rejectRows(batch, s.keepAll, null, s);
+            out.put(RolloutCorrectionResult.RS_BASE, s.rejected / (total + EPS));
+            out.put(RolloutCorrectionResult.RS_BASE + 1, (double) s.rowsRejected / b);
         }
         offPolicy(kernels, batch, train, roll, s, total, out);
-
-        if (isOut != null && spec.hasIs()) {
-            for (int t = 0; t < n; t++) {
-                isOut.setFloat(t, s.w.getFloat(t));
-            }
-        }
-        for (int t = 0; t < n; t++) {
-            maskOut.setFloat(t, s.keepAll[t] ? mask.getFloat(t) : 0f);
-        }
+        kernels.outputs(n, mask, spec.hasIs() ? isOut : null, maskOut, s);
     }
 
     /** @return the canonical masked sum over the batch: the row sums (into {@code rows}) added in order. */
@@ -287,14 +503,13 @@ public final class RolloutCorrection {
         final float uf = (float) u;
         final float lf = (float) spec.isLower();
         final float metricLow = (float) (icePop ? spec.isLower() : 1.0 / u);
-        for (int i = 0; i < b; i++) {
-            final float rawSeq = sequence ? (float) StrictMath.exp(clamp(s.lrSum[i])) : 0f;
-            for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
-                final float raw = s.valid[t] ? (sequence ? rawSeq : s.rho.getFloat(t)) : 0f;
-                s.raw.setFloat(t, raw);
-                s.w.setFloat(t, icePop ? (raw >= lf && raw <= uf ? raw : 0f) : (raw > uf ? uf : raw));
+        if (sequence) {
+            for (int i = 0; i < b; i++) {
+                s.rowFloat[i] = (float) StrictMath.exp(clamp(s.lrSum[i]));
             }
+            k.broadcastRows(batch, s.rowFloat, s.raw);
         }
+        k.isWeights(n, sequence ? s.raw : s.rho, icePop, lf, uf, s);
         final int base = RolloutCorrectionResult.IS_BASE;
         // verl 2026-08 computes the IS metrics from the applied weights w; 2026-01 from the raw weights, before
         // truncation, with std and ESS over clamp(raw, 1/U, U) instead of clamp(w, 0, U).
@@ -324,25 +539,12 @@ public final class RolloutCorrection {
             out.put(base + 3, (double) high / b);
             out.put(base + 4, (double) low / b);
         } else {
-            long high = 0;
-            long low = 0;
-            float max = Float.NEGATIVE_INFINITY;
-            float min = Float.POSITIVE_INFINITY;
-            for (int t = 0; t < n; t++) {
-                if (s.valid[t]) {
-                    final float raw = s.raw.getFloat(t);
-                    final float w = mw.getFloat(t);
-                    high += raw > uf ? 1 : 0;
-                    low += raw < metricLow ? 1 : 0;
-                    max = TorchOps.maximum(max, w);
-                    min = TorchOps.minimum(min, w);
-                }
-            }
+            k.isMetrics(n, s.raw, mw, uf, metricLow, s);
             out.put(base + 2, metricSum / (total + EPS));
-            out.put(base + 3, high / (total + EPS));
-            out.put(base + 4, low / (total + EPS));
-            out.put(base, max);
-            out.put(base + 1, min);
+            out.put(base + 3, s.above / (total + EPS));
+            out.put(base + 4, s.below / (total + EPS));
+            out.put(base, s.max);
+            out.put(base + 1, s.min);
         }
         // std and ESS of c = clamp(w, 0, U) (2026-01: clamp(raw, 1/U, U)): sum(c^2) / (mean(c) + 1e-8)^2 is the sum
         // of the normalised squares.
@@ -389,11 +591,7 @@ public final class RolloutCorrection {
         out.put(base + 12, (double) rawHigh / b);
         out.put(base + 13, (double) rawLow / b);
         if (icePop) {
-            long oob = 0;
-            for (int t = 0; t < n; t++) {
-                final float raw = s.raw.getFloat(t);
-                oob += s.valid[t] && (raw < lf || raw > uf) ? 1 : 0;
-            }
+            final long oob = k.countOutside(n, s.raw, lf, uf, s);
             out.put(base + 14, oob / (total + EPS));
         }
         if (spec.batchNormalize()) {
@@ -412,10 +610,7 @@ public final class RolloutCorrection {
                 mean = wSum / (total + EPS);
             }
             if (mean > EPS) {
-                final float f = (float) mean;
-                for (int t = 0; t < n; t++) {
-                    s.w.setFloat(t, s.w.getFloat(t) / f);
-                }
+                k.divide(n, s.w, (float) mean);
                 out.put(base + 15, mean);
             } else {
                 out.put(base + 15, 1.0);
@@ -448,8 +643,6 @@ public final class RolloutCorrection {
         double min = Double.POSITIVE_INFINITY;
         long high = 0;
         long low = 0;
-        long rejected = 0;
-        int rowsRejected = 0;
         int rows = 0;
         if (tokenLevel) {
             sumClamped = sumInto(k, batch, s.c, s);
@@ -458,43 +651,30 @@ public final class RolloutCorrection {
             for (int i = 0; i < b; i++) {
                 s.rowValue[i] = s.rowValue[i] / (s.count[i] + EPS);
             }
-            for (int t = 0; t < n; t++) {
-                final float v = s.v.getFloat(t);
-                s.keep[t] = k1 ? v >= lof && v <= hif : v <= hif;
-                if (s.valid[t]) {
-                    max = Math.max(max, v);
-                    min = Math.min(min, v);
-                    high += v > hif ? 1 : 0;
-                    low += k1 && v < lof ? 1 : 0;
-                }
-            }
+            k.keepTest(n, s.v, k1, lof, hif, s);
+            max = s.max;
+            min = s.min;
+            high = s.above;
+            low = s.below;
         } else {
             sum = 0;
             sumClamped = 0;
             sumClampedSq = 0;
             k.maskedRowSums(batch, s.v, s.rowValue);
+            if (o.level() == Level.SEQ_MAX) {
+                k.validRowMax(batch, s.v, s.rowAux);
+            }
             for (int i = 0; i < b; i++) {
-                final int start = batch.offset(i);
-                final int end = batch.offset(i + 1);
                 final double c = s.count[i];
                 final double v;
                 if (o.level() == Level.SEQ_MAX) {
-                    double acc = Double.NEGATIVE_INFINITY;
-                    for (int t = start; t < end; t++) {
-                        if (s.valid[t]) {
-                            acc = Math.max(acc, s.v.getFloat(t));
-                        }
-                    }
-                    v = c > 0 ? acc : 0.0;
+                    v = c > 0 ? s.rowAux[i] : 0.0;
                 } else {
                     v = o.level() == Level.SEQ_MEAN ? s.rowValue[i] / (c + EPS) : s.rowValue[i];
                 }
                 s.rowValue[i] = v;
                 final float vf = (float) v;
-                final boolean keep = k1 ? vf >= lof && vf <= hif : vf <= hif;
-                for (int t = start; t < end; t++) {
-                    s.keep[t] = keep;
-                }
+                s.rowFloat[i] = (k1 ? vf >= lof && vf <= hif : vf <= hif) ? 1f : 0f;
                 if (c > 0) {
                     sum += c * v;
                     max = Math.max(max, v);
@@ -506,22 +686,14 @@ public final class RolloutCorrection {
                     sumClampedSq += c * (cl * cl);
                 }
             }
+            k.broadcastRows(batch, s.rowFloat, s.keep);
         }
+        // A row with a rejected valid token is not empty.
+        k.rejectRows(batch, s.keep, s.keepAll, s);
+        final long rejected = s.rejected;
+        final int rowsRejected = s.rowsRejected;
         for (int i = 0; i < b; i++) {
-            final int start = batch.offset(i);
-            final int end = batch.offset(i + 1);
-            boolean any = false;
-            for (int t = start; t < end; t++) {
-                if (s.valid[t] && !s.keep[t]) {
-                    rejected++;
-                    any = true;
-                }
-                s.keepAll[t] &= s.keep[t];
-            }
-            if (s.count[i] > 0) {
-                rows++;
-                rowsRejected += any ? 1 : 0;
-            }
+            rows += s.count[i] > 0 ? 1 : 0;
         }
         final String name = o.name();
         final double meanClamped = sumClamped / (total + EPS);
