@@ -20,9 +20,9 @@ import jdk.incubator.vector.VectorSpecies;
  * orchestration's passes (valid flags and counts, IS weights, IS and rejection counts and extrema, the IcePop
  * out-of-band count, the batch-normalisation divide, the row rejection and the outputs) are exact lane-wise
  * compares, blends, counts, max/min and divides. An extremum that comes out as a zero or NaN is recomputed by the
- * reference's scalar fold, which alone fixes the sign of a tied zero (and which NaN, where the fold is
- * torch's compare-based maximum/minimum; {@link Math#max}'s NaN differs between the interpreter and C2 anyway). So every per-token
- * term, sum, weight, mask and metric is the reference's bits. One call runs on the calling thread: the
+ * reference's scalar fold, which alone fixes the sign of a tied zero (and which NaN, where the fold is torch's
+ * compare-based maximum/minimum; {@link Math#max}'s NaN differs between the interpreter and C2 anyway). So every
+ * per-token term, sum, weight, mask and metric is the reference's bits. One call runs on the calling thread: the
  * results do not depend on the engine's thread count.
  */
 final class RolloutKernel implements RolloutCorrection.Kernels {
