@@ -129,7 +129,8 @@ class RolloutKernelPassesTest {
         }
     }
 
-    private static void results(final String what, final RolloutCorrection.Scratch a, final RolloutCorrection.Scratch b) {
+    private static void results(final String what, final RolloutCorrection.Scratch a,
+                                final RolloutCorrection.Scratch b) {
         assertThat(b.above).as(what + " above").isEqualTo(a.above);
         assertThat(b.below).as(what + " below").isEqualTo(a.below);
         // The sign of a zero counts; a NaN's payload does not (Math.max's NaN differs between the interpreter and
