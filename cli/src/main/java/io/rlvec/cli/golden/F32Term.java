@@ -15,7 +15,9 @@ package io.rlvec.cli.golden;
  *   a * b                    p = |a| e_b + |b| e_a + e_a e_b,   e = p + u (|v| + p)
  *   a * c (c an exact power of two, or -1)   e = |c| e_a
  *   exp(a)                   p = e^a (e^{e_a} - 1),             e = p + 2u (e^a + p)
- *   clamp(a, lo, hi), max(a, b), min(a, b)   e = max(e_a, e_b)  (exact and 1-Lipschitz: no rounding, no growth)
+ *   clamp(a, lo, hi), max(a, b), min(a, b)   e = max(e_a, e_b)  (exact and 1-Lipschitz: no rounding, no growth;
+ *                                             e of the selected operand where the operands are farther apart than
+ *                                             e_a + e_b, so that float32 selects the same one)
  * </pre>
  * A comparison whose operands lie within their bounds of each other is {@link #ambiguous}: float32 may decide it
  * either way, so a count may be off by that token and a gradient may take the other branch's value there (an
@@ -77,11 +79,16 @@ record F32Term(double v, double e) {
     }
 
     static F32Term max(final F32Term a, final F32Term b) {
-        return new F32Term(Math.max(a.v, b.v), Math.max(a.e, b.e));
+        return new F32Term(Math.max(a.v, b.v), select(a, b, a.v >= b.v));
     }
 
     static F32Term min(final F32Term a, final F32Term b) {
-        return new F32Term(Math.min(a.v, b.v), Math.max(a.e, b.e));
+        return new F32Term(Math.min(a.v, b.v), select(a, b, a.v <= b.v));
+    }
+
+    /** The error of a max or min: the selected operand's where float32 surely selects it too, else the larger. */
+    private static double select(final F32Term a, final F32Term b, final boolean first) {
+        return ambiguous(a, b) || a.v == b.v ? Math.max(a.e, b.e) : first ? a.e : b.e;
     }
 
     /** @return whether float32 may order {@code a} and {@code b} either way (their bounds overlap). */
