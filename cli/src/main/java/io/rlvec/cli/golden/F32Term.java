@@ -14,7 +14,10 @@ package io.rlvec.cli.golden;
  *   a +- b                   e = e_a + e_b + u (|v| + e_a + e_b)
  *   a * b                    p = |a| e_b + |b| e_a + e_a e_b,   e = p + u (|v| + p)
  *   a * c (c an exact power of two, or -1)   e = |c| e_a
+ *   a / b                    p = (e_a + |v| e_b) / (|b| - e_b), e = p + u (|v| + p)
  *   exp(a)                   p = e^a (e^{e_a} - 1),             e = p + 2u (e^a + p)
+ *   ln(a)                    p = ln(a / (a - e_a)),             e = p + 2u (|v| + p)
+ *   sigmoid(a)               p = min(1/4, s (1 - s) e^{e_a}) e_a, e = p + 5u (s + p)
  *   clamp(a, lo, hi), max(a, b), min(a, b)   e = max(e_a, e_b)  (exact and 1-Lipschitz: no rounding, no growth;
  *                                             e of the selected operand where the operands are farther apart than
  *                                             e_a + e_b, so that float32 selects the same one)
@@ -47,6 +50,11 @@ record F32Term(double v, double e) {
         return new F32Term(v, propagated + U * (Math.abs(v) + propagated) + TINY);
     }
 
+    /** @return an exact value rounded once to float32 (a constant expression torch evaluates in float32). */
+    static F32Term roundedOnce(final double v) {
+        return rounded(v, 0);
+    }
+
     F32Term plus(final F32Term b) {
         return rounded(v + b.v, e + b.e);
     }
@@ -72,6 +80,31 @@ record F32Term(double v, double e) {
         final double x = Math.exp(v);
         final double p = x * Math.expm1(e);
         return new F32Term(x, p + 2 * U * (x + p) + TINY);
+    }
+
+    /** @return this / b, b bounded away from 0 by its error (else an infinite bound). */
+    F32Term dividedBy(final F32Term b) {
+        final double q = v / b.v;
+        final double room = Math.abs(b.v) - b.e;
+        return rounded(q, room > 0 ? (e + Math.abs(q) * b.e) / room : Double.POSITIVE_INFINITY);
+    }
+
+    /** @return ln(this) (PyTorch's float32 log: within one ulp), this bounded away from 0 (else an infinite bound). */
+    F32Term log() {
+        final double x = Math.log(v);
+        final double p = v - e > 0 ? Math.log(v / (v - e)) : Double.POSITIVE_INFINITY;
+        return new F32Term(x, p + 2 * U * (Math.abs(x) + p) + TINY);
+    }
+
+    /**
+     * @return sigmoid(this) = 1 / (1 + exp(-this)): the slope s (1 - s) is at most 1/4 and changes by at most a
+     *         factor e^e within e of the argument; PyTorch's float32 sigmoid (an exp, an add and a division) rounds
+     *         within 5u of s.
+     */
+    F32Term sigmoid() {
+        final double s = 1 / (1 + Math.exp(-v));
+        final double p = Math.min(0.25, s * (1 - s) * Math.exp(e)) * e;
+        return new F32Term(s, p + 5 * U * (s + p) + TINY);
     }
 
     F32Term clamp(final double lo, final double hi) {
