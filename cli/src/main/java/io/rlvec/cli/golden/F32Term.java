@@ -15,7 +15,7 @@ package io.rlvec.cli.golden;
  *   a * b                    p = |a| e_b + |b| e_a + e_a e_b,   e = p + u (|v| + p)
  *   a * c (c an exact power of two, or -1)   e = |c| e_a
  *   a / b                    p = (e_a + |v| e_b) / (|b| - e_b), e = p + u (|v| + p)
- *   exp(a)                   p = e^a (e^{e_a} - 1),             e = p + 2u (e^a + p)
+ *   exp(a)                   p = e^a (e^{e_a} - 1),             e = p + 2u (e^a + p)   (exp(0) = 1: e = 0)
  *   ln(a)                    p = ln(a / (a - e_a)),             e = p + 2u (|v| + p)
  *   sigmoid(a)               p = min(1/4, s (1 - s) e^{e_a}) e_a, e = p + 5u (s + p)
  *   clamp(a, lo, hi), max(a, b), min(a, b)   e = max(e_a, e_b)  (exact and 1-Lipschitz: no rounding, no growth;
@@ -77,6 +77,9 @@ record F32Term(double v, double e) {
     }
 
     F32Term exp() {
+        if (v == 0 && e == 0) {
+            return new F32Term(1, 0); // exp(0) = 1 exactly, in every libm and in the engines
+        }
         final double x = Math.exp(v);
         final double p = x * Math.expm1(e);
         return new F32Term(x, p + 2 * U * (x + p) + TINY);
@@ -103,7 +106,9 @@ record F32Term(double v, double e) {
      */
     F32Term sigmoid() {
         final double s = 1 / (1 + Math.exp(-v));
-        final double p = Math.min(0.25, s * (1 - s) * Math.exp(e)) * e;
+        final double tail = Math.exp(-Math.abs(v));
+        final double slope = tail / ((1 + tail) * (1 + tail));
+        final double p = Math.min(0.25, slope * Math.exp(Math.min(e, 700))) * e;
         return new F32Term(s, p + 5 * U * (s + p) + TINY);
     }
 

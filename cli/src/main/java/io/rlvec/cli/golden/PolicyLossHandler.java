@@ -313,14 +313,21 @@ public final class PolicyLossHandler implements CaseHandler {
                 final F32Term one = F32Term.constant(1);
                 final F32Term eps = F32Term.constant(1e-8);
                 final F32Term ratio = one.minus(q).plus(eps).dividedBy(one.minus(p).plus(eps));
-                if (!(ratio.v() > ratio.e())) {
+                final boolean first;
+                final boolean firstOpen;
+                if (ratio.v() > ratio.e()) {
+                    final F32Term kl = q.times(F32Term.of(old).minus(F32Term.of(lp)))
+                        .plus(one.minus(q).times(ratio.log()));
+                    final double bound = a > 0 ? high : low;
+                    first = kl.v() <= bound;
+                    firstOpen = kl.ambiguous(bound);
+                } else if (ratio.v() < -ratio.e()) {
+                    // p > 1 (lp > 0): the log of a negative ratio is NaN, and NaN <= bound is false.
+                    first = false;
+                    firstOpen = false;
+                } else {
                     return false;
                 }
-                final F32Term kl = q.times(F32Term.of(old).minus(F32Term.of(lp)))
-                    .plus(one.minus(q).times(ratio.log()));
-                final double bound = a > 0 ? high : low;
-                final boolean first = kl.v() <= bound;
-                final boolean firstOpen = kl.ambiguous(bound);
                 final boolean second = a > 0 ? p.v() <= q.v() : p.v() >= q.v();
                 final boolean secondOpen = F32Term.ambiguous(p, q);
                 valid = first || second;

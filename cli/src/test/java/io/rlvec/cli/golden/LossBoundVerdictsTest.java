@@ -135,26 +135,42 @@ class LossBoundVerdictsTest {
         }
     }
 
+    /** The modes kept on fixed tolerances: a token selection by covariance (clip_cov, kl_cov), geo_mean. */
+    private static boolean judgedMode(final String name) {
+        return !name.startsWith("pl_clip_cov") && !name.startsWith("pl_kl_cov") && !name.startsWith("pl_geo_mean");
+    }
+
     @Test
     void verlsCasesPassOrDeviateOnTheBoundsAndAreJudgedByThem() throws IOException {
         final List<Path> all = new java.util.ArrayList<>(cases("/golden", "pl_vanilla_"));
+        all.addAll(cases("/golden-policy", "pl_"));
+        all.addAll(cases("/golden-policy-2026.08", "pl_"));
         all.addAll(cases("/golden-value/2026-01", "value_loss_"));
         all.addAll(cases("/golden-value/2026-08", "value_loss_"));
-        assertThat(all).hasSizeGreaterThan(60);
-        int judged = 0;
+        assertThat(all).hasSizeGreaterThan(600);
+        final List<String> unjudged = new java.util.ArrayList<>();
         for (final Path f : all) {
             final CaseReport r = run(f, null);
             assertThat(r.verdict()).as(f + ": " + r).isIn(Verdict.PASS, Verdict.DEVIATION);
             final String name = f.getFileName().toString();
-            final CaseOutputs o = outputs(f);
-            final boolean expected = !name.contains("_f64") && !name.contains("allmasked");
-            for (final CaseOutputs.Output out : o.all().values()) {
-                assertThat(out.referee() != null && out.referee().judged()).as(name + " " + out.name())
-                    .isEqualTo(expected);
+            final CaseOutputs o;
+            try {
+                o = outputs(f);
+            } catch (final IllegalArgumentException expected) {
+                continue; // an expect_error case: rejected like verl (PASS above)
             }
-            judged += expected ? 1 : 0;
+            final boolean judged = o.all().values().stream().allMatch(x -> x.referee() != null
+                && x.referee().judged());
+            if (!judged) {
+                unjudged.add(name);
+            }
+            if (name.contains("_f64") || name.contains("allmasked") || !judgedMode(name)) {
+                assertThat(o.all().values()).as(name).allMatch(x -> x.referee() == null);
+            }
         }
-        assertThat(judged).isGreaterThan(50);
+        // Unjudged besides those: none but the extreme cases whose unclamped square overflows (dro).
+        assertThat(unjudged.stream().filter(n -> !n.contains("_f64") && !n.contains("allmasked") && judgedMode(n)))
+            .as("judged modes' cases on fixed tolerances").allMatch(n -> n.startsWith("pl_dro_") && n.contains("extreme"));
     }
 
     // ---------------------------------------------------------------------------------------------------------
