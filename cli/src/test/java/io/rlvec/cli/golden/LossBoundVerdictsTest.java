@@ -272,6 +272,36 @@ class LossBoundVerdictsTest {
             .isEqualTo(Verdict.FAIL);
     }
 
+    /** One ragged case of every other judged mode. */
+    private static List<Path> otherModes() throws IOException {
+        final List<Path> out = new java.util.ArrayList<>();
+        for (final String m : new String[] {"gpg", "cispo", "dro", "sapo", "dppo_tv", "dppo_kl", "gspo"}) {
+            final List<Path> c = new java.util.ArrayList<>(cases("/golden-policy", "pl_" + m + "_b4t16_ragged_"));
+            c.addAll(cases("/golden-policy-2026.08", "pl_" + m + "_b4t16_ragged_"));
+            out.add(c.stream().filter(p -> !p.toString().contains("beta-1")).findFirst().orElseThrow());
+        }
+        return out;
+    }
+
+    /** The other judged modes: the engine passes, and a negated gradient, a loss past its bound, a dropped token fail. */
+    @Test
+    void everyJudgedModeFailsAMutatedEngine() throws IOException {
+        for (final Path f : otherModes()) {
+            assertThat(run(f, null).verdict()).as(f.toString()).isEqualTo(Verdict.PASS);
+            assertThat(tensor(run(f, negate("out.grad_log_prob")), 0, "out.grad_log_prob").verdict()).as(f.toString())
+                .isEqualTo(Verdict.FAIL);
+            // A loss just past the engine's bound (where the A > 0 and A < 0 parts cancel, as in sapo's, the bound
+            // is many ulp of the loss: it scales with the parts).
+            final CaseOutputs.Referee ref = outputs(f).get("out.pg_loss").referee();
+            final float past = (float) (ref.exactAt(0) + 1.01 * ref.engineBoundAt(0));
+            assertThat(tensor(run(f, o -> o.get("out.pg_loss").values()[0] = Math.nextUp(past)), 0, "out.pg_loss")
+                .verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
+            final Path dropped = copy(f, "dropped_" + f.getFileName(), p -> p, "in.response_mask");
+            assertThat(tensor(run(dropped, null), 0, "out.pg_loss").verdict()).as(f.toString())
+                .isEqualTo(Verdict.FAIL);
+        }
+    }
+
     // ---------------------------------------------------------------------------------------------------------
     // A dropped token: the engine sees the batch without one valid token, verl's outputs stay
 
