@@ -21,10 +21,11 @@ import io.rlvec.TokenBatch;
  * {@code out.pg_clipfrac}, {@code out.ppo_kl}, {@code out.pg_clipfrac_lower} and {@code out.grad_log_prob}
  * (d pg_loss / d log_prob).
  *
- * <p>vanilla's float32 cases are judged by error analysis ({@link #vanilla}): the harness evaluates verl's
- * expression per token in double from the same float32 inputs, with each term's float32 error bound from its
- * operations ({@link F32Term}), then verl's aggregation ({@link TokenTermBounds}). The other modes, and cases stored
- * in float64, keep the fixed tolerances.
+ * <p>Float32 cases of every mode with a {@link #rule} (all but clip_cov, kl_cov and geo_mean) are judged by error
+ * analysis ({@link #exact}): the harness evaluates the mode's per-token expression in double from the same float32
+ * inputs, each term with its float32 error bound from its operations ({@link F32Term}), then verl's aggregation
+ * ({@link TokenTermBounds}). The other modes, cases stored in float64, batches without a valid token and inputs
+ * with a non-finite valid value keep the fixed tolerances.
  */
 public final class PolicyLossHandler implements CaseHandler {
     /** The verl function of vanilla. */
