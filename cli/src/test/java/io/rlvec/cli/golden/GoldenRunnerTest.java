@@ -519,8 +519,10 @@ class GoldenRunnerTest {
         @Override
         public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                              final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
-                             final SoftmaxStats statsOut, final OffHeapArray gradLogits) {
-            delegate.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, gradLogits);
+                             final OffHeapArray sumPiSquaredOut, final SoftmaxStats statsOut,
+                             final OffHeapArray gradLogits) {
+            delegate.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, sumPiSquaredOut, statsOut,
+                gradLogits);
         }
 
         @Override
