@@ -5,9 +5,10 @@
 #
 # Usage: bench/run-peer.sh [REGEX] [extra JMH options, given to both runs]
 #   bench/run-peer.sh                 # every kernel that has a peer, with the floors
-#   WI=2 I=3 bench/run-peer.sh '(Torch|PolicyLoss)\w*Benchmark\.policyLoss$' -p shape=padded-8x512
+#   WI=2 I=3 bench/run-peer.sh '(TorchPolicyModes|\.PolicyLoss)Benchmark\.policyLoss$' -p shape=padded-8x512
+#   MODES=gspo,kl_cov bench/run-peer.sh 'PolicyModes|\.PolicyLossBenchmark'   # some policy-loss modes only
 # Environment: WI, I (warm-up / measurement iterations, 5 / 5), W, R (their times, 1s / 1s), FORKS (1),
-#   OUT (reports/peer), SKIP_BUILD=1 to reuse jmh-peer/target/peer-benchmarks.jar, DJL_CACHE_DIR (where DJL
+#   MODES (the policy-loss modes, comma-separated; default all eleven that have a peer), OUT (reports/peer), SKIP_BUILD=1 to reuse jmh-peer/target/peer-benchmarks.jar, DJL_CACHE_DIR (where DJL
 #   unpacks libtorch, ~450 MB; default ~/.djl.ai).
 # Needs: the 106 MiB pytorch-native-cpu jar from Maven Central (first build), and for the second run Debian's
 #   libjemalloc2 (apt-get install libjemalloc2); without it that run is skipped with a message.
@@ -15,7 +16,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .mvn/jdk.sh
 
-regex='(Vocab|Torch|PolicyLoss|ActorLoss)Benchmark\.(forwardBackward|actorLoss|policyLoss)$|Vocab(Exp)?FloorBenchmark\.(expPolynomial|streamToGradient)$'
+# Every kernel that has a peer: the vocabulary pass and actor loss (VocabBenchmark, TorchVocabBenchmark), the actor
+# loss from log-probs (ActorLossBenchmark, TorchTokenBenchmark), every policy-loss mode (PolicyLossBenchmark,
+# TorchPolicyModesBenchmark; its vanilla row is TorchTokenBenchmark.policyLoss's computation, so that one is left
+# out), the advantage estimators (AdvantageBenchmark, TorchAdvantageBenchmark), and the floors.
+regex='(Vocab|ActorLoss)Benchmark\.(forwardBackward|actorLoss)$|TorchTokenBenchmark\.actorLoss$|(TorchPolicyModes|\.PolicyLoss)Benchmark\.policyLoss$|AdvantageBenchmark\.advantages$|Vocab(Exp)?FloorBenchmark\.(expPolynomial|streamToGradient)$'
+# The policy-loss modes both sides measure (PolicyLossBenchmark's default is vanilla alone).
+modes=${MODES:-vanilla,gspo,sapo,gpg,cispo,dppo_tv,dppo_kl,dro,geo_mean,clip_cov,kl_cov}
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   regex="$1"
   shift
@@ -28,7 +35,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 common=(-f "${FORKS:-1}" -wi "${WI:-5}" -i "${I:-5}" -w "${W:-1s}" -r "${R:-1s}" -foe true -prof gc
-        -p impl=vector,vector2,reference -p engine=vector,vector2,reference "$@")
+        -p impl=vector,vector2,reference -p engine=vector,vector2,reference -p "mode=$modes" "$@")
 export OMP_NUM_THREADS=2
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
 echo "run-peer: CPU $cpu; one sitting: engine, reference, floors and PyTorch (system malloc)" >&2

@@ -35,9 +35,11 @@ import jdk.incubator.vector.VectorOperators;
  * gradient, ratio, kl term and the four metric flags as 0/1) into the scratch; the shared {@link #accumulate}
  * loop then applies the mask and the rollout weight, stores the gradient times the sequence's token weight, and
  * adds the double lane sums and exact counts; sequence tails shorter than a vector run the {@link TokenRule}
- * itself. Masked tokens are selected away (gradient +0.0f, never summed). Sequences run in order on the calling
- * thread, so results do not depend on the thread count. The selections of clip_cov and kl_cov and gspo's
- * sequence means are computed first with the reference's canonical code ({@link Selection}).
+ * itself. Masked tokens are selected away (gradient +0.0f, never summed). Runs of whole sequences are the blocks
+ * the engine's threads share ({@link State}); their partials are added in sequence order, so results do not depend
+ * on the thread count. The selections of clip_cov and kl_cov and gspo's sequence means are computed first: the
+ * selections by {@link CovSelection} (the same tokens as the reference's {@link Selection}), gspo's means in the
+ * canonical four-lane order.
  */
 final class RuleKernel {
     /** Tokens per chunk; a multiple of every lane count. */
@@ -67,18 +69,22 @@ final class RuleKernel {
 
     /** Runs the spec's mode; arguments were validated by the engine's façade. */
     static void compute(final LossSpec spec, final TokenBatch batch, final OffHeapArray grad,
-                        final PolicyLossResult out, final Workspace ws) {
+                        final PolicyLossResult out, final Workspace ws,
+                        final io.rlvec.reference.Advantages.Kernels kernels, final Blocks blocks) {
         final State st = ws.ruleState();
         st.bind(spec, batch, grad);
+        if (st.covSelection == null) {
+            st.covSelection = new CovSelection(kernels);
+        }
         try {
-            run(spec, batch, st, out);
+            run(spec, batch, st, out, blocks);
         } finally {
             st.unbind();
         }
     }
 
     private static void run(final LossSpec spec, final TokenBatch batch, final State st,
-                            final PolicyLossResult out) {
+                            final PolicyLossResult out, final Blocks blocks) {
         final LossSpec agg = spec.aggregationSpec();
         final PolicyLossMode mode = spec.policyLossMode();
         final int b = batch.numSequences();
@@ -91,82 +97,36 @@ final class RuleKernel {
             validSequences += c > 0 ? 1 : 0;
         }
         final double denominator = Aggregation.denominator(agg, batch, validTokens, validSequences);
-        final boolean selects = mode == PolicyLossMode.CLIP_COV || mode == PolicyLossMode.KL_COV;
-        if (selects) {
-            Selection.select(spec, batch, st.selected, st.selection);
+        for (int s = 0; s < b; s++) {
+            // Rounded to float once per sequence, as the reference does.
+            st.seqWeight[s] = (float) Aggregation.tokenWeight(agg, denominator, st.seqCount[s]);
+        }
+        st.selects = mode == PolicyLossMode.CLIP_COV || mode == PolicyLossMode.KL_COV;
+        if (st.selects) {
+            st.covSelection.select(spec, batch, st.selected);
             for (int t = 0; t < batch.numTokens(); t++) {
                 st.flags[t] = st.selected[t] ? 1f : 0f;
             }
         }
-        final ChunkRule rule = RULES[mode.ordinal()];
+        st.chunkRule = RULES[mode.ordinal()];
         if (st.ruleSpec != spec) {
             // One rule object per spec object: a caller reusing its spec allocates nothing per call.
             st.rule = TokenRule.of(spec);
             st.ruleSpec = spec;
         }
-        final TokenRule scalar = st.rule;
-        final TokenRule.Token tok = st.token;
+        st.gspo = mode == PolicyLossMode.GSPO;
+        st.plan(batch, blocks.parallelism());
+        blocks.forEach(st.numBlocks, st);
         out.reset();
         for (int s = 0; s < b; s++) {
-            final int start = batch.offset(s);
-            final int end = batch.offset(s + 1);
             final long count = st.seqCount[s];
-            final float tokenWeight = (float) Aggregation.tokenWeight(agg, denominator, count);
-            st.tokenWeight = tokenWeight;
-            final float sequence = mode == PolicyLossMode.GSPO ? meanLogRatio(st, start, end, count) : 0f;
-            java.util.Arrays.fill(st.acc, 0.0);
-            java.util.Arrays.fill(st.counts, 0);
-            final int vecEnd = start + Vec.F.loopBound(end - start);
-            for (int c = start; c < vecEnd; c += CHUNK) {
-                final int ce = Math.min(c + CHUNK, vecEnd);
-                rule.run(st, c, ce, sequence);
-            }
-            double sum = sumLanes(st.acc, 0);
-            double sumPos = sumLanes(st.acc, TokenMemory.DL);
-            double sumNeg = sumLanes(st.acc, 2 * TokenMemory.DL);
-            double kl = sumLanes(st.acc, 3 * TokenMemory.DL);
-            final int[] n = st.counts;
-            for (int t = vecEnd; t < end; t++) {
-                if (get(st.mask, t) == 0f) {
-                    if (st.grad != null) {
-                        set(st.grad, t, 0f);
-                    }
-                    continue;
-                }
-                final float a = get(st.advantages, t);
-                scalar.token(get(st.logProb, t), get(st.oldLogProb, t), a, sequence, selects && st.selected[t], tok);
-                float loss = tok.loss;
-                float g = tok.grad;
-                if (st.weights != null) {
-                    final float w = get(st.weights, t);
-                    loss = loss * w;
-                    g = g * w;
-                }
-                if (st.grad != null) {
-                    set(st.grad, t, g * tokenWeight);
-                }
-                sum += loss;
-                if (a > 0f) {
-                    sumPos += loss;
-                    n[C_POS]++;
-                    n[C_POS_ABOVE] += tok.ratio > 1f ? 1 : 0;
-                    n[C_HIGH] += tok.clippedHigh ? 1 : 0;
-                } else if (a < 0f) {
-                    sumNeg += loss;
-                    n[C_NEG]++;
-                    n[C_NEG_ABOVE] += tok.ratio > 1f ? 1 : 0;
-                    n[C_LOW] += tok.clippedLow ? 1 : 0;
-                }
-                n[C_LOWER] += tok.lower ? 1 : 0;
-                n[C_CLIPPED] += tok.clipped ? 1 : 0;
-                kl += tok.kl;
-            }
-            out.add(Stat.LOSS_NUMERATOR, Aggregation.sequenceTerm(agg.lossAggMode(), sum, count));
-            out.add(Stat.POS_NUMERATOR, Aggregation.sequenceTerm(agg.lossAggMode(), sumPos, count));
-            out.add(Stat.NEG_NUMERATOR, Aggregation.sequenceTerm(agg.lossAggMode(), sumNeg, count));
-            out.add(Stat.NEG_LOG_RATIO_SUM, kl);
+            final int at = s * SEQ_SUMS;
+            out.add(Stat.LOSS_NUMERATOR, Aggregation.sequenceTerm(agg.lossAggMode(), st.seqSums[at], count));
+            out.add(Stat.POS_NUMERATOR, Aggregation.sequenceTerm(agg.lossAggMode(), st.seqSums[at + 1], count));
+            out.add(Stat.NEG_NUMERATOR, Aggregation.sequenceTerm(agg.lossAggMode(), st.seqSums[at + 2], count));
+            out.add(Stat.NEG_LOG_RATIO_SUM, st.seqSums[at + 3]);
             for (int k = 0; k < COUNTS; k++) {
-                out.add(COUNT_STATS[k], n[k]);
+                out.add(COUNT_STATS[k], st.seqCounts[s * COUNTS + k]);
             }
         }
         out.add(Stat.VALID_TOKENS, validTokens);
@@ -174,26 +134,108 @@ final class RuleKernel {
         out.finish(agg, denominator);
     }
 
-    /** gspo's sequence value: the canonical four-lane sum of the valid log-ratios over max(count, 1). */
-    private static float meanLogRatio(final State st, final int start, final int end, final long count) {
-        double l0 = 0;
-        double l1 = 0;
-        double l2 = 0;
-        double l3 = 0;
-        for (int t = start; t < end; t++) {
-            if (get(st.mask, t) == 0f) {
+    /** Doubles per sequence in {@link State#seqSums}: loss, its A &gt; 0 and A &lt; 0 parts, the kl term. */
+    static final int SEQ_SUMS = 4;
+
+    /**
+     * One sequence, on scratch {@code w} (a worker's, bound to the call {@code st}): its chunks through the mode's
+     * rule, the scalar tail, and its partials into {@code st}'s per-sequence slots.
+     */
+    private static void sequence(final State st, final State w, final int s, final TokenBatch batch) {
+        final int start = batch.offset(s);
+        final int end = batch.offset(s + 1);
+        final long count = st.seqCount[s];
+        final float tokenWeight = st.seqWeight[s];
+        w.tokenWeight = tokenWeight;
+        final boolean selects = st.selects;
+        final float sequence = st.gspo ? meanLogRatio(w, start, end, count) : 0f;
+        java.util.Arrays.fill(w.acc, 0.0);
+        java.util.Arrays.fill(w.counts, 0);
+        final ChunkRule rule = st.chunkRule;
+        final int vecEnd = start + Vec.F.loopBound(end - start);
+        for (int c = start; c < vecEnd; c += CHUNK) {
+            final int ce = Math.min(c + CHUNK, vecEnd);
+            rule.run(w, c, ce, sequence);
+        }
+        double sum = sumLanes(w.acc, 0);
+        double sumPos = sumLanes(w.acc, TokenMemory.DL);
+        double sumNeg = sumLanes(w.acc, 2 * TokenMemory.DL);
+        double kl = sumLanes(w.acc, 3 * TokenMemory.DL);
+        final int[] n = w.counts;
+        final TokenRule scalar = st.rule;
+        final TokenRule.Token tok = w.token;
+        for (int t = vecEnd; t < end; t++) {
+            if (get(w.mask, t) == 0f) {
+                if (w.grad != null) {
+                    set(w.grad, t, 0f);
+                }
                 continue;
             }
-            final double v = get(st.logProb, t) - get(st.oldLogProb, t);
-            switch ((t - start) & 3) {
-                case 0 -> l0 += v;
-                case 1 -> l1 += v;
-                case 2 -> l2 += v;
-                default -> l3 += v;
+            final float a = get(w.advantages, t);
+            scalar.token(get(w.logProb, t), get(w.oldLogProb, t), a, sequence, selects && st.selected[t], tok);
+            float loss = tok.loss;
+            float g = tok.grad;
+            if (w.weights != null) {
+                final float wt = get(w.weights, t);
+                loss = loss * wt;
+                g = g * wt;
+            }
+            if (w.grad != null) {
+                set(w.grad, t, g * tokenWeight);
+            }
+            sum += loss;
+            if (a > 0f) {
+                sumPos += loss;
+                n[C_POS]++;
+                n[C_POS_ABOVE] += tok.ratio > 1f ? 1 : 0;
+                n[C_HIGH] += tok.clippedHigh ? 1 : 0;
+            } else if (a < 0f) {
+                sumNeg += loss;
+                n[C_NEG]++;
+                n[C_NEG_ABOVE] += tok.ratio > 1f ? 1 : 0;
+                n[C_LOW] += tok.clippedLow ? 1 : 0;
+            }
+            n[C_LOWER] += tok.lower ? 1 : 0;
+            n[C_CLIPPED] += tok.clipped ? 1 : 0;
+            kl += tok.kl;
+        }
+        final int at = s * SEQ_SUMS;
+        st.seqSums[at] = sum;
+        st.seqSums[at + 1] = sumPos;
+        st.seqSums[at + 2] = sumNeg;
+        st.seqSums[at + 3] = kl;
+        System.arraycopy(n, 0, st.seqCounts, s * COUNTS, COUNTS);
+    }
+
+    /**
+     * gspo's sequence value: the canonical four-lane sum of the valid log-ratios over max(count, 1). Four tokens
+     * at a time, widened to four double lanes (lane k holds the tokens at positions = k mod 4, the canonical
+     * order at every vector width), then the reference's own tail and combination.
+     */
+    private static float meanLogRatio(final State st, final int start, final int end, final long count) {
+        DoubleVector acc = DoubleVector.zero(D4);
+        int t = start;
+        for (; t + 4 <= end; t += 4) {
+            final long at = (long) t * Float.BYTES;
+            final FloatVector x = FloatVector.fromMemorySegment(F4, st.logProb, at, Vec.LE)
+                .sub(FloatVector.fromMemorySegment(F4, st.oldLogProb, at, Vec.LE));
+            final VectorMask<Double> valid = FloatVector.fromMemorySegment(F4, st.mask, at, Vec.LE)
+                .compare(VectorOperators.NE, 0f).cast(D4);
+            acc = acc.add(ZERO4.blend(x.convertShape(VectorOperators.F2D, D4, 0), valid));
+        }
+        final double[] l = st.lanes;
+        acc.intoArray(l, 0);
+        for (; t < end; t++) {
+            if (get(st.mask, t) != 0f) {
+                l[(t - start) & 3] += get(st.logProb, t) - get(st.oldLogProb, t);
             }
         }
-        return (float) (io.rlvec.reference.Advantages.combine(l0, l1, l2, l3) / Math.max(count, 1));
+        return (float) (io.rlvec.reference.Advantages.combine(l[0], l[1], l[2], l[3]) / Math.max(count, 1));
     }
+
+    private static final jdk.incubator.vector.VectorSpecies<Float> F4 = FloatVector.SPECIES_128;
+    private static final jdk.incubator.vector.VectorSpecies<Double> D4 = DoubleVector.SPECIES_256;
+    private static final DoubleVector ZERO4 = DoubleVector.zero(D4);
 
     static final int COUNTS = 8;
     static final int C_POS = 0;
@@ -488,18 +530,55 @@ final class RuleKernel {
         }
     }
 
-    /** dppo_kl: TMP = the binary KL, its log per token in double (StrictMath), as the reference. */
+    /**
+     * dppo_kl: TMP = the binary KL {@code q (old - lp) + (1 - q) log((1 - q + 1e-8) / (1 - p + 1e-8))}, the same
+     * float as the reference's {@code TokenRule.Dppo.binaryKlOf}, whose log is StrictMath's in double rounded to
+     * float. Here the log is the Vector API's ({@code VectorOperators.LOG}, which keeps Math.log's contract: within
+     * 1 ulp of the exact value, as StrictMath.log is), so the two doubles differ by under 2 ulp; a lane whose double
+     * rounds to the same float after a move of 4 ulp either way (2^-50 relative) therefore rounds to StrictMath's
+     * float too. Lanes where that is not certain (near a float rounding midpoint, |log| &lt; 1e-30, log not finite,
+     * a NaN argument) take StrictMath itself, so every lane is the reference's float.
+     */
     private static final class BinaryKl extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final float[] r = st.rows;
             final int base = -from;
-            for (int i = from; i < to; i++) {
-                r[R_TMP * CHUNK + base + i] = TokenRule.Dppo.binaryKlOf(r[R_EX1 * CHUNK + base + i],
-                    r[R_EX2 * CHUNK + base + i], get(st.logProb, i), get(st.oldLogProb, i));
+            for (int i = from; i < to; i += HALF_LANES) {
+                final int j = base + i;
+                final FloatVector p = FloatVector.fromArray(FH, r, R_EX1 * CHUNK + j);
+                final FloatVector q = FloatVector.fromArray(FH, r, R_EX2 * CHUNK + j);
+                final FloatVector num = ONE_H.sub(q).add(1e-8f);
+                final FloatVector den = ONE_H.sub(p).add(1e-8f);
+                final DoubleVector d = ((DoubleVector) num.div(den).convertShape(VectorOperators.F2D, Vec.D, 0))
+                    .lanewise(VectorOperators.LOG);
+                final DoubleVector slack = d.abs().mul(0x1p-50);
+                final FloatVector log = (FloatVector) d.convertShape(VectorOperators.D2F, FH, 0);
+                final FloatVector below = (FloatVector) d.sub(slack).convertShape(VectorOperators.D2F, FH, 0);
+                final FloatVector above = (FloatVector) d.add(slack).convertShape(VectorOperators.D2F, FH, 0);
+                final VectorMask<Float> sure = below.compare(VectorOperators.EQ, above)
+                    .and(log.abs().compare(VectorOperators.GE, 1e-30f));
+                final long at = (long) i * Float.BYTES;
+                final FloatVector lp = FloatVector.fromMemorySegment(FH, st.logProb, at, Vec.LE);
+                final FloatVector old = FloatVector.fromMemorySegment(FH, st.oldLogProb, at, Vec.LE);
+                q.mul(old.sub(lp)).add(ONE_H.sub(q).mul(log)).intoArray(r, R_TMP * CHUNK + j);
+                if (!sure.allTrue()) {
+                    for (int k = 0; k < HALF_LANES; k++) {
+                        if (!sure.laneIsSet(k)) {
+                            r[R_TMP * CHUNK + j + k] = TokenRule.Dppo.binaryKlOf(r[R_EX1 * CHUNK + j + k],
+                                r[R_EX2 * CHUNK + j + k], get(st.logProb, i + k), get(st.oldLogProb, i + k));
+                        }
+                    }
+                }
             }
         }
     }
+
+    /** Float lanes matching one double vector: half the engine's float vector. */
+    private static final jdk.incubator.vector.VectorSpecies<Float> FH =
+        FloatVector.SPECIES_MAX.withShape(jdk.incubator.vector.VectorShape.forBitSize(Vec.BITS / 2));
+    private static final int HALF_LANES = FH.length();
+    private static final FloatVector ONE_H = FloatVector.broadcast(FH, 1f);
 
     /** dppo_tv and dppo_kl ({@code TokenRule.Dppo}): ratio EX0, p EX1, q EX2 (and the binary KL in TMP). */
     private static final class DppoLoss extends Step {
@@ -756,8 +835,100 @@ final class RuleKernel {
             new ClipCovLoss());
     }
 
-    /** The state of one call, reused across calls (held by the {@link Workspace}). */
-    static final class State {
+    /**
+     * The state of one call, reused across calls (held by the {@link Workspace}); also the block body. Blocks are
+     * runs of whole sequences of at least {@link SequencePieces#BLOCK_TOKENS} tokens, planned from the offsets
+     * only; a block takes a free scratch (one per thread, this state's own included) and writes only its
+     * sequences' slots of {@link #seqSums} and {@link #seqCounts}, which the caller adds in sequence order: the
+     * same bits for any thread count.
+     */
+    static final class State implements Blocks.Body {
+        /** per sequence: valid tokens' token weight (float), the four double partials, the eight counts. */
+        float[] seqWeight = new float[0];
+        double[] seqSums = new double[0];
+        int[] seqCounts = new int[0];
+        boolean selects;
+        boolean gspo;
+        ChunkRule chunkRule;
+        /** blocks of the call: {@code blockFirst[k]..blockFirst[k+1]-1} are block k's sequences. */
+        int numBlocks;
+        int[] blockFirst = new int[0];
+        private TokenBatch batch;
+        /** scratch per thread ({@code scratch[0]} is this state) and which are taken. */
+        private State[] scratch = {this};
+        private java.util.concurrent.atomic.AtomicIntegerArray taken = new java.util.concurrent.atomic.AtomicIntegerArray(1);
+
+        /** Plans the blocks of {@code b} and readies one scratch per thread. */
+        void plan(final TokenBatch b, final int threads) {
+            batch = b;
+            final int n = b.numSequences();
+            if (blockFirst.length < n + 1) {
+                blockFirst = new int[Math.max(n + 1, blockFirst.length * 2)];
+            }
+            int blocks = 0;
+            int tokens = 0;
+            for (int s = 0; s < n; s++) {
+                if (tokens == 0) {
+                    blockFirst[blocks++] = s;
+                }
+                tokens += b.offset(s + 1) - b.offset(s);
+                if (tokens >= SequencePieces.BLOCK_TOKENS) {
+                    tokens = 0;
+                }
+            }
+            blockFirst[blocks] = n;
+            numBlocks = blocks;
+            if (scratch.length < threads) {
+                final State[] more = java.util.Arrays.copyOf(scratch, threads);
+                for (int k = scratch.length; k < threads; k++) {
+                    more[k] = new State();
+                }
+                scratch = more;
+                taken = new java.util.concurrent.atomic.AtomicIntegerArray(threads);
+            }
+            for (int k = 1; k < scratch.length; k++) {
+                scratch[k].share(this);
+            }
+        }
+
+        /** Takes this call's columns, parameters and selection (a worker's scratch). */
+        private void share(final State st) {
+            logProb = st.logProb;
+            oldLogProb = st.oldLogProb;
+            advantages = st.advantages;
+            mask = st.mask;
+            weights = st.weights;
+            grad = st.grad;
+            lower = st.lower;
+            upper = st.upper;
+            clipC = st.clipC;
+            high = st.high;
+            low = st.low;
+            negLow = st.negLow;
+            tauPos = st.tauPos;
+            tauNeg = st.tauNeg;
+            halfBeta = st.halfBeta;
+            klCoef = st.klCoef;
+            flags = st.flags;
+        }
+
+        @Override
+        public void run(final int block) {
+            int k = 0;
+            while (!taken.compareAndSet(k, 0, 1)) {
+                // At most one block per thread runs at a time, so a free scratch exists.
+                k = (k + 1) % scratch.length;
+            }
+            try {
+                final State w = scratch[k];
+                for (int s = blockFirst[block]; s < blockFirst[block + 1]; s++) {
+                    sequence(this, w, s, batch);
+                }
+            } finally {
+                taken.set(k, 0);
+            }
+        }
+
         MemorySegment logProb;
         MemorySegment oldLogProb;
         MemorySegment advantages;
@@ -778,9 +949,12 @@ final class RuleKernel {
         float tokenWeight;
         final float[] rows = new float[ROWS * CHUNK];
         final double[] acc = new double[4 * TokenMemory.DL];
+        /** gspo's four canonical lanes of the sequence in progress. */
+        final double[] lanes = new double[4];
         final int[] counts = new int[COUNTS];
         final TokenRule.Token token = new TokenRule.Token();
-        final Selection.Scratch selection = new Selection.Scratch();
+        /** clip_cov's and kl_cov's selection, created on first use. */
+        CovSelection covSelection;
         TokenRule rule;
         LossSpec ruleSpec;
         long[] seqCount = new long[0];
@@ -853,7 +1027,11 @@ final class RuleKernel {
             halfBeta = (float) (0.5 * spec.droBeta());
             klCoef = (float) spec.ppoKlCoef();
             if (seqCount.length < batch.numSequences()) {
-                seqCount = new long[Math.max(batch.numSequences(), seqCount.length * 2)];
+                final int n = Math.max(batch.numSequences(), seqCount.length * 2);
+                seqCount = new long[n];
+                seqWeight = new float[n];
+                seqSums = new double[n * SEQ_SUMS];
+                seqCounts = new int[n * COUNTS];
             }
             final PolicyLossMode mode = spec.policyLossMode();
             if ((mode == PolicyLossMode.CLIP_COV || mode == PolicyLossMode.KL_COV)
@@ -865,6 +1043,10 @@ final class RuleKernel {
         }
 
         void unbind() {
+            batch = null;
+            for (int k = 1; k < scratch.length; k++) {
+                scratch[k].unbind();
+            }
             logProb = null;
             oldLogProb = null;
             advantages = null;

@@ -61,8 +61,54 @@ public class AdvantageBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         LaunchFlags.verify();
+        final Fixture f = fixture(config);
+        spec = f.spec();
+        batch = f.tokenBatch();
+        index = OffHeapArray.ofLongs(f.ids());
+        inputs = new AdvantageInputs().index(index);
+        adv = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
+        ret = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
+        Engines.reference().advantages(spec, batch, inputs, adv, ret);
+        expected = adv.toFloatArray();
+        impl = EngineChoice.create(engine);
+        adv.fill(Float.NaN);
+        impl.advantages(spec, batch, inputs, adv, ret);
+        AnswerCheck.sameBits(impl.name() + " " + config + " cold: advantages", adv, expected);
+        AllocationProbe.prewarm(engine, impl.name() + " advantages " + config,
+            () -> impl.advantages(spec, batch, inputs, adv, ret));
+    }
+
+    /**
+     * The inputs of one configuration (the PyTorch peer in jmh-peer reads the same ones).
+     *
+     * @param spec    the estimator with gamma 0.99 and lam 0.95.
+     * @param rows    sequences.
+     * @param width   tokens per sequence (padded).
+     * @param rewards token-level rewards, row-major: 0/1 at each sequence's last valid token.
+     * @param values  N(0, 1) values.
+     * @param mask    the response mask: a valid prefix of 1..width tokens per sequence.
+     * @param ids     the uid of each sequence: groups of 8, shuffled through the batch.
+     */
+    public record Fixture(AdvantageSpec spec, int rows, int width, float[] rewards, float[] values, boolean[] mask,
+                          long[] ids) {
+        /** @return a padded batch of these rewards, values and mask (owning its columns: close it). */
+        public TokenBatch tokenBatch() {
+            return TokenBatch.padded(rows, width).column(Column.TOKEN_LEVEL_REWARDS, rewards)
+                .column(Column.VALUES, values).mask(mask).build();
+        }
+    }
+
+    /**
+     * @param config {@code estimator@BxT}, e.g. {@code gae@64x4096}.
+     * @return the configuration's seeded inputs.
+     */
+    public static Fixture fixture(final String config) {
         final String[] parts = config.split("@");
-        spec = AdvantageSpec.builder(AdvantageEstimator.fromVerl(parts[0])).gamma(0.99).lam(0.95).build();
+        if (parts.length != 2) {
+            throw new IllegalArgumentException("config must be estimator@BxT, got '" + config + "'");
+        }
+        final AdvantageSpec spec = AdvantageSpec.builder(AdvantageEstimator.fromVerl(parts[0])).gamma(0.99).lam(0.95)
+            .build();
         final Shape shape = Shape.parse("padded-" + parts[1]);
         final int b = shape.batch();
         final int t = shape.width();
@@ -89,20 +135,7 @@ public class AdvantageBenchmark {
             ids[i] = ids[j];
             ids[j] = x;
         }
-        batch = TokenBatch.padded(b, t).column(Column.TOKEN_LEVEL_REWARDS, rewards).column(Column.VALUES, values)
-            .mask(mask).build();
-        index = OffHeapArray.ofLongs(ids);
-        inputs = new AdvantageInputs().index(index);
-        adv = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
-        ret = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
-        Engines.reference().advantages(spec, batch, inputs, adv, ret);
-        expected = adv.toFloatArray();
-        impl = EngineChoice.create(engine);
-        adv.fill(Float.NaN);
-        impl.advantages(spec, batch, inputs, adv, ret);
-        AnswerCheck.sameBits(impl.name() + " " + config + " cold: advantages", adv, expected);
-        AllocationProbe.prewarm(engine, impl.name() + " advantages " + config,
-            () -> impl.advantages(spec, batch, inputs, adv, ret));
+        return new Fixture(spec, b, t, rewards, values, mask, ids);
     }
 
     @Benchmark

@@ -81,14 +81,7 @@ public class PolicyLossBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         LaunchFlags.verify();
-        final LossSpec.Builder b = LossSpec.builder().lossAggMode(AggMode.fromVerl(agg)).set("loss_mode", mode)
-            .droBeta(0.1).clipCovRatio(0.01).klCovRatio(0.01);
-        if ("bypass_mode".equals(mode)) {
-            // ppo_clip over token-level TIS weights and a two-sided token k1 rejection.
-            b.rolloutCorrection(io.rlvec.RolloutCorrectionSpec.builder().rolloutIs("token").rolloutIsThreshold(2.0)
-                .rolloutRs("token_k1").rolloutRsThreshold("0.5_2").build());
-        }
-        spec = b.build();
+        spec = spec(agg, mode);
         batch = Inputs.policyBatch(Shape.parse(shape), Inputs.SEED);
         grad = OffHeapArray.allocate(ElementType.F32, batch.numTokens());
         result = new PolicyLossResult();
@@ -103,6 +96,26 @@ public class PolicyLossBenchmark {
         check("cold (first call)");
         AllocationProbe.prewarm(engine, impl.name() + " policy loss on " + shape + " " + agg,
             () -> impl.policyLoss(spec, batch, grad, result));
+    }
+
+    /**
+     * The spec a trial measures (the PyTorch peer in jmh-peer builds the same one): verl's defaults for the mode's
+     * own keys, dro_beta 0.1, clip_cov_ratio and kl_cov_ratio 0.01, bypass_mode over token TIS weights (2.0) and a
+     * token_k1 rejection (0.5_2).
+     *
+     * @param agg  verl's loss_agg_mode.
+     * @param mode verl's policy_loss.loss_mode.
+     * @return the spec.
+     */
+    public static LossSpec spec(final String agg, final String mode) {
+        final LossSpec.Builder b = LossSpec.builder().lossAggMode(AggMode.fromVerl(agg)).set("loss_mode", mode)
+            .droBeta(0.1).clipCovRatio(0.01).klCovRatio(0.01);
+        if ("bypass_mode".equals(mode)) {
+            // ppo_clip over token-level TIS weights and a two-sided token k1 rejection.
+            b.rolloutCorrection(io.rlvec.RolloutCorrectionSpec.builder().rolloutIs("token").rolloutIsThreshold(2.0)
+                .rolloutRs("token_k1").rolloutRsThreshold("0.5_2").build());
+        }
+        return b.build();
     }
 
     /** @return the loss (consumed by JMH, so the call cannot be eliminated). */

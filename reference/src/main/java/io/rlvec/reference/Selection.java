@@ -104,14 +104,7 @@ public final class Selection {
                 }
                 return;
             }
-            final SplittableRandom random = new SplittableRandom(spec.clipCovSeed());
-            for (int i = 0; i < count; i++) {
-                final int j = i + random.nextInt(m - i);
-                final int tmp = candidates[i];
-                candidates[i] = candidates[j];
-                candidates[j] = tmp;
-                flags[candidates[i]] = true;
-            }
+            draw(spec.clipCovSeed(), candidates, m, count, flags);
         } else {
             final int k = Math.max(1, (int) (valid * spec.klCovRatio()));
             // Largest covariance first (NaN highest, as topk and Float.compare), then token position: one sort
@@ -126,6 +119,23 @@ public final class Selection {
             for (int i = 0; i < Math.min(k, m); i++) {
                 flags[(int) keys[i]] = true;
             }
+        }
+    }
+
+    /**
+     * clip_cov's draw of {@code count < m} of the {@code m} candidates (token positions in token order): a partial
+     * Fisher-Yates shuffle with {@code java.util.SplittableRandom(seed)}; marks the drawn tokens in {@code flags}
+     * and permutes {@code candidates}. Shared by every engine, so a seed picks the same subset everywhere.
+     */
+    public static void draw(final long seed, final int[] candidates, final int m, final int count,
+                            final boolean[] flags) {
+        final SplittableRandom random = new SplittableRandom(seed);
+        for (int i = 0; i < count; i++) {
+            final int j = i + random.nextInt(m - i);
+            final int tmp = candidates[i];
+            candidates[i] = candidates[j];
+            candidates[j] = tmp;
+            flags[candidates[i]] = true;
         }
     }
 

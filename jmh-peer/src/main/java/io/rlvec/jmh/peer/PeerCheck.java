@@ -23,9 +23,20 @@ final class PeerCheck {
      */
     static void gradient(final String what, final NDArray gradient, final float[] expected, final int rows,
                          final int width) {
-        final float[] got = gradient.toFloatArray();
+        values(what, "gradient", gradient, expected, rows, width);
+    }
+
+    /**
+     * The same elementwise bound for any per-token output (advantages, returns).
+     *
+     * @param label what the values are, for the message.
+     * @throws IllegalStateException naming the first element out of tolerance.
+     */
+    static void values(final String what, final String label, final NDArray values, final float[] expected,
+                       final int rows, final int width) {
+        final float[] got = values.toType(ai.djl.ndarray.types.DataType.FLOAT32, false).toFloatArray();
         if (got.length != expected.length || (long) rows * width != expected.length) {
-            throw new IllegalStateException(what + ": gradient has " + got.length + " elements, expected "
+            throw new IllegalStateException(what + ": " + label + " has " + got.length + " elements, expected "
                 + expected.length);
         }
         final double rel = 1e-3;
@@ -39,7 +50,7 @@ final class PeerCheck {
                 final int i = r * width + j;
                 final double d = Math.abs((double) got[i] - expected[i]);
                 if (!(d <= rel * Math.abs(expected[i]) + scale * max)) {
-                    throw new IllegalStateException(what + ": gradient at row " + r + ", column " + j + " is "
+                    throw new IllegalStateException(what + ": " + label + " at row " + r + ", column " + j + " is "
                         + got[i] + ", the engine's " + expected[i] + " (row scale " + max + ")");
                 }
             }

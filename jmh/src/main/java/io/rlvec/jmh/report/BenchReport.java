@@ -40,7 +40,10 @@ import org.jfree.data.category.DefaultCategoryDataset;
  * reference), the token benchmarks' {@code engine} (vector, vector2, reference), the peer's {@code Torch*}
  * classes with their {@code threads} (labelled "PyTorch", or "PyTorch jemalloc" when the report's file name contains
  * "jemalloc": the same benchmarks run with jemalloc preloaded), and the {@code *Floor*} classes (labelled by method).
- * Rows from different reports are compared only if they come from one sitting; the report does not check that.
+ * Rows pair on one line when they compute the same thing ({@link #kernel}: the method, the policy-loss {@code mode},
+ * an aggregation other than token-mean, the estimator of an {@code estimator@BxT} {@code config}), at the same shape,
+ * dtype and thread count. Rows from different reports are compared only if they come from one sitting; the report
+ * does not check that.
  */
 public final class BenchReport {
     static final String ENGINE = "engine";
@@ -141,10 +144,11 @@ public final class BenchReport {
             final String simple = cls.substring(cls.lastIndexOf('.') + 1);
             final String method = r.benchmark().substring(r.benchmark().lastIndexOf('.') + 1);
             final Map<String, String> p = r.params();
-            final String shape = p.getOrDefault("shape", "?");
             final String dtype = p.getOrDefault("dtype", "f32");
-            final boolean logits = simple.contains("Vocab");
-            final String kernel = method + (logits ? " (logits)" : " (log-probs)");
+            final String kernel = kernel(simple, method, p);
+            final String config = p.get("config");
+            final String shape = config != null && config.contains("@") ? config.substring(config.indexOf('@') + 1)
+                : p.getOrDefault("shape", "?");
             final String impl;
             final int threads;
             if (simple.startsWith("Torch")) {
@@ -180,6 +184,35 @@ public final class BenchReport {
             }
         }
         return out;
+    }
+
+    /**
+     * What a row computes, the key that pairs a peer's row with the engine's: the method, then the policy-loss
+     * {@code mode} (vanilla left out: the default), a {@code loss_agg_mode} other than token-mean, or the estimator
+     * of an {@code estimator@BxT} {@code config}, then what the figures are per (logits, log-probs, tokens).
+     */
+    static String kernel(final String simpleClass, final String method, final Map<String, String> params) {
+        final StringBuilder k = new StringBuilder(method);
+        final String mode = params.get("mode");
+        if (mode != null && !mode.equals("vanilla")) {
+            k.append(' ').append(mode);
+        }
+        final String agg = params.get("agg");
+        if (agg != null && !agg.equals("token-mean")) {
+            k.append(' ').append(agg);
+        }
+        final String config = params.get("config");
+        if (config != null && config.contains("@")) {
+            k.append(' ').append(config, 0, config.indexOf('@'));
+        }
+        if (simpleClass.contains("Vocab")) {
+            k.append(" (logits)");
+        } else if (config != null) {
+            k.append(" (tokens)");
+        } else {
+            k.append(" (log-probs)");
+        }
+        return k.toString();
     }
 
     /** The table: one line per kernel, shape, dtype and thread count; the reference's figure on every line. */

@@ -56,6 +56,48 @@ class BenchReportTest {
     }
 
     @Test
+    void peerRowsPairWithTheEngineRowsOfTheSameModeAndEstimator(@TempDir final Path dir) throws Exception {
+        // (2, 10) tokens: 20 per op. Each engine row is 20 ns/op = 1 ns per token; each peer's figure says whose
+        // row it must land on.
+        final Path report = dir.resolve("jmh-peer.json");
+        Files.writeString(report, "[" + String.join(",",
+            row("io.rlvec.jmh.PolicyLossBenchmark.policyLoss",
+                "\"engine\":\"vector\",\"shape\":\"padded-2x10\",\"agg\":\"token-mean\",\"mode\":\"gspo\"", 20,
+                "ns/op"),
+            row("io.rlvec.jmh.PolicyLossBenchmark.policyLoss",
+                "\"engine\":\"vector\",\"shape\":\"padded-2x10\",\"agg\":\"token-mean\",\"mode\":\"vanilla\"",
+                20, "ns/op"),
+            row("io.rlvec.jmh.PolicyLossBenchmark.policyLoss",
+                "\"engine\":\"vector\",\"shape\":\"padded-2x10\",\"agg\":\"seq-mean-token-sum\","
+                    + "\"mode\":\"gspo\"", 20, "ns/op"),
+            row("io.rlvec.jmh.peer.TorchPolicyModesBenchmark.policyLoss",
+                "\"mode\":\"gspo\",\"shape\":\"padded-2x10\",\"threads\":\"1\"", 60, "ns/op"),
+            row("io.rlvec.jmh.peer.TorchPolicyModesBenchmark.policyLoss",
+                "\"mode\":\"vanilla\",\"shape\":\"padded-2x10\",\"threads\":\"1\"", 80, "ns/op"),
+            row("io.rlvec.jmh.AdvantageBenchmark.advantages",
+                "\"engine\":\"vector2\",\"config\":\"gae@2x10\"", 20, "ns/op"),
+            row("io.rlvec.jmh.AdvantageBenchmark.advantages",
+                "\"engine\":\"vector2\",\"config\":\"grpo@2x10\"", 20, "ns/op"),
+            row("io.rlvec.jmh.peer.TorchAdvantageBenchmark.advantages",
+                "\"config\":\"gae@2x10\",\"threads\":\"2\"", 2000, "ns/op"),
+            row("io.rlvec.jmh.peer.TorchAdvantageBenchmark.advantages",
+                "\"config\":\"grpo@2x10\",\"threads\":\"2\"", 100, "ns/op")) + "]");
+        final ByteArrayOutputStream out = new ByteArrayOutputStream();
+        assertThat(BenchReport.run(new String[] {report.toString()}, new PrintStream(out, true,
+            StandardCharsets.UTF_8), System.err)).isZero();
+        final String table = out.toString(StandardCharsets.UTF_8);
+        assertThat(table).contains("| policyLoss gspo (log-probs) | padded-2x10 | f32 | 1 | 1.00 | n/a | 3.00 | n/a "
+            + "| 3.0x |");
+        assertThat(table).contains("| policyLoss (log-probs) | padded-2x10 | f32 | 1 | 1.00 | n/a | 4.00 | n/a "
+            + "| 4.0x |");
+        // Another aggregation is another kernel: no peer for it.
+        assertThat(table).contains("| policyLoss gspo seq-mean-token-sum (log-probs) | padded-2x10 | f32 | 1 | 1.00 "
+            + "| n/a | n/a | n/a |");
+        assertThat(table).contains("| advantages gae (tokens) | 2x10 | f32 | 2 | 1.00 | n/a | 100.0 | n/a | 100.0x |");
+        assertThat(table).contains("| advantages grpo (tokens) | 2x10 | f32 | 2 | 1.00 | n/a | 5.00 | n/a | 5.0x |");
+    }
+
+    @Test
     void noReportIsAUsageError() {
         assertThat(BenchReport.run(new String[0], System.out, new PrintStream(new ByteArrayOutputStream())))
             .isEqualTo(Summary.EXIT_USAGE);
