@@ -130,14 +130,9 @@ public final class VocabInputs implements AutoCloseable {
         return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rnd.nextDouble());
     }
 
-    /** @return "reference", "vector" (one thread) or "vector2" (two threads). */
+    /** @return "reference", or a vector engine: "vector" (one thread), "vector2", "vector<N>" (N threads). */
     public static Engine engine(final String impl) {
-        return switch (impl) {
-            case "reference" -> new ReferenceEngine();
-            case "vector" -> new VectorEngine(1);
-            case "vector2" -> new VectorEngine(2);
-            default -> throw new IllegalArgumentException("impl must be reference, vector or vector2, got " + impl);
-        };
+        return "reference".equals(impl) ? new ReferenceEngine() : io.rlvec.jmh.EngineChoice.create(impl);
     }
 
     void forward(final Engine e) {
