@@ -181,10 +181,23 @@ public final class Checks {
                                 final OffHeapArray rowMask, final OffHeapArray logProbOut,
                                 final OffHeapArray entropyOut, final SoftmaxStats statsOut,
                                 final OffHeapArray gradLogits) {
+        logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, null, statsOut, gradLogits);
+    }
+
+    /**
+     * Validates the arguments of {@link Engine#logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray,
+     * OffHeapArray, OffHeapArray, SoftmaxStats, OffHeapArray)}: as above, plus {@code sumPiSquaredOut} (null, or
+     * float32 with at least {@code rows} elements).
+     */
+    public static void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
+                                final OffHeapArray rowMask, final OffHeapArray logProbOut,
+                                final OffHeapArray entropyOut, final OffHeapArray sumPiSquaredOut,
+                                final SoftmaxStats statsOut, final OffHeapArray gradLogits) {
         vocabCommon(logits, labels, temperature, rowMask);
         final int rows = logits.rows();
         array(logProbOut, "logProbOut", ElementType.F32, rows, false);
         array(entropyOut, "entropyOut", ElementType.F32, rows, true);
+        array(sumPiSquaredOut, "sumPiSquaredOut", ElementType.F32, rows, true);
         if (statsOut != null) {
             if (statsOut.isClosed()) {
                 throw new IllegalArgumentException("statsOut is closed");

@@ -146,8 +146,41 @@ public interface Engine extends AutoCloseable {
      * @param gradLogits null, or a float32 buffer with the logits' row layout ({@code logits.requiredLength()}
      *                   elements), disjoint from the logits or their own F32 memory; needs {@code statsOut}.
      */
+    default void logProbs(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
+                          OffHeapArray logProbOut, OffHeapArray entropyOut, SoftmaxStats statsOut,
+                          OffHeapArray gradLogits) {
+        logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, null, statsOut, gradLogits);
+    }
+
+    /**
+     * {@link #logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray, OffHeapArray, SoftmaxStats,
+     * OffHeapArray)} that may also write each row's sum of squared probabilities, verl's
+     * {@code calculate_sum_pi_squared_from_logits(z) = exp(logsumexp(2 z) - 2 logsumexp(z))}, i.e.
+     * {@code sum_j softmax(z)_j^2} of the temperature-scaled logits {@code z = x / t}, which verl's actor computes
+     * in its old-log-prob forward when {@code actor.calculate_sum_pi_squared} is set (the optimal-token-baseline
+     * estimators' {@code sum_pi_squared}). It comes from the same pass, from the exps it already evaluates:
+     * <pre>
+     *   Q = sum_j (e_j * e_j)     (float32 products, summed as S: the same lanes, blocks and order, the first
+     *                              maximum's term, exactly 1, likewise left out of its lane's float partial and
+     *                              added after the lanes)
+     *   sum_pi_squared = (float) (Q / (S * S))          (double)
+     * </pre>
+     * (with {@code e_j}, {@code S} and the canonical order of {@link #logProbs(Logits, OffHeapArray, double,
+     * OffHeapArray, OffHeapArray, OffHeapArray)}), so that every implementation gives the same bits. It lies in
+     * {@code [1 / vocab, 1]} up to rounding; vocab 1 gives 1; {@code -inf} logits contribute 0; a NaN logit, a
+     * {@code +inf} logit or an all {@code -inf} row gives NaN, as for the log-prob. The other outputs are the
+     * same bits with or without it.
+     *
+     * <p>It has no gradient: verl computes it under {@code no_grad} and uses it only as the optimal-token
+     * baselines' variance proxy ({@code w_t = 1 - 2 exp(old_log_prob_t) + sum_pi_squared_t}), so
+     * {@link #logProbsBackward} takes no upstream gradient for it.
+     *
+     * @param sumPiSquaredOut float32 output, at least {@code rows}: {@code sum_j p_j^2} per row (0 for masked
+     *                        rows); or null (not computed, and the pass costs what it costs without it).
+     */
     void logProbs(Logits logits, OffHeapArray labels, double temperature, OffHeapArray rowMask,
-                  OffHeapArray logProbOut, OffHeapArray entropyOut, SoftmaxStats statsOut, OffHeapArray gradLogits);
+                  OffHeapArray logProbOut, OffHeapArray entropyOut, OffHeapArray sumPiSquaredOut,
+                  SoftmaxStats statsOut, OffHeapArray gradLogits);
 
     /**
      * The gradient of {@link #logProbs}: writes {@code d/d x} (w.r.t. the RAW, pre-temperature logits) of

@@ -51,7 +51,8 @@ import picocli.CommandLine.Parameters;
             + "ids, I64 or I32, the shape of response_mask) in place of log_probs; ref_logits of the same shape for "
             + "kl_loss_type=full. The logits are divided by actor_rollout_ref.rollout.temperature; the entropy "
             + "is computed when actor.entropy_coeff != 0 or actor.calculate_entropy. Also writes log_probs, "
-            + "entropy (when computed), entropy_loss and grad_logits (d loss / d raw logits, the shape of logits).",
+            + "entropy (when computed), sum_pi_squared (with actor.calculate_sum_pi_squared), entropy_loss and "
+            + "grad_logits (d loss / d raw logits, the shape of logits).",
         "Rollout correction (algorithm.rollout_correction.*), when the batch holds rollout_log_probs (or "
             + "rollout_log_prob), as verl's trainer: decoupled (bypass_mode false) computes IS weights and the "
             + "rejection mask from old_log_probs and rollout_log_probs before the loss, which then uses them (a "
@@ -96,8 +97,10 @@ final class ComputeCommand implements Callable<Integer> {
             "advantages: algorithm.adv_estimator from token_level_rewards, response_mask, plus index (int64 [B], "
                 + "group ids) for the group estimators, values for gae, reward_baselines for remax, and for gdpo "
                 + "one tensor [B] per algorithm.gdpo_reward_keys entry, named by the key (or reward.<key>), "
-                + "weighted by algorithm.gdpo_reward_weights; with rollout_log_probs and old_log_probs, the decoupled "
-                + "rollout correction first (the estimator sees its rejection mask); writes advantages and returns "
+                + "weighted by algorithm.gdpo_reward_weights; old_log_probs and sum_pi_squared for the optimal-token "
+                + "baselines (or logits and responses with actor.calculate_sum_pi_squared=true, from which the "
+                + "vocabulary pass computes both, written as well); with rollout_log_probs and old_log_probs, the "
+                + "decoupled rollout correction first (the estimator sees its rejection mask); writes advantages and returns "
                 + "[B, T] (and gdpo/<key>/{mean,std,max,min} for gdpo, the rollout correction's outputs)"})
     private String term;
 
@@ -184,7 +187,7 @@ final class ComputeCommand implements Callable<Integer> {
                 OffHeapArray isWeights = null;
                 OffHeapArray rsMask = null;
                 if (decoupled) {
-                    final Corrected c = correct(engine, rc, st, columns, layout, given, corr, owned);
+                    final Corrected c = correct(engine, rc, st, columns, layout, given, Map.of(), corr, owned);
                     isWeights = c.isWeights();
                     rsMask = c.rsMask();
                     batch = c.batch();
@@ -212,11 +215,16 @@ final class ComputeCommand implements Callable<Integer> {
                     final OffHeapArray lp = own(owned, OffHeapArray.allocate(ElementType.F32, n));
                     final OffHeapArray ent = loss.entropyNeeded()
                         ? own(owned, OffHeapArray.allocate(ElementType.F32, n)) : null;
+                    // verl's actor.calculate_sum_pi_squared: sum_j softmax(z)_j^2 per token from the same forward
+                    // (no gradient; the optimal-token baselines' variance proxy).
+                    final OffHeapArray spi = calculateSumPiSquared(cfg)
+                        ? own(owned, OffHeapArray.allocate(ElementType.F32, n)) : null;
                     final long t0 = System.nanoTime();
                     try {
                         engine.actorLoss(loss, batch, li.logits(), labels, refLogits, grad, gradLogits, r);
                         // The per-token values the loss used (rows outside the given mask are 0 and not read).
-                        engine.logProbs(li.logits(), labels, loss.temperature(), given.mask(), lp, ent);
+                        engine.logProbs(li.logits(), labels, loss.temperature(), given.mask(), lp, ent, spi, null,
+                            null);
                     } catch (final IllegalArgumentException e) {
                         throw usage(e.getMessage());
                     }
@@ -226,6 +234,9 @@ final class ComputeCommand implements Callable<Integer> {
                     w.array("log_probs", bt, lp);
                     if (ent != null) {
                         w.array("entropy", bt, ent);
+                    }
+                    if (spi != null) {
+                        w.array("sum_pi_squared", bt, spi);
                     }
                     w.array("grad_logits", li.shape(), gradLogits);
                 } else {
@@ -375,7 +386,8 @@ final class ComputeCommand implements Callable<Integer> {
      */
     private Corrected correct(final Engine engine, final VerlConfig.RolloutCorrection rc, final Safetensors st,
                               final Map<Column, String> columns, final Layout layout, final TokenBatch given,
-                              final RolloutCorrectionResult corr, final List<AutoCloseable> owned) {
+                              final Map<Column, OffHeapArray> computed, final RolloutCorrectionResult corr,
+                              final List<AutoCloseable> owned) {
         final int n = given.numTokens();
         final OffHeapArray isWeights = rc.spec().hasIs() ? own(owned, OffHeapArray.allocate(ElementType.F32, n))
             : null;
@@ -386,6 +398,7 @@ final class ComputeCommand implements Callable<Integer> {
             throw usage("rollout correction: " + e.getMessage());
         }
         final Map<Column, OffHeapArray> extra = new EnumMap<>(Column.class);
+        extra.putAll(computed);
         if (isWeights != null) {
             extra.put(Column.ROLLOUT_IS_WEIGHTS, isWeights);
         }
@@ -479,6 +492,33 @@ final class ComputeCommand implements Callable<Integer> {
                 columns.put(Column.OLD_LOG_PROB, old);
                 columns.put(Column.ROLLOUT_LOG_PROB, rollout);
             }
+            // The optimal-token baselines read old_log_probs and sum_pi_squared (verl's trainer asserts the latter,
+            // which its actor computes with actor.calculate_sum_pi_squared): from the batch, or both from the old
+            // policy's logits through the vocabulary pass.
+            final boolean otb = adv.estimator() == io.rlvec.AdvantageEstimator.OPTIMAL_TOKEN_BASELINE
+                || adv.estimator() == io.rlvec.AdvantageEstimator.TIR_OPTIMAL_TOKEN_BASELINE;
+            final boolean spiFromLogits = otb && !st.has("sum_pi_squared") && st.has("logits");
+            if (otb) {
+                if (!st.has("sum_pi_squared") && !calculateSumPiSquared(cfg)) {
+                    throw usage(adv.estimator().verlName() + " needs sum_pi_squared, which " + in + " does not hold"
+                        + " (verl: \"Step-dependent optimal baseline requires sum_pi_squared from actor. Please set "
+                        + "actor.calculate_sum_pi_squared=True in config.\"): give sum_pi_squared, or logits and "
+                        + "responses with actor_rollout_ref.actor.calculate_sum_pi_squared=true");
+                }
+                if (!st.has("sum_pi_squared") && !st.has("logits")) {
+                    throw usage(adv.estimator().verlName() + " needs sum_pi_squared in " + in + ", or logits and "
+                        + "responses (the old policy's) to compute it from; it has " + st.names());
+                }
+                if (old != null) {
+                    columns.put(Column.OLD_LOG_PROB, old);
+                } else if (!spiFromLogits) {
+                    throw usage(adv.estimator().verlName() + " needs old_log_probs in " + in + " (or logits and "
+                        + "responses to compute them from); it has " + st.names());
+                }
+                if (st.has("sum_pi_squared")) {
+                    columns.put(Column.SUM_PI_SQUARED, "sum_pi_squared");
+                }
+            }
             final Layout layout = layout(st, columns);
             final long[] bt = layout.shape();
             final Engine engine = engine();
@@ -486,7 +526,11 @@ final class ComputeCommand implements Callable<Integer> {
             OffHeapArray index = null;
             OffHeapArray baselines = null;
             final List<AutoCloseable> components = new ArrayList<>();
-            try (TokenBatch given = batch(st, columns, layout);
+            final Map<Column, OffHeapArray> computed = new EnumMap<>(Column.class);
+            if (spiFromLogits) {
+                fromLogits(engine, cfg, st, layout, old == null, computed, components);
+            }
+            try (TokenBatch given = batch(st, columns, layout, st.float32("response_mask"), computed);
                  OffHeapArray advantages = OffHeapArray.allocate(ElementType.F32, given.numTokens());
                  OffHeapArray returns = OffHeapArray.allocate(ElementType.F32, given.numTokens())) {
                 TokenBatch batch = given;
@@ -494,7 +538,7 @@ final class ComputeCommand implements Callable<Integer> {
                 OffHeapArray isWeights = null;
                 OffHeapArray rsMask = null;
                 if (correct) {
-                    final Corrected c = correct(engine, rc, st, columns, layout, given, corr, components);
+                    final Corrected c = correct(engine, rc, st, columns, layout, given, computed, corr, components);
                     isWeights = c.isWeights();
                     rsMask = c.rsMask();
                     batch = c.batch();
@@ -525,6 +569,12 @@ final class ComputeCommand implements Callable<Integer> {
                 final double ms = (System.nanoTime() - t0) / 1e6;
                 final SafetensorsWriter w = writer(cfg, "rlvec compute: advantages (" + adv.estimator().verlName()
                     + ")").array("advantages", bt, advantages).array("returns", bt, returns);
+                if (computed.containsKey(Column.SUM_PI_SQUARED)) {
+                    w.array("sum_pi_squared", bt, computed.get(Column.SUM_PI_SQUARED));
+                }
+                if (computed.containsKey(Column.OLD_LOG_PROB)) {
+                    w.array("old_log_probs", bt, computed.get(Column.OLD_LOG_PROB));
+                }
                 if (isWeights != null) {
                     w.array("rollout_is_weights", bt, isWeights);
                 }
@@ -536,6 +586,11 @@ final class ComputeCommand implements Callable<Integer> {
                 w.write(out);
                 report(o, engine, bt, given, cfg, ms);
                 o.println("estimator: " + adv);
+                if (spiFromLogits) {
+                    final long[] ls = st.info("logits").shape();
+                    o.println(String.format(Locale.ROOT, "sum_pi_squared%s from logits: vocabulary %d, temperature %s",
+                        old == null ? " and old_log_probs" : "", ls[ls.length - 1], temperature(cfg)));
+                }
                 if (correct) {
                     o.println("rollout correction (decoupled, before the advantages): " + rc.spec());
                 }
@@ -554,6 +609,45 @@ final class ComputeCommand implements Callable<Integer> {
         }
         o.flush();
         return Main.OK;
+    }
+
+    /** Whether {@code actor_rollout_ref.actor.calculate_sum_pi_squared} is set. */
+    private static boolean calculateSumPiSquared(final VerlConfig cfg) {
+        return Boolean.TRUE.equals(cfg.values().get("actor_rollout_ref.actor.calculate_sum_pi_squared"));
+    }
+
+    /** @return {@code actor_rollout_ref.rollout.temperature}, by which verl's actor divides the logits. */
+    private double temperature(final VerlConfig cfg) {
+        final Object t = cfg.values().get("actor_rollout_ref.rollout.temperature");
+        if (!(t instanceof Number v)) {
+            throw usage("actor_rollout_ref.rollout.temperature must be a number, got " + t);
+        }
+        return v.doubleValue();
+    }
+
+    /**
+     * verl's old-log-prob forward with {@code calculate_sum_pi_squared}: the vocabulary pass over the old policy's
+     * {@code logits} and the sampled {@code responses} at the rollout temperature gives sum_pi_squared (and, when
+     * {@code withLogProbs}, old_log_probs) per token; rows outside response_mask are 0 and not read.
+     */
+    private void fromLogits(final Engine engine, final VerlConfig cfg, final Safetensors st, final Layout layout,
+                            final boolean withLogProbs, final Map<Column, OffHeapArray> computed,
+                            final List<AutoCloseable> owned) {
+        final LogitsInput li = logits(st, "logits", layout);
+        final OffHeapArray labels = labels(st, layout);
+        final OffHeapArray mask = st.float32("response_mask");
+        final int n = layout.tokens();
+        final OffHeapArray lp = own(owned, OffHeapArray.allocate(ElementType.F32, n));
+        final OffHeapArray spi = own(owned, OffHeapArray.allocate(ElementType.F32, n));
+        try {
+            engine.logProbs(li.logits(), labels, temperature(cfg), mask, lp, null, spi, null, null);
+        } catch (final IllegalArgumentException e) {
+            throw usage(e.getMessage());
+        }
+        computed.put(Column.SUM_PI_SQUARED, spi);
+        if (withLogProbs) {
+            computed.put(Column.OLD_LOG_PROB, lp);
+        }
     }
 
     /**

@@ -399,6 +399,94 @@ class ComputeCommandTest {
         assertThat(execute("compute", "--help").out()).contains("gdpo_reward_keys");
     }
 
+    /** @return sum_j softmax(x / t)_j^2 in double. */
+    private static double sumPiSquared(final float[] row, final double t) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (final float x : row) {
+            max = Math.max(max, x / t);
+        }
+        double s = 0;
+        double q = 0;
+        for (final float x : row) {
+            final double e = Math.exp(x / t - max);
+            s += e;
+            q += e * e;
+        }
+        return q / (s * s);
+    }
+
+    @Test
+    void calculateSumPiSquaredWritesItFromTheActorsLogits() throws IOException {
+        final Path batch = dir.resolve("spi-actor.safetensors");
+        new SafetensorsWriter().f32("logits", BTV, LOGITS).i64("responses", BT, RESPONSES)
+            .f32("old_log_probs", BT, OLD).f32("advantages", BT, ADV).bool("response_mask", BT, MASK).write(batch);
+        final Path out = dir.resolve("spi-actor-out.safetensors");
+        final Run r = execute("compute", "--in", batch.toString(), "--out", out.toString(),
+            "actor_rollout_ref.rollout.temperature=0.7", "actor_rollout_ref.actor.calculate_sum_pi_squared=true");
+        assertThat(r.code()).as(r.err()).isZero();
+        try (Safetensors st = Safetensors.open(out)) {
+            assertThat(st.info("sum_pi_squared").shape()).containsExactly(2, 2);
+            final float[] spi = st.float32("sum_pi_squared").toFloatArray();
+            for (int t = 0; t < 3; t++) {
+                assertThat((double) spi[t]).isCloseTo(sumPiSquared(row(LOGITS, t), 0.7), within(1e-6));
+            }
+            assertThat(spi[3]).isZero(); // masked
+        }
+        final Path off = dir.resolve("spi-actor-off.safetensors");
+        assertThat(execute("compute", "--in", batch.toString(), "--out", off.toString()).code()).isZero();
+        try (Safetensors st = Safetensors.open(off)) {
+            assertThat(st.has("sum_pi_squared")).isFalse();
+        }
+    }
+
+    @Test
+    void theOptimalTokenBaselineTakesSumPiSquaredFromTheBatchOrFromTheOldPolicysLogits() throws IOException {
+        final float[] rewards = {0f, 1f, 0f, 0.5f};
+        final Path logits = dir.resolve("otb-logits.safetensors");
+        new SafetensorsWriter().f32("token_level_rewards", BT, rewards).bool("response_mask", BT, MASK)
+            .i64("index", new long[] {2}, 3, 3).f32("logits", BTV, LOGITS).i64("responses", BT, RESPONSES)
+            .write(logits);
+        for (final String estimator : new String[] {"optimal_token_baseline", "tir_optimal_token_baseline"}) {
+            // verl asserts sum_pi_squared, which its actor computes only with calculate_sum_pi_squared.
+            final Run refused = execute("compute", "--term", "advantages", "--in", logits.toString(), "--out",
+                dir.resolve("otb-refused.safetensors").toString(), "algorithm.adv_estimator=" + estimator);
+            assertThat(refused.code()).isEqualTo(2);
+            assertThat(refused.err()).contains("calculate_sum_pi_squared");
+            final Path out = dir.resolve("otb-" + estimator + ".safetensors");
+            final Run r = execute("compute", "--term", "advantages", "--in", logits.toString(), "--out",
+                out.toString(), "algorithm.adv_estimator=" + estimator, "actor_rollout_ref.rollout.temperature=0.7",
+                "actor_rollout_ref.actor.calculate_sum_pi_squared=true");
+            assertThat(r.code()).as(r.out() + r.err()).isZero();
+            assertThat(r.out()).contains("sum_pi_squared and old_log_probs from logits: vocabulary 3, temperature 0.7");
+            final float[] spi;
+            final float[] old;
+            final float[] adv;
+            try (Safetensors st = Safetensors.open(out)) {
+                spi = st.float32("sum_pi_squared").toFloatArray();
+                old = st.float32("old_log_probs").toFloatArray();
+                adv = st.float32("advantages").toFloatArray();
+            }
+            for (int t = 0; t < 3; t++) {
+                assertThat((double) spi[t]).isCloseTo(sumPiSquared(row(LOGITS, t), 0.7), within(1e-6));
+                assertThat((double) old[t]).isCloseTo(logProb(row(LOGITS, t), (int) RESPONSES[t], 0.7),
+                    within(1e-6));
+            }
+            // The same advantages from the batch holding the values the pass wrote.
+            final Path given = dir.resolve("otb-given.safetensors");
+            new SafetensorsWriter().f32("token_level_rewards", BT, rewards).bool("response_mask", BT, MASK)
+                .i64("index", new long[] {2}, 3, 3).f32("old_log_probs", BT, old).f32("sum_pi_squared", BT, spi)
+                .write(given);
+            final Path out2 = dir.resolve("otb-given-out.safetensors");
+            final Run g = execute("compute", "--term", "advantages", "--in", given.toString(), "--out",
+                out2.toString(), "algorithm.adv_estimator=" + estimator);
+            assertThat(g.code()).as(g.out() + g.err()).isZero();
+            try (Safetensors st = Safetensors.open(out2)) {
+                assertThat(st.float32("advantages").toFloatArray()).containsExactly(adv);
+                assertThat(st.has("sum_pi_squared")).isFalse();
+            }
+        }
+    }
+
     @Test
     void theAdvantagesSeeTheDecoupledRejectionMask() throws IOException {
         final float[] rewards = {0f, 1f, 0f, 0.5f};

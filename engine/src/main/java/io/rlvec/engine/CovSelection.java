@@ -25,9 +25,11 @@ import jdk.incubator.vector.VectorOperators;
  *   <li>the covariance {@code (A - mean A) (log_prob - mean log_prob)}, clip_cov's ratio (the canonical exp) and
  *       its candidate test run lane-wise, chunk by chunk, and the candidates are compacted in token order;
  *   <li>kl_cov's top k is a three-level radix select on the covariance's order-preserving key (11, 11 and 10
- *       bits): one counting pass per level over the candidates' keys finds the k-th key, then one pass marks every
- *       key above it and, among the keys equal to it, the first in token order: exactly the first k of the
- *       reference's sort by (covariance descending, NaN highest; token position), in O(N) instead of O(N log N);
+ *       bits): the top level is counted while the candidates are compacted, one pass marks the candidates below
+ *       the k-th key's bin and gathers the bin, and the lower levels and the final marking (every smaller key and,
+ *       among the keys equal to the k-th, the first in token order) run on that bin only: exactly the first k of
+ *       the reference's sort by (covariance descending, NaN highest; token position), in O(N) instead of
+ *       O(N log N);
  *   <li>clip_cov's random subset is the reference's own draw ({@link Selection#draw}).
  * </ul>
  * The loops are called through an array of {@link Pass} objects, a call site C2 neither inlines nor folds, so that
@@ -35,9 +37,10 @@ import jdk.incubator.vector.VectorOperators;
  */
 final class CovSelection {
     private static final int CHUNK = RuleKernel.CHUNK;
-    /** The radix select's levels: key bits [21, 32), [10, 21), [0, 10). */
+    /** The radix select's levels: key bits [21, 32), [10, 21), [0, 10) ({@link #TOP_SHIFT} is the first's shift). */
     private static final int[] SHIFTS = {21, 10, 0};
     private static final int[] WIDTHS = {11, 11, 10};
+    private static final int TOP_SHIFT = 21;
 
     private final io.rlvec.reference.Advantages.Kernels kernels;
     /** per chunk: covariance and clip_cov's ratio. */
@@ -47,6 +50,8 @@ final class CovSelection {
     /** per candidate: token position and (kl_cov) the unsigned order key, largest covariance smallest. */
     private int[] candidates = new int[0];
     private int[] keys = new int[0];
+    /** kl_cov: the candidates (indices into {@link #keys}) in the k-th key's top-level bin. */
+    private int[] bucket = new int[0];
     /** per sequence: the canonical masked sums. */
     private double[] rowSums = new double[0];
     /** bound for one call. */
@@ -97,6 +102,7 @@ final class CovSelection {
             keys = new int[m];
         }
         count = 0;
+        Arrays.fill(histogram, 0);
         try {
             final int vecEnd = Vec.F.loopBound(n);
             for (int c = 0; c < vecEnd; c += CHUNK) {
@@ -165,7 +171,9 @@ final class CovSelection {
                 candidates[count++] = t;
             }
         } else {
-            keys[count] = key(c);
+            final int u = key(c);
+            keys[count] = u;
+            histogram[u >>> TOP_SHIFT]++;
             candidates[count++] = t;
         }
     }
@@ -180,7 +188,12 @@ final class CovSelection {
         return ~ordered ^ Integer.MIN_VALUE;
     }
 
-    /** Marks the k smallest (key, token) pairs of the candidates: a radix select, then one marking pass. */
+    /**
+     * Marks the k smallest (key, token) pairs of the candidates. The first level's histogram (the key's top 11
+     * bits) was counted while the candidates were compacted; one pass then marks every candidate below the k-th
+     * key's bin and gathers the ones in it, and the two lower levels (11 and 10 bits) and the final marking run on
+     * that bin's candidates only.
+     */
     private void topK(final int k, final boolean[] flags) {
         final int m = count;
         if (k >= m) {
@@ -190,29 +203,48 @@ final class CovSelection {
             return;
         }
         final int[] h = histogram;
-        int prefix = 0;
-        int prefixMask = 0;
         int need = k;
-        for (int level = 0; level < SHIFTS.length; level++) {
+        int bin = 0;
+        while (need > h[bin]) {
+            need -= h[bin];
+            bin++;
+        }
+        if (bucket.length < h[bin]) {
+            bucket = new int[Math.max(h[bin], bucket.length * 2)];
+        }
+        int inBin = 0;
+        for (int i = 0; i < m; i++) {
+            final int top = keys[i] >>> SHIFTS[0];
+            if (top < bin) {
+                flags[candidates[i]] = true;
+            } else if (top == bin) {
+                bucket[inBin++] = i;
+            }
+        }
+        int prefix = bin << SHIFTS[0];
+        int prefixMask = ((1 << WIDTHS[0]) - 1) << SHIFTS[0];
+        for (int level = 1; level < SHIFTS.length; level++) {
             final int shift = SHIFTS[level];
             final int binMask = (1 << WIDTHS[level]) - 1;
             Arrays.fill(h, 0, binMask + 1, 0);
-            for (int i = 0; i < m; i++) {
-                final int u = keys[i];
+            for (int j = 0; j < inBin; j++) {
+                final int u = keys[bucket[j]];
                 if ((u & prefixMask) == prefix) {
                     h[(u >>> shift) & binMask]++;
                 }
             }
-            int bin = 0;
-            while (need > h[bin]) {
-                need -= h[bin];
-                bin++;
+            int b = 0;
+            while (need > h[b]) {
+                need -= h[b];
+                b++;
             }
-            prefix |= bin << shift;
+            prefix |= b << shift;
             prefixMask |= binMask << shift;
         }
-        // prefix is the k-th key; mark every smaller key and the first `need` tokens holding that key.
-        for (int i = 0; i < m; i++) {
+        // prefix is the k-th key: mark the bin's smaller keys and the first `need` tokens holding that key (the
+        // bucket is in token order).
+        for (int j = 0; j < inBin; j++) {
+            final int i = bucket[j];
             final int u = keys[i];
             if (Integer.compareUnsigned(u, prefix) < 0) {
                 flags[candidates[i]] = true;
@@ -288,13 +320,16 @@ final class CovSelection {
             final int[] out = s.candidates;
             final int[] keys = s.keys;
             final float[] cov = s.cov;
+            final int[] h = s.histogram;
             int n = s.count;
             for (int i = from; i < to; i += Vec.FL) {
                 long bits = load(s.mask, i).compare(VectorOperators.NE, 0f).toLong();
                 while (bits != 0) {
                     final int t = i + Long.numberOfTrailingZeros(bits);
+                    final int u = key(cov[t - from]);
                     out[n] = t;
-                    keys[n++] = key(cov[t - from]);
+                    keys[n++] = u;
+                    h[u >>> TOP_SHIFT]++;
                     bits &= bits - 1;
                 }
             }

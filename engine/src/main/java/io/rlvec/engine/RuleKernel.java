@@ -104,9 +104,6 @@ final class RuleKernel {
         st.selects = mode == PolicyLossMode.CLIP_COV || mode == PolicyLossMode.KL_COV;
         if (st.selects) {
             st.covSelection.select(spec, batch, st.selected);
-            for (int t = 0; t < batch.numTokens(); t++) {
-                st.flags[t] = st.selected[t] ? 1f : 0f;
-            }
         }
         st.chunkRule = RULES[mode.ordinal()];
         if (st.ruleSpec != spec) {
@@ -761,7 +758,7 @@ final class RuleKernel {
         }
     }
 
-    /** kl_cov ({@code TokenRule.KlCov}): unclamped log-ratio IN0, ratio EX0, the selection in the flags row. */
+    /** kl_cov ({@code TokenRule.KlCov}): unclamped log-ratio IN0, ratio EX0, the selection in {@code selected}. */
     private static final class KlCovLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
@@ -772,8 +769,7 @@ final class RuleKernel {
                 final FloatVector nakl = row(r, R_IN0, base + i);
                 final FloatVector baseLoss = a.neg().mul(row(r, R_EX0, base + i));
                 final FloatVector abs = nakl.abs();
-                final VectorMask<Float> selected = FloatVector.fromArray(Vec.F, st.flags, i)
-                    .compare(VectorOperators.NE, 0f);
+                final VectorMask<Float> selected = VectorMask.fromArray(Vec.F, st.selected, i);
                 final FloatVector sign = nakl.blend(ONE, nakl.compare(VectorOperators.GT, 0f))
                     .blend(ONE.neg(), nakl.compare(VectorOperators.LT, 0f));
                 baseLoss.blend(baseLoss.add(abs.mul(st.klCoef)), selected).intoArray(r, R_LOSS * CHUNK + base + i);
@@ -783,7 +779,7 @@ final class RuleKernel {
         }
     }
 
-    /** clip_cov ({@code TokenRule.ClipCov}): unclamped log-ratio IN0, ratio EX0, the selection in the flags row. */
+    /** clip_cov ({@code TokenRule.ClipCov}): unclamped log-ratio IN0, ratio EX0, the selection in {@code selected}. */
     private static final class ClipCovLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
@@ -795,8 +791,7 @@ final class RuleKernel {
                 final FloatVector negA = a.neg();
                 final FloatVector pg1 = negA.mul(ratio);
                 final FloatVector pg2 = negA.mul(clamp(ratio, st.lower, st.upper));
-                final VectorMask<Float> selected = FloatVector.fromArray(Vec.F, st.flags, i)
-                    .compare(VectorOperators.NE, 0f);
+                final VectorMask<Float> selected = VectorMask.fromArray(Vec.F, st.selected, i);
                 final FloatVector corr = ONE.blend(ZERO, selected);
                 maximum(pg1, pg2).mul(corr).intoArray(r, R_LOSS * CHUNK + base + i);
                 negA.mul(shares(pg1, pg2, ratio, st.lower, st.upper)).mul(ratio).mul(corr)
@@ -909,7 +904,7 @@ final class RuleKernel {
             tauNeg = st.tauNeg;
             halfBeta = st.halfBeta;
             klCoef = st.klCoef;
-            flags = st.flags;
+            selected = st.selected;
         }
 
         @Override
@@ -958,8 +953,8 @@ final class RuleKernel {
         TokenRule rule;
         LossSpec ruleSpec;
         long[] seqCount = new long[0];
+        /** clip_cov / kl_cov: the selected tokens (read as lane masks). */
         boolean[] selected = new boolean[0];
-        float[] flags = new float[0];
         /** geo_mean's per-token rows (off heap, freed by {@link #close}): k, dk/dnakl, log(w + 1e-10). */
         OffHeapArray geoK;
         OffHeapArray geoDk;
@@ -1038,7 +1033,6 @@ final class RuleKernel {
                 && selected.length < batch.numTokens()) {
                 final int n = Math.max(batch.numTokens(), selected.length * 2);
                 selected = new boolean[n];
-                flags = new float[n];
             }
         }
 

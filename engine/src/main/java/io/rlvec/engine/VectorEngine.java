@@ -114,15 +114,17 @@ public final class VectorEngine implements Engine {
     @Override
     public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                          final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
-                         final SoftmaxStats statsOut, final OffHeapArray gradLogits) {
+                         final OffHeapArray sumPiSquaredOut, final SoftmaxStats statsOut,
+                         final OffHeapArray gradLogits) {
         try (EngineGuard.Call call = guard.enter()) {
-            Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, gradLogits);
+            Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, sumPiSquaredOut, statsOut,
+                gradLogits);
             // Kept whenever the buffer is not the logits' own memory (the forward must not overwrite them).
             final boolean keep = gradLogits != null && gradLogits.address() != logits.data().address();
             if (keep) {
                 statsOut.keptIn(gradLogits);
             }
-            vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut,
+            vocab.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, sumPiSquaredOut, statsOut,
                 keep ? gradLogits : null, blocks);
         }
     }

@@ -40,7 +40,9 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Two-pass per row (style.md P12 and "Fast softmax"): a max pass (compare + blend, P13), then a fused pass that
  * evaluates one canonical exp per logit and accumulates {@code S = sum e} and {@code W = sum e * (z - m)} in the
- * canonical order's sixteen lanes (float partials of four terms, double lane sums). The backward from saved
+ * canonical order's sixteen lanes (float partials of four terms, double lane sums); asked for the sum of squared
+ * probabilities, the forward runs a variant of that pass ({@link #rowSumsQ}) that also accumulates
+ * {@code Q = sum e * e} there, so that the pass without it is unchanged. The backward from saved
  * {@link SoftmaxStats} is one pass (one exp per logit). Without them it repeats both forward passes first; when
  * the gradient buffer is not the logits' own memory, the fused pass then stores each {@code e_j} there and the
  * gradient pass reads it back instead of evaluating a second exp (the stored value is the same float, so the
@@ -90,10 +92,11 @@ final class VocabKernel implements Blocks.Body {
     private static final int BLOCK_LOGITS = 1 << 16;
     /**
      * Doubles per block in {@link #sums}: S and W of the current row, the index of its first maximal logit (written
-     * by rowMax, read by rowSums), then from {@code slot + 8} the sixteen canonical S lanes and the sixteen W lanes;
-     * a multiple of 64 bytes, so that two threads never write the same cache line.
+     * by rowMax, read by rowSums), Q (rowSumsQ), then from {@code slot + 8} the sixteen canonical S lanes, the
+     * sixteen W lanes and the sixteen Q lanes; a multiple of 64 bytes, so that two threads never write the same
+     * cache line.
      */
-    private static final int SLOT = 40;
+    private static final int SLOT = 56;
 
     // Per-call state, set by forward/backward before the blocks run and cleared after.
     private MemorySegment x;
@@ -113,6 +116,8 @@ final class VocabKernel implements Blocks.Body {
     private MemorySegment mask;
     private MemorySegment logProbOut;
     private MemorySegment entropyOut;
+    /** The forward's sum of squared probabilities per row, or null (not asked for: Q is not accumulated). */
+    private MemorySegment sumPiSquaredOut;
     private MemorySegment gradLogProb;
     private MemorySegment gradEntropy;
     private MemorySegment grad;
@@ -141,11 +146,13 @@ final class VocabKernel implements Blocks.Body {
      */
     void forward(final Logits logits, final OffHeapArray labelsArr, final double temperature,
                  final OffHeapArray rowMask, final OffHeapArray logProbArr, final OffHeapArray entropyArr,
-                 final SoftmaxStats statsOut, final OffHeapArray keep, final Blocks blocks) {
+                 final OffHeapArray sumPiSquaredArr, final SoftmaxStats statsOut, final OffHeapArray keep,
+                 final Blocks blocks) {
         setUp(logits, labelsArr, temperature, rowMask, statsOut);
         backward = false;
         logProbOut = logProbArr.segment();
         entropyOut = entropyArr == null ? null : entropyArr.segment();
+        sumPiSquaredOut = sumPiSquaredArr == null ? null : sumPiSquaredArr.segment();
         grad = keep == null ? null : keep.segment();
         storeExp = keep != null;
         keptStats = keep == null ? null : statsOut;
@@ -238,6 +245,7 @@ final class VocabKernel implements Blocks.Body {
             mask = null;
             logProbOut = null;
             entropyOut = null;
+            sumPiSquaredOut = null;
             gradLogProb = null;
             gradEntropy = null;
             grad = null;
@@ -277,6 +285,9 @@ final class VocabKernel implements Blocks.Body {
             if (entropyOut != null) {
                 entropyOut.set(F32, 4L * r, 0f);
             }
+            if (sumPiSquaredOut != null) {
+                sumPiSquaredOut.set(F32, 4L * r, 0f);
+            }
             if (stats != null) {
                 saveStats(r, 0f, 0f, 0f, 0f);
             }
@@ -292,10 +303,17 @@ final class VocabKernel implements Blocks.Body {
         final float mx = rowMax(x, base, vocab, bf16, sums, slot);
         final float m = mx / t + 0f;
         // W only feeds the entropy and its gradient: not accumulated when neither can be asked for.
-        rowSums(x, base, vocab, bf16, t, mulT, invT, m, storeExp ? grad : null, gBase,
-            entropyOut != null || stats != null, sums, slot);
+        final boolean withW = entropyOut != null || stats != null;
+        if (sumPiSquaredOut == null) {
+            rowSums(x, base, vocab, bf16, t, mulT, invT, m, storeExp ? grad : null, gBase, withW, sums, slot);
+        } else {
+            rowSumsQ(x, base, vocab, bf16, t, mulT, invT, m, storeExp ? grad : null, gBase, withW, sums, slot);
+        }
         final double s = sums[slot];
         final double w = sums[slot + 1];
+        if (sumPiSquaredOut != null) {
+            sumPiSquaredOut.set(F32, 4L * r, (float) (sums[slot + 3] / (s * s)));
+        }
         if (stats != null) {
             saveStats(r, m, (float) (1.0 / s), (float) (w / s), 1f);
         }
@@ -678,10 +696,10 @@ final class VocabKernel implements Blocks.Body {
                 w7.intoArray(out, wl + 7 * h);
             }
         } else {
-            scalarLanes(seg, base, v, bf16, t, m, topBlock, eSeg, eBase, out, sl, wl);
+            scalarLanes(seg, base, v, bf16, t, m, topBlock, eSeg, eBase, out, sl, wl, -1);
         }
         if (topInLanes) {
-            addBlock(seg, base, topBlock, bf16, t, m, top, eSeg, eBase, out, sl, wl);
+            addBlock(seg, base, topBlock, bf16, t, m, top, eSeg, eBase, out, sl, wl, -1);
         }
         double s = VocabPass.combineLanes(out, sl);
         if (topInLanes) {
@@ -702,29 +720,224 @@ final class VocabKernel implements Blocks.Body {
         out[slot + 1] = w;
     }
 
-    /** The canonical lanes one term at a time (vectors wider than 16 floats): the reference's loop. */
+    /**
+     * {@link #rowSums} that also accumulates {@code Q = sum e_j * e_j} in the same canonical order as S (float
+     * products, the same float partials of four terms, the first maximum's term left out of its lane and added
+     * after the lanes) and writes it to {@code out[slot + 3]}: the numerator of the sum of squared probabilities
+     * {@code Q / S^2}. A separate method, so that the pass without it keeps its registers and code unchanged.
+     */
+    private static void rowSumsQ(final MemorySegment seg, final long base, final int v, final boolean bf16,
+                                 final float t, final boolean mulT, final float invT, final float m,
+                                 final MemorySegment eSeg, final long eBase, final boolean withW,
+                                 final double[] out, final int slot) {
+        final FloatVector tv = FloatVector.broadcast(F, mulT ? invT : t);
+        final FloatVector mv = FloatVector.broadcast(F, m);
+        final boolean store = eSeg != null;
+        final FloatVector fzero = FloatVector.zero(F);
+        final DoubleVector zero = DoubleVector.zero(D);
+        DoubleVector s0 = zero;
+        DoubleVector s1 = zero;
+        DoubleVector s2 = zero;
+        DoubleVector s3 = zero;
+        DoubleVector s4 = zero;
+        DoubleVector s5 = zero;
+        DoubleVector s6 = zero;
+        DoubleVector s7 = zero;
+        DoubleVector w0 = zero;
+        DoubleVector w1 = zero;
+        DoubleVector w2 = zero;
+        DoubleVector w3 = zero;
+        DoubleVector w4 = zero;
+        DoubleVector w5 = zero;
+        DoubleVector w6 = zero;
+        DoubleVector w7 = zero;
+        DoubleVector q0 = zero;
+        DoubleVector q1 = zero;
+        DoubleVector q2 = zero;
+        DoubleVector q3 = zero;
+        DoubleVector q4 = zero;
+        DoubleVector q5 = zero;
+        DoubleVector q6 = zero;
+        DoubleVector q7 = zero;
+        final int vs = SUM_VECTOR ? v - v % SPAN : 0;
+        final int top = (int) out[slot + 2];
+        final boolean topInLanes = top >= 0 && top < v - v % SPAN;
+        final int topBlock = topInLanes ? top - top % SPAN : -1;
+        for (int b = 0; b < vs; b += SPAN) {
+            if (b == topBlock) {
+                continue;
+            }
+            for (int g = 0; g < GROUPS; g++) {
+                FloatVector ps = fzero;
+                FloatVector pw = fzero;
+                FloatVector pq = fzero;
+                for (int j = b + g * FL; j < b + SPAN; j += LANES) {
+                    final FloatVector x = load(seg, base, j, bf16);
+                    final FloatVector d = (mulT ? x.mul(tv) : x.div(tv)).sub(mv);
+                    final VectorMask<Float> under = d.compare(VectorOperators.LT, EXP_LO);
+                    final FloatVector e = expPoly(d).blend(0f, under);
+                    if (store) {
+                        e.intoMemorySegment(eSeg, eBase + 4L * j, LE);
+                    }
+                    ps = ps.add(e);
+                    // The float product, then the add (no fma): the reference's pq += e * e.
+                    pq = pq.add(e.mul(e));
+                    if (withW) {
+                        pw = pw.add(e.mul(d.blend(EXP_LO, under)));
+                    }
+                }
+                s0 = s0.add((DoubleVector) ps.convertShape(VectorOperators.F2D, D, 0));
+                s1 = s1.add((DoubleVector) ps.convertShape(VectorOperators.F2D, D, 1));
+                q0 = q0.add((DoubleVector) pq.convertShape(VectorOperators.F2D, D, 0));
+                q1 = q1.add((DoubleVector) pq.convertShape(VectorOperators.F2D, D, 1));
+                if (withW) {
+                    w0 = w0.add((DoubleVector) pw.convertShape(VectorOperators.F2D, D, 0));
+                    w1 = w1.add((DoubleVector) pw.convertShape(VectorOperators.F2D, D, 1));
+                }
+                if (GROUPS == 2) {
+                    final DoubleVector ts0 = s0;
+                    final DoubleVector ts1 = s1;
+                    s0 = s2;
+                    s1 = s3;
+                    s2 = ts0;
+                    s3 = ts1;
+                    final DoubleVector tw0 = w0;
+                    final DoubleVector tw1 = w1;
+                    w0 = w2;
+                    w1 = w3;
+                    w2 = tw0;
+                    w3 = tw1;
+                    final DoubleVector tq0 = q0;
+                    final DoubleVector tq1 = q1;
+                    q0 = q2;
+                    q1 = q3;
+                    q2 = tq0;
+                    q3 = tq1;
+                } else if (GROUPS == 4) {
+                    final DoubleVector ts0 = s0;
+                    final DoubleVector ts1 = s1;
+                    s0 = s2;
+                    s1 = s3;
+                    s2 = s4;
+                    s3 = s5;
+                    s4 = s6;
+                    s5 = s7;
+                    s6 = ts0;
+                    s7 = ts1;
+                    final DoubleVector tw0 = w0;
+                    final DoubleVector tw1 = w1;
+                    w0 = w2;
+                    w1 = w3;
+                    w2 = w4;
+                    w3 = w5;
+                    w4 = w6;
+                    w5 = w7;
+                    w6 = tw0;
+                    w7 = tw1;
+                    final DoubleVector tq0 = q0;
+                    final DoubleVector tq1 = q1;
+                    q0 = q2;
+                    q1 = q3;
+                    q2 = q4;
+                    q3 = q5;
+                    q4 = q6;
+                    q5 = q7;
+                    q6 = tq0;
+                    q7 = tq1;
+                }
+            }
+        }
+        final int sl = slot + 8;
+        final int wl = sl + LANES;
+        final int ql = wl + LANES;
+        if (SUM_VECTOR) {
+            final int h = D.length();
+            s0.intoArray(out, sl);
+            s1.intoArray(out, sl + h);
+            w0.intoArray(out, wl);
+            w1.intoArray(out, wl + h);
+            q0.intoArray(out, ql);
+            q1.intoArray(out, ql + h);
+            if (GROUPS >= 2) {
+                s2.intoArray(out, sl + 2 * h);
+                s3.intoArray(out, sl + 3 * h);
+                w2.intoArray(out, wl + 2 * h);
+                w3.intoArray(out, wl + 3 * h);
+                q2.intoArray(out, ql + 2 * h);
+                q3.intoArray(out, ql + 3 * h);
+            }
+            if (GROUPS == 4) {
+                s4.intoArray(out, sl + 4 * h);
+                s5.intoArray(out, sl + 5 * h);
+                s6.intoArray(out, sl + 6 * h);
+                s7.intoArray(out, sl + 7 * h);
+                w4.intoArray(out, wl + 4 * h);
+                w5.intoArray(out, wl + 5 * h);
+                w6.intoArray(out, wl + 6 * h);
+                w7.intoArray(out, wl + 7 * h);
+                q4.intoArray(out, ql + 4 * h);
+                q5.intoArray(out, ql + 5 * h);
+                q6.intoArray(out, ql + 6 * h);
+                q7.intoArray(out, ql + 7 * h);
+            }
+        } else {
+            scalarLanes(seg, base, v, bf16, t, m, topBlock, eSeg, eBase, out, sl, wl, ql);
+        }
+        if (topInLanes) {
+            addBlock(seg, base, topBlock, bf16, t, m, top, eSeg, eBase, out, sl, wl, ql);
+        }
+        double s = VocabPass.combineLanes(out, sl);
+        double q = VocabPass.combineLanes(out, ql);
+        if (topInLanes) {
+            final float eTop = CanonicalMath.exp(loadScalar(seg, base, top, bf16) / t - m);
+            s += eTop;
+            q += eTop * eTop;
+        }
+        double w = VocabPass.combineLanes(out, wl);
+        final int tail = v - v % SPAN;
+        for (int j = tail; j < v; j++) {
+            final float d = loadScalar(seg, base, j, bf16) / t - m;
+            final float e = CanonicalMath.exp(d);
+            if (store) {
+                eSeg.set(F32, eBase + 4L * j, e);
+            }
+            s += e;
+            w += e * clamp(d);
+            q += e * e;
+        }
+        out[slot] = s;
+        out[slot + 1] = w;
+        out[slot + 3] = q;
+    }
+
+    /**
+     * The canonical lanes one term at a time (vectors wider than 16 floats): the reference's loop. {@code ql}: the
+     * first Q lane in {@code out}, or -1 (Q not accumulated).
+     */
     private static void scalarLanes(final MemorySegment seg, final long base, final int v, final boolean bf16,
                                     final float t, final float m, final int skip, final MemorySegment eSeg,
-                                    final long eBase, final double[] out, final int sl, final int wl) {
-        java.util.Arrays.fill(out, sl, wl + LANES, 0.0);
+                                    final long eBase, final double[] out, final int sl, final int wl, final int ql) {
+        java.util.Arrays.fill(out, sl, (ql < 0 ? wl : ql) + LANES, 0.0);
         final int vs = v - v % SPAN;
         for (int b = 0; b < vs; b += SPAN) {
             if (b != skip) {
-                addBlock(seg, base, b, bf16, t, m, -1, eSeg, eBase, out, sl, wl);
+                addBlock(seg, base, b, bf16, t, m, -1, eSeg, eBase, out, sl, wl, ql);
             }
         }
     }
 
     /**
      * One block of the canonical order, one term at a time: each lane's four terms summed in float (leaving out the
-     * term at {@code top}, when it is in this block), then added to the lane's double in {@code out}.
+     * term at {@code top}, when it is in this block, from S and Q), then added to the lane's double in {@code out};
+     * Q's lanes (from {@code ql}) only when {@code ql >= 0}.
      */
     private static void addBlock(final MemorySegment seg, final long base, final int b, final boolean bf16,
                                  final float t, final float m, final int top, final MemorySegment eSeg,
-                                 final long eBase, final double[] out, final int sl, final int wl) {
+                                 final long eBase, final double[] out, final int sl, final int wl, final int ql) {
         for (int l = 0; l < LANES; l++) {
             float ps = 0f;
             float pw = 0f;
+            float pq = 0f;
             for (int j = b + l; j < b + SPAN; j += LANES) {
                 final float d = loadScalar(seg, base, j, bf16) / t - m;
                 final float e = CanonicalMath.exp(d);
@@ -733,11 +946,15 @@ final class VocabKernel implements Blocks.Body {
                 }
                 if (j != top) {
                     ps += e;
+                    pq += e * e;
                 }
                 pw += e * clamp(d);
             }
             out[sl + l] += ps;
             out[wl + l] += pw;
+            if (ql >= 0) {
+                out[ql + l] += pq;
+            }
         }
     }
 

@@ -20,7 +20,8 @@ public final class EngineChoice {
     }
 
     /**
-     * @param name {@value #VECTOR}, {@value #VECTOR2} or {@value #REFERENCE}.
+     * @param name {@value #VECTOR}, {@value #VECTOR2}, {@code vector<N>} ({@link VectorEngine} with N threads, N in
+     *             [1, {@link Engines#MAX_THREADS}]: thread scaling on machines with more cores) or {@value #REFERENCE}.
      * @return a new engine.
      * @throws IllegalArgumentException for any other name.
      */
@@ -29,8 +30,18 @@ public final class EngineChoice {
             case VECTOR -> new VectorEngine();
             case VECTOR2 -> new VectorEngine(2);
             case REFERENCE -> Engines.reference();
-            default -> throw new IllegalArgumentException("engine must be '" + VECTOR + "', '" + VECTOR2 + "' or '" + REFERENCE
-                + "', got '" + name + "'");
+            default -> new VectorEngine(threads(name));
         };
+    }
+
+    private static int threads(final String name) {
+        if (name.matches("vector[1-9][0-9]{0,3}")) {
+            final int n = Integer.parseInt(name.substring("vector".length()));
+            if (n <= Engines.MAX_THREADS) {
+                return n;
+            }
+        }
+        throw new IllegalArgumentException("engine must be '" + VECTOR + "', '" + VECTOR2 + "', 'vector<N>' (N in [1, "
+            + Engines.MAX_THREADS + "] threads) or '" + REFERENCE + "', got '" + name + "'");
     }
 }

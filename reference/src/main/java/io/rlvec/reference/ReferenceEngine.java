@@ -81,11 +81,14 @@ public final class ReferenceEngine implements Engine {
     @Override
     public void logProbs(final Logits logits, final OffHeapArray labels, final double temperature,
                          final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
-                         final SoftmaxStats statsOut, final OffHeapArray gradLogits) {
+                         final OffHeapArray sumPiSquaredOut, final SoftmaxStats statsOut,
+                         final OffHeapArray gradLogits) {
         try (EngineGuard.Call call = guard.enter()) {
             // The literal spec keeps nothing in gradLogits: its backward evaluates the exp again (the same bits).
-            Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut, gradLogits);
-            VocabPass.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, statsOut);
+            Checks.logProbs(logits, labels, temperature, rowMask, logProbOut, entropyOut, sumPiSquaredOut, statsOut,
+                gradLogits);
+            VocabPass.forward(logits, labels, temperature, rowMask, logProbOut, entropyOut, sumPiSquaredOut,
+                statsOut);
         }
     }
 

@@ -14,7 +14,8 @@ import io.rlvec.SoftmaxStats;
  * {@link io.rlvec.Engine#logProbsBackward}; this class is their literal transcription, one element at a time.
  *
  * <p>Per row: a max pass, then one pass computing {@code e_j = exp(z_j - m)} and the double sums
- * {@code S = sum e_j}, {@code W = sum e_j (z_j - m)}, then (backward only) a gradient pass that evaluates the exp
+ * {@code S = sum e_j}, {@code W = sum e_j (z_j - m)} (and, when the sum of squared probabilities is asked for,
+ * {@code Q = sum e_j^2}, in the same order as S), then (backward only) a gradient pass that evaluates the exp
  * again. The row normaliser {@code log S} is {@link StrictMath#log} in double, once per row. With statistics saved
  * by the forward ({@link SoftmaxStats}), the backward reads {@code m}, {@code rS}, {@code mu} instead of the first
  * two passes.
@@ -30,17 +31,24 @@ public final class VocabPass {
     private VocabPass() {
     }
 
-    /** Forward: see {@link io.rlvec.Engine#logProbs}. Arguments are validated by the caller. */
+    /**
+     * Forward: see {@link io.rlvec.Engine#logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray,
+     * OffHeapArray, OffHeapArray, SoftmaxStats, OffHeapArray)}. Arguments are validated by the caller.
+     */
     static void forward(final Logits logits, final OffHeapArray labels, final double temperature,
                         final OffHeapArray rowMask, final OffHeapArray logProbOut, final OffHeapArray entropyOut,
-                        final SoftmaxStats statsOut) {
+                        final OffHeapArray sumPiSquaredOut, final SoftmaxStats statsOut) {
         final float t = (float) temperature;
         final RowStats st = new RowStats();
+        st.withQ = sumPiSquaredOut != null;
         for (int r = 0; r < logits.rows(); r++) {
             if (rowMask != null && rowMask.getFloat(r) == 0f) {
                 logProbOut.setFloat(r, 0f);
                 if (entropyOut != null) {
                     entropyOut.setFloat(r, 0f);
+                }
+                if (sumPiSquaredOut != null) {
+                    sumPiSquaredOut.setFloat(r, 0f);
                 }
                 if (statsOut != null) {
                     save(statsOut, r, 0f, 0f, 0f, 0f);
@@ -56,6 +64,9 @@ public final class VocabPass {
             logProbOut.setFloat(r, (float) (((double) zy - st.m) - logS));
             if (entropyOut != null) {
                 entropyOut.setFloat(r, (float) (logS - st.w / st.s));
+            }
+            if (sumPiSquaredOut != null) {
+                sumPiSquaredOut.setFloat(r, (float) (st.q / (st.s * st.s)));
             }
         }
     }
@@ -113,7 +124,10 @@ public final class VocabPass {
         d.setFloat(at + SoftmaxStats.FLAG, flag);
     }
 
-    /** Max, S and W of one row (the canonical order; see {@link io.rlvec.Engine#logProbs}). */
+    /**
+     * Max, S and W (and Q when {@code st.withQ}) of one row (the canonical order; see
+     * {@link io.rlvec.Engine#logProbs}).
+     */
     private static void rowStats(final Logits logits, final int r, final float t, final RowStats st) {
         final int v = logits.vocab();
         float mx = Float.NEGATIVE_INFINITY;
@@ -127,8 +141,12 @@ public final class VocabPass {
         final float m = mx / t + 0f;
         final double[] sl = st.sLanes;
         final double[] wl = st.wLanes;
+        final double[] ql = st.withQ ? st.qLanes : null;
         java.util.Arrays.fill(sl, 0.0);
         java.util.Arrays.fill(wl, 0.0);
+        if (ql != null) {
+            java.util.Arrays.fill(ql, 0.0);
+        }
         final int vs = v - v % SPAN;
         // The first maximal logit (d = 0, e = 1 exactly): when j < V64, its block comes last and its term is added
         // to S after the lanes instead of to its float partial.
@@ -136,15 +154,18 @@ public final class VocabPass {
         final int topBlock = top >= 0 && top < vs ? top - top % SPAN : -1;
         for (int b = 0; b < vs; b += SPAN) {
             if (b != topBlock) {
-                addBlock(logits, r, b, t, m, -1, sl, wl);
+                addBlock(logits, r, b, t, m, -1, sl, wl, ql);
             }
         }
         if (topBlock >= 0) {
-            addBlock(logits, r, topBlock, t, m, top, sl, wl);
+            addBlock(logits, r, topBlock, t, m, top, sl, wl, ql);
         }
         double s = combineLanes(sl, 0);
+        double q = ql == null ? 0 : combineLanes(ql, 0);
         if (topBlock >= 0) {
-            s += CanonicalMath.exp(logit(logits, r, top) / t - m);
+            final float eTop = CanonicalMath.exp(logit(logits, r, top) / t - m);
+            s += eTop;
+            q += eTop * eTop;
         }
         double w = combineLanes(wl, 0);
         for (int j = vs; j < v; j++) {
@@ -152,32 +173,40 @@ public final class VocabPass {
             final float e = CanonicalMath.exp(d);
             s += e;
             w += e * clamp(d);
+            q += e * e;
         }
         st.m = m;
         st.s = s;
         st.w = w;
+        st.q = q;
     }
 
     /**
      * Block {@code b}: lane l's float partial of its terms b + l, b + 16 + l, b + 32 + l, b + 48 + l, in order
-     * (leaving the term at {@code skip} out of S's), added to the lane's double.
+     * (leaving the term at {@code skip} out of S's and Q's), added to the lane's double; Q's lanes only when
+     * {@code ql} is non-null.
      */
     private static void addBlock(final Logits logits, final int r, final int b, final float t, final float m,
-                                 final int skip, final double[] sl, final double[] wl) {
+                                 final int skip, final double[] sl, final double[] wl, final double[] ql) {
         for (int l = 0; l < LANES; l++) {
             float ps = 0f;
             float pw = 0f;
+            float pq = 0f;
             for (int u = 0; u < DEPTH; u++) {
                 final int j = b + LANES * u + l;
                 final float d = logit(logits, r, j) / t - m;
                 final float e = CanonicalMath.exp(d);
                 if (j != skip) {
                     ps += e;
+                    pq += e * e;
                 }
                 pw += e * clamp(d);
             }
             sl[l] += ps;
             wl[l] += pw;
+            if (ql != null) {
+                ql[l] += pq;
+            }
         }
     }
 
@@ -224,12 +253,16 @@ public final class VocabPass {
         return logits.data().getFloat(r * logits.rowStride() + j);
     }
 
-    /** Row statistics: shift m and the double sums S, W (plus the lane scratch of the canonical order). */
+    /** Row statistics: shift m and the double sums S, W, Q (plus the lane scratch of the canonical order). */
     private static final class RowStats {
         final double[] sLanes = new double[LANES];
         final double[] wLanes = new double[LANES];
+        final double[] qLanes = new double[LANES];
+        /** Whether Q = sum e_j^2 is accumulated (only for the sum of squared probabilities). */
+        boolean withQ;
         float m;
         double s;
         double w;
+        double q;
     }
 }

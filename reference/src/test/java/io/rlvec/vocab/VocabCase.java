@@ -350,6 +350,50 @@ public final class VocabCase implements AutoCloseable {
     }
 
     /**
+     * Forward outputs with the sum of squared probabilities, and (for the kept-exps form) the gradient the
+     * backward then gives from the kept exps (else null).
+     */
+    public record ForwardSq(float[] logProb, float[] entropy, float[] sumPiSquared, float[] gradient) {
+    }
+
+    /** The forms of the forward that can write the sum of squared probabilities. */
+    public enum SqForm {
+        /** Log-prob and the sum only (no entropy, no statistics). */
+        PLAIN,
+        /** With the entropy and saved statistics. */
+        STATS,
+        /** With the entropy, saved statistics and the exps kept in the gradient buffer (then the backward). */
+        KEPT
+    }
+
+    /**
+     * Runs {@link Engine#logProbs(Logits, OffHeapArray, double, OffHeapArray, OffHeapArray, OffHeapArray,
+     * OffHeapArray, SoftmaxStats, OffHeapArray)} with a sum-of-squared-probabilities buffer, in the given form.
+     */
+    public ForwardSq forwardSumPiSquared(final Engine engine, final SqForm form) {
+        try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray ent = OffHeapArray.allocate(ElementType.F32, rows);
+             OffHeapArray sq = OffHeapArray.allocate(ElementType.F32, rows);
+             SoftmaxStats st = SoftmaxStats.allocate(rows);
+             OffHeapArray g = OffHeapArray.allocate(ElementType.F32, x.length)) {
+            lp.fill(Float.NaN);
+            ent.fill(Float.NaN);
+            sq.fill(Float.NaN);
+            g.fill(SENTINEL);
+            final boolean plain = form == SqForm.PLAIN;
+            engine.logProbs(logits(), labelsArr, temperature, maskArr, lp, plain ? null : ent, sq,
+                plain ? null : st, form == SqForm.KEPT ? g : null);
+            float[] grad = null;
+            if (form == SqForm.KEPT) {
+                engine.logProbsBackward(logits(), labelsArr, temperature, maskArr, gradLogProbArr, gradEntropyArr, g,
+                    st);
+                grad = g.toFloatArray();
+            }
+            return new ForwardSq(lp.toFloatArray(), plain ? null : ent.toFloatArray(), sq.toFloatArray(), grad);
+        }
+    }
+
+    /**
      * Runs {@link Engine#logProbsBackward} into a fresh buffer of the logits' layout whose padding holds a
      * sentinel, and returns the whole buffer (padding included).
      */

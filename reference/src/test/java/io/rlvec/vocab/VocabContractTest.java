@@ -83,6 +83,75 @@ public abstract class VocabContractTest {
         }
     }
 
+    /**
+     * The sum of squared probabilities, in every form of the forward (alone; with the entropy and statistics; with
+     * kept exps, then the backward from them): the same bits in every form, the other outputs and the gradient the
+     * same bits as without it, masked rows +0, rows with a NaN logit NaN, vocabulary 1 exactly 1, and every other
+     * row within {@link #sumPiSquaredBound} of the double evaluation.
+     */
+    @ParameterizedTest
+    @MethodSource("caseArgs")
+    void sumPiSquaredAgreesWithDoubleOracle(final VocabCase.Spec spec) {
+        try (VocabCase c = spec.build()) {
+            final VocabCase.Forward f = c.forward(engine());
+            final float[] g = c.backwardSaved(engine(), false);
+            float[] sq = null;
+            for (final VocabCase.SqForm form : VocabCase.SqForm.values()) {
+                final VocabCase.ForwardSq q = c.forwardSumPiSquared(engine(), form);
+                final String at = c.describe() + " " + form;
+                assertSameBits(at + ": log-prob with the sum", f.logProb(), q.logProb());
+                if (q.entropy() != null) {
+                    assertSameBits(at + ": entropy with the sum", f.entropy(), q.entropy());
+                }
+                if (q.gradient() != null) {
+                    assertSameBits(at + ": gradient after the forward with the sum", g, q.gradient());
+                }
+                if (sq == null) {
+                    sq = q.sumPiSquared();
+                } else {
+                    assertSameBits(at + ": the sum in every form", sq, q.sumPiSquared());
+                }
+            }
+            for (int r = 0; r < c.rows; r++) {
+                final String at = c.describe() + " row " + r;
+                if (!c.valid(r)) {
+                    assertEquals(0, Float.floatToRawIntBits(sq[r]), at + ": masked row sum of p^2 must be +0");
+                    continue;
+                }
+                final VocabOracle.SumPiSquared o = VocabOracle.sumPiSquared(c.x, Math.toIntExact(r * c.stride),
+                    c.vocab, c.temperature);
+                if (Double.isNaN(o.value())) {
+                    assertTrue(Float.isNaN(sq[r]), at + ": NaN logits must give NaN, got " + sq[r]);
+                    continue;
+                }
+                if (c.vocab == 1) {
+                    assertEquals(1f, sq[r], at + ": vocabulary 1");
+                }
+                assertThat(Math.abs(sq[r] - o.value())).as(at + ": sum of p^2 " + sq[r] + " vs double " + o.value())
+                    .isLessThanOrEqualTo(sumPiSquaredBound(o, c.vocab));
+            }
+        }
+    }
+
+    /**
+     * Error budget of the sum of squared probabilities {@code Q / S^2} against double (u = 2^-24): each e_j carries
+     * the canonical exp's error (at most 1 ulp from the rounded exp, so 1.5 ulp, 3u, from the true one) and the
+     * float rounding of {@code d_j = z_j - m} (relative {@code u |d_j|} on e_j); a square doubles both and rounds
+     * once more (u); the float partials of four terms add at most 3u; the maximum's exact 1 stays out of them, so
+     * these errors are relative to the non-maximal parts {@code S - 1} and {@code Q - 1}. Then the double sums (at
+     * most vocab additions of non-negative terms, 2^-53 each), the flush of e_j below 2^-126 and of e_j^2 below
+     * float's range (absolute, 2^-126 and 2^-149 per term), {@code Q / (S * S)} in double and the final float
+     * rounding (u). To first order the relative error is {@code relQ + 2 relS}; 1% covers the second order.
+     */
+    static double sumPiSquaredBound(final VocabOracle.SumPiSquared o, final int vocab) {
+        final double u = 0x1p-24;
+        final double exp = 3 * u;
+        final double sums = vocab * 0x1p-53;
+        final double relS = ((exp + 3 * u) * (o.s() - 1) + u * o.sd() + vocab * 0x1p-126) / o.s() + sums;
+        final double relQ = ((2 * exp + 4 * u) * (o.q() - 1) + 2 * u * o.qd() + vocab * 0x1p-149) / o.q() + sums;
+        return (1.01 * (relQ + 2 * relS) + u + 0x1p-51) * o.value();
+    }
+
     static void checkForwardRow(final String at, final float lp, final float h, final VocabOracle.Row o,
                                 final int vocab) {
         if (Double.isNaN(o.logProb())) {
@@ -730,6 +799,11 @@ public abstract class VocabContractTest {
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("logProbOut");
             assertThatThrownBy(() -> e.logProbs(l, c.labelsArray(), 1.0, null, lp, shortOut))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("entropyOut");
+            assertThatThrownBy(() -> e.logProbs(l, c.labelsArray(), 1.0, null, lp, h, shortOut, null, null))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("sumPiSquaredOut")
+                .hasMessageContaining("at least 5");
+            assertThatThrownBy(() -> e.logProbs(l, c.labelsArray(), 1.0, null, lp, h, gBf16, null, null))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("sumPiSquaredOut must be F32");
             assertThatThrownBy(() -> e.logProbs(l, c.labelsArray(), 1.0, shortOut, lp, h))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("rowMask");
             assertThatThrownBy(() -> e.logProbs(l, c.labelsArray(), 1.0, null, null, h))

@@ -68,6 +68,55 @@ public final class VocabOracle {
         return new Row(logProb, entropy, logS, w, g, logP);
     }
 
+    /**
+     * The sum of squared probabilities of one row in double, {@code sum_j p_j^2} with {@code z = x / t} rounded to
+     * float32 first (as the engines and verl do), and the sums its error budget needs.
+     *
+     * @param value the sum of p^2 (NaN for a row with a NaN logit, a +inf logit or every logit -inf).
+     * @param s     {@code S = sum_j e_j}, {@code e_j = exp(z_j - max z)} (so S >= 1).
+     * @param q     {@code Q = sum_j e_j^2} (so Q >= 1); value = Q / S^2.
+     * @param sd    {@code sum_j e_j |z_j - max z|}.
+     * @param qd    {@code sum_j e_j^2 |z_j - max z|}.
+     */
+    public record SumPiSquared(double value, double s, double q, double sd, double qd) {
+    }
+
+    /**
+     * @param x     logits (raw, before temperature).
+     * @param base  first element of the row.
+     * @param vocab row length.
+     * @param t     temperature.
+     * @return the row's sum of squared probabilities in double.
+     */
+    public static SumPiSquared sumPiSquared(final float[] x, final int base, final int vocab, final double t) {
+        final float tf = (float) t;
+        double m = Double.NEGATIVE_INFINITY;
+        boolean nan = false;
+        for (int j = 0; j < vocab; j++) {
+            final double z = x[base + j] / tf;
+            nan |= Double.isNaN(z);
+            m = Math.max(m, z);
+        }
+        if (nan || Double.isInfinite(m)) {
+            return new SumPiSquared(Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN);
+        }
+        double s = 0;
+        double q = 0;
+        double sd = 0;
+        double qd = 0;
+        for (int j = 0; j < vocab; j++) {
+            final double d = (double) (x[base + j] / tf) - m;
+            final double e = Math.exp(d);
+            s += e;
+            q += e * e;
+            if (e != 0) {
+                sd += e * -d;
+                qd += e * e * -d;
+            }
+        }
+        return new SumPiSquared(q / (s * s), s, q, sd, qd);
+    }
+
     /** @return {@code gl * log_prob + ge * entropy} of the row with smooth (double) temperature scaling. */
     public static double objective(final float[] x, final int base, final int vocab, final int label, final double t,
                                    final double gl, final double ge) {

@@ -80,13 +80,13 @@ public final class AggLossHandler implements CaseHandler {
     private static final double U = 0x1p-24;
 
     /**
-     * verl's agg_loss in double from float32 inputs (see the class comment for the bounds).
+     * d loss / d x of verl's agg_loss for each element (0 on masked ones), as verl's expression for the mode and
+     * release defines the loss; shared with the handlers whose losses go through agg_loss.
      *
-     * @param x    the loss matrix, row-major (b, t).
-     * @param mask the mask, non-zero = valid.
-     * @return the referees, or null where there is nothing to judge (no valid token, or a denominator of 0).
+     * @param mask the mask, row-major (b, t), non-zero = valid.
+     * @return the weights, or null when no token is valid.
      */
-    static Exact exact(final LossSpec spec, final float[] x, final float[] mask, final int b, final int t) {
+    static double[] weights(final LossSpec spec, final float[] mask, final int b, final int t) {
         final int dp = spec.dpSize();
         final int[] count = new int[b];
         int tokens = 0;
@@ -118,6 +118,21 @@ public final class AggLossHandler implements CaseHandler {
                 w[i * t + j] = mask[i * t + j] != 0 ? weight : 0.0;
             }
         }
+        return tokens == 0 ? null : w;
+    }
+
+    /**
+     * verl's agg_loss in double from float32 inputs (see the class comment for the bounds).
+     *
+     * @param x    the loss matrix, row-major (b, t).
+     * @param mask the mask, non-zero = valid.
+     * @return the referees, or null where there is nothing to judge (no valid token, or a denominator of 0).
+     */
+    static Exact exact(final LossSpec spec, final float[] x, final float[] mask, final int b, final int t) {
+        final double[] w = weights(spec, mask, b, t);
+        if (w == null) {
+            return null;
+        }
         double loss = 0;
         double magnitude = 0;
         for (int k = 0; k < w.length; k++) {
@@ -129,7 +144,7 @@ public final class AggLossHandler implements CaseHandler {
                 magnitude += Math.abs(w[k] * x[k]);
             }
         }
-        if (tokens == 0 || !Double.isFinite(loss)) {
+        if (!Double.isFinite(loss)) {
             return null;
         }
         // Proven bounds (the Referee is rigorous): verl beyond them has not evaluated agg_loss on these inputs.

@@ -179,8 +179,9 @@ public final class ParityReport {
                     + "contract (gradients bit-identical, scalars within 1 ulp)", engines.get(0), engines.get(1),
                 agreementCompared() - agreementBreaches(), agreementCompared()));
         }
-        lines.add("error bounds vs verl: kl_penalty's kld, log-probs, entropies and agg_loss (loss and gradient) are "
-            + "judged against a double-precision evaluation, the engine within its derived bound and verl within "
+        lines.add("error bounds vs verl: kl_penalty's kld, log-probs, entropies, agg_loss, the policy losses (all "
+            + "modes but clip_cov, kl_cov, geo_mean and bypass_mode) and the value loss (losses, metrics, gradients) "
+            + "are judged against a double-precision evaluation, the engine within its derived bound and verl within "
             + "float32's");
         lines.add("tolerances vs verl elsewhere: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.VALUE
             + " on per-token values (kld, log-probs, entropies), " + Tolerance.GRADIENT + " on gradients; f64 "

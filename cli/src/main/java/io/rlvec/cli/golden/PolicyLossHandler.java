@@ -20,6 +20,12 @@ import io.rlvec.TokenBatch;
  * {@code in.response_mask} and, when present, {@code in.rollout_is_weights}; outputs {@code out.pg_loss},
  * {@code out.pg_clipfrac}, {@code out.ppo_kl}, {@code out.pg_clipfrac_lower} and {@code out.grad_log_prob}
  * (d pg_loss / d log_prob).
+ *
+ * <p>Float32 cases of every mode with a {@link #rule} (all but clip_cov, kl_cov and geo_mean) are judged by error
+ * analysis ({@link #exact}): the harness evaluates the mode's per-token expression in double from the same float32
+ * inputs, each term with its float32 error bound from its operations ({@link F32Term}), then verl's aggregation
+ * ({@link TokenTermBounds}). The other modes, cases stored in float64, batches without a valid token and inputs
+ * with a non-finite valid value keep the fixed tolerances.
  */
 public final class PolicyLossHandler implements CaseHandler {
     /** The verl function of vanilla. */
@@ -94,6 +100,24 @@ public final class PolicyLossHandler implements CaseHandler {
             // inputs, where an absolute 1e-5 is below float32 resolution: relative 1e-5, or absolute 1e-5.
             final Tolerance gradTolerance = mode == PolicyLossMode.GEO_MEAN ? Tolerance.SCALAR.orAbsolute(1e-5)
                 : Tolerance.GRADIENT;
+            final float[] mask = batch.mask().toFloatArray();
+            final Rule rule = rule(spec);
+            final Exact exact = rule == null
+                || golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64 ? null
+                : exact(spec, rule, batch.column(Column.LOG_PROB).toFloatArray(),
+                    batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.ADVANTAGES).toFloatArray(),
+                    golden.has(WEIGHTS) ? batch.column(Column.ROLLOUT_IS_WEIGHTS).toFloatArray() : null, mask,
+                    golden.matrixShape(MASK));
+            if (exact != null) {
+                return new CaseOutputs(facts)
+                    .judgedScalar("out.pg_loss", r.pgLoss(), exact.loss, lossTolerance(r), lossDeviations)
+                    .judgedScalar("out.pg_clipfrac", r.pgClipfrac(), exact.clipfrac, Tolerance.SCALAR)
+                    .judgedScalar("out.ppo_kl", r.ppoKl(), exact.ppoKl, Tolerance.SCALAR)
+                    .judgedScalar("out.pg_clipfrac_lower", r.pgClipfracLower(), exact.clipfracLower,
+                        Tolerance.SCALAR)
+                    .judgedTokens("out.grad_log_prob", grad.toFloatArray(), mask, exact.gradient, gradTolerance,
+                        gradDeviations);
+            }
             return new CaseOutputs(facts)
                 .scalar("out.pg_loss", r.pgLoss(), lossTolerance(r), lossDeviations)
                 .scalar("out.pg_clipfrac", r.pgClipfrac(), Tolerance.SCALAR)
@@ -102,5 +126,303 @@ public final class PolicyLossHandler implements CaseHandler {
                 .tokens("out.grad_log_prob", grad.toFloatArray(), batch.mask().toFloatArray(), gradTolerance,
                     gradDeviations);
         }
+    }
+
+    /** The judged outputs of one case. */
+    record Exact(CaseOutputs.Referee loss, CaseOutputs.Referee clipfrac, CaseOutputs.Referee ppoKl,
+                 CaseOutputs.Referee clipfracLower, CaseOutputs.Referee gradient) {
+    }
+
+    /** One token's terms in double with their float32 bounds, as a mode's {@link Rule} gives them. */
+    static final class Terms {
+        /** pg_losses before the rollout weight. */
+        F32Term loss;
+        /** d pg_losses / d log_prob before the rollout weight and the aggregation weight. */
+        F32Term grad;
+        /** the summand of ppo_kl. */
+        F32Term kl;
+        /** counted by pg_clipfrac (in double), and whether float32 may decide it either way. */
+        boolean clipped;
+        boolean clippedOpen;
+        /** counted by pg_clipfrac_lower, and whether float32 may decide it either way. */
+        boolean lower;
+        boolean lowerOpen;
+
+        void metrics(final boolean clipped, final boolean clippedOpen, final boolean lower, final boolean lowerOpen) {
+            this.clipped = clipped;
+            this.clippedOpen = clippedOpen;
+            this.lower = lower;
+            this.lowerOpen = lowerOpen;
+        }
+    }
+
+    /** A mode's per-token expression, in double with float32 bounds. */
+    interface Rule {
+        /**
+         * @param seq the row's mean log-ratio with its bound (gspo), else null.
+         * @return false where the token cannot be judged (an overflow the engine resolves unlike verl).
+         */
+        boolean token(float lp, float old, float a, F32Term seq, Terms out);
+
+        /** @return whether the rule reads the row's mean log-ratio. */
+        default boolean sequence() {
+            return false;
+        }
+    }
+
+    /** Float32 may put {@code x} on either side of the float32 constant {@code c}, a product's rounding included. */
+    static boolean near(final F32Term x, final double c) {
+        return Math.abs(x.v() - c) <= x.e() + 2 * F32Term.U * Math.abs(c);
+    }
+
+    /** x widened by a jump to another branch's value, where float32 may take that branch. */
+    static F32Term open(final F32Term x, final boolean open, final double jump) {
+        return open ? new F32Term(x.v(), x.e() + Math.abs(jump) * (1 + 8 * F32Term.U)) : x;
+    }
+
+    /**
+     * PPO's clip on a ratio r (vanilla's token ratio, gspo's sequence ratio): l1 = -A r, l2 = -A clamp(r, lo, hi),
+     * m = max(l1, l2), then for A &lt; 0 with a dual clip c min(-A c, m). pg_clipfrac counts l2 &gt; l1 (A &gt; 0:
+     * r &lt; lo, A &lt; 0: r &gt; hi), pg_clipfrac_lower A &lt; 0 and m &gt; -A c (r &gt; c). d loss / d r is -A on the
+     * unclipped branch (half of it at m = -A c), 0 on a clipped one; {@code passes} says whether r's own clamp passes
+     * the gradient, {@code passOpen} whether float32 may decide that either way. Where a deciding comparison is
+     * open the gradient's bound grows by |A r| (the jump).
+     */
+    static void ppoClip(final F32Term r, final float a, final double lo, final double hi, final double c,
+                        final boolean passes, final boolean passOpen, final Terms out) {
+        final F32Term negA = F32Term.of(a).negate();
+        final F32Term l1 = negA.times(r);
+        final F32Term l2 = negA.times(r.clamp(lo, hi));
+        final F32Term m = F32Term.max(l1, l2);
+        final boolean dual = a < 0 && !Double.isNaN(c);
+        final F32Term l3 = dual ? negA.times(F32Term.constant(c)) : null;
+        out.loss = dual ? F32Term.min(l3, m) : m;
+        final boolean clipOpen = a != 0 && near(r, a > 0 ? lo : hi);
+        final boolean dualOpen = dual && near(r, c);
+        out.metrics(l2.v() > l1.v(), clipOpen, dual && m.v() > l3.v(), dualOpen);
+        double share = l1.v() >= l2.v() && passes ? 1 : 0;
+        if (dual) {
+            share *= m.v() < l3.v() ? 1 : m.v() == l3.v() ? 0.5 : 0;
+        }
+        out.grad = open(l1.timesExact(share), clipOpen || dualOpen || passOpen, l1.v() + l1.e());
+    }
+
+    /** The log-ratio clamped to [-20, 20], and whether float32 may put it on either side of a clamp edge. */
+    private static boolean edgeOpen(final F32Term delta) {
+        return delta.ambiguous(-20) || delta.ambiguous(20);
+    }
+
+    /** @return the mode's rule, or null for the modes kept on fixed tolerances (clip_cov, kl_cov, geo_mean). */
+    static Rule rule(final LossSpec spec) {
+        final double lo = (float) (1.0 - spec.clipRatioLow());
+        final double hi = (float) (1.0 + spec.clipRatioHigh());
+        final double c = (float) spec.clipRatioC();
+        return switch (spec.policyLossMode()) {
+            // ratio = exp(clamp(lp - old, -20, 20)), PPO's clip with the dual clip; ppo_kl = mean(-clamped).
+            case VANILLA -> (lp, old, a, seq, out) -> {
+                final F32Term delta = F32Term.of(lp).minus(F32Term.of(old));
+                final F32Term nak = delta.clamp(-20, 20);
+                ppoClip(nak.exp(), a, lo, hi, c, delta.v() >= -20 && delta.v() <= 20, edgeOpen(delta), out);
+                out.kl = nak.negate();
+                return true;
+            };
+            // pg_losses = -log_prob A, d / d lp = -A; no clip metrics.
+            case GPG -> (lp, old, a, seq, out) -> {
+                out.loss = F32Term.of(lp).negate().times(F32Term.of(a));
+                out.grad = F32Term.of(-a);
+                out.kl = F32Term.of(lp).minus(F32Term.of(old)).clamp(-20, 20).negate();
+                out.metrics(false, false, false, false);
+                return true;
+            };
+            // pg_losses = -sg(clamp(r, lo, hi)) A log_prob; d / d lp = -clamp(r) A (continuous in r).
+            case CISPO -> (lp, old, a, seq, out) -> {
+                final F32Term nak = F32Term.of(lp).minus(F32Term.of(old)).clamp(-20, 20);
+                final F32Term r = nak.exp();
+                final F32Term coef = r.clamp(lo, hi).negate().times(F32Term.of(a));
+                out.loss = coef.times(F32Term.of(lp));
+                out.grad = coef;
+                out.kl = nak.negate();
+                out.metrics(r.v() < lo || r.v() > hi, near(r, lo) || near(r, hi), false, false);
+                return true;
+            };
+            // pg_losses = -(log_prob A - (beta/2) (lp - old)^2), unclamped; d / d lp = -(A - (beta/2) 2 (lp - old)).
+            case DRO -> (lp, old, a, seq, out) -> {
+                final F32Term raw = F32Term.of(lp).minus(F32Term.of(old));
+                final F32Term half = F32Term.constant(0.5 * spec.droBeta());
+                out.loss = F32Term.of(lp).times(F32Term.of(a)).minus(half.times(raw.times(raw))).negate();
+                out.grad = F32Term.of(a).minus(half.times(raw.timesExact(2))).negate();
+                out.kl = raw.negate();
+                out.metrics(false, false, false, false);
+                return Math.abs(out.loss.v()) + out.loss.e() <= Float.MAX_VALUE;
+            };
+            // pg_losses = -sigmoid(tau (r - 1)) (4 / tau) A; d / d lp = -A (4 / tau) s (1 - s) tau r.
+            case SAPO -> (lp, old, a, seq, out) -> {
+                final F32Term delta = F32Term.of(lp).minus(F32Term.of(old));
+                final F32Term nak = delta.clamp(-20, 20);
+                final F32Term r = nak.exp();
+                final F32Term tau = F32Term.constant(a > 0 ? spec.tauPos() : spec.tauNeg());
+                final F32Term scale = F32Term.roundedOnce(4.0 / tau.v());
+                final F32Term sig = tau.times(r.minus(F32Term.constant(1))).sigmoid();
+                out.loss = sig.times(scale).negate().times(F32Term.of(a));
+                final F32Term g = F32Term.of(a).negate().times(scale).times(F32Term.constant(1).minus(sig).times(sig))
+                    .times(tau).times(r);
+                final boolean passes = delta.v() >= -20 && delta.v() <= 20;
+                out.grad = open(passes ? g : F32Term.of(0), edgeOpen(delta), g.v() + g.e());
+                out.kl = nak.negate();
+                out.metrics(false, false, false, false);
+                return true;
+            };
+            case DPPO_TV, DPPO_KL -> dppo(spec, c);
+            // s = exp(min(seq, 10)), seq the row's mean unclamped log-ratio; PPO's clip on s, no dual clip.
+            case GSPO -> new Rule() {
+                @Override
+                public boolean token(final float lp, final float old, final float a, final F32Term seq,
+                                     final Terms out) {
+                    final F32Term logSeq = seq.clamp(Double.NEGATIVE_INFINITY, 10);
+                    ppoClip(logSeq.exp(), a, lo, hi, Double.NaN, seq.v() <= 10, seq.ambiguous(10), out);
+                    out.kl = F32Term.of(lp).minus(F32Term.of(old)).negate();
+                    return true;
+                }
+
+                @Override
+                public boolean sequence() {
+                    return true;
+                }
+            };
+            default -> null;
+        };
+    }
+
+    /**
+     * dppo_tv / dppo_kl: pg_losses = -A sg(min(r, c)) log_prob sg(valid), valid from p - q (tv) or the binary KL
+     * (kl) against clip_ratio_high / clip_ratio_low (p = exp(lp), q = exp(old)); pg_clipfrac counts the invalid
+     * tokens, pg_clipfrac_lower the valid ones with r &gt; c. Where float32 may decide valid either way, the loss and
+     * the gradient may take the other branch's value: their bounds grow by the jump.
+     */
+    private static Rule dppo(final LossSpec spec, final double c) {
+        final boolean binaryKl = spec.policyLossMode() == PolicyLossMode.DPPO_KL;
+        final double high = (float) spec.clipRatioHigh();
+        final double low = (float) spec.clipRatioLow();
+        return (lp, old, a, seq, out) -> {
+            final F32Term nak = F32Term.of(lp).minus(F32Term.of(old)).clamp(-20, 20);
+            final F32Term r = nak.exp();
+            final F32Term p = F32Term.of(lp).exp();
+            final F32Term q = F32Term.of(old).exp();
+            final boolean valid;
+            final boolean validOpen;
+            if (binaryKl) {
+                final F32Term one = F32Term.constant(1);
+                final F32Term eps = F32Term.constant(1e-8);
+                final F32Term ratio = one.minus(q).plus(eps).dividedBy(one.minus(p).plus(eps));
+                final boolean first;
+                final boolean firstOpen;
+                if (ratio.v() > ratio.e()) {
+                    final F32Term kl = q.times(F32Term.of(old).minus(F32Term.of(lp)))
+                        .plus(one.minus(q).times(ratio.log()));
+                    final double bound = a > 0 ? high : low;
+                    first = kl.v() <= bound;
+                    firstOpen = kl.ambiguous(bound);
+                } else if (ratio.v() < -ratio.e()) {
+                    // p > 1 (lp > 0): the log of a negative ratio is NaN, and NaN <= bound is false.
+                    first = false;
+                    firstOpen = false;
+                } else {
+                    return false;
+                }
+                final boolean second = a > 0 ? p.v() <= q.v() : p.v() >= q.v();
+                final boolean secondOpen = F32Term.ambiguous(p, q);
+                valid = first || second;
+                validOpen = (firstOpen || secondOpen) && !(first && !firstOpen) && !(second && !secondOpen);
+            } else {
+                final F32Term d = p.minus(q);
+                valid = a > 0 ? d.v() <= high : d.v() >= -low;
+                validOpen = d.ambiguous(a > 0 ? high : -low);
+            }
+            final F32Term coef = F32Term.of(a).negate().times(F32Term.min(r, F32Term.constant(c)));
+            final F32Term loss = coef.times(F32Term.of(lp));
+            out.loss = open(valid ? loss : F32Term.of(0), validOpen, loss.v() + loss.e());
+            out.grad = open(valid ? coef : F32Term.of(0), validOpen, coef.v() + coef.e());
+            out.kl = nak.negate();
+            out.metrics(!valid, validOpen, valid && r.v() > c, validOpen || near(r, c));
+            return true;
+        };
+    }
+
+    /**
+     * A mode in double from the float32 inputs: the rule per valid token, times the rollout IS weight w where
+     * given, then verl's agg_loss of the mode's aggregation ({@link TokenTermBounds}); ppo_kl and the fractions
+     * are token means over the valid tokens.
+     *
+     * @param w  the rollout IS weights, or null.
+     * @param bt the padded shape (b, t).
+     * @return the referees, or null where a valid input is not finite, a token cannot be judged or no token is
+     *         valid.
+     */
+    static Exact exact(final LossSpec spec, final Rule rule, final float[] lp, final float[] old, final float[] adv,
+                       final float[] w, final float[] mask, final int[] bt) {
+        final double[] weights = AggLossHandler.weights(spec.aggregationSpec(), mask, bt[0], bt[1]);
+        if (weights == null) {
+            return null;
+        }
+        final F32Term[] loss = new F32Term[mask.length];
+        final F32Term[] kl = new F32Term[mask.length];
+        final F32Term[] grad = new F32Term[mask.length];
+        final Terms terms = new Terms();
+        int n = 0;
+        int clipped = 0;
+        int clippedOpen = 0;
+        int lower = 0;
+        int lowerOpen = 0;
+        for (int i = 0; i < bt[0]; i++) {
+            F32Term seq = null;
+            if (rule.sequence()) {
+                // verl: sum(nak * mask) / count in float32: each log-ratio rounded once, a float32 sum of T terms.
+                double sum = 0;
+                double magnitude = 0;
+                double propagated = 0;
+                int count = 0;
+                for (int k = i * bt[1]; k < (i + 1) * bt[1]; k++) {
+                    if (mask[k] != 0) {
+                        final F32Term d = F32Term.of(lp[k]).minus(F32Term.of(old[k]));
+                        sum += d.v();
+                        magnitude += Math.abs(d.v());
+                        propagated += d.e();
+                        count++;
+                    }
+                }
+                final int m = Math.max(count, 1);
+                seq = new F32Term(sum, propagated + (bt[1] + 1) * F32Term.U * magnitude)
+                    .dividedBy(F32Term.of(m));
+            }
+            for (int k = i * bt[1]; k < (i + 1) * bt[1]; k++) {
+                if (mask[k] == 0) {
+                    continue;
+                }
+                if (!Float.isFinite(lp[k]) || !Float.isFinite(old[k]) || !Float.isFinite(adv[k])
+                    || (w != null && !Float.isFinite(w[k]))) {
+                    return null;
+                }
+                if (!rule.token(lp[k], old[k], adv[k], seq, terms)) {
+                    return null;
+                }
+                n++;
+                final F32Term weight = w != null ? F32Term.of(w[k]) : null;
+                loss[k] = weight != null ? terms.loss.times(weight) : terms.loss;
+                grad[k] = weight != null ? terms.grad.times(weight) : terms.grad;
+                kl[k] = terms.kl;
+                clipped += terms.clipped ? 1 : 0;
+                clippedOpen += terms.clippedOpen ? 1 : 0;
+                lower += terms.lower ? 1 : 0;
+                lowerOpen += terms.lowerOpen ? 1 : 0;
+            }
+        }
+        final CaseOutputs.Referee lossRef = TokenTermBounds.aggregated(loss, weights, bt[0], bt[1]);
+        final CaseOutputs.Referee klRef = TokenTermBounds.tokenMean(kl, bt[0], bt[1]);
+        final CaseOutputs.Referee gradRef = TokenTermBounds.gradient(grad, weights);
+        if (lossRef == null || klRef == null || gradRef == null) {
+            return null;
+        }
+        return new Exact(lossRef, TokenTermBounds.fraction(clipped, clippedOpen, n), klRef,
+            TokenTermBounds.fraction(lower, lowerOpen, n), gradRef);
     }
 }

@@ -112,4 +112,12 @@ final class DocSnippets {
         // ... the loss; gradLogits must not be written here ...
         engine.logProbsBackward(logits, labels, 0.7, null, gradLogProb, gradEntropy, gradLogits, stats);
     }
+
+    /** docs/api.md, the vocabulary pass with the sum of squared probabilities. */
+    static void apiSumPiSquared(final Engine engine, final Logits logits, final OffHeapArray labels,
+                                final OffHeapArray logProb, final OffHeapArray entropy,
+                                final OffHeapArray sumPiSquared, final SoftmaxStats stats,
+                                final OffHeapArray gradLogits) {
+        engine.logProbs(logits, labels, 0.7, null, logProb, entropy, sumPiSquared, stats, gradLogits);  // any of the last four may be null
+    }
 }

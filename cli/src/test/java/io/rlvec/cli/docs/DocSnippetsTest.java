@@ -69,7 +69,7 @@ class DocSnippetsTest {
                 checked++;
             }
         }
-        assertThat(checked).isEqualTo(7);
+        assertThat(checked).isEqualTo(8);
     }
 
     @Test
@@ -121,6 +121,12 @@ class DocSnippetsTest {
             DocSnippets.apiKeptExps(engine, logits, labels, logProb, entropy, stats, gradLogProb, gradEntropy,
                 gradLogits);
             assertThat(gradLogits.toFloatArray()).containsExactly(saved);
+            try (OffHeapArray sumPiSquared = OffHeapArray.allocate(ElementType.F32, rows)) {
+                DocSnippets.apiSumPiSquared(engine, logits, labels, logProb, entropy, sumPiSquared, stats, null);
+                for (final float v : sumPiSquared.toFloatArray()) {
+                    assertThat(v).isBetween(1f / vocab, 1f);
+                }
+            }
         }
         try (Engine engine = Engines.preferred();
              TokenBatch valueBatch = TokenBatch.packed(3, 5, 2).column(Column.VPREDS, lp).column(Column.RETURNS, adv)

@@ -74,6 +74,11 @@ class VocabParityTest {
                 + ref.entropy()[r] + " (" + dh + " ulp)");
         }
         VocabContractTest.assertSameBits(at + " gradient", c.backward(REFERENCE), c.backward(engine));
+        final float[] sq = c.forwardSumPiSquared(REFERENCE, VocabCase.SqForm.PLAIN).sumPiSquared();
+        for (final VocabCase.SqForm form : VocabCase.SqForm.values()) {
+            VocabContractTest.assertSameBits(at + " sum of squared probabilities, " + form, sq,
+                c.forwardSumPiSquared(engine, form).sumPiSquared());
+        }
         VocabContractTest.assertSameBits(at + " saved statistics", c.savedStats(REFERENCE), c.savedStats(engine));
         VocabContractTest.assertSameBits(at + " gradient from saved statistics", c.backward(REFERENCE),
             c.backwardSaved(engine, false));
@@ -126,11 +131,14 @@ class VocabParityTest {
         };
         try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 3);
              OffHeapArray h = OffHeapArray.allocate(ElementType.F32, 3);
+             OffHeapArray sq = OffHeapArray.allocate(ElementType.F32, 3);
              OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 210);
              SoftmaxStats st = SoftmaxStats.allocate(3)) {
             for (int i = 0; i < 20_000; i++) {
                 final VocabCase c = small[i & 1];
                 ONE.logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, h);
+                // The forward with the sum of squared probabilities (its own sum pass).
+                ONE.logProbs(c.logits(), c.labelsArray(), c.temperature, c.maskArray(), lp, h, sq, null, null);
                 ONE.logProbsBackward(c.logits(), c.labelsArray(), c.temperature, c.maskArray(),
                     c.gradLogProbArray(), c.gradEntropyArray(), g);
                 // The saved-statistics path of both passes.
@@ -181,6 +189,7 @@ class VocabParityTest {
                  .pad(3).build();
              OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 3);
              OffHeapArray h = OffHeapArray.allocate(ElementType.F32, 3);
+             OffHeapArray sq = OffHeapArray.allocate(ElementType.F32, 3);
              OffHeapArray g = OffHeapArray.allocate(ElementType.F32, 3 * 210);
              SoftmaxStats st = SoftmaxStats.allocate(3)) {
             final VocabCase[] small = {a, b};
@@ -204,6 +213,12 @@ class VocabParityTest {
                     ONE.logProbsBackward(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(),
                         c.gradLogProbArray(), c.gradEntropyArray(), g, st);
                     ONE.logProbs(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(), lp, h, st, g);
+                    ONE.logProbsBackward(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(),
+                        c.gradLogProbArray(), c.gradEntropyArray(), g, st);
+                    // The sum of squared probabilities: alone, and with statistics and kept exps.
+                    ONE.logProbs(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(), lp, null, sq, null,
+                        null);
+                    ONE.logProbs(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(), lp, h, sq, st, g);
                     ONE.logProbsBackward(views[i & 1], c.labelsArray(), c.temperature, c.maskArray(),
                         c.gradLogProbArray(), c.gradEntropyArray(), g, st);
                 }
@@ -232,6 +247,7 @@ class VocabParityTest {
                  .masked(true).build();
              OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, 8);
              OffHeapArray h = OffHeapArray.allocate(ElementType.F32, 8);
+             OffHeapArray sq = OffHeapArray.allocate(ElementType.F32, 8);
              OffHeapArray g = OffHeapArray.allocate(ElementType.F32, c.x.length);
              SoftmaxStats st = SoftmaxStats.allocate(8)) {
             final io.rlvec.Logits view = c.logits();
@@ -240,6 +256,9 @@ class VocabParityTest {
                 TWO.logProbsBackward(view, c.labelsArray(), c.temperature, c.maskArray(), c.gradLogProbArray(),
                     c.gradEntropyArray(), g, st);
                 TWO.logProbs(view, c.labelsArray(), c.temperature, c.maskArray(), lp, h, st, g);
+                TWO.logProbsBackward(view, c.labelsArray(), c.temperature, c.maskArray(), c.gradLogProbArray(),
+                    c.gradEntropyArray(), g, st);
+                TWO.logProbs(view, c.labelsArray(), c.temperature, c.maskArray(), lp, h, sq, st, g);
                 TWO.logProbsBackward(view, c.labelsArray(), c.temperature, c.maskArray(), c.gradLogProbArray(),
                     c.gradEntropyArray(), g, st);
             };
@@ -310,9 +329,10 @@ class VocabParityTest {
             for (int k = 0; k < engines.length; k++) {
                 try (OffHeapArray lp = OffHeapArray.allocate(ElementType.F32, rows);
                      OffHeapArray h = OffHeapArray.allocate(ElementType.F32, rows);
+                     OffHeapArray sq = OffHeapArray.allocate(ElementType.F32, rows);
                      OffHeapArray g = OffHeapArray.allocate(ElementType.F32, (long) rows * v);
                      SoftmaxStats stats = SoftmaxStats.allocate(rows)) {
-                    final float[][] out = new float[6][];
+                    final float[][] out = new float[8][];
                     engines[k].logProbs(l, lab, 0.7, mask, lp, h, stats);
                     out[0] = lp.toFloatArray();
                     out[1] = h.toFloatArray();
@@ -326,11 +346,17 @@ class VocabParityTest {
                     engines[k].logProbs(l, lab, 0.7, mask, lp, h, stats, g);
                     engines[k].logProbsBackward(l, lab, 0.7, mask, gl, ge, g, stats);
                     out[5] = g.toFloatArray();
+                    // The sum of squared probabilities: the same top rule for Q as for S.
+                    engines[k].logProbs(l, lab, 0.7, mask, lp, null, sq, null, null);
+                    out[6] = sq.toFloatArray();
+                    engines[k].logProbs(l, lab, 0.7, mask, lp, h, sq, stats, g);
+                    out[7] = sq.toFloatArray();
                     got[k] = out;
                 }
             }
             final String[] what = {"log-prob", "entropy", "statistics", "gradient from statistics",
-                "gradient without statistics", "gradient from kept exps"};
+                "gradient without statistics", "gradient from kept exps", "sum of squared probabilities",
+                "sum of squared probabilities keeping exps"};
             for (int k = 1; k < engines.length; k++) {
                 for (int i = 0; i < what.length; i++) {
                     VocabContractTest.assertSameBits(type + " maxima, " + engines[k].name() + ": " + what[i],

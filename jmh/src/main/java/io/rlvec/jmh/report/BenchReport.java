@@ -173,7 +173,11 @@ public final class BenchReport {
                         threads = 0;
                     }
                     default -> {
-                        continue;
+                        if (!e.matches("vector[0-9]+")) {
+                            continue;
+                        }
+                        impl = ENGINE;
+                        threads = Integer.parseInt(e.substring("vector".length()));
                     }
                 }
             }

@@ -73,6 +73,15 @@ public class VocabBenchmark {
     }
 
     /**
+     * {@link #forward} that also writes the sum of squared probabilities (verl's old-log-prob forward with
+     * {@code calculate_sum_pi_squared}): the same exps, one more product and sum per logit.
+     */
+    @Benchmark
+    public void forwardSumPiSquared() {
+        in.forwardSumPiSquared(engine);
+    }
+
+    /**
      * logProbs saving the row statistics, then logProbsBackward from them (a trainer's step): two exps per logit,
      * the least the pair can do without keeping probabilities.
      */

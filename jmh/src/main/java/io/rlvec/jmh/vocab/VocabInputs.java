@@ -32,6 +32,8 @@ public final class VocabInputs implements AutoCloseable {
     public final OffHeapArray gradEntropy;
     final OffHeapArray logProb;
     final OffHeapArray entropy;
+    /** The sum of squared probabilities per row ({@link #forwardSumPiSquared}). */
+    final OffHeapArray sumPiSquared;
     public final OffHeapArray grad;
     public final Logits view;
     /** Row statistics the forward saves for the backward (the trainer's path). */
@@ -94,6 +96,7 @@ public final class VocabInputs implements AutoCloseable {
         }
         logProb = OffHeapArray.allocate(ElementType.F32, rows);
         entropy = OffHeapArray.allocate(ElementType.F32, rows);
+        sumPiSquared = OffHeapArray.allocate(ElementType.F32, rows);
         grad = OffHeapArray.allocate(ElementType.F32, n);
         view = Logits.of(logits, rows, vocab);
         stats = SoftmaxStats.allocate(rows);
@@ -127,18 +130,18 @@ public final class VocabInputs implements AutoCloseable {
         return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rnd.nextDouble());
     }
 
-    /** @return "reference", "vector" (one thread) or "vector2" (two threads). */
+    /** @return "reference", or a vector engine: "vector" (one thread), "vector2", "vector<N>" (N threads). */
     public static Engine engine(final String impl) {
-        return switch (impl) {
-            case "reference" -> new ReferenceEngine();
-            case "vector" -> new VectorEngine(1);
-            case "vector2" -> new VectorEngine(2);
-            default -> throw new IllegalArgumentException("impl must be reference, vector or vector2, got " + impl);
-        };
+        return "reference".equals(impl) ? new ReferenceEngine() : io.rlvec.jmh.EngineChoice.create(impl);
     }
 
     void forward(final Engine e) {
         e.logProbs(view, labels, temperature, null, logProb, entropy);
+    }
+
+    /** {@link #forward} that also writes the sum of squared probabilities (verl's old-log-prob forward with it). */
+    void forwardSumPiSquared(final Engine e) {
+        e.logProbs(view, labels, temperature, null, logProb, entropy, sumPiSquared, null, null);
     }
 
     public void backward(final Engine e) {
@@ -292,6 +295,7 @@ public final class VocabInputs implements AutoCloseable {
         gradEntropy.close();
         logProb.close();
         entropy.close();
+        sumPiSquared.close();
         grad.close();
         stats.close();
         actorBatch.close();

@@ -1,0 +1,113 @@
+package io.rlvec.cli.golden;
+
+/**
+ * The referees of the outputs built from per-token {@link F32Term}s, shared by every handler that judges a loss
+ * mode by error analysis: the aggregated loss, a token mean (a metric such as ppo_kl), a fraction of counted tokens
+ * (pg_clipfrac, vf_clipfrac) and a per-token gradient. Every referee is rigorous: the bounds are worst cases of any
+ * float32 evaluation, so verl beyond its bound computed something else (FAIL).
+ *
+ * <p>With x_t the terms' double values, e_t their bounds (from the per-token operations), w_t the token's
+ * aggregation weight (d loss / d term, {@link AggLossHandler#weights}), T the padded width, B the rows, n the
+ * valid tokens and u = 2^-24:
+ * <pre>
+ *   loss = sum_t w_t x_t,  M = sum_t |w_t x_t|,  E = sum_t |w_t| e_t
+ *   verl:   E (1 + (T + B + 4) u) + (T + B + 4) u M + 3 u (|loss| + E)     float32 terms, float32 sums in any order
+ *   engine: E + 1.5 ulp(loss) + (n + 4) 2^-53 M                            float32 terms, double sums, one rounding
+ *                                                                          (+ the engines' one-ulp contract)
+ *   fraction k/n of counted tokens, a of them ambiguous (float32 may count them or not):
+ *           a / n + ulp((k + a) / n), for both                              counts are exact integers; one division
+ *   gradient at a valid token, g_t the term's derivative (bound e_g,t), the weight carrying up to four float32
+ *   roundings (4u |w_t|) and one product:  F32Term(g_t, e_g,t) * F32Term(w_t, 4u |w_t|), for both; masked: 0.
+ * </pre>
+ */
+final class TokenTermBounds {
+    private static final double U = F32Term.U;
+
+    private TokenTermBounds() {
+    }
+
+    /**
+     * The aggregated loss {@code sum_t w_t x_t}.
+     *
+     * @param terms per element, the term (null on masked elements).
+     * @param w     per element, the aggregation weight (0 on masked elements).
+     * @param b     rows.
+     * @param t     padded width.
+     * @return the referee, or null when a valid term or weight is not finite.
+     */
+    static CaseOutputs.Referee aggregated(final F32Term[] terms, final double[] w, final int b, final int t) {
+        double loss = 0;
+        double magnitude = 0;
+        double propagated = 0;
+        int n = 0;
+        for (int k = 0; k < w.length; k++) {
+            if (terms[k] == null) {
+                continue;
+            }
+            if (!Double.isFinite(terms[k].v()) || !Double.isFinite(terms[k].e()) || !Double.isFinite(w[k])) {
+                return null;
+            }
+            loss += w[k] * terms[k].v();
+            magnitude += Math.abs(w[k] * terms[k].v());
+            propagated += Math.abs(w[k]) * terms[k].e();
+            n++;
+        }
+        if (!Double.isFinite(loss) || !Double.isFinite(propagated)) {
+            return null;
+        }
+        final double sum = (t + b + 4) * U;
+        final double verl = propagated * (1 + sum) + sum * magnitude + 3 * U * (Math.abs(loss) + propagated);
+        final double engine = propagated + 1.5 * Math.ulp((float) loss) + (n + 4) * 0x1p-53 * magnitude;
+        return new CaseOutputs.Referee(new double[] {loss}, new double[] {verl}, new double[] {engine}, true);
+    }
+
+    /** A masked mean over the valid tokens (verl's masked_mean), as {@link #aggregated} with weights 1/n. */
+    static CaseOutputs.Referee tokenMean(final F32Term[] terms, final int b, final int t) {
+        int n = 0;
+        for (final F32Term x : terms) {
+            n += x != null ? 1 : 0;
+        }
+        final double[] w = new double[terms.length];
+        for (int k = 0; k < w.length; k++) {
+            w[k] = terms[k] != null ? 1.0 / n : 0;
+        }
+        return n == 0 ? null : aggregated(terms, w, b, t);
+    }
+
+    /**
+     * A fraction of counted tokens (verl's masked_mean of a 0/1 indicator).
+     *
+     * @param counted   tokens the double-precision evaluation counts.
+     * @param ambiguous valid tokens whose comparison float32 may decide either way.
+     * @param n         valid tokens (at least 1).
+     */
+    static CaseOutputs.Referee fraction(final int counted, final int ambiguous, final int n) {
+        final double x = (double) counted / n;
+        final double bound = (double) ambiguous / n + Math.ulp((float) ((double) (counted + ambiguous) / n));
+        return new CaseOutputs.Referee(new double[] {x}, new double[] {bound}, new double[] {bound}, true);
+    }
+
+    /**
+     * A per-token gradient {@code w_t g_t}.
+     *
+     * @param g per element, the term's derivative with its bound (null on masked elements: exactly 0).
+     * @param w per element, the aggregation weight.
+     * @return the referee, or null when a valid value is not finite.
+     */
+    static CaseOutputs.Referee gradient(final F32Term[] g, final double[] w) {
+        final double[] x = new double[w.length];
+        final double[] bound = new double[w.length];
+        for (int k = 0; k < w.length; k++) {
+            if (g[k] == null) {
+                continue;
+            }
+            final F32Term y = g[k].times(new F32Term(w[k], 4 * U * Math.abs(w[k])));
+            if (!Double.isFinite(y.v()) || !Double.isFinite(y.e())) {
+                return null;
+            }
+            x[k] = y.v();
+            bound[k] = y.e();
+        }
+        return new CaseOutputs.Referee(x, bound, bound, true);
+    }
+}

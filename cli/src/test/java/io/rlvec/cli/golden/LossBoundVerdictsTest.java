@@ -1,0 +1,319 @@
+package io.rlvec.cli.golden;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.lang.foreign.ValueLayout;
+import java.net.URISyntaxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import io.rlvec.Engine;
+import io.rlvec.Engines;
+import io.rlvec.cli.io.Safetensors;
+import io.rlvec.cli.io.SafetensorsWriter;
+import io.rlvec.cli.io.TensorInfo;
+
+/**
+ * The policy loss (vanilla) and the value loss judged by derived error bounds ({@link F32Term},
+ * {@link TokenTermBounds}): verl's golden cases pass on both engines, and each mutation of a correct engine fails:
+ * a well-conditioned output a few ulp off, a wrong clamp, a gradient with the wrong sign, a dropped token.
+ */
+class LossBoundVerdictsTest {
+    private static final String VANILLA = "/golden/pl_vanilla_b16t128_mixed_clip0.2-0.28_c3_tmean.safetensors";
+    /** One token, ratio e^0.5 above 1 + 0.28, A &gt; 0: pg_loss = -A (1 + 0.28), a single product. */
+    private static final String VANILLA_ONE = "/golden/pl_vanilla_b1t1_pos_clip0.2-0.28_c3_tmean.safetensors";
+    /** One token, A &lt; 0, ratio beyond clip_ratio_c = 3: pg_loss = -A c (the dual clip). */
+    private static final String DUAL_CLIP = "/golden/pl_vanilla_b1t1_neg_dualclip_clip0.2-0.28_c3_tmean.safetensors";
+    private static final String VALUE = "/golden-value/2026-01/value_loss_b8t64_tmean.safetensors";
+    private static final String VALUE_08 = "/golden-value/2026-08/value_loss_b1t1_dp2_bnt300_gbs12_lsf64_c0.5_sm-tmean"
+        + ".safetensors";
+
+    private static Engine vector;
+    private static Engine reference;
+
+    @TempDir
+    static Path dir;
+
+    @BeforeAll
+    static void engines() {
+        vector = Engines.preferred();
+        reference = Engines.reference();
+    }
+
+    @AfterAll
+    static void close() throws Exception {
+        if (vector instanceof AutoCloseable c) {
+            c.close();
+        }
+    }
+
+    private static Path resource(final String name) {
+        try {
+            return Path.of(LossBoundVerdictsTest.class.getResource(name).toURI());
+        } catch (final URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** Runs a case on both engines, {@code mutation} applied to every engine's outputs (null: none). */
+    private static CaseReport run(final Path f, final Consumer<CaseOutputs> mutation) {
+        final CaseHandlers handlers = new CaseHandlers();
+        for (final Map.Entry<String, CaseHandler> e : CaseHandlers.defaults().all().entrySet()) {
+            final CaseHandler real = e.getValue();
+            handlers.register(e.getKey(), mutation == null ? real : (golden, engine) -> {
+                final CaseOutputs o = real.run(golden, engine);
+                mutation.accept(o);
+                return o;
+            });
+        }
+        return new GoldenRunner(handlers, List.of(vector, reference)).run(f);
+    }
+
+    private static TensorReport tensor(final CaseReport r, final int engine, final String name) {
+        return r.runs().get(engine).tensors().stream().filter(t -> t.name().equals(name)).findFirst().orElseThrow();
+    }
+
+    /** The engine's outputs on a case. */
+    private static CaseOutputs outputs(final Path f) throws IOException {
+        try (GoldenCase g = GoldenCase.open(f)) {
+            return CaseHandlers.defaults().find(g.file().metadata().get(GoldenCase.FUNCTION)).run(g, vector);
+        }
+    }
+
+    /** A copy of a case with its params rewritten and/or the first valid token of its mask cleared. */
+    private static Path copy(final Path src, final String name, final UnaryOperator<String> params,
+                             final String dropFrom) throws IOException {
+        final Path f = dir.resolve(name);
+        try (Safetensors st = Safetensors.open(src)) {
+            final SafetensorsWriter w = new SafetensorsWriter();
+            st.metadata().forEach((k, v) -> w.metadata(k, k.equals(GoldenCase.PARAMS) ? params.apply(v) : v));
+            for (final String t : st.names()) {
+                final TensorInfo info = st.info(t);
+                final byte[] bytes = st.bytes(t).toArray(ValueLayout.JAVA_BYTE);
+                if (t.equals(dropFrom)) {
+                    final int size = info.dtype().bytes();
+                    int first = 0;
+                    while (bytes[first * size] == 0) {
+                        first++;
+                    }
+                    for (int b = 0; b < size; b++) {
+                        bytes[first * size + b] = 0;
+                    }
+                }
+                w.raw(t, info.dtype(), info.shape(), bytes);
+            }
+            w.write(f);
+        }
+        return f;
+    }
+
+    private static float ulps(final float x, final int n) {
+        float y = x;
+        for (int i = 0; i < n; i++) {
+            y = Math.nextUp(y);
+        }
+        return y;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // verl's own cases: judged by the bounds, and passing
+
+    private static List<Path> cases(final String folder, final String prefix) throws IOException {
+        try (Stream<Path> s = Files.list(resource(folder))) {
+            return s.filter(p -> p.getFileName().toString().startsWith(prefix)).sorted().toList();
+        }
+    }
+
+    /** The modes kept on fixed tolerances: a token selection by covariance (clip_cov, kl_cov), geo_mean. */
+    private static boolean judgedMode(final String name) {
+        return !name.startsWith("pl_clip_cov") && !name.startsWith("pl_kl_cov") && !name.startsWith("pl_geo_mean");
+    }
+
+    @Test
+    void verlsCasesPassOrDeviateOnTheBoundsAndAreJudgedByThem() throws IOException {
+        final List<Path> all = new java.util.ArrayList<>(cases("/golden", "pl_vanilla_"));
+        all.addAll(cases("/golden-policy", "pl_"));
+        all.addAll(cases("/golden-policy-2026.08", "pl_"));
+        all.addAll(cases("/golden-value/2026-01", "value_loss_"));
+        all.addAll(cases("/golden-value/2026-08", "value_loss_"));
+        assertThat(all).hasSizeGreaterThan(600);
+        final List<String> unjudged = new java.util.ArrayList<>();
+        for (final Path f : all) {
+            final CaseReport r = run(f, null);
+            assertThat(r.verdict()).as(f + ": " + r).isIn(Verdict.PASS, Verdict.DEVIATION);
+            final String name = f.getFileName().toString();
+            final CaseOutputs o;
+            try {
+                o = outputs(f);
+            } catch (final IllegalArgumentException expected) {
+                continue; // an expect_error case: rejected like verl (PASS above)
+            }
+            final boolean judged = o.all().values().stream().allMatch(x -> x.referee() != null
+                && x.referee().judged());
+            if (!judged) {
+                unjudged.add(name);
+            }
+            if (name.contains("_f64") || name.contains("allmasked") || !judgedMode(name)) {
+                assertThat(o.all().values()).as(name).allMatch(x -> x.referee() == null);
+            }
+        }
+        // Unjudged besides those: none but the extreme cases whose unclamped square overflows (dro).
+        assertThat(unjudged.stream().filter(n -> !n.contains("_f64") && !n.contains("allmasked") && judgedMode(n)))
+            .as("judged modes' cases on fixed tolerances").allMatch(n -> n.startsWith("pl_dro_") && n.contains("extreme"));
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // A well-conditioned output a few ulp off
+
+    @Test
+    void wellConditionedPolicyLossOffBySixUlpFails() throws IOException {
+        final Path f = resource(VANILLA_ONE);
+        final CaseOutputs.Referee ref = outputs(f).get("out.pg_loss").referee();
+        final double ulp = Math.ulp((float) ref.exactAt(0));
+        assertThat(ref.engineBoundAt(0) / ulp).as("the engine's bound in ulps").isLessThan(6);
+        final CaseReport r = run(f, o -> o.get("out.pg_loss").values()[0] = ulps(o.get("out.pg_loss").values()[0], 6));
+        assertThat(tensor(r, 0, "out.pg_loss").verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.pg_loss").detail()).contains("over its error bound");
+        // ppo_kl of the one token (one rounding), and the gradient of a 2048-token case, element by element.
+        final CaseReport kl = run(f, o -> o.get("out.ppo_kl").values()[0] = ulps(o.get("out.ppo_kl").values()[0], 6));
+        assertThat(tensor(kl, 0, "out.ppo_kl").verdict()).isEqualTo(Verdict.FAIL);
+        final Path many = resource(VANILLA);
+        final CaseReport grad = run(many, o -> {
+            final float[] g = o.get("out.grad_log_prob").values();
+            for (int i = 0; i < g.length; i++) {
+                if (g[i] != 0) {
+                    g[i] = ulps(g[i], 6);
+                    break;
+                }
+            }
+        });
+        assertThat(tensor(grad, 0, "out.grad_log_prob").verdict()).isEqualTo(Verdict.FAIL);
+    }
+
+    @Test
+    void wellConditionedValueLossOffBySixUlpFails() throws IOException {
+        for (final String name : new String[] {VALUE, VALUE_08}) {
+            final Path f = resource(name);
+            final CaseOutputs.Referee ref = outputs(f).get("out.vf_loss").referee();
+            assertThat(ref.engineBoundAt(0) / Math.ulp((float) ref.exactAt(0))).as(name).isLessThan(6);
+            final CaseReport r = run(f, o -> o.get("out.vf_loss").values()[0] = ulps(o.get("out.vf_loss").values()[0],
+                6));
+            assertThat(tensor(r, 0, "out.vf_loss").verdict()).as(name).isEqualTo(Verdict.FAIL);
+            assertThat(tensor(r, 0, "out.vf_loss").detail()).contains("over its error bound");
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // A wrong clamp: the engine run with another clip range, judged against verl's case
+
+    private static CaseReport withOutputsOf(final Path f, final CaseOutputs other) {
+        return run(f, o -> o.all().forEach((name, out) -> System.arraycopy(other.get(name).values(), 0, out.values(),
+            0, out.values().length)));
+    }
+
+    @Test
+    void policyLossWithAWrongClampFails() throws IOException {
+        final Path f = resource(VANILLA);
+        final CaseOutputs wrong = outputs(copy(f, "pl_wrong_clip.safetensors",
+            p -> p.replace("\"clip_ratio_high\": 0.28", "\"clip_ratio_high\": 0.25"), null));
+        final CaseReport r = withOutputsOf(f, wrong);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.pg_loss").verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.pg_clipfrac").verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.grad_log_prob").verdict()).isEqualTo(Verdict.FAIL);
+        // The dual clip at 2.5 instead of 3, on the case whose one token (A < 0) reaches it.
+        final Path one = resource(DUAL_CLIP);
+        final CaseOutputs dual = outputs(copy(one, "pl_wrong_dual.safetensors",
+            p -> p.replace("\"clip_ratio_c\": 3.0", "\"clip_ratio_c\": 2.5"), null));
+        final CaseReport d = withOutputsOf(one, dual);
+        assertThat(tensor(d, 0, "out.pg_loss").verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(run(one, null).verdict()).isEqualTo(Verdict.PASS);
+    }
+
+    @Test
+    void valueLossWithAWrongClampFails() throws IOException {
+        final Path f = resource(VALUE);
+        final CaseOutputs wrong = outputs(copy(f, "value_wrong_clip.safetensors",
+            p -> p.replace("\"cliprange_value\": 0.5", "\"cliprange_value\": 0.45"), null));
+        final CaseReport r = withOutputsOf(f, wrong);
+        assertThat(tensor(r, 0, "out.vf_loss").verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.vf_clipfrac").verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.grad_vpreds").verdict()).isEqualTo(Verdict.FAIL);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // A gradient with the wrong sign
+
+    private static Consumer<CaseOutputs> negate(final String output) {
+        return o -> {
+            final float[] g = o.get(output).values();
+            for (int i = 0; i < g.length; i++) {
+                g[i] = -g[i];
+            }
+        };
+    }
+
+    @Test
+    void gradientWithTheWrongSignFails() {
+        assertThat(tensor(run(resource(VANILLA), negate("out.grad_log_prob")), 0, "out.grad_log_prob").verdict())
+            .isEqualTo(Verdict.FAIL);
+        assertThat(tensor(run(resource(VALUE), negate("out.grad_vpreds")), 0, "out.grad_vpreds").verdict())
+            .isEqualTo(Verdict.FAIL);
+    }
+
+    /** One ragged case of every other judged mode. */
+    private static List<Path> otherModes() throws IOException {
+        final List<Path> out = new java.util.ArrayList<>();
+        for (final String m : new String[] {"gpg", "cispo", "dro", "sapo", "dppo_tv", "dppo_kl", "gspo"}) {
+            final List<Path> c = new java.util.ArrayList<>(cases("/golden-policy", "pl_" + m + "_b4t16_ragged_"));
+            c.addAll(cases("/golden-policy-2026.08", "pl_" + m + "_b4t16_ragged_"));
+            out.add(c.stream().filter(p -> !p.toString().contains("beta-1")).findFirst().orElseThrow());
+        }
+        return out;
+    }
+
+    /** The other judged modes: the engine passes, and a negated gradient, a loss past its bound, a dropped token fail. */
+    @Test
+    void everyJudgedModeFailsAMutatedEngine() throws IOException {
+        for (final Path f : otherModes()) {
+            assertThat(run(f, null).verdict()).as(f.toString()).isEqualTo(Verdict.PASS);
+            assertThat(tensor(run(f, negate("out.grad_log_prob")), 0, "out.grad_log_prob").verdict()).as(f.toString())
+                .isEqualTo(Verdict.FAIL);
+            // A loss just past the engine's bound (where the A > 0 and A < 0 parts cancel, as in sapo's, the bound
+            // is many ulp of the loss: it scales with the parts).
+            final CaseOutputs.Referee ref = outputs(f).get("out.pg_loss").referee();
+            final float past = (float) (ref.exactAt(0) + 1.01 * ref.engineBoundAt(0));
+            assertThat(tensor(run(f, o -> o.get("out.pg_loss").values()[0] = Math.nextUp(past)), 0, "out.pg_loss")
+                .verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
+            final Path dropped = copy(f, "dropped_" + f.getFileName(), p -> p, "in.response_mask");
+            assertThat(tensor(run(dropped, null), 0, "out.pg_loss").verdict()).as(f.toString())
+                .isEqualTo(Verdict.FAIL);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // A dropped token: the engine sees the batch without one valid token, verl's outputs stay
+
+    @Test
+    void droppedTokenFails() throws IOException {
+        final CaseReport pl = run(copy(resource(VANILLA), "pl_dropped.safetensors", p -> p, "in.response_mask"),
+            null);
+        assertThat(pl.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(pl, 0, "out.pg_loss").verdict()).isEqualTo(Verdict.FAIL);
+        final CaseReport vf = run(copy(resource(VALUE), "value_dropped.safetensors", p -> p, "in.response_mask"),
+            null);
+        assertThat(vf.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(vf, 0, "out.vf_loss").verdict()).isEqualTo(Verdict.FAIL);
+    }
+}
