@@ -22,9 +22,9 @@ import io.rlvec.TokenBatch;
  * (d pg_loss / d log_prob).
  *
  * <p>Float32 cases of every mode with a {@link #rule} (all but clip_cov, kl_cov and geo_mean) are judged by error
- * analysis ({@link #exact}): the harness evaluates the mode's per-token expression in double from the same float32
+ * analysis ({@link #exact}), and geo_mean's by its per-sequence analysis ({@link #geoMean}): the harness evaluates the mode's per-token expression in double from the same float32
  * inputs, each term with its float32 error bound from its operations ({@link F32Term}), then verl's aggregation
- * ({@link TokenTermBounds}). The other modes, cases stored in float64, batches without a valid token and inputs
+ * ({@link TokenTermBounds}). clip_cov and kl_cov, cases stored in float64, batches without a valid token and inputs
  * with a non-finite valid value keep the fixed tolerances.
  */
 public final class PolicyLossHandler implements CaseHandler {
@@ -102,12 +102,15 @@ public final class PolicyLossHandler implements CaseHandler {
                 : Tolerance.GRADIENT;
             final float[] mask = batch.mask().toFloatArray();
             final Rule rule = rule(spec);
-            final Exact exact = rule == null
-                || golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64 ? null
+            final boolean f64 = golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
+            final float[] w = golden.has(WEIGHTS) ? batch.column(Column.ROLLOUT_IS_WEIGHTS).toFloatArray() : null;
+            final Exact exact = f64 || (rule == null && mode != PolicyLossMode.GEO_MEAN) ? null
+                : mode == PolicyLossMode.GEO_MEAN ? geoMean(spec, batch.column(Column.LOG_PROB).toFloatArray(),
+                    batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.ADVANTAGES).toFloatArray(),
+                    w, mask, golden.matrixShape(MASK))
                 : exact(spec, rule, batch.column(Column.LOG_PROB).toFloatArray(),
                     batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.ADVANTAGES).toFloatArray(),
-                    golden.has(WEIGHTS) ? batch.column(Column.ROLLOUT_IS_WEIGHTS).toFloatArray() : null, mask,
-                    golden.matrixShape(MASK));
+                    w, mask, golden.matrixShape(MASK));
             if (exact != null) {
                 return new CaseOutputs(facts)
                     .judgedScalar("out.pg_loss", r.pgLoss(), exact.loss, lossTolerance(r), lossDeviations)
@@ -212,7 +215,7 @@ public final class PolicyLossHandler implements CaseHandler {
         return delta.ambiguous(-20) || delta.ambiguous(20);
     }
 
-    /** @return the mode's rule, or null for the modes kept on fixed tolerances (clip_cov, kl_cov, geo_mean). */
+    /** @return the mode's per-token rule, or null for clip_cov and kl_cov (fixed tolerances) and geo_mean ({@link #geoMean}). */
     static Rule rule(final LossSpec spec) {
         final double lo = (float) (1.0 - spec.clipRatioLow());
         final double hi = (float) (1.0 + spec.clipRatioHigh());
@@ -373,26 +376,15 @@ public final class PolicyLossHandler implements CaseHandler {
         int clippedOpen = 0;
         int lower = 0;
         int lowerOpen = 0;
+        final F32Term[] d = rule.sequence() ? new F32Term[mask.length] : null;
         for (int i = 0; i < bt[0]; i++) {
             F32Term seq = null;
             if (rule.sequence()) {
-                // verl: sum(nak * mask) / count in float32: each log-ratio rounded once, a float32 sum of T terms.
-                double sum = 0;
-                double magnitude = 0;
-                double propagated = 0;
-                int count = 0;
+                // verl: sum(nak * mask) / count in float32, each log-ratio rounded once.
                 for (int k = i * bt[1]; k < (i + 1) * bt[1]; k++) {
-                    if (mask[k] != 0) {
-                        final F32Term d = F32Term.of(lp[k]).minus(F32Term.of(old[k]));
-                        sum += d.v();
-                        magnitude += Math.abs(d.v());
-                        propagated += d.e();
-                        count++;
-                    }
+                    d[k] = mask[k] != 0 ? F32Term.of(lp[k]).minus(F32Term.of(old[k])) : null;
                 }
-                final int m = Math.max(count, 1);
-                seq = new F32Term(sum, propagated + (bt[1] + 1) * F32Term.U * magnitude)
-                    .dividedBy(F32Term.of(m));
+                seq = TokenTermBounds.rowMean(d, i * bt[1], (i + 1) * bt[1]);
             }
             for (int k = i * bt[1]; k < (i + 1) * bt[1]; k++) {
                 if (mask[k] == 0) {
@@ -423,6 +415,108 @@ public final class PolicyLossHandler implements CaseHandler {
             return null;
         }
         return new Exact(lossRef, TokenTermBounds.fraction(clipped, clippedOpen, n), klRef,
+            TokenTermBounds.fraction(lower, lowerOpen, n), gradRef);
+    }
+
+    /**
+     * geo_mean (GMPO) in double from the float32 inputs, one loss per row s (len_s valid tokens), a plain mean over
+     * the B rows whatever the aggregation:
+     * <pre>
+     *   nakl_t = lp - old (one rounding),  k_t = min(nakl, clamp(nakl, -low, high)) for A &gt; 0, max(...) for A &lt; 0,
+     *            0 for A = 0 (min, max, clamp: exact, the selected operand's bound)
+     *   K_s = rowMean(k), A_s = rowMean(A), W_s = exp(rowMean(ln(w + 1e-10))) (1 without weights)
+     *   loss_s = -A_s exp(K_s) W_s,  pg_loss = sum_s loss_s / B                    ({@link TokenTermBounds#rowMean},
+     *                                                                            {@link TokenTermBounds#aggregated})
+     *   d pg_loss / d lp_t = (-A_s exp(K_s) W_s) dk_t / (B len_s),  dk_t = 1 where k_t follows nakl
+     *            (A &gt; 0: nakl &lt;= high; A &lt; 0: nakl &gt;= -low), else 0; open (jump |A_s exp(K_s) W_s|) where
+     *            nakl is within its bound of that edge                      ({@link TokenTermBounds#gradient})
+     *   pg_clipfrac / pg_clipfrac_lower: nakl outside [-low, high] with A &gt; 0 / A &lt; 0, open within its bound
+     *            of either edge; ppo_kl = mean(-nakl)
+     * </pre>
+     * k is continuous at the edges, so the loss has no jump there.
+     *
+     * @return the referees, or null where a valid input is not finite, no token is valid or a row's float32 loss
+     *         may overflow (the engine then clamps the mean log-ratio, unlike verl).
+     */
+    static Exact geoMean(final LossSpec spec, final float[] lp, final float[] old, final float[] adv, final float[] w,
+                         final float[] mask, final int[] bt) {
+        final double low = (float) -spec.clipRatioLow();
+        final double high = (float) spec.clipRatioHigh();
+        final int b = bt[0];
+        final int t = bt[1];
+        final F32Term[] k = new F32Term[mask.length];
+        final F32Term[] a = new F32Term[mask.length];
+        final F32Term[] logW = w != null ? new F32Term[mask.length] : null;
+        final F32Term[] kl = new F32Term[mask.length];
+        final F32Term[] grad = new F32Term[mask.length];
+        final double[] gradWeight = new double[mask.length];
+        final F32Term[] rows = new F32Term[b];
+        final double[] rowWeight = new double[b];
+        final boolean[] follows = new boolean[mask.length];
+        final boolean[] edgeOpen = new boolean[mask.length];
+        int n = 0;
+        int clipped = 0;
+        int lower = 0;
+        int open = 0;
+        int lowerOpen = 0;
+        for (int i = 0; i < b; i++) {
+            int len = 0;
+            for (int j = i * t; j < (i + 1) * t; j++) {
+                if (mask[j] == 0) {
+                    continue;
+                }
+                if (!Float.isFinite(lp[j]) || !Float.isFinite(old[j]) || !Float.isFinite(adv[j])
+                    || (w != null && !Float.isFinite(w[j]))) {
+                    return null;
+                }
+                len++;
+                final F32Term nakl = F32Term.of(lp[j]).minus(F32Term.of(old[j]));
+                final F32Term clamped = nakl.clamp(low, high);
+                k[j] = adv[j] > 0 ? F32Term.min(nakl, clamped) : adv[j] < 0 ? F32Term.max(nakl, clamped)
+                    : new F32Term(0, 0);
+                a[j] = F32Term.of(adv[j]);
+                if (logW != null) {
+                    logW[j] = F32Term.of(w[j]).plus(F32Term.constant(1e-10)).log();
+                }
+                kl[j] = nakl.negate();
+                follows[j] = adv[j] > 0 ? nakl.v() <= high : adv[j] < 0 && nakl.v() >= low;
+                edgeOpen[j] = adv[j] != 0 && nakl.ambiguous(adv[j] > 0 ? high : low);
+                final boolean outside = nakl.v() < low || nakl.v() > high;
+                final boolean either = nakl.ambiguous(low) || nakl.ambiguous(high);
+                clipped += outside && adv[j] > 0 ? 1 : 0;
+                open += either && adv[j] > 0 ? 1 : 0;
+                lower += outside && adv[j] < 0 ? 1 : 0;
+                lowerOpen += either && adv[j] < 0 ? 1 : 0;
+            }
+            n += len;
+            final F32Term ratio = TokenTermBounds.rowMean(k, i * t, (i + 1) * t).exp();
+            F32Term coef = TokenTermBounds.rowMean(a, i * t, (i + 1) * t).negate().times(ratio);
+            if (logW != null) {
+                coef = coef.times(TokenTermBounds.rowMean(logW, i * t, (i + 1) * t).exp());
+            }
+            if (!(Math.abs(ratio.v()) + ratio.e() <= Float.MAX_VALUE)
+                || !(Math.abs(coef.v()) + coef.e() <= Float.MAX_VALUE)) {
+                return null;
+            }
+            rows[i] = coef;
+            rowWeight[i] = 1.0 / b;
+            for (int j = i * t; j < (i + 1) * t; j++) {
+                if (mask[j] != 0) {
+                    grad[j] = open(follows[j] ? coef : F32Term.of(0), edgeOpen[j], Math.abs(coef.v()) + coef.e());
+                    gradWeight[j] = 1.0 / ((double) b * len);
+                }
+            }
+        }
+        if (n == 0) {
+            return null;
+        }
+        final CaseOutputs.Referee lossRef = TokenTermBounds.aggregated(rows, rowWeight, 1, b);
+        final CaseOutputs.Referee klRef = TokenTermBounds.tokenMean(kl, b, t);
+        final CaseOutputs.Referee gradRef = TokenTermBounds.gradient(grad, gradWeight);
+        if (lossRef == null || klRef == null || gradRef == null) {
+            return null;
+        }
+        return new Exact(lossRef, TokenTermBounds.fraction(clipped, open, n), klRef,
             TokenTermBounds.fraction(lower, lowerOpen, n), gradRef);
     }
 }

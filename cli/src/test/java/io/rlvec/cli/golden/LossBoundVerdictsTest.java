@@ -135,9 +135,9 @@ class LossBoundVerdictsTest {
         }
     }
 
-    /** The modes kept on fixed tolerances: a token selection by covariance (clip_cov, kl_cov), geo_mean. */
+    /** The modes kept on fixed tolerances: a token selection by covariance (clip_cov, kl_cov). */
     private static boolean judgedMode(final String name) {
-        return !name.startsWith("pl_clip_cov") && !name.startsWith("pl_kl_cov") && !name.startsWith("pl_geo_mean");
+        return !name.startsWith("pl_clip_cov") && !name.startsWith("pl_kl_cov");
     }
 
     @Test
@@ -275,7 +275,8 @@ class LossBoundVerdictsTest {
     /** One ragged case of every other judged mode. */
     private static List<Path> otherModes() throws IOException {
         final List<Path> out = new java.util.ArrayList<>();
-        for (final String m : new String[] {"gpg", "cispo", "dro", "sapo", "dppo_tv", "dppo_kl", "gspo"}) {
+        for (final String m : new String[] {"gpg", "cispo", "dro", "sapo", "dppo_tv", "dppo_kl", "gspo",
+            "geo_mean"}) {
             final List<Path> c = new java.util.ArrayList<>(cases("/golden-policy", "pl_" + m + "_b4t16_ragged_"));
             c.addAll(cases("/golden-policy-2026.08", "pl_" + m + "_b4t16_ragged_"));
             out.add(c.stream().filter(p -> !p.toString().contains("beta-1")).findFirst().orElseThrow());
