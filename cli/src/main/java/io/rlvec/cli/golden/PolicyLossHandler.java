@@ -21,11 +21,13 @@ import io.rlvec.TokenBatch;
  * {@code out.pg_clipfrac}, {@code out.ppo_kl}, {@code out.pg_clipfrac_lower} and {@code out.grad_log_prob}
  * (d pg_loss / d log_prob).
  *
- * <p>Float32 cases of every mode with a {@link #rule} (all but clip_cov, kl_cov and geo_mean) are judged by error
- * analysis ({@link #exact}), and geo_mean's by its per-sequence analysis ({@link #geoMean}): the harness evaluates the mode's per-token expression in double from the same float32
- * inputs, each term with its float32 error bound from its operations ({@link F32Term}), then verl's aggregation
- * ({@link TokenTermBounds}). clip_cov and kl_cov, cases stored in float64, batches without a valid token and inputs
- * with a non-finite valid value keep the fixed tolerances.
+ * <p>Float32 cases of every mode are judged by error analysis: the harness evaluates the mode's per-token
+ * expression ({@link #rule}) in double from the same float32 inputs, each term with its float32 error bound from its
+ * operations ({@link F32Term}), then verl's aggregation ({@link TokenTermBounds}, in {@link #exact}); geo_mean by
+ * its per-sequence analysis ({@link #geoMean}); clip_cov and kl_cov on top of their covariance selection
+ * ({@link #covSelection}), tokens that float32 may select either way widening the bounds by their jump. Cases
+ * stored in float64, batches without a valid token, inputs with a non-finite valid value, a value that may overflow
+ * float32 and clip_cov draws that are not forced keep the fixed tolerances.
  */
 public final class PolicyLossHandler implements CaseHandler {
     /** The verl function of vanilla. */
@@ -150,6 +152,10 @@ public final class PolicyLossHandler implements CaseHandler {
         /** counted by pg_clipfrac_lower, and whether float32 may decide it either way. */
         boolean lower;
         boolean lowerOpen;
+        /** set by {@link #exact} before the rule (clip_cov, kl_cov): selected by covariance, and whether float32
+         *  may decide that either way. */
+        boolean selected;
+        boolean selectedOpen;
 
         void metrics(final boolean clipped, final boolean clippedOpen, final boolean lower, final boolean lowerOpen) {
             this.clipped = clipped;
@@ -215,7 +221,7 @@ public final class PolicyLossHandler implements CaseHandler {
         return delta.ambiguous(-20) || delta.ambiguous(20);
     }
 
-    /** @return the mode's per-token rule, or null for clip_cov and kl_cov (fixed tolerances) and geo_mean ({@link #geoMean}). */
+    /** @return the mode's per-token rule, or null for a mode without one (geo_mean: {@link #geoMean}). */
     static Rule rule(final LossSpec spec) {
         final double lo = (float) (1.0 - spec.clipRatioLow());
         final double hi = (float) (1.0 + spec.clipRatioHigh());
@@ -292,8 +298,135 @@ public final class PolicyLossHandler implements CaseHandler {
                     return true;
                 }
             };
+            // pg_losses = -A r (r = exp(lp - old), unclamped), + coef |lp - old| where selected; ppo_kl = mean |.|.
+            case KL_COV -> (lp, old, a, seq, out) -> {
+                final F32Term nakl = F32Term.of(lp).minus(F32Term.of(old));
+                final F32Term base = F32Term.of(a).negate().times(nakl.exp());
+                final F32Term abs = new F32Term(Math.abs(nakl.v()), nakl.e());
+                final F32Term coef = F32Term.constant(spec.ppoKlCoef());
+                final F32Term kl = coef.times(abs);
+                final F32Term loss = base.plus(kl);
+                final F32Term grad = base.plus(coef.timesExact(Math.signum(nakl.v())));
+                out.loss = open(out.selected ? loss : base, out.selectedOpen, kl.v() + kl.e());
+                out.grad = open(out.selected ? grad : base, out.selectedOpen, coef.v());
+                out.kl = abs;
+                out.metrics(false, false, false, false);
+                return Math.abs(loss.v()) + loss.e() <= Float.MAX_VALUE;
+            };
+            // PPO's clip on the unclamped ratio, times corr = 0 where selected; pg_clipfrac counts the selected.
+            case CLIP_COV -> (lp, old, a, seq, out) -> {
+                final F32Term nakl = F32Term.of(lp).minus(F32Term.of(old));
+                ppoClip(nakl.exp(), a, lo, hi, Double.NaN, true, false, out);
+                final F32Term loss = out.loss;
+                final F32Term grad = out.grad;
+                out.loss = open(out.selected ? F32Term.of(0) : loss, out.selectedOpen, loss.v() + loss.e());
+                out.grad = open(out.selected ? F32Term.of(0) : grad, out.selectedOpen, grad.v() + grad.e());
+                out.kl = nakl.negate();
+                out.metrics(out.selected, out.selectedOpen, false, false);
+                return Math.abs(loss.v()) + loss.e() <= Float.MAX_VALUE;
+            };
             default -> null;
         };
+    }
+
+    /** The tokens a covariance selection (clip_cov, kl_cov) takes in double, and those float32 may decide apart. */
+    record Selected(boolean[] in, boolean[] open) {
+    }
+
+    /**
+     * The covariance selections. cov_t = (A_t - mean A) (lp_t - mean lp), the means float32 sums over the valid
+     * tokens ({@link TokenTermBounds#rowMean} over the whole batch), then a subtraction and a product per token.
+     * <ul>
+     * <li>kl_cov: the k = max(1, int(N kl_cov_ratio)) largest. With the double ranking, a token of the top k is
+     * surely taken when cov - e exceeds every other token's cov + e outside the top k, a token outside surely not
+     * when cov + e is below every top-k token's cov - e; every other token is open (float32 and topk's tie order
+     * may take it or not).
+     * <li>clip_cov: candidates lb &lt; cov &lt; ub that PPO's clip does not hold (pg2 &gt; pg1 false), open where
+     * cov is within its bound of lb or ub or the ratio within its bound of the deciding clip edge; verl takes
+     * max(int(N clip_cov_ratio), 1) of them at random, so a case is judged only where every candidate fits
+     * whichever way the open tokens go (sure + open &lt;= count): then all of them are taken.
+     * </ul>
+     *
+     * @return the selection, or null where clip_cov's draw is not forced or a value is not finite.
+     */
+    static Selected covSelection(final LossSpec spec, final float[] lp, final float[] old, final float[] adv,
+                                 final float[] mask) {
+        final F32Term[] a = new F32Term[mask.length];
+        final F32Term[] l = new F32Term[mask.length];
+        int n = 0;
+        for (int k = 0; k < mask.length; k++) {
+            if (mask[k] != 0) {
+                if (!Float.isFinite(lp[k]) || !Float.isFinite(old[k]) || !Float.isFinite(adv[k])) {
+                    return null;
+                }
+                a[k] = F32Term.of(adv[k]);
+                l[k] = F32Term.of(lp[k]);
+                n++;
+            }
+        }
+        if (n == 0) {
+            return null;
+        }
+        final F32Term meanA = TokenTermBounds.rowMean(a, 0, mask.length);
+        final F32Term meanLp = TokenTermBounds.rowMean(l, 0, mask.length);
+        final F32Term[] cov = new F32Term[mask.length];
+        for (int k = 0; k < mask.length; k++) {
+            if (a[k] != null) {
+                cov[k] = a[k].minus(meanA).times(l[k].minus(meanLp));
+                if (!Double.isFinite(cov[k].v()) || !Double.isFinite(cov[k].e())) {
+                    return null;
+                }
+            }
+        }
+        final boolean[] in = new boolean[mask.length];
+        final boolean[] open = new boolean[mask.length];
+        if (spec.policyLossMode() == PolicyLossMode.KL_COV) {
+            final Integer[] order = new Integer[n];
+            for (int k = 0, i = 0; k < mask.length; k++) {
+                if (cov[k] != null) {
+                    order[i++] = k;
+                }
+            }
+            java.util.Arrays.sort(order, (x, y) -> Double.compare(cov[y].v(), cov[x].v()));
+            final int top = Math.max(1, (int) (n * spec.klCovRatio()));
+            double lowIn = Double.POSITIVE_INFINITY;
+            for (int i = 0; i < Math.min(top, n); i++) {
+                in[order[i]] = true;
+                lowIn = Math.min(lowIn, cov[order[i]].v() - cov[order[i]].e());
+            }
+            double highOut = Double.NEGATIVE_INFINITY;
+            for (int i = top; i < n; i++) {
+                highOut = Math.max(highOut, cov[order[i]].v() + cov[order[i]].e());
+            }
+            for (int i = 0; i < n; i++) {
+                final F32Term c = cov[order[i]];
+                if (in[order[i]]) {
+                    open[order[i]] = !(c.v() - c.e() > highOut);
+                } else {
+                    open[order[i]] = !(c.v() + c.e() < lowIn);
+                }
+            }
+            return new Selected(in, open);
+        }
+        final double lo = (float) (1.0 - spec.clipRatioLow());
+        final double hi = (float) (1.0 + spec.clipRatioHigh());
+        final double lb = (float) spec.clipCovLb();
+        final double ub = (float) spec.clipCovUb();
+        final Terms ppo = new Terms();
+        int sure = 0;
+        int either = 0;
+        for (int k = 0; k < mask.length; k++) {
+            if (cov[k] == null) {
+                continue;
+            }
+            final F32Term r = F32Term.of(lp[k]).minus(F32Term.of(old[k])).exp();
+            ppoClip(r, adv[k], lo, hi, Double.NaN, true, false, ppo);
+            in[k] = !ppo.clipped && cov[k].v() < ub && cov[k].v() > lb;
+            open[k] = ppo.clippedOpen || cov[k].ambiguous(lb) || cov[k].ambiguous(ub);
+            sure += in[k] && !open[k] ? 1 : 0;
+            either += open[k] ? 1 : 0;
+        }
+        return sure + either <= Math.max((int) (spec.clipCovRatio() * n), 1) ? new Selected(in, open) : null;
     }
 
     /**
@@ -376,6 +509,12 @@ public final class PolicyLossHandler implements CaseHandler {
         int clippedOpen = 0;
         int lower = 0;
         int lowerOpen = 0;
+        final boolean byCov = spec.policyLossMode() == PolicyLossMode.KL_COV
+            || spec.policyLossMode() == PolicyLossMode.CLIP_COV;
+        final Selected selected = byCov ? covSelection(spec, lp, old, adv, mask) : null;
+        if (byCov && selected == null) {
+            return null;
+        }
         final F32Term[] d = rule.sequence() ? new F32Term[mask.length] : null;
         for (int i = 0; i < bt[0]; i++) {
             F32Term seq = null;
@@ -394,6 +533,8 @@ public final class PolicyLossHandler implements CaseHandler {
                     || (w != null && !Float.isFinite(w[k]))) {
                     return null;
                 }
+                terms.selected = selected != null && selected.in()[k];
+                terms.selectedOpen = selected != null && selected.open()[k];
                 if (!rule.token(lp[k], old[k], adv[k], seq, terms)) {
                     return null;
                 }
