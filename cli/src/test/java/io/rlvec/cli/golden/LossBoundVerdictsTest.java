@@ -247,10 +247,12 @@ class LossBoundVerdictsTest {
         assertThat(tensor(r, 0, "out.pg_loss").verdict()).isEqualTo(Verdict.FAIL);
         assertThat(tensor(r, 0, "out.grad_log_prob").verdict()).isEqualTo(Verdict.FAIL);
         assertThat(run(f, null).verdict()).isEqualTo(Verdict.PASS);
-        // The ranking is sharp on verl's cases: no token open.
-        for (final String c : new String[] {"ratio0.1_coef0.1_tmean", "ratio0.0002_coef1_tmean"}) {
-            assertThat(openTokens(resource("/golden-policy/pl_kl_cov_cov_b4t32_" + c + ".safetensors"))).as(c)
-                .isZero();
+        // The selections are sharp on verl's cases: no token open.
+        final List<Path> covCases = new java.util.ArrayList<>(cases("/golden-policy", "pl_kl_cov_"));
+        covCases.addAll(cases("/golden-policy", "pl_clip_cov_"));
+        assertThat(covCases).hasSize(8);
+        for (final Path c : covCases) {
+            assertThat(openTokens(c)).as(c.toString()).isZero();
         }
     }
 
