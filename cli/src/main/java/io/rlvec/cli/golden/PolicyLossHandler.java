@@ -362,6 +362,9 @@ public final class PolicyLossHandler implements CaseHandler {
                 a[k] = F32Term.of(adv[k]);
                 l[k] = F32Term.of(lp[k]);
                 n++;
+            } else if (spec.policyLossMode() == PolicyLossMode.CLIP_COV
+                && (!Float.isFinite(lp[k]) || !Float.isFinite(adv[k]))) {
+                return null; // clip_cov's masked_mean multiplies by the mask: a masked NaN poisons every covariance
             }
         }
         if (n == 0) {
