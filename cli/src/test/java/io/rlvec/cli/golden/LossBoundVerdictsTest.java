@@ -256,6 +256,31 @@ class LossBoundVerdictsTest {
         }
     }
 
+    /**
+     * The selections on four tokens (A = 1, 1, -1, 0.5; log_prob = -0.5, -0.5, -1, -2; covariances 0.3125, 0.3125,
+     * 0, -0.125): kl_cov's top 1 is a tie, both tied tokens open, the others surely out; clip_cov's four
+     * candidates all fit one draw of four, not one of one (verl's draw random: not judged).
+     */
+    @Test
+    void covarianceSelectionsOpenTiesAndJudgeOnlyForcedDraws() {
+        final float[] lp = {-0.5f, -0.5f, -1f, -2f};
+        final float[] adv = {1f, 1f, -1f, 0.5f};
+        final float[] mask = {1f, 1f, 1f, 1f};
+        final io.rlvec.LossSpec kl = io.rlvec.LossSpec.builder().policyLossMode(io.rlvec.PolicyLossMode.KL_COV)
+            .klCovRatio(0.0002).build();
+        final PolicyLossHandler.Selected top = PolicyLossHandler.covSelection(kl, lp, lp, adv, mask);
+        assertThat(top.open()).containsExactly(true, true, false, false);
+        assertThat(top.in()[0] ^ top.in()[1]).isTrue();
+        assertThat(top.in()[2] || top.in()[3]).isFalse();
+        final io.rlvec.LossSpec.Builder clip = io.rlvec.LossSpec.builder()
+            .policyLossMode(io.rlvec.PolicyLossMode.CLIP_COV).clipCovLb(-1).clipCovUb(5);
+        assertThat(PolicyLossHandler.covSelection(clip.clipCovRatio(0.25).build(), lp, lp, adv, mask)).isNull();
+        final PolicyLossHandler.Selected all = PolicyLossHandler.covSelection(clip.clipCovRatio(1.0).build(), lp,
+            lp, adv, mask);
+        assertThat(all.in()).containsExactly(true, true, true, true);
+        assertThat(all.open()).containsExactly(false, false, false, false);
+    }
+
     /** The tokens of a case whose covariance selection float32 may decide either way. */
     private static long openTokens(final Path f) throws IOException {
         try (GoldenCase g = GoldenCase.open(f)) {
