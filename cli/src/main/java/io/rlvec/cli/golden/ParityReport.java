@@ -180,7 +180,7 @@ public final class ParityReport {
                 agreementCompared() - agreementBreaches(), agreementCompared()));
         }
         lines.add("error bounds vs verl: kl_penalty's kld, log-probs, entropies, agg_loss, the policy losses (all "
-            + "modes but clip_cov, kl_cov, geo_mean and bypass_mode) and the value loss (losses, metrics, gradients) "
+            + "modes but bypass_mode) and the value loss (losses, metrics, gradients) "
             + "are judged against a double-precision evaluation, the engine within its derived bound and verl within "
             + "float32's");
         lines.add("tolerances vs verl elsewhere: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.VALUE

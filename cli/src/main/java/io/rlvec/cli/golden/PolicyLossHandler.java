@@ -21,11 +21,13 @@ import io.rlvec.TokenBatch;
  * {@code out.pg_clipfrac}, {@code out.ppo_kl}, {@code out.pg_clipfrac_lower} and {@code out.grad_log_prob}
  * (d pg_loss / d log_prob).
  *
- * <p>Float32 cases of every mode with a {@link #rule} (all but clip_cov, kl_cov and geo_mean) are judged by error
- * analysis ({@link #exact}): the harness evaluates the mode's per-token expression in double from the same float32
- * inputs, each term with its float32 error bound from its operations ({@link F32Term}), then verl's aggregation
- * ({@link TokenTermBounds}). The other modes, cases stored in float64, batches without a valid token and inputs
- * with a non-finite valid value keep the fixed tolerances.
+ * <p>Float32 cases of every mode are judged by error analysis: the harness evaluates the mode's per-token
+ * expression ({@link #rule}) in double from the same float32 inputs, each term with its float32 error bound from its
+ * operations ({@link F32Term}), then verl's aggregation ({@link TokenTermBounds}, in {@link #exact}); geo_mean by
+ * its per-sequence analysis ({@link #geoMean}); clip_cov and kl_cov on top of their covariance selection
+ * ({@link #covSelection}), tokens that float32 may select either way widening the bounds by their jump. Cases
+ * stored in float64, batches without a valid token, inputs with a non-finite valid value, a value that may overflow
+ * float32 and clip_cov draws that are not forced keep the fixed tolerances.
  */
 public final class PolicyLossHandler implements CaseHandler {
     /** The verl function of vanilla. */
@@ -102,12 +104,15 @@ public final class PolicyLossHandler implements CaseHandler {
                 : Tolerance.GRADIENT;
             final float[] mask = batch.mask().toFloatArray();
             final Rule rule = rule(spec);
-            final Exact exact = rule == null
-                || golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64 ? null
+            final boolean f64 = golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
+            final float[] w = golden.has(WEIGHTS) ? batch.column(Column.ROLLOUT_IS_WEIGHTS).toFloatArray() : null;
+            final Exact exact = f64 || (rule == null && mode != PolicyLossMode.GEO_MEAN) ? null
+                : mode == PolicyLossMode.GEO_MEAN ? geoMean(spec, batch.column(Column.LOG_PROB).toFloatArray(),
+                    batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.ADVANTAGES).toFloatArray(),
+                    w, mask, golden.matrixShape(MASK))
                 : exact(spec, rule, batch.column(Column.LOG_PROB).toFloatArray(),
                     batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.ADVANTAGES).toFloatArray(),
-                    golden.has(WEIGHTS) ? batch.column(Column.ROLLOUT_IS_WEIGHTS).toFloatArray() : null, mask,
-                    golden.matrixShape(MASK));
+                    w, mask, golden.matrixShape(MASK));
             if (exact != null) {
                 return new CaseOutputs(facts)
                     .judgedScalar("out.pg_loss", r.pgLoss(), exact.loss, lossTolerance(r), lossDeviations)
@@ -147,6 +152,10 @@ public final class PolicyLossHandler implements CaseHandler {
         /** counted by pg_clipfrac_lower, and whether float32 may decide it either way. */
         boolean lower;
         boolean lowerOpen;
+        /** set by {@link #exact} before the rule (clip_cov, kl_cov): selected by covariance, and whether float32
+         *  may decide that either way. */
+        boolean selected;
+        boolean selectedOpen;
 
         void metrics(final boolean clipped, final boolean clippedOpen, final boolean lower, final boolean lowerOpen) {
             this.clipped = clipped;
@@ -212,7 +221,7 @@ public final class PolicyLossHandler implements CaseHandler {
         return delta.ambiguous(-20) || delta.ambiguous(20);
     }
 
-    /** @return the mode's rule, or null for the modes kept on fixed tolerances (clip_cov, kl_cov, geo_mean). */
+    /** @return the mode's per-token rule, or null for a mode without one (geo_mean: {@link #geoMean}). */
     static Rule rule(final LossSpec spec) {
         final double lo = (float) (1.0 - spec.clipRatioLow());
         final double hi = (float) (1.0 + spec.clipRatioHigh());
@@ -289,8 +298,138 @@ public final class PolicyLossHandler implements CaseHandler {
                     return true;
                 }
             };
+            // pg_losses = -A r (r = exp(lp - old), unclamped), + coef |lp - old| where selected; ppo_kl = mean |.|.
+            case KL_COV -> (lp, old, a, seq, out) -> {
+                final F32Term nakl = F32Term.of(lp).minus(F32Term.of(old));
+                final F32Term base = F32Term.of(a).negate().times(nakl.exp());
+                final F32Term abs = new F32Term(Math.abs(nakl.v()), nakl.e());
+                final F32Term coef = F32Term.constant(spec.ppoKlCoef());
+                final F32Term kl = coef.times(abs);
+                final F32Term loss = base.plus(kl);
+                final F32Term grad = base.plus(coef.timesExact(Math.signum(nakl.v())));
+                out.loss = open(out.selected ? loss : base, out.selectedOpen, kl.v() + kl.e());
+                out.grad = open(out.selected ? grad : base, out.selectedOpen, coef.v());
+                out.kl = abs;
+                out.metrics(false, false, false, false);
+                return Math.abs(loss.v()) + loss.e() <= Float.MAX_VALUE;
+            };
+            // PPO's clip on the unclamped ratio, times corr = 0 where selected; pg_clipfrac counts the selected.
+            case CLIP_COV -> (lp, old, a, seq, out) -> {
+                final F32Term nakl = F32Term.of(lp).minus(F32Term.of(old));
+                ppoClip(nakl.exp(), a, lo, hi, Double.NaN, true, false, out);
+                final F32Term loss = out.loss;
+                final F32Term grad = out.grad;
+                out.loss = open(out.selected ? F32Term.of(0) : loss, out.selectedOpen, loss.v() + loss.e());
+                out.grad = open(out.selected ? F32Term.of(0) : grad, out.selectedOpen, grad.v() + grad.e());
+                out.kl = nakl.negate();
+                out.metrics(out.selected, out.selectedOpen, false, false);
+                return Math.abs(loss.v()) + loss.e() <= Float.MAX_VALUE;
+            };
             default -> null;
         };
+    }
+
+    /** The tokens a covariance selection (clip_cov, kl_cov) takes in double, and those float32 may decide apart. */
+    record Selected(boolean[] in, boolean[] open) {
+    }
+
+    /**
+     * The covariance selections. cov_t = (A_t - mean A) (lp_t - mean lp), the means float32 sums over the valid
+     * tokens ({@link TokenTermBounds#rowMean} over the whole batch), then a subtraction and a product per token.
+     * <ul>
+     * <li>kl_cov: the k = max(1, int(N kl_cov_ratio)) largest. With the double ranking, a token of the top k is
+     * surely taken when cov - e exceeds every other token's cov + e outside the top k, a token outside surely not
+     * when cov + e is below every top-k token's cov - e; every other token is open (float32 and topk's tie order
+     * may take it or not).
+     * <li>clip_cov: candidates lb &lt; cov &lt; ub that PPO's clip does not hold (pg2 &gt; pg1 false), open where
+     * cov is within its bound of lb or ub or the ratio within its bound of the deciding clip edge; verl takes
+     * max(int(N clip_cov_ratio), 1) of them at random, so a case is judged only where every candidate fits
+     * whichever way the open tokens go (sure + open &lt;= count): then all of them are taken.
+     * </ul>
+     *
+     * @return the selection, or null where clip_cov's draw is not forced or a value is not finite.
+     */
+    static Selected covSelection(final LossSpec spec, final float[] lp, final float[] old, final float[] adv,
+                                 final float[] mask) {
+        final F32Term[] a = new F32Term[mask.length];
+        final F32Term[] l = new F32Term[mask.length];
+        int n = 0;
+        for (int k = 0; k < mask.length; k++) {
+            if (mask[k] != 0) {
+                if (!Float.isFinite(lp[k]) || !Float.isFinite(old[k]) || !Float.isFinite(adv[k])) {
+                    return null;
+                }
+                a[k] = F32Term.of(adv[k]);
+                l[k] = F32Term.of(lp[k]);
+                n++;
+            } else if (spec.policyLossMode() == PolicyLossMode.CLIP_COV
+                && (!Float.isFinite(lp[k]) || !Float.isFinite(adv[k]))) {
+                return null; // clip_cov's masked_mean multiplies by the mask: a masked NaN poisons every covariance
+            }
+        }
+        if (n == 0) {
+            return null;
+        }
+        final F32Term meanA = TokenTermBounds.rowMean(a, 0, mask.length);
+        final F32Term meanLp = TokenTermBounds.rowMean(l, 0, mask.length);
+        final F32Term[] cov = new F32Term[mask.length];
+        for (int k = 0; k < mask.length; k++) {
+            if (a[k] != null) {
+                cov[k] = a[k].minus(meanA).times(l[k].minus(meanLp));
+                if (!Double.isFinite(cov[k].v()) || !Double.isFinite(cov[k].e())) {
+                    return null;
+                }
+            }
+        }
+        final boolean[] in = new boolean[mask.length];
+        final boolean[] open = new boolean[mask.length];
+        if (spec.policyLossMode() == PolicyLossMode.KL_COV) {
+            final Integer[] order = new Integer[n];
+            for (int k = 0, i = 0; k < mask.length; k++) {
+                if (cov[k] != null) {
+                    order[i++] = k;
+                }
+            }
+            java.util.Arrays.sort(order, (x, y) -> Double.compare(cov[y].v(), cov[x].v()));
+            final int top = Math.max(1, (int) (n * spec.klCovRatio()));
+            double lowIn = Double.POSITIVE_INFINITY;
+            for (int i = 0; i < Math.min(top, n); i++) {
+                in[order[i]] = true;
+                lowIn = Math.min(lowIn, cov[order[i]].v() - cov[order[i]].e());
+            }
+            double highOut = Double.NEGATIVE_INFINITY;
+            for (int i = top; i < n; i++) {
+                highOut = Math.max(highOut, cov[order[i]].v() + cov[order[i]].e());
+            }
+            for (int i = 0; i < n; i++) {
+                final F32Term c = cov[order[i]];
+                if (in[order[i]]) {
+                    open[order[i]] = !(c.v() - c.e() > highOut);
+                } else {
+                    open[order[i]] = !(c.v() + c.e() < lowIn);
+                }
+            }
+            return new Selected(in, open);
+        }
+        final double lo = (float) (1.0 - spec.clipRatioLow());
+        final double hi = (float) (1.0 + spec.clipRatioHigh());
+        final double lb = (float) spec.clipCovLb();
+        final double ub = (float) spec.clipCovUb();
+        final Terms ppo = new Terms();
+        int sure = 0;
+        int either = 0;
+        for (int k = 0; k < mask.length; k++) {
+            if (cov[k] == null) {
+                continue;
+            }
+            final F32Term r = F32Term.of(lp[k]).minus(F32Term.of(old[k])).exp();
+            ppoClip(r, adv[k], lo, hi, Double.NaN, true, false, ppo);
+            in[k] = !ppo.clipped && cov[k].v() < ub && cov[k].v() > lb;
+            open[k] = ppo.clippedOpen || cov[k].ambiguous(lb) || cov[k].ambiguous(ub);
+            sure += in[k] && !open[k] ? 1 : 0;
+            either += open[k] ? 1 : 0;
+        }
+        return sure + either <= Math.max((int) (spec.clipCovRatio() * n), 1) ? new Selected(in, open) : null;
     }
 
     /**
@@ -373,26 +512,21 @@ public final class PolicyLossHandler implements CaseHandler {
         int clippedOpen = 0;
         int lower = 0;
         int lowerOpen = 0;
+        final boolean byCov = spec.policyLossMode() == PolicyLossMode.KL_COV
+            || spec.policyLossMode() == PolicyLossMode.CLIP_COV;
+        final Selected selected = byCov ? covSelection(spec, lp, old, adv, mask) : null;
+        if (byCov && selected == null) {
+            return null;
+        }
+        final F32Term[] d = rule.sequence() ? new F32Term[mask.length] : null;
         for (int i = 0; i < bt[0]; i++) {
             F32Term seq = null;
             if (rule.sequence()) {
-                // verl: sum(nak * mask) / count in float32: each log-ratio rounded once, a float32 sum of T terms.
-                double sum = 0;
-                double magnitude = 0;
-                double propagated = 0;
-                int count = 0;
+                // verl: sum(nak * mask) / count in float32, each log-ratio rounded once.
                 for (int k = i * bt[1]; k < (i + 1) * bt[1]; k++) {
-                    if (mask[k] != 0) {
-                        final F32Term d = F32Term.of(lp[k]).minus(F32Term.of(old[k]));
-                        sum += d.v();
-                        magnitude += Math.abs(d.v());
-                        propagated += d.e();
-                        count++;
-                    }
+                    d[k] = mask[k] != 0 ? F32Term.of(lp[k]).minus(F32Term.of(old[k])) : null;
                 }
-                final int m = Math.max(count, 1);
-                seq = new F32Term(sum, propagated + (bt[1] + 1) * F32Term.U * magnitude)
-                    .dividedBy(F32Term.of(m));
+                seq = TokenTermBounds.rowMean(d, i * bt[1], (i + 1) * bt[1]);
             }
             for (int k = i * bt[1]; k < (i + 1) * bt[1]; k++) {
                 if (mask[k] == 0) {
@@ -402,6 +536,8 @@ public final class PolicyLossHandler implements CaseHandler {
                     || (w != null && !Float.isFinite(w[k]))) {
                     return null;
                 }
+                terms.selected = selected != null && selected.in()[k];
+                terms.selectedOpen = selected != null && selected.open()[k];
                 if (!rule.token(lp[k], old[k], adv[k], seq, terms)) {
                     return null;
                 }
@@ -423,6 +559,108 @@ public final class PolicyLossHandler implements CaseHandler {
             return null;
         }
         return new Exact(lossRef, TokenTermBounds.fraction(clipped, clippedOpen, n), klRef,
+            TokenTermBounds.fraction(lower, lowerOpen, n), gradRef);
+    }
+
+    /**
+     * geo_mean (GMPO) in double from the float32 inputs, one loss per row s (len_s valid tokens), a plain mean over
+     * the B rows whatever the aggregation:
+     * <pre>
+     *   nakl_t = lp - old (one rounding),  k_t = min(nakl, clamp(nakl, -low, high)) for A &gt; 0, max(...) for A &lt; 0,
+     *            0 for A = 0 (min, max, clamp: exact, the selected operand's bound)
+     *   K_s = rowMean(k), A_s = rowMean(A), W_s = exp(rowMean(ln(w + 1e-10))) (1 without weights)
+     *   loss_s = -A_s exp(K_s) W_s,  pg_loss = sum_s loss_s / B                    ({@link TokenTermBounds#rowMean},
+     *                                                                            {@link TokenTermBounds#aggregated})
+     *   d pg_loss / d lp_t = (-A_s exp(K_s) W_s) dk_t / (B len_s),  dk_t = 1 where k_t follows nakl
+     *            (A &gt; 0: nakl &lt;= high; A &lt; 0: nakl &gt;= -low), else 0; open (jump |A_s exp(K_s) W_s|) where
+     *            nakl is within its bound of that edge                      ({@link TokenTermBounds#gradient})
+     *   pg_clipfrac / pg_clipfrac_lower: nakl outside [-low, high] with A &gt; 0 / A &lt; 0, open within its bound
+     *            of either edge; ppo_kl = mean(-nakl)
+     * </pre>
+     * k is continuous at the edges, so the loss has no jump there.
+     *
+     * @return the referees, or null where a valid input is not finite, no token is valid or a row's float32 loss
+     *         may overflow (the engine then clamps the mean log-ratio, unlike verl).
+     */
+    static Exact geoMean(final LossSpec spec, final float[] lp, final float[] old, final float[] adv, final float[] w,
+                         final float[] mask, final int[] bt) {
+        final double low = (float) -spec.clipRatioLow();
+        final double high = (float) spec.clipRatioHigh();
+        final int b = bt[0];
+        final int t = bt[1];
+        final F32Term[] k = new F32Term[mask.length];
+        final F32Term[] a = new F32Term[mask.length];
+        final F32Term[] logW = w != null ? new F32Term[mask.length] : null;
+        final F32Term[] kl = new F32Term[mask.length];
+        final F32Term[] grad = new F32Term[mask.length];
+        final double[] gradWeight = new double[mask.length];
+        final F32Term[] rows = new F32Term[b];
+        final double[] rowWeight = new double[b];
+        final boolean[] follows = new boolean[mask.length];
+        final boolean[] edgeOpen = new boolean[mask.length];
+        int n = 0;
+        int clipped = 0;
+        int lower = 0;
+        int open = 0;
+        int lowerOpen = 0;
+        for (int i = 0; i < b; i++) {
+            int len = 0;
+            for (int j = i * t; j < (i + 1) * t; j++) {
+                if (mask[j] == 0) {
+                    continue;
+                }
+                if (!Float.isFinite(lp[j]) || !Float.isFinite(old[j]) || !Float.isFinite(adv[j])
+                    || (w != null && !Float.isFinite(w[j]))) {
+                    return null;
+                }
+                len++;
+                final F32Term nakl = F32Term.of(lp[j]).minus(F32Term.of(old[j]));
+                final F32Term clamped = nakl.clamp(low, high);
+                k[j] = adv[j] > 0 ? F32Term.min(nakl, clamped) : adv[j] < 0 ? F32Term.max(nakl, clamped)
+                    : new F32Term(0, 0);
+                a[j] = F32Term.of(adv[j]);
+                if (logW != null) {
+                    logW[j] = F32Term.of(w[j]).plus(F32Term.constant(1e-10)).log();
+                }
+                kl[j] = nakl.negate();
+                follows[j] = adv[j] > 0 ? nakl.v() <= high : adv[j] < 0 && nakl.v() >= low;
+                edgeOpen[j] = adv[j] != 0 && nakl.ambiguous(adv[j] > 0 ? high : low);
+                final boolean outside = nakl.v() < low || nakl.v() > high;
+                final boolean either = nakl.ambiguous(low) || nakl.ambiguous(high);
+                clipped += outside && adv[j] > 0 ? 1 : 0;
+                open += either && adv[j] > 0 ? 1 : 0;
+                lower += outside && adv[j] < 0 ? 1 : 0;
+                lowerOpen += either && adv[j] < 0 ? 1 : 0;
+            }
+            n += len;
+            final F32Term ratio = TokenTermBounds.rowMean(k, i * t, (i + 1) * t).exp();
+            F32Term coef = TokenTermBounds.rowMean(a, i * t, (i + 1) * t).negate().times(ratio);
+            if (logW != null) {
+                coef = coef.times(TokenTermBounds.rowMean(logW, i * t, (i + 1) * t).exp());
+            }
+            if (!(Math.abs(ratio.v()) + ratio.e() <= Float.MAX_VALUE)
+                || !(Math.abs(coef.v()) + coef.e() <= Float.MAX_VALUE)) {
+                return null;
+            }
+            rows[i] = coef;
+            rowWeight[i] = 1.0 / b;
+            for (int j = i * t; j < (i + 1) * t; j++) {
+                if (mask[j] != 0) {
+                    grad[j] = open(follows[j] ? coef : F32Term.of(0), edgeOpen[j], Math.abs(coef.v()) + coef.e());
+                    gradWeight[j] = 1.0 / ((double) b * len);
+                }
+            }
+        }
+        if (n == 0) {
+            return null;
+        }
+        final CaseOutputs.Referee lossRef = TokenTermBounds.aggregated(rows, rowWeight, 1, b);
+        final CaseOutputs.Referee klRef = TokenTermBounds.tokenMean(kl, b, t);
+        final CaseOutputs.Referee gradRef = TokenTermBounds.gradient(grad, gradWeight);
+        if (lossRef == null || klRef == null || gradRef == null) {
+            return null;
+        }
+        return new Exact(lossRef, TokenTermBounds.fraction(clipped, open, n), klRef,
             TokenTermBounds.fraction(lower, lowerOpen, n), gradRef);
     }
 }

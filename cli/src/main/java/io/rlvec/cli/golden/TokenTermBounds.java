@@ -61,6 +61,32 @@ final class TokenTermBounds {
         return new CaseOutputs.Referee(new double[] {loss}, new double[] {verl}, new double[] {engine}, true);
     }
 
+    /**
+     * A row's float32 masked mean {@code sum(x * mask) / len} (gspo's mean log-ratio, geo_mean's means): a float32
+     * sum of the row's T terms (any order: T u of their magnitudes), then one division by len; an empty row gives
+     * 0 (verl divides 0 by len clamped to 1, or by len + 1e-8).
+     *
+     * @param x    per element, the term (null on masked elements).
+     * @param from the row's first element.
+     * @param to   one past the row's last element.
+     */
+    static F32Term rowMean(final F32Term[] x, final int from, final int to) {
+        double sum = 0;
+        double magnitude = 0;
+        double propagated = 0;
+        int count = 0;
+        for (int k = from; k < to; k++) {
+            if (x[k] != null) {
+                sum += x[k].v();
+                magnitude += Math.abs(x[k].v());
+                propagated += x[k].e();
+                count++;
+            }
+        }
+        return count == 0 ? new F32Term(0, 0)
+            : new F32Term(sum, propagated + (to - from + 1) * U * magnitude).dividedBy(F32Term.of(count));
+    }
+
     /** A masked mean over the valid tokens (verl's masked_mean), as {@link #aggregated} with weights 1/n. */
     static CaseOutputs.Referee tokenMean(final F32Term[] terms, final int b, final int t) {
         int n = 0;

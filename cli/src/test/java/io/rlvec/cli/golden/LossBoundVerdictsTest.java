@@ -135,10 +135,6 @@ class LossBoundVerdictsTest {
         }
     }
 
-    /** The modes kept on fixed tolerances: a token selection by covariance (clip_cov, kl_cov), geo_mean. */
-    private static boolean judgedMode(final String name) {
-        return !name.startsWith("pl_clip_cov") && !name.startsWith("pl_kl_cov") && !name.startsWith("pl_geo_mean");
-    }
 
     @Test
     void verlsCasesPassOrDeviateOnTheBoundsAndAreJudgedByThem() throws IOException {
@@ -164,12 +160,12 @@ class LossBoundVerdictsTest {
             if (!judged) {
                 unjudged.add(name);
             }
-            if (name.contains("_f64") || name.contains("allmasked") || !judgedMode(name)) {
+            if (name.contains("_f64") || name.contains("allmasked")) {
                 assertThat(o.all().values()).as(name).allMatch(x -> x.referee() == null);
             }
         }
         // Unjudged besides those: none but the extreme cases whose unclamped square overflows (dro).
-        assertThat(unjudged.stream().filter(n -> !n.contains("_f64") && !n.contains("allmasked") && judgedMode(n)))
+        assertThat(unjudged.stream().filter(n -> !n.contains("_f64") && !n.contains("allmasked")))
             .as("judged modes' cases on fixed tolerances").allMatch(n -> n.startsWith("pl_dro_") && n.contains("extreme"));
     }
 
@@ -241,6 +237,79 @@ class LossBoundVerdictsTest {
         assertThat(run(one, null).verdict()).isEqualTo(Verdict.PASS);
     }
 
+    /** kl_cov with the top 0.02 % (one token) for 10 %, judged against verl's 10 %: the loss and gradient fail. */
+    @Test
+    void klCovWithAWrongSelectionFails() throws IOException {
+        final Path f = resource("/golden-policy/pl_kl_cov_cov_b4t32_ratio0.1_coef0.1_tmean.safetensors");
+        final CaseOutputs wrong = outputs(copy(f, "pl_wrong_kl_cov.safetensors",
+            p -> p.replace("\"kl_cov_ratio\": 0.1", "\"kl_cov_ratio\": 0.0002"), null));
+        final CaseReport r = withOutputsOf(f, wrong);
+        assertThat(tensor(r, 0, "out.pg_loss").verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.grad_log_prob").verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(run(f, null).verdict()).isEqualTo(Verdict.PASS);
+        // The selections are sharp on verl's cases: no token open.
+        final List<Path> covCases = new java.util.ArrayList<>(cases("/golden-policy", "pl_kl_cov_"));
+        covCases.addAll(cases("/golden-policy", "pl_clip_cov_"));
+        assertThat(covCases).hasSize(8);
+        for (final Path c : covCases) {
+            assertThat(openTokens(c)).as(c.toString()).isZero();
+        }
+    }
+
+    /**
+     * The selections on four tokens (A = 1, 1, -1, 0.5; log_prob = -0.5, -0.5, -1, -2; covariances 0.3125, 0.3125,
+     * 0, -0.125): kl_cov's top 1 is a tie, both tied tokens open, the others surely out; clip_cov's four
+     * candidates all fit one draw of four, not one of one (verl's draw random: not judged).
+     */
+    @Test
+    void covarianceSelectionsOpenTiesAndJudgeOnlyForcedDraws() {
+        final float[] lp = {-0.5f, -0.5f, -1f, -2f};
+        final float[] adv = {1f, 1f, -1f, 0.5f};
+        final float[] mask = {1f, 1f, 1f, 1f};
+        final io.rlvec.LossSpec kl = io.rlvec.LossSpec.builder().policyLossMode(io.rlvec.PolicyLossMode.KL_COV)
+            .klCovRatio(0.0002).build();
+        final PolicyLossHandler.Selected top = PolicyLossHandler.covSelection(kl, lp, lp, adv, mask);
+        assertThat(top.open()).containsExactly(true, true, false, false);
+        assertThat(top.in()[0] ^ top.in()[1]).isTrue();
+        assertThat(top.in()[2] || top.in()[3]).isFalse();
+        final io.rlvec.LossSpec.Builder clip = io.rlvec.LossSpec.builder()
+            .policyLossMode(io.rlvec.PolicyLossMode.CLIP_COV).clipCovLb(-1).clipCovUb(5);
+        assertThat(PolicyLossHandler.covSelection(clip.clipCovRatio(0.25).build(), lp, lp, adv, mask)).isNull();
+        final PolicyLossHandler.Selected all = PolicyLossHandler.covSelection(clip.clipCovRatio(1.0).build(), lp,
+            lp, adv, mask);
+        assertThat(all.in()).containsExactly(true, true, true, true);
+        assertThat(all.open()).containsExactly(false, false, false, false);
+    }
+
+    /** The tokens of a case whose covariance selection float32 may decide either way. */
+    private static long openTokens(final Path f) throws IOException {
+        try (GoldenCase g = GoldenCase.open(f)) {
+            final io.rlvec.PolicyLossMode mode = f.getFileName().toString().startsWith("pl_kl_cov")
+                ? io.rlvec.PolicyLossMode.KL_COV : io.rlvec.PolicyLossMode.CLIP_COV;
+            final PolicyLossHandler.Selected s = PolicyLossHandler.covSelection(g.lossSpec().policyLossMode(mode)
+                .build(),
+                g.float32("in.log_prob").toFloatArray(), g.float32("in.old_log_prob").toFloatArray(),
+                g.float32("in.advantages").toFloatArray(), g.float32("in.response_mask").toFloatArray());
+            long open = 0;
+            for (final boolean o : s.open()) {
+                open += o ? 1 : 0;
+            }
+            return open;
+        }
+    }
+
+    /** clip_cov with the candidate window [0.5, 1.5] for [0.5, 2], judged against verl's: pg_clipfrac fails. */
+    @Test
+    void clipCovWithAWrongWindowFails() throws IOException {
+        final Path f = resource("/golden-policy/pl_clip_cov_cov_b4t32_ratio0.5_lb0.5_ub2_tmean.safetensors");
+        final CaseOutputs wrong = outputs(copy(f, "pl_wrong_clip_cov.safetensors",
+            p -> p.replace("\"clip_cov_ub\": 2.0", "\"clip_cov_ub\": 1.5"), null));
+        final CaseReport r = withOutputsOf(f, wrong);
+        assertThat(r.verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(run(f, null).verdict()).isEqualTo(Verdict.PASS);
+        assertThat(openTokens(f)).isZero();
+    }
+
     @Test
     void valueLossWithAWrongClampFails() throws IOException {
         final Path f = resource(VALUE);
@@ -275,11 +344,15 @@ class LossBoundVerdictsTest {
     /** One ragged case of every other judged mode. */
     private static List<Path> otherModes() throws IOException {
         final List<Path> out = new java.util.ArrayList<>();
-        for (final String m : new String[] {"gpg", "cispo", "dro", "sapo", "dppo_tv", "dppo_kl", "gspo"}) {
+        for (final String m : new String[] {"gpg", "cispo", "dro", "sapo", "dppo_tv", "dppo_kl", "gspo",
+            "geo_mean"}) {
             final List<Path> c = new java.util.ArrayList<>(cases("/golden-policy", "pl_" + m + "_b4t16_ragged_"));
             c.addAll(cases("/golden-policy-2026.08", "pl_" + m + "_b4t16_ragged_"));
             out.add(c.stream().filter(p -> !p.toString().contains("beta-1")).findFirst().orElseThrow());
         }
+        // The covariance selections: kl_cov's top 10 % with ppo_kl_coef 0.1, clip_cov's candidates (all fit).
+        out.add(resource("/golden-policy/pl_kl_cov_cov_b4t32_ratio0.1_coef0.1_tmean.safetensors"));
+        out.add(resource("/golden-policy/pl_clip_cov_cov_b4t32_ratio0.5_lb0.5_ub2_tmean.safetensors"));
         return out;
     }
 
