@@ -3,7 +3,7 @@
 # applies a -p value to every benchmark that has that parameter, so each family of kernels gets its own run with
 # its own shapes. Then PyTorch's runs again with jemalloc preloaded (memory kept for reuse), and one report.
 #
-# Usage: bench/peer-sitting.sh            (about 25 minutes on 2 cores; needs a quiet machine)
+# Usage: bench/peer-sitting.sh            (about 35 minutes on 2 cores; needs a quiet machine)
 # Environment: WI, I, W, R (warm-up / measurement iterations and their times: 3 / 4 / 500ms / 500ms), FORKS (1),
 #   OUT (reports/peer), SKIP_BUILD=1 to reuse jmh-peer/target/peer-benchmarks.jar, MODES (the policy-loss modes
 #   with a peer), JEMALLOC=0 to skip the jemalloc runs.
@@ -25,7 +25,7 @@ mkdir -p "$out"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   ./mvnw -q -B -ntp -Ppeer -DskipTests -pl jmh-peer -am package
 fi
-timing=(-f "${FORKS:-1}" -wi "${WI:-3}" -i "${I:-4}" -w "${W:-500ms}" -r "${R:-500ms}" -foe true -prof gc)
+timing=(-f "${FORKS:-1}" -wi "${WI:-3}" -i "${I:-4}" -w "${W:-1s}" -r "${R:-500ms}" -foe true -prof gc)
 engines=(-p engine=vector,vector2,reference -p impl=vector,vector2,reference)
 export OMP_NUM_THREADS=2
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
