@@ -4,7 +4,8 @@
 # its own shapes. Then PyTorch's runs again with jemalloc preloaded (memory kept for reuse), and one report.
 #
 # Usage: bench/peer-sitting.sh            (about 35 minutes on 2 cores; needs a quiet machine)
-# Environment: WI, I, W, R (warm-up / measurement iterations and their times: 3 / 4 / 500ms / 500ms), FORKS (1),
+# Environment: WI, I, W, R (warm-up / measurement iterations and their times: 3 / 4 / 1s / 500ms: a fork whose
+#   kernels compile late still allocated 42 MB/op after three warm-up iterations of 500 ms), FORKS (1),
 #   OUT (reports/peer), SKIP_BUILD=1 to reuse jmh-peer/target/peer-benchmarks.jar, MODES (the policy-loss modes
 #   with a peer), JEMALLOC=0 to skip the jemalloc runs.
 # Runs, each writing $OUT/<run>.json:
