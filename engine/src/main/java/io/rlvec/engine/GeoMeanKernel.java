@@ -118,12 +118,15 @@ final class GeoMeanKernel {
     private static final class Clip extends RuleKernel.Step {
         @Override
         void run(final RuleKernel.State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment oldSeg = st.oldLogProb;
+            final MemorySegment advSeg = st.advantages;
             final float low = st.geoLow;
             final float high = st.geoHigh;
             final MemorySegment k = st.geoK.segment();
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector a = load(st.advantages, i);
-                final FloatVector nakl = load(st.logProb, i).sub(load(st.oldLogProb, i));
+                final FloatVector a = load(advSeg, i);
+                final FloatVector nakl = load(lpSeg, i).sub(load(oldSeg, i));
                 final FloatVector sgn = sign(a);
                 final FloatVector x = sgn.mul(nakl);
                 final FloatVector c = sgn.mul(clamp(nakl, low, high));
@@ -138,12 +141,15 @@ final class GeoMeanKernel {
     private static final class Derivative extends RuleKernel.Step {
         @Override
         void run(final RuleKernel.State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment oldSeg = st.oldLogProb;
+            final MemorySegment advSeg = st.advantages;
             final float low = st.geoLow;
             final float high = st.geoHigh;
             final MemorySegment dk = st.geoDk.segment();
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector a = load(st.advantages, i);
-                final FloatVector nakl = load(st.logProb, i).sub(load(st.oldLogProb, i));
+                final FloatVector a = load(advSeg, i);
+                final FloatVector nakl = load(lpSeg, i).sub(load(oldSeg, i));
                 final FloatVector sgn = sign(a);
                 final FloatVector x = sgn.mul(nakl);
                 final FloatVector c = sgn.mul(clamp(nakl, low, high));
@@ -162,6 +168,10 @@ final class GeoMeanKernel {
     private static final class Metrics extends RuleKernel.Step {
         @Override
         void run(final RuleKernel.State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment oldSeg = st.oldLogProb;
+            final MemorySegment advSeg = st.advantages;
+            final MemorySegment maskSeg = st.mask;
             final float low = st.geoLow;
             final float high = st.geoHigh;
             int nPos = 0;
@@ -170,9 +180,9 @@ final class GeoMeanKernel {
             int nClipNeg = 0;
             DoubleVector klAcc = DoubleVector.zero(Vec.D);
             for (int i = from; i < to; i += Vec.FL) {
-                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
-                final FloatVector a = load(st.advantages, i);
-                final FloatVector nakl = load(st.logProb, i).sub(load(st.oldLogProb, i));
+                final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
+                final FloatVector a = load(advSeg, i);
+                final FloatVector nakl = load(lpSeg, i).sub(load(oldSeg, i));
                 final VectorMask<Float> clipped = nakl.compare(VectorOperators.NE, clamp(nakl, low, high)).and(valid);
                 final VectorMask<Float> pos = a.compare(VectorOperators.GT, 0f).and(valid);
                 final VectorMask<Float> neg = a.compare(VectorOperators.LT, 0f).and(valid);
@@ -194,11 +204,13 @@ final class GeoMeanKernel {
     private static final class Gradient extends RuleKernel.Step {
         @Override
         void run(final RuleKernel.State st, final int from, final int to, final float sequence) {
+            final MemorySegment maskSeg = st.mask;
+            final MemorySegment gradSeg = st.grad;
             final FloatVector c = FloatVector.broadcast(Vec.F, st.geoCoef);
             final MemorySegment dk = st.geoDk.segment();
             for (int i = from; i < to; i += Vec.FL) {
-                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
-                store(ZERO.blend(c.mul(load(dk, i)), valid), st.grad, i);
+                final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
+                store(ZERO.blend(c.mul(load(dk, i)), valid), gradSeg, i);
             }
         }
     }

@@ -31,11 +31,12 @@ import jdk.incubator.vector.VectorOperators;
  * operations of its {@link TokenRule}, so that every per-token value, and so the gradient, is bit-identical to the
  * reference.
  *
- * <p>Per sequence, chunk by chunk ({@link #CHUNK} tokens): the mode's loop writes per-token rows (loss, raw
- * gradient, ratio, kl term and the four metric flags as 0/1) into the scratch; the shared {@link #accumulate}
- * loop then applies the mask and the rollout weight, stores the gradient times the sequence's token weight, and
- * adds the double lane sums and exact counts; sequence tails shorter than a vector run the {@link TokenRule}
- * itself. Masked tokens are selected away (gradient +0.0f, never summed). Runs of whole sequences are the blocks
+ * <p>Per sequence, chunk by chunk ({@link #CHUNK} tokens): the mode's loops write per-token rows (loss, raw
+ * gradient, ratio, kl term) into the scratch, and its clip flags, if it has any, as lane-mask bits; the shared
+ * steps then apply the mask and the rollout weight, store the gradient times the sequence's token weight, and add
+ * the double lane sums and exact counts; sequence tails shorter than a vector run the {@link TokenRule} itself.
+ * Every step reads the call's columns through locals: a field re-read after each off-heap store costs the
+ * segment's checks again on every vector. Masked tokens are selected away (gradient +0.0f, never summed). Runs of whole sequences are the blocks
  * the engine's threads share ({@link State}); their partials are added in sequence order, so results do not depend
  * on the thread count. The selections of clip_cov and kl_cov and gspo's sequence means are computed first: the
  * selections by {@link CovSelection} (the same tokens as the reference's {@link Selection}), gspo's means in the
@@ -47,10 +48,12 @@ final class RuleKernel {
     static final int R_LOSS = 0;
     static final int R_GRAD = 1;
     static final int R_KL = 3;
-    static final int R_CLIPPED = 4;
-    static final int R_LOWER = 5;
-    static final int R_LOW = 6;
-    static final int R_HIGH = 7;
+    /** The clip flags, one lane mask (as bits) per vector of the chunk: {@code flags[F * SLOTS + vector]}. */
+    static final int F_CLIPPED = 0;
+    static final int F_LOWER = 1;
+    static final int F_LOW = 2;
+    static final int F_HIGH = 3;
+    static final int SLOTS = CHUNK / 4;
     static final int R_TMP = 8;
     /** exp inputs and outputs: the ratio is always EX0 (what the sign split reads). */
     static final int R_IN0 = 9;
@@ -253,20 +256,22 @@ final class RuleKernel {
     private static final class GradientStore extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
-            if (st.grad == null) {
+            final MemorySegment maskSeg = st.mask;
+            final MemorySegment wSeg = st.weights;
+            final MemorySegment gradSeg = st.grad;
+            if (gradSeg == null) {
                 return;
             }
             final float[] r = st.rows;
             final int base = -from;
-            final MemorySegment wSeg = st.weights;
             final FloatVector tw = FloatVector.broadcast(Vec.F, st.tokenWeight);
             for (int i = from; i < to; i += Vec.FL) {
-                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
+                final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
                 FloatVector g = row(r, R_GRAD, base + i);
                 if (wSeg != null) {
                     g = g.mul(load(wSeg, i));
                 }
-                store(ZERO.blend(g.mul(tw), valid), st.grad, i);
+                store(ZERO.blend(g.mul(tw), valid), gradSeg, i);
             }
         }
     }
@@ -275,17 +280,19 @@ final class RuleKernel {
     private static final class Sums extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment advSeg = st.advantages;
+            final MemorySegment maskSeg = st.mask;
+            final MemorySegment wSeg = st.weights;
             final float[] r = st.rows;
             final int base = -from;
-            final MemorySegment wSeg = st.weights;
             final double[] acc = st.acc;
             DoubleVector accLoss = DoubleVector.fromArray(Vec.D, acc, 0);
             DoubleVector accPos = DoubleVector.fromArray(Vec.D, acc, TokenMemory.DL);
             DoubleVector accNeg = DoubleVector.fromArray(Vec.D, acc, 2 * TokenMemory.DL);
             DoubleVector accKl = DoubleVector.fromArray(Vec.D, acc, 3 * TokenMemory.DL);
             for (int i = from; i < to; i += Vec.FL) {
-                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
-                final FloatVector a = load(st.advantages, i);
+                final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
+                final FloatVector a = load(advSeg, i);
                 FloatVector loss = row(r, R_LOSS, base + i);
                 if (wSeg != null) {
                     loss = loss.mul(load(wSeg, i));
@@ -305,9 +312,24 @@ final class RuleKernel {
 
     /** Shared step: the eight exact counts behind the clip fractions and the sign split. */
     private static final class Counts extends Step {
+        /** Whether the mode writes the four clip flags (else they are all false and not read). */
+        private final boolean flags;
+        /** The row whose value v says ratio &gt; 1 as v &gt;= {@link #aboveMin}. */
+        private final int aboveRow;
+        private final float aboveMin;
+
+        Counts(final boolean flags, final int aboveRow, final float aboveMin) {
+            this.flags = flags;
+            this.aboveRow = aboveRow;
+            this.aboveMin = aboveMin;
+        }
+
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment advSeg = st.advantages;
+            final MemorySegment maskSeg = st.mask;
             final float[] r = st.rows;
+            final long[] f = st.flags;
             final int base = -from;
             int nPos = 0;
             int nNeg = 0;
@@ -318,19 +340,23 @@ final class RuleKernel {
             int nLower = 0;
             int nClipped = 0;
             for (int i = from; i < to; i += Vec.FL) {
-                final VectorMask<Float> valid = load(st.mask, i).compare(VectorOperators.NE, 0f);
-                final FloatVector a = load(st.advantages, i);
-                final VectorMask<Float> pos = a.compare(VectorOperators.GT, 0f).and(valid);
-                final VectorMask<Float> neg = a.compare(VectorOperators.LT, 0f).and(valid);
-                final VectorMask<Float> above = row(r, R_EX0, base + i).compare(VectorOperators.GT, 1f);
-                nPos += pos.trueCount();
-                nNeg += neg.trueCount();
-                nPosAbove += pos.and(above).trueCount();
-                nNegAbove += neg.and(above).trueCount();
-                nHigh += pos.and(flag(r, R_HIGH, base + i)).trueCount();
-                nLow += neg.and(flag(r, R_LOW, base + i)).trueCount();
-                nLower += valid.and(flag(r, R_LOWER, base + i)).trueCount();
-                nClipped += valid.and(flag(r, R_CLIPPED, base + i)).trueCount();
+                final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
+                final FloatVector a = load(advSeg, i);
+                final long pos = a.compare(VectorOperators.GT, 0f).and(valid).toLong();
+                final long neg = a.compare(VectorOperators.LT, 0f).and(valid).toLong();
+                final long above = row(r, aboveRow, base + i).compare(VectorOperators.GE, aboveMin).toLong();
+                nPos += Long.bitCount(pos);
+                nNeg += Long.bitCount(neg);
+                nPosAbove += Long.bitCount(pos & above);
+                nNegAbove += Long.bitCount(neg & above);
+                if (flags) {
+                    final int slot = (base + i) / Vec.FL;
+                    final long v = valid.toLong();
+                    nHigh += Long.bitCount(pos & f[F_HIGH * SLOTS + slot]);
+                    nLow += Long.bitCount(neg & f[F_LOW * SLOTS + slot]);
+                    nLower += Long.bitCount(v & f[F_LOWER * SLOTS + slot]);
+                    nClipped += Long.bitCount(v & f[F_CLIPPED * SLOTS + slot]);
+                }
             }
             final int[] n = st.counts;
             n[C_POS] += nPos;
@@ -346,7 +372,18 @@ final class RuleKernel {
 
     private static final Step GRADIENT_STORE = new GradientStore();
     private static final Step SUMS = new Sums();
-    private static final Step COUNTS_STEP = new Counts();
+    /** ratio &gt; 1 as ratio &gt;= the next float after 1. */
+    private static final float ABOVE_ONE = Math.nextUp(1f);
+    /**
+     * The least float x whose canonical exp is above 1, 2^-24 + 1 ulp: exp(x) &gt; 1 exactly when x &gt;= this
+     * (for |x| below 2^-22 the canonical exp computes 1 + x, and 1 + 2^-24 rounds to 1; {@code RatioAboveOneTest}
+     * checks every float of magnitude 2^-30 to 2^-10 and a sample of the rest of [-20, 20]). gpg and dro need their ratio only for the sign
+     * split's "ratio &gt; 1" count, so they test the clamped log-ratio against this instead of taking its exp.
+     */
+    static final float LOG_RATIO_ABOVE_ONE = 0x1.000002p-24f;
+    private static final Step COUNTS_SIGN = new Counts(false, R_EX0, ABOVE_ONE);
+    private static final Step COUNTS_FLAGS = new Counts(true, R_EX0, ABOVE_ONE);
+    private static final Step COUNTS_LOG_RATIO = new Counts(false, R_IN0, LOG_RATIO_ABOVE_ONE);
 
     /**
      * {@code TokenRule.overflows} lane-wise: value not finite while a is finite and x is a number (|v| <= MAX is
@@ -421,11 +458,18 @@ final class RuleKernel {
     private static final class ChunkRule {
         private final Step[] steps;
 
-        ChunkRule(final Step... modeSteps) {
+        /** @param flags whether the mode writes the clip flags ({@link #metrics(State, int, FloatVector,
+         *     VectorMask, VectorMask, VectorMask, VectorMask)}); the counts read them only then. */
+        ChunkRule(final boolean flags, final Step... modeSteps) {
+            this(flags ? COUNTS_FLAGS : COUNTS_SIGN, modeSteps);
+        }
+
+        /** @param counts the counting step: which row says ratio &gt; 1, and whether clip flags are read. */
+        ChunkRule(final Step counts, final Step... modeSteps) {
             steps = java.util.Arrays.copyOf(modeSteps, modeSteps.length + 3);
             steps[modeSteps.length] = GRADIENT_STORE;
             steps[modeSteps.length + 1] = SUMS;
-            steps[modeSteps.length + 2] = COUNTS_STEP;
+            steps[modeSteps.length + 2] = counts;
         }
 
         void run(final State st, final int from, final int to, final float sequence) {
@@ -439,14 +483,22 @@ final class RuleKernel {
         return FloatVector.fromArray(Vec.F, r, row * CHUNK + i);
     }
 
-    private static void metrics(final float[] r, final int i, final FloatVector kl,
+    /** The kl term of the chunk's token {@code j}, for a mode without clip flags. */
+    private static void metrics(final float[] r, final int j, final FloatVector kl) {
+        kl.intoArray(r, R_KL * CHUNK + j);
+    }
+
+    /** The kl term and the four clip flags of the chunk's token {@code j}. */
+    private static void metrics(final State st, final int j, final FloatVector kl,
                                 final VectorMask<Float> clipped, final VectorMask<Float> lower,
                                 final VectorMask<Float> low, final VectorMask<Float> high) {
-        kl.intoArray(r, R_KL * CHUNK + i);
-        bit(clipped).intoArray(r, R_CLIPPED * CHUNK + i);
-        bit(lower).intoArray(r, R_LOWER * CHUNK + i);
-        bit(low).intoArray(r, R_LOW * CHUNK + i);
-        bit(high).intoArray(r, R_HIGH * CHUNK + i);
+        kl.intoArray(st.rows, R_KL * CHUNK + j);
+        final long[] f = st.flags;
+        final int slot = j / Vec.FL;
+        f[F_CLIPPED * SLOTS + slot] = clipped.toLong();
+        f[F_LOWER * SLOTS + slot] = lower.toLong();
+        f[F_LOW * SLOTS + slot] = low.toLong();
+        f[F_HIGH * SLOTS + slot] = high.toLong();
     }
 
     private static final VectorMask<Float> NONE = VectorMask.fromLong(Vec.F, 0L);
@@ -467,10 +519,12 @@ final class RuleKernel {
 
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment oldSeg = st.oldLogProb;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector x = load(st.logProb, i).sub(load(st.oldLogProb, i));
+                final FloatVector x = load(lpSeg, i).sub(load(oldSeg, i));
                 (clamped ? clamp(x, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX) : x)
                     .intoArray(r, target * CHUNK + base + i);
             }
@@ -481,10 +535,11 @@ final class RuleKernel {
     private static final class SequenceLogRatio extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector lp = load(st.logProb, i);
+                final FloatVector lp = load(lpSeg, i);
                 final FloatVector logSeq = lp.sub(lp).add(sequence);
                 logSeq.blend(TokenRule.Gspo.LOG_SEQ_MAX, logSeq.compare(VectorOperators.GT, TokenRule.Gspo.LOG_SEQ_MAX))
                     .intoArray(r, R_IN0 * CHUNK + base + i);
@@ -516,13 +571,15 @@ final class RuleKernel {
     private static final class ExpProbabilities extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment oldSeg = st.oldLogProb;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                VectorMath.exp(load(st.logProb, i)).intoArray(r, R_EX1 * CHUNK + base + i);
+                VectorMath.exp(load(lpSeg, i)).intoArray(r, R_EX1 * CHUNK + base + i);
             }
             for (int i = from; i < to; i += Vec.FL) {
-                VectorMath.exp(load(st.oldLogProb, i)).intoArray(r, R_EX2 * CHUNK + base + i);
+                VectorMath.exp(load(oldSeg, i)).intoArray(r, R_EX2 * CHUNK + base + i);
             }
         }
     }
@@ -539,6 +596,8 @@ final class RuleKernel {
     private static final class BinaryKl extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment oldSeg = st.oldLogProb;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += HALF_LANES) {
@@ -556,14 +615,14 @@ final class RuleKernel {
                 final VectorMask<Float> sure = below.compare(VectorOperators.EQ, above)
                     .and(log.abs().compare(VectorOperators.GE, 1e-30f));
                 final long at = (long) i * Float.BYTES;
-                final FloatVector lp = FloatVector.fromMemorySegment(FH, st.logProb, at, Vec.LE);
-                final FloatVector old = FloatVector.fromMemorySegment(FH, st.oldLogProb, at, Vec.LE);
+                final FloatVector lp = FloatVector.fromMemorySegment(FH, lpSeg, at, Vec.LE);
+                final FloatVector old = FloatVector.fromMemorySegment(FH, oldSeg, at, Vec.LE);
                 q.mul(old.sub(lp)).add(ONE_H.sub(q).mul(log)).intoArray(r, R_TMP * CHUNK + j);
                 if (!sure.allTrue()) {
                     for (int k = 0; k < HALF_LANES; k++) {
                         if (!sure.laneIsSet(k)) {
                             r[R_TMP * CHUNK + j + k] = TokenRule.Dppo.binaryKlOf(r[R_EX1 * CHUNK + j + k],
-                                r[R_EX2 * CHUNK + j + k], get(st.logProb, i + k), get(st.oldLogProb, i + k));
+                                r[R_EX2 * CHUNK + j + k], get(lpSeg, i + k), get(oldSeg, i + k));
                         }
                     }
                 }
@@ -587,11 +646,13 @@ final class RuleKernel {
 
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector lp = load(st.logProb, i);
-                final FloatVector a = load(st.advantages, i);
+                final FloatVector lp = load(lpSeg, i);
+                final FloatVector a = load(advSeg, i);
                 final FloatVector ratio = row(r, R_EX0, base + i);
                 final FloatVector p = row(r, R_EX1, base + i);
                 final FloatVector q = row(r, R_EX2, base + i);
@@ -615,7 +676,7 @@ final class RuleKernel {
                 coef.mul(lp).mul(v).intoArray(r, R_LOSS * CHUNK + base + i);
                 coef.mul(v).intoArray(r, R_GRAD * CHUNK + base + i);
                 final VectorMask<Float> invalid = valid.not();
-                metrics(r, base + i, row(r, R_IN0, base + i).neg(), invalid,
+                metrics(st, base + i, row(r, R_IN0, base + i).neg(), invalid,
                     valid.and(ratio.compare(VectorOperators.GT, st.clipC)),
                     invalid.and(a.compare(VectorOperators.LT, 0f)), invalid.and(positive));
             }
@@ -626,10 +687,11 @@ final class RuleKernel {
     private static final class SapoArgument extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector a = load(st.advantages, i);
+                final FloatVector a = load(advSeg, i);
                 final FloatVector tau = FloatVector.broadcast(Vec.F, st.tauNeg)
                     .blend(st.tauPos, a.compare(VectorOperators.GT, 0f));
                 tau.mul(row(r, R_EX0, base + i).sub(1f)).neg().intoArray(r, R_IN1 * CHUNK + base + i);
@@ -641,11 +703,14 @@ final class RuleKernel {
     private static final class SapoLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment oldSeg = st.oldLogProb;
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector a = load(st.advantages, i);
-                final FloatVector raw = load(st.logProb, i).sub(load(st.oldLogProb, i));
+                final FloatVector a = load(advSeg, i);
+                final FloatVector raw = load(lpSeg, i).sub(load(oldSeg, i));
                 final FloatVector ratio = row(r, R_EX0, base + i);
                 final FloatVector tau = FloatVector.broadcast(Vec.F, st.tauNeg)
                     .blend(st.tauPos, a.compare(VectorOperators.GT, 0f));
@@ -655,7 +720,7 @@ final class RuleKernel {
                 ZERO.blend(a.neg().mul(scale).mul(ONE.sub(s).mul(s)).mul(tau).mul(ratio),
                         passes(raw, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX))
                     .intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, row(r, R_IN0, base + i).neg(), NONE, NONE, NONE, NONE);
+                metrics(r, base + i, row(r, R_IN0, base + i).neg());
             }
         }
     }
@@ -664,14 +729,16 @@ final class RuleKernel {
     private static final class GpgLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector lp = load(st.logProb, i);
-                final FloatVector a = load(st.advantages, i);
+                final FloatVector lp = load(lpSeg, i);
+                final FloatVector a = load(advSeg, i);
                 lp.neg().mul(a).intoArray(r, R_LOSS * CHUNK + base + i);
                 a.neg().intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, row(r, R_IN0, base + i).neg(), NONE, NONE, NONE, NONE);
+                metrics(r, base + i, row(r, R_IN0, base + i).neg());
             }
         }
     }
@@ -680,39 +747,44 @@ final class RuleKernel {
     private static final class CispoLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector lp = load(st.logProb, i);
-                final FloatVector a = load(st.advantages, i);
+                final FloatVector lp = load(lpSeg, i);
+                final FloatVector a = load(advSeg, i);
                 final FloatVector ratio = row(r, R_EX0, base + i);
                 final FloatVector clipped = clamp(ratio, st.lower, st.upper);
                 final FloatVector coef = clipped.neg().mul(a);
                 coef.mul(lp).intoArray(r, R_LOSS * CHUNK + base + i);
                 coef.intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, row(r, R_IN0, base + i).neg(), ratio.compare(VectorOperators.NE, clipped), NONE,
+                metrics(st, base + i, row(r, R_IN0, base + i).neg(), ratio.compare(VectorOperators.NE, clipped), NONE,
                     a.compare(VectorOperators.LT, 0f).and(ratio.compare(VectorOperators.LT, st.lower)),
                     a.compare(VectorOperators.GT, 0f).and(ratio.compare(VectorOperators.GT, st.upper)));
             }
         }
     }
 
-    /** dro ({@code TokenRule.Dro}); EX0 = exp(clamped log-ratio) is only the sign split's ratio. */
+    /** dro ({@code TokenRule.Dro}); its ratio (exp of the clamped log-ratio IN0) only feeds the sign split, counted from IN0. */
     private static final class DroLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment oldSeg = st.oldLogProb;
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector lp = load(st.logProb, i);
-                final FloatVector a = load(st.advantages, i);
-                final FloatVector raw = lp.sub(load(st.oldLogProb, i));
+                final FloatVector lp = load(lpSeg, i);
+                final FloatVector a = load(advSeg, i);
+                final FloatVector raw = lp.sub(load(oldSeg, i));
                 // verl's unclamped square, except where it overflows (then the log-ratio clamped to [-20, 20]).
                 final FloatVector lr = raw.blend(clamp(raw, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX),
                     overflows(lp.mul(a).sub(raw.mul(raw).mul(st.halfBeta)).neg(), a, raw));
                 lp.mul(a).sub(lr.mul(lr).mul(st.halfBeta)).neg().intoArray(r, R_LOSS * CHUNK + base + i);
                 a.sub(lr.mul(2f).mul(st.halfBeta)).neg().intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, raw.neg(), NONE, NONE, NONE, NONE);
+                metrics(r, base + i, raw.neg());
             }
         }
     }
@@ -721,11 +793,14 @@ final class RuleKernel {
     private static final class GspoLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment lpSeg = st.logProb;
+            final MemorySegment oldSeg = st.oldLogProb;
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector lp = load(st.logProb, i);
-                final FloatVector a = load(st.advantages, i);
+                final FloatVector lp = load(lpSeg, i);
+                final FloatVector a = load(advSeg, i);
                 final FloatVector logSeq = lp.sub(lp).add(sequence);
                 final FloatVector s = row(r, R_EX0, base + i);
                 final FloatVector negA = a.neg();
@@ -735,7 +810,7 @@ final class RuleKernel {
                 ZERO.blend(negA.mul(shares(pg1, pg2, s, st.lower, st.upper)).mul(s),
                         logSeq.compare(VectorOperators.LE, TokenRule.Gspo.LOG_SEQ_MAX))
                     .intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, lp.sub(load(st.oldLogProb, i)).neg(),
+                metrics(st, base + i, lp.sub(load(oldSeg, i)).neg(),
                     pg2.compare(VectorOperators.GT, pg1), NONE,
                     a.compare(VectorOperators.LT, 0f).and(s.compare(VectorOperators.LT, st.lower)),
                     a.compare(VectorOperators.GT, 0f).and(s.compare(VectorOperators.GT, st.upper)));
@@ -750,10 +825,11 @@ final class RuleKernel {
     private static final class SafeRatio extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                safeRatio(r, base + i, load(st.advantages, i), row(r, R_IN0, base + i));
+                safeRatio(r, base + i, load(advSeg, i), row(r, R_IN0, base + i));
             }
         }
     }
@@ -762,10 +838,11 @@ final class RuleKernel {
     private static final class KlCovLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector a = load(st.advantages, i);
+                final FloatVector a = load(advSeg, i);
                 final FloatVector nakl = row(r, R_IN0, base + i);
                 final FloatVector baseLoss = a.neg().mul(row(r, R_EX0, base + i));
                 final FloatVector abs = nakl.abs();
@@ -774,7 +851,7 @@ final class RuleKernel {
                     .blend(ONE.neg(), nakl.compare(VectorOperators.LT, 0f));
                 baseLoss.blend(baseLoss.add(abs.mul(st.klCoef)), selected).intoArray(r, R_LOSS * CHUNK + base + i);
                 baseLoss.blend(baseLoss.add(sign.mul(st.klCoef)), selected).intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, abs, NONE, NONE, NONE, NONE);
+                metrics(r, base + i, abs);
             }
         }
     }
@@ -783,10 +860,11 @@ final class RuleKernel {
     private static final class ClipCovLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
+            final MemorySegment advSeg = st.advantages;
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
-                final FloatVector a = load(st.advantages, i);
+                final FloatVector a = load(advSeg, i);
                 final FloatVector ratio = row(r, R_EX0, base + i);
                 final FloatVector negA = a.neg();
                 final FloatVector pg1 = negA.mul(ratio);
@@ -796,7 +874,7 @@ final class RuleKernel {
                 maximum(pg1, pg2).mul(corr).intoArray(r, R_LOSS * CHUNK + base + i);
                 negA.mul(shares(pg1, pg2, ratio, st.lower, st.upper)).mul(ratio).mul(corr)
                     .intoArray(r, R_GRAD * CHUNK + base + i);
-                metrics(r, base + i, row(r, R_IN0, base + i).neg(), selected, NONE,
+                metrics(st, base + i, row(r, R_IN0, base + i).neg(), selected, NONE,
                     a.compare(VectorOperators.LT, 0f).and(ratio.compare(VectorOperators.LT, st.lower)),
                     a.compare(VectorOperators.GT, 0f).and(ratio.compare(VectorOperators.GT, st.upper)));
             }
@@ -810,23 +888,23 @@ final class RuleKernel {
         final Step clamped = new LogRatio(true);
         final Step unclamped = new LogRatio(false);
         final Step ratio = new Exp(R_IN0, R_EX0);
-        RULES[PolicyLossMode.DPPO_TV.ordinal()] = new ChunkRule(clamped, ratio, new ExpProbabilities(),
+        RULES[PolicyLossMode.DPPO_TV.ordinal()] = new ChunkRule(true, clamped, ratio, new ExpProbabilities(),
             new DppoLoss(false));
-        RULES[PolicyLossMode.DPPO_KL.ordinal()] = new ChunkRule(clamped, ratio, new ExpProbabilities(),
+        RULES[PolicyLossMode.DPPO_KL.ordinal()] = new ChunkRule(true, clamped, ratio, new ExpProbabilities(),
             new BinaryKl(), new DppoLoss(true));
-        RULES[PolicyLossMode.SAPO.ordinal()] = new ChunkRule(clamped, ratio, new SapoArgument(),
+        RULES[PolicyLossMode.SAPO.ordinal()] = new ChunkRule(false, clamped, ratio, new SapoArgument(),
             new Exp(R_IN1, R_EX1), new SapoLoss());
-        RULES[PolicyLossMode.GPG.ordinal()] = new ChunkRule(clamped, ratio, new GpgLoss());
-        RULES[PolicyLossMode.CISPO.ordinal()] = new ChunkRule(clamped, ratio, new CispoLoss());
-        RULES[PolicyLossMode.DRO.ordinal()] = new ChunkRule(clamped, ratio, new DroLoss());
-        RULES[PolicyLossMode.GSPO.ordinal()] = new ChunkRule(new SequenceLogRatio(), ratio, new GspoLoss());
+        RULES[PolicyLossMode.GPG.ordinal()] = new ChunkRule(COUNTS_LOG_RATIO, clamped, new GpgLoss());
+        RULES[PolicyLossMode.CISPO.ordinal()] = new ChunkRule(true, clamped, ratio, new CispoLoss());
+        RULES[PolicyLossMode.DRO.ordinal()] = new ChunkRule(COUNTS_LOG_RATIO, clamped, new DroLoss());
+        RULES[PolicyLossMode.GSPO.ordinal()] = new ChunkRule(true, new SequenceLogRatio(), ratio, new GspoLoss());
         // The covariance modes also compute the clamped ratio (EX1), used where verl's unclamped one overflows.
         final Step clampedIn1 = new LogRatio(true, R_IN1);
         final Step clampedRatio = new Exp(R_IN1, R_EX1);
         final Step safe = new SafeRatio();
-        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio, safe,
+        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(false, unclamped, ratio, clampedIn1, clampedRatio, safe,
             new KlCovLoss());
-        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(unclamped, ratio, clampedIn1, clampedRatio, safe,
+        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(true, unclamped, ratio, clampedIn1, clampedRatio, safe,
             new ClipCovLoss());
     }
 
@@ -943,6 +1021,8 @@ final class RuleKernel {
         /** the token weight of the sequence in progress. */
         float tokenWeight;
         final float[] rows = new float[ROWS * CHUNK];
+        /** the chunk's clip flags ({@link #F_CLIPPED} ...), lane masks as bits. */
+        final long[] flags = new long[4 * SLOTS];
         final double[] acc = new double[4 * TokenMemory.DL];
         /** gspo's four canonical lanes of the sequence in progress. */
         final double[] lanes = new double[4];
