@@ -276,49 +276,20 @@ final class RuleKernel {
         }
     }
 
-    /** Shared step: the double lane sums of the loss [* w], its A &gt; 0 and A &lt; 0 parts, and the kl term. */
+    /**
+     * Shared step: the double lane sums of the loss [* w], its A &gt; 0 and A &lt; 0 parts and the kl term, and the
+     * eight exact counts behind the clip fractions and the sign split (from lane-mask bits), in one loop that reads
+     * the mask and A once. The gradient store stays a step of its own: with it, this loop exceeds C2's inlining
+     * budget where rollout weights are present, and boxes every vector.
+     */
     private static final class Sums extends Step {
-        @Override
-        void run(final State st, final int from, final int to, final float sequence) {
-            final MemorySegment advSeg = st.advantages;
-            final MemorySegment maskSeg = st.mask;
-            final MemorySegment wSeg = st.weights;
-            final float[] r = st.rows;
-            final int base = -from;
-            final double[] acc = st.acc;
-            DoubleVector accLoss = DoubleVector.fromArray(Vec.D, acc, 0);
-            DoubleVector accPos = DoubleVector.fromArray(Vec.D, acc, TokenMemory.DL);
-            DoubleVector accNeg = DoubleVector.fromArray(Vec.D, acc, 2 * TokenMemory.DL);
-            DoubleVector accKl = DoubleVector.fromArray(Vec.D, acc, 3 * TokenMemory.DL);
-            for (int i = from; i < to; i += Vec.FL) {
-                final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
-                final FloatVector a = load(advSeg, i);
-                FloatVector loss = row(r, R_LOSS, base + i);
-                if (wSeg != null) {
-                    loss = loss.mul(load(wSeg, i));
-                }
-                loss = ZERO.blend(loss, valid);
-                accLoss = addWide(accLoss, loss);
-                accPos = addWide(accPos, ZERO.blend(loss, a.compare(VectorOperators.GT, 0f)));
-                accNeg = addWide(accNeg, ZERO.blend(loss, a.compare(VectorOperators.LT, 0f)));
-                accKl = addWide(accKl, ZERO.blend(row(r, R_KL, base + i), valid));
-            }
-            accLoss.intoArray(acc, 0);
-            accPos.intoArray(acc, TokenMemory.DL);
-            accNeg.intoArray(acc, 2 * TokenMemory.DL);
-            accKl.intoArray(acc, 3 * TokenMemory.DL);
-        }
-    }
-
-    /** Shared step: the eight exact counts behind the clip fractions and the sign split. */
-    private static final class Counts extends Step {
         /** Whether the mode writes the four clip flags (else they are all false and not read). */
         private final boolean flags;
         /** The row whose value v says ratio &gt; 1 as v &gt;= {@link #aboveMin}. */
         private final int aboveRow;
         private final float aboveMin;
 
-        Counts(final boolean flags, final int aboveRow, final float aboveMin) {
+        Sums(final boolean flags, final int aboveRow, final float aboveMin) {
             this.flags = flags;
             this.aboveRow = aboveRow;
             this.aboveMin = aboveMin;
@@ -328,9 +299,15 @@ final class RuleKernel {
         void run(final State st, final int from, final int to, final float sequence) {
             final MemorySegment advSeg = st.advantages;
             final MemorySegment maskSeg = st.mask;
+            final MemorySegment wSeg = st.weights;
             final float[] r = st.rows;
             final long[] f = st.flags;
             final int base = -from;
+            final double[] acc = st.acc;
+            DoubleVector accLoss = DoubleVector.fromArray(Vec.D, acc, 0);
+            DoubleVector accPos = DoubleVector.fromArray(Vec.D, acc, TokenMemory.DL);
+            DoubleVector accNeg = DoubleVector.fromArray(Vec.D, acc, 2 * TokenMemory.DL);
+            DoubleVector accKl = DoubleVector.fromArray(Vec.D, acc, 3 * TokenMemory.DL);
             int nPos = 0;
             int nNeg = 0;
             int nPosAbove = 0;
@@ -342,8 +319,20 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
                 final FloatVector a = load(advSeg, i);
-                final long pos = a.compare(VectorOperators.GT, 0f).and(valid).toLong();
-                final long neg = a.compare(VectorOperators.LT, 0f).and(valid).toLong();
+                final VectorMask<Float> posMask = a.compare(VectorOperators.GT, 0f);
+                final VectorMask<Float> negMask = a.compare(VectorOperators.LT, 0f);
+                FloatVector loss = row(r, R_LOSS, base + i);
+                if (wSeg != null) {
+                    loss = loss.mul(load(wSeg, i));
+                }
+                loss = ZERO.blend(loss, valid);
+                accLoss = addWide(accLoss, loss);
+                accPos = addWide(accPos, ZERO.blend(loss, posMask));
+                accNeg = addWide(accNeg, ZERO.blend(loss, negMask));
+                accKl = addWide(accKl, ZERO.blend(row(r, R_KL, base + i), valid));
+                final long v = valid.toLong();
+                final long pos = posMask.toLong() & v;
+                final long neg = negMask.toLong() & v;
                 final long above = row(r, aboveRow, base + i).compare(VectorOperators.GE, aboveMin).toLong();
                 nPos += Long.bitCount(pos);
                 nNeg += Long.bitCount(neg);
@@ -351,13 +340,16 @@ final class RuleKernel {
                 nNegAbove += Long.bitCount(neg & above);
                 if (flags) {
                     final int slot = (base + i) / Vec.FL;
-                    final long v = valid.toLong();
                     nHigh += Long.bitCount(pos & f[F_HIGH * SLOTS + slot]);
                     nLow += Long.bitCount(neg & f[F_LOW * SLOTS + slot]);
                     nLower += Long.bitCount(v & f[F_LOWER * SLOTS + slot]);
                     nClipped += Long.bitCount(v & f[F_CLIPPED * SLOTS + slot]);
                 }
             }
+            accLoss.intoArray(acc, 0);
+            accPos.intoArray(acc, TokenMemory.DL);
+            accNeg.intoArray(acc, 2 * TokenMemory.DL);
+            accKl.intoArray(acc, 3 * TokenMemory.DL);
             final int[] n = st.counts;
             n[C_POS] += nPos;
             n[C_NEG] += nNeg;
@@ -371,7 +363,6 @@ final class RuleKernel {
     }
 
     private static final Step GRADIENT_STORE = new GradientStore();
-    private static final Step SUMS = new Sums();
     /** ratio &gt; 1 as ratio &gt;= the next float after 1. */
     private static final float ABOVE_ONE = Math.nextUp(1f);
     /**
@@ -381,9 +372,9 @@ final class RuleKernel {
      * split's "ratio &gt; 1" count, so they test the clamped log-ratio against this instead of taking its exp.
      */
     static final float LOG_RATIO_ABOVE_ONE = 0x1.000002p-24f;
-    private static final Step COUNTS_SIGN = new Counts(false, R_EX0, ABOVE_ONE);
-    private static final Step COUNTS_FLAGS = new Counts(true, R_EX0, ABOVE_ONE);
-    private static final Step COUNTS_LOG_RATIO = new Counts(false, R_IN0, LOG_RATIO_ABOVE_ONE);
+    private static final Step SUMS = new Sums(false, R_EX0, ABOVE_ONE);
+    private static final Step SUMS_FLAGS = new Sums(true, R_EX0, ABOVE_ONE);
+    private static final Step SUMS_LOG_RATIO = new Sums(false, R_IN0, LOG_RATIO_ABOVE_ONE);
 
     /**
      * {@code TokenRule.overflows} lane-wise: value not finite while a is finite and x is a number (|v| <= MAX is
@@ -452,7 +443,7 @@ final class RuleKernel {
     }
 
     /**
-     * A mode's steps, then the shared ones (gradient store, sums, counts), run in order on every chunk through one
+     * A mode's steps, then the shared ones (gradient store, sums and counts), run in order on every chunk through one
      * call site.
      */
     private static final class ChunkRule {
@@ -461,15 +452,14 @@ final class RuleKernel {
         /** @param flags whether the mode writes the clip flags ({@link #metrics(State, int, FloatVector,
          *     VectorMask, VectorMask, VectorMask, VectorMask)}); the counts read them only then. */
         ChunkRule(final boolean flags, final Step... modeSteps) {
-            this(flags ? COUNTS_FLAGS : COUNTS_SIGN, modeSteps);
+            this(flags ? SUMS_FLAGS : SUMS, modeSteps);
         }
 
-        /** @param counts the counting step: which row says ratio &gt; 1, and whether clip flags are read. */
-        ChunkRule(final Step counts, final Step... modeSteps) {
-            steps = java.util.Arrays.copyOf(modeSteps, modeSteps.length + 3);
+        /** @param sums the shared sums-and-counts step: which row says ratio &gt; 1, and whether clip flags are read. */
+        ChunkRule(final Step sums, final Step... modeSteps) {
+            steps = java.util.Arrays.copyOf(modeSteps, modeSteps.length + 2);
             steps[modeSteps.length] = GRADIENT_STORE;
-            steps[modeSteps.length + 1] = SUMS;
-            steps[modeSteps.length + 2] = counts;
+            steps[modeSteps.length + 1] = sums;
         }
 
         void run(final State st, final int from, final int to, final float sequence) {
@@ -531,18 +521,23 @@ final class RuleKernel {
         }
     }
 
-    /** gspo: IN0 = min((log_prob - log_prob) + sequence, 10), the clamped sequence log-ratio. */
-    private static final class SequenceLogRatio extends Step {
+    /**
+     * gspo: EX0 = exp(min((log_prob - log_prob) + sequence, 10)), the token's sequence ratio. It is one value per
+     * sequence, taken once with the canonical exp, wherever log_prob is finite (log_prob - log_prob = +0), and NaN
+     * where it is not; both are (log_prob - log_prob) + that value, to the bit.
+     */
+    private static final class SequenceRatio extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
             final MemorySegment lpSeg = st.logProb;
+            final float logSeq = 0f + sequence;
+            final float ratio = io.rlvec.CanonicalMath.exp(
+                logSeq > TokenRule.Gspo.LOG_SEQ_MAX ? TokenRule.Gspo.LOG_SEQ_MAX : logSeq);
             final float[] r = st.rows;
             final int base = -from;
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector lp = load(lpSeg, i);
-                final FloatVector logSeq = lp.sub(lp).add(sequence);
-                logSeq.blend(TokenRule.Gspo.LOG_SEQ_MAX, logSeq.compare(VectorOperators.GT, TokenRule.Gspo.LOG_SEQ_MAX))
-                    .intoArray(r, R_IN0 * CHUNK + base + i);
+                lp.sub(lp).add(ratio).intoArray(r, R_EX0 * CHUNK + base + i);
             }
         }
     }
@@ -789,7 +784,7 @@ final class RuleKernel {
         }
     }
 
-    /** gspo ({@code TokenRule.Gspo}): s = EX0, the clamped sequence log-ratio IN0. */
+    /** gspo ({@code TokenRule.Gspo}): s = EX0, the sequence ratio. */
     private static final class GspoLoss extends Step {
         @Override
         void run(final State st, final int from, final int to, final float sequence) {
@@ -894,10 +889,10 @@ final class RuleKernel {
             new BinaryKl(), new DppoLoss(true));
         RULES[PolicyLossMode.SAPO.ordinal()] = new ChunkRule(false, clamped, ratio, new SapoArgument(),
             new Exp(R_IN1, R_EX1), new SapoLoss());
-        RULES[PolicyLossMode.GPG.ordinal()] = new ChunkRule(COUNTS_LOG_RATIO, clamped, new GpgLoss());
+        RULES[PolicyLossMode.GPG.ordinal()] = new ChunkRule(SUMS_LOG_RATIO, clamped, new GpgLoss());
         RULES[PolicyLossMode.CISPO.ordinal()] = new ChunkRule(true, clamped, ratio, new CispoLoss());
-        RULES[PolicyLossMode.DRO.ordinal()] = new ChunkRule(COUNTS_LOG_RATIO, clamped, new DroLoss());
-        RULES[PolicyLossMode.GSPO.ordinal()] = new ChunkRule(true, new SequenceLogRatio(), ratio, new GspoLoss());
+        RULES[PolicyLossMode.DRO.ordinal()] = new ChunkRule(SUMS_LOG_RATIO, clamped, new DroLoss());
+        RULES[PolicyLossMode.GSPO.ordinal()] = new ChunkRule(true, new SequenceRatio(), new GspoLoss());
         // The covariance modes also compute the clamped ratio (EX1), used where verl's unclamped one overflows.
         final Step clampedIn1 = new LogRatio(true, R_IN1);
         final Step clampedRatio = new Exp(R_IN1, R_EX1);
