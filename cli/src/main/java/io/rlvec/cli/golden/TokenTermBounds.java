@@ -62,29 +62,42 @@ final class TokenTermBounds {
     }
 
     /**
-     * A row's float32 masked mean {@code sum(x * mask) / len} (gspo's mean log-ratio, geo_mean's means): a float32
-     * sum of the row's T terms (any order: T u of their magnitudes), then one division by len; an empty row gives
-     * 0 (verl divides 0 by len clamped to 1, or by len + 1e-8).
+     * A row's float32 masked sum {@code sum(x * mask)} (a sequence-level log-ratio or statistic): a float32 sum of
+     * the row's T terms in any order, {@code sum e_t + (T + 1) u sum |x_t|}; an empty row gives 0.
+     *
+     * @param x    per element, the term (null on masked elements).
+     * @param from the row's first element.
+     * @param to   one past the row's last element.
+     */
+    static F32Term rowSum(final F32Term[] x, final int from, final int to) {
+        double sum = 0;
+        double magnitude = 0;
+        double propagated = 0;
+        for (int k = from; k < to; k++) {
+            if (x[k] != null) {
+                sum += x[k].v();
+                magnitude += Math.abs(x[k].v());
+                propagated += x[k].e();
+            }
+        }
+        return new F32Term(sum, propagated + (to - from + 1) * U * magnitude);
+    }
+
+    /**
+     * A row's float32 masked mean {@code sum(x * mask) / len} (gspo's mean log-ratio, geo_mean's means): the
+     * {@link #rowSum}, then one division by len; an empty row gives 0 (verl divides 0 by len clamped to 1, or by
+     * len + 1e-8, which is len in float32 for len &gt;= 1).
      *
      * @param x    per element, the term (null on masked elements).
      * @param from the row's first element.
      * @param to   one past the row's last element.
      */
     static F32Term rowMean(final F32Term[] x, final int from, final int to) {
-        double sum = 0;
-        double magnitude = 0;
-        double propagated = 0;
         int count = 0;
         for (int k = from; k < to; k++) {
-            if (x[k] != null) {
-                sum += x[k].v();
-                magnitude += Math.abs(x[k].v());
-                propagated += x[k].e();
-                count++;
-            }
+            count += x[k] != null ? 1 : 0;
         }
-        return count == 0 ? new F32Term(0, 0)
-            : new F32Term(sum, propagated + (to - from + 1) * U * magnitude).dividedBy(F32Term.of(count));
+        return count == 0 ? new F32Term(0, 0) : rowSum(x, from, to).dividedBy(F32Term.of(count));
     }
 
     /** A masked mean over the valid tokens (verl's masked_mean), as {@link #aggregated} with weights 1/n. */

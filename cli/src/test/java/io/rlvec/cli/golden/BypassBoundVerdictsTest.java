@@ -1,0 +1,335 @@
+package io.rlvec.cli.golden;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.lang.foreign.ValueLayout;
+import java.net.URISyntaxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import io.rlvec.Engine;
+import io.rlvec.Engines;
+import io.rlvec.cli.io.Safetensors;
+import io.rlvec.cli.io.SafetensorsWriter;
+import io.rlvec.cli.io.TensorInfo;
+
+/**
+ * bypass_mode judged by derived error bounds ({@link BypassBounds}): verl's golden cases pass or deviate on both
+ * engines and are judged by the bounds, and each mutation of a correct engine fails: an IS weight truncated at a
+ * wrong threshold, a rejected token kept, the gradient with the wrong sign, a valid token dropped, a
+ * well-conditioned output a few ulp off.
+ */
+class BypassBoundVerdictsTest {
+    private static final String DIR = "/golden-bypass-2026.08/";
+    private static final String PREFIX = "pl_bypass_mode_";
+    /** reinforce with token-level TIS at 2: 2048 tokens, some of whose ratios lie between 1.5 and 2. */
+    private static final String TOKEN_IS = PREFIX + "b16t128_mixed_rf_tokIS2_tmean.safetensors";
+    /** ppo_clip on the mask of token_k1 rejection in [0.8, 1.25]. */
+    private static final String REJECTION = PREFIX + "b16t128_mixed_ppo_tokIS2_rs_tokk1_tmean.safetensors";
+    /** One token, reinforce without IS: pg_loss = -A lp, one product; ppo_kl = old - lp, one subtraction. */
+    private static final String ONE = PREFIX + "b1t1_pos_rf_noIS_tmean.safetensors";
+
+    private static Engine vector;
+    private static Engine reference;
+
+    @TempDir
+    static Path dir;
+
+    @BeforeAll
+    static void engines() {
+        vector = Engines.preferred();
+        reference = Engines.reference();
+    }
+
+    @AfterAll
+    static void close() throws Exception {
+        if (vector instanceof AutoCloseable c) {
+            c.close();
+        }
+    }
+
+    private static Path resource(final String name) {
+        try {
+            return Path.of(BypassBoundVerdictsTest.class.getResource(DIR + name).toURI());
+        } catch (final URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** Runs a case on both engines, {@code mutation} applied to every engine's outputs (null: none). */
+    private static CaseReport run(final Path f, final Consumer<CaseOutputs> mutation) {
+        final CaseHandlers handlers = new CaseHandlers();
+        for (final Map.Entry<String, CaseHandler> e : CaseHandlers.defaults().all().entrySet()) {
+            final CaseHandler real = e.getValue();
+            handlers.register(e.getKey(), mutation == null ? real : (golden, engine) -> {
+                final CaseOutputs o = real.run(golden, engine);
+                mutation.accept(o);
+                return o;
+            });
+        }
+        return new GoldenRunner(handlers, List.of(vector, reference)).run(f);
+    }
+
+    private static Verdict verdict(final CaseReport r, final String name) {
+        return r.runs().get(0).tensors().stream().filter(t -> t.name().equals(name)).findFirst().orElseThrow()
+            .verdict();
+    }
+
+    private static CaseOutputs outputs(final Path f) throws IOException {
+        try (GoldenCase g = GoldenCase.open(f)) {
+            return CaseHandlers.defaults().find(g.file().metadata().get(GoldenCase.FUNCTION)).run(g, vector);
+        }
+    }
+
+    /** The engine's outputs on a copy of verl's case with other params, judged against verl's case. */
+    private static CaseReport withParams(final Path f, final UnaryOperator<String> params) throws IOException {
+        final CaseOutputs other = outputs(copy(f, "mutated_" + f.getFileName(), params, false));
+        return run(f, o -> o.all().forEach((name, out) -> System.arraycopy(other.get(name).values(), 0,
+            out.values(), 0, out.values().length)));
+    }
+
+    /**
+     * A copy of a case with its params rewritten and/or, with {@code drop}, the first token that verl's loss reads
+     * (a nonzero gradient: a valid token that survives rejection) cleared from the mask.
+     */
+    private static Path copy(final Path src, final String name, final UnaryOperator<String> params,
+                             final boolean drop) throws IOException {
+        int first = -1;
+        if (drop) {
+            try (GoldenCase g = GoldenCase.open(src)) {
+                final float[] grad = g.float32("out.grad_log_prob").toFloatArray();
+                first = 0;
+                while (grad[first] == 0) {
+                    first++;
+                }
+            }
+        }
+        final Path f = dir.resolve(name);
+        try (Safetensors st = Safetensors.open(src)) {
+            final SafetensorsWriter w = new SafetensorsWriter();
+            st.metadata().forEach((k, v) -> w.metadata(k, k.equals(GoldenCase.PARAMS) ? params.apply(v) : v));
+            for (final String t : st.names()) {
+                final TensorInfo info = st.info(t);
+                final byte[] bytes = st.bytes(t).toArray(ValueLayout.JAVA_BYTE);
+                if (drop && t.equals("in.response_mask")) {
+                    java.util.Arrays.fill(bytes, first * info.dtype().bytes(), (first + 1) * info.dtype().bytes(),
+                        (byte) 0);
+                }
+                w.raw(t, info.dtype(), info.shape(), bytes);
+            }
+            w.write(f);
+        }
+        return f;
+    }
+
+    private static Consumer<CaseOutputs> negateGradient() {
+        return o -> {
+            final float[] g = o.get("out.grad_log_prob").values();
+            for (int i = 0; i < g.length; i++) {
+                g[i] = -g[i];
+            }
+        };
+    }
+
+    private static float ulps(final float x, final int n) {
+        float y = x;
+        for (int i = 0; i < n; i++) {
+            y = Math.nextUp(y);
+        }
+        return y;
+    }
+
+    private static List<Path> cases() throws IOException {
+        try (Stream<Path> s = Files.list(resource(ONE).getParent())) {
+            return s.filter(p -> p.getFileName().toString().startsWith(PREFIX)).sorted().toList();
+        }
+    }
+
+    /** @return whether verl's case has no token surviving rejection (its pg_loss NaN, 0 / 0). */
+    private static boolean noneSurvives(final String name) {
+        try (GoldenCase g = GoldenCase.open(resource(name))) {
+            return Float.isNaN(g.float32("out.pg_loss").toFloatArray()[0]);
+        } catch (final IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static boolean judged(final CaseOutputs.Output o) {
+        return o.referee() != null && o.referee().judged();
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // verl's own cases
+
+    @Test
+    void verlsCasesPassOrDeviateAndAreJudgedByTheBounds() throws IOException {
+        final List<Path> all = cases();
+        assertThat(all).hasSize(222);
+        final List<String> unjudged = new ArrayList<>();
+        for (final Path f : all) {
+            final CaseReport r = run(f, null);
+            assertThat(r.verdict()).as(f + ": " + r).isIn(Verdict.PASS, Verdict.DEVIATION);
+            final String name = f.getFileName().toString();
+            final CaseOutputs o;
+            try {
+                o = outputs(f);
+            } catch (final IllegalArgumentException expected) {
+                continue; // an expect_error case: refused like verl (PASS above)
+            }
+            if (!judged(o.get("out.pg_loss")) || !judged(o.get("out.grad_log_prob"))
+                || !judged(o.get("out.ppo_kl"))) {
+                unjudged.add(name);
+            }
+        }
+        // On fixed tolerances: no token valid (allmasked) or none surviving rejection (verl's 0 / 0: every row of
+        // the seq_mean_k3 cases but the ragged batch's, the one token of the tokk1 cases), and the NaN-padded
+        // batches whose row sums (sequence IS, batch normalisation) read a masked NaN.
+        assertThat(unjudged).as("bypass cases on fixed tolerances")
+            .allMatch(n -> n.contains("allmasked") || n.contains("_rs_") && noneSurvives(n)
+                || n.contains("nanpad") && (n.contains("seqIS") || n.contains("bnorm")));
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Mutations
+
+    @Test
+    void wellConditionedOutputsAFewUlpOffFail() throws IOException {
+        final Path f = resource(ONE);
+        final CaseOutputs.Referee ref = outputs(f).get("out.pg_loss").referee();
+        assertThat(ref.engineBoundAt(0) / Math.ulp((float) ref.exactAt(0))).as("the engine's bound in ulps")
+            .isLessThan(6);
+        assertThat(run(f, null).verdict()).isEqualTo(Verdict.PASS);
+        assertThat(verdict(run(f, o -> o.get("out.pg_loss").values()[0] = ulps(o.get("out.pg_loss").values()[0], 6)),
+            "out.pg_loss")).isEqualTo(Verdict.FAIL);
+        assertThat(verdict(run(f, o -> o.get("out.ppo_kl").values()[0] = ulps(o.get("out.ppo_kl").values()[0], 6)),
+            "out.ppo_kl")).isEqualTo(Verdict.FAIL);
+        // A gradient element -A w / n of the token-IS case (w = min(exp(lr), 2): an exp, a product, the weight):
+        // within 8 ulp, and 8 ulp off fails.
+        final Path is = resource(TOKEN_IS);
+        final float[] verl;
+        try (GoldenCase g = GoldenCase.open(is)) {
+            verl = g.float32("out.grad_log_prob").toFloatArray();
+        }
+        int k = 0;
+        while (verl[k] == 0) {
+            k++;
+        }
+        final int at = k;
+        final CaseOutputs.Referee g = outputs(is).get("out.grad_log_prob").referee();
+        assertThat(g.engineBoundAt(at) / Math.ulp((float) g.exactAt(at))).isLessThan(8);
+        final CaseReport grad = run(is, o -> o.get("out.grad_log_prob").values()[at] =
+            ulps(o.get("out.grad_log_prob").values()[at], 8));
+        assertThat(verdict(grad, "out.grad_log_prob")).isEqualTo(Verdict.FAIL);
+    }
+
+    /** The IS weights truncated at 1.5 instead of verl's 2: the loss and the gradient fail. */
+    @Test
+    void weightsTruncatedAtAWrongThresholdFail() throws IOException {
+        final Path f = resource(TOKEN_IS);
+        assertThat(run(f, null).verdict()).isEqualTo(Verdict.PASS);
+        final CaseReport r = withParams(f, p -> p.replace("\"rollout_is_threshold\": 2.0",
+            "\"rollout_is_threshold\": 1.5"));
+        assertThat(verdict(r, "out.pg_loss")).isEqualTo(Verdict.FAIL);
+        assertThat(verdict(r, "out.grad_log_prob")).isEqualTo(Verdict.FAIL);
+    }
+
+    /** Rejection in [0.5, 2] instead of [0.8, 1.25]: tokens verl rejects are kept, the loss and gradient fail. */
+    @Test
+    void rejectedTokensKeptFail() throws IOException {
+        final Path f = resource(REJECTION);
+        assertThat(run(f, null).verdict()).isEqualTo(Verdict.PASS);
+        final CaseReport r = withParams(f, p -> p.replace("\"0.8_1.25\"", "\"0.5_2.0\""));
+        assertThat(verdict(r, "out.pg_loss")).isEqualTo(Verdict.FAIL);
+        assertThat(verdict(r, "out.grad_log_prob")).isEqualTo(Verdict.FAIL);
+    }
+
+    /**
+     * Every loss type and correction (ppo_clip with token rejection, reinforce with token, sequence, IcePop and
+     * batch-normalised IS, sequence-level rejection) under token-mean and a seq-mean: the engine passes, and a
+     * negated gradient, a loss just past the engine's bound and a dropped token fail.
+     */
+    @Test
+    void everyCorrectionFailsAMutatedEngine() throws IOException {
+        for (final String c : new String[] {"ppo_noIS_tmean", "ppo_tokIS2_rs_tokk1_sm-tsum", "rf_noIS_sm-tsum",
+            "rf_tokIS2_tsum", "rf_seqIS2_tmean", "rf_seqIS5_rs_seqmeank3_sm-tsum", "rf_tokIS2_bnorm_tmean",
+            "rf_tokIcePop0.5_2_tmean"}) {
+            final Path f = resource(PREFIX + "b4t16_ragged_" + c + ".safetensors");
+            assertThat(run(f, null).verdict()).as(c).isIn(Verdict.PASS, Verdict.DEVIATION);
+            assertThat(verdict(run(f, negateGradient()), "out.grad_log_prob")).as(c).isEqualTo(Verdict.FAIL);
+            final CaseOutputs.Referee ref = outputs(f).get("out.pg_loss").referee();
+            assertThat(ref).as(c).isNotNull();
+            final float past = Math.nextUp((float) (ref.exactAt(0) + 1.01 * ref.engineBoundAt(0)));
+            assertThat(verdict(run(f, o -> o.get("out.pg_loss").values()[0] = past), "out.pg_loss")).as(c)
+                .isEqualTo(Verdict.FAIL);
+            final Path dropped = copy(f, "dropped_" + f.getFileName(), p -> p, true);
+            assertThat(verdict(run(dropped, null), "out.pg_loss")).as(c).isEqualTo(Verdict.FAIL);
+        }
+    }
+
+    /** The rejection mask on verl's cases is sharp: no token whose rejection float32 may decide either way. */
+    @Test
+    void rejectionIsSharpOnVerlsCases() throws IOException {
+        int rejected = 0;
+        for (final Path f : cases()) {
+            if (!f.getFileName().toString().contains("_rs_") || f.getFileName().toString().contains("allmasked")) {
+                continue;
+            }
+            try (GoldenCase g = GoldenCase.open(f)) {
+                final float[] lp = g.float32("in.log_prob").toFloatArray();
+                final float[] old = g.float32("in.old_log_prob").toFloatArray();
+                final float[] mask = g.float32("in.response_mask").toFloatArray();
+                final F32Term[] lr = new F32Term[mask.length];
+                for (int k = 0; k < mask.length; k++) {
+                    lr[k] = mask[k] != 0 ? F32Term.of(lp[k]).minus(F32Term.of(old[k])) : null;
+                }
+                final PolicyLossHandler.Selected kept = BypassBounds.rejection(
+                    BypassPolicyLossHandler.spec(g).rolloutCorrection(), lr, g.matrixShape("in.response_mask"));
+                for (int k = 0; k < mask.length; k++) {
+                    assertThat(kept.open()[k]).as(f + " token " + k).isFalse();
+                    rejected += mask[k] != 0 && !kept.in()[k] ? 1 : 0;
+                }
+            }
+        }
+        assertThat(rejected).as("tokens verl's cases reject").isPositive();
+    }
+
+    /**
+     * A token whose k1 statistic lies on the rejection threshold is open: under token-sum its loss term is widened
+     * by the whole term and the case judged (ppo_kl, whose denominator is open, is not); under token-mean the other
+     * tokens' weights depend on it and the case keeps the fixed tolerances.
+     */
+    @Test
+    void openRejectionWidensTheTermOrFallsBack() {
+        final float edge = (float) Math.log(1.25);
+        final float[] lp = {0f, -edge, 0.1f};
+        final float[] old = {0f, 0f, 0f};
+        final float[] adv = {1f, 2f, -1f};
+        final float[] mask = {1f, 1f, 1f};
+        final int[] bt = {1, 3};
+        final io.rlvec.LossSpec.Builder b = io.rlvec.LossSpec.builder()
+            .policyLossMode(io.rlvec.PolicyLossMode.BYPASS_MODE)
+            .set(io.rlvec.LossSpec.RC + "loss_type", "reinforce")
+            .set(io.rlvec.LossSpec.RC + "rollout_rs", "token_k1")
+            .set(io.rlvec.LossSpec.RC + "rollout_rs_threshold", "0.8_1.25");
+        final PolicyLossHandler.Exact sum = BypassBounds.exact(b.lossAggMode(io.rlvec.AggMode.TOKEN_SUM).build(), lp,
+            old, adv, mask, bt);
+        assertThat(sum).isNotNull();
+        assertThat(sum.ppoKl()).isNull();
+        // The open token's term -A lp = 2 ln 1.25 ~ 0.446 is inside the loss bound.
+        assertThat(sum.loss().engineBoundAt(0)).isGreaterThan(0.44);
+        assertThat(BypassBounds.exact(b.lossAggMode(io.rlvec.AggMode.TOKEN_MEAN).build(), lp, old, adv, mask, bt))
+            .isNull();
+    }
+}
