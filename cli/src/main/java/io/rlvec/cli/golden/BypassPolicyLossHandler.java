@@ -51,8 +51,9 @@ public final class BypassPolicyLossHandler implements CaseHandler {
                 : new Deviation[] {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_SEQ_MEAN};
             final float[] mask = batch.mask().toFloatArray();
             final boolean f64 = golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
-            final PolicyLossHandler.Exact exact = f64 ? null : BypassBounds.exact(spec,
-                batch.column(Column.LOG_PROB).toFloatArray(), batch.column(Column.OLD_LOG_PROB).toFloatArray(),
+            final float[] lp = batch.column(Column.LOG_PROB).toFloatArray();
+            final float[] old = batch.column(Column.OLD_LOG_PROB).toFloatArray();
+            final PolicyLossHandler.Exact exact = f64 ? null : BypassBounds.exact(spec, lp, old,
                 batch.column(Column.ADVANTAGES).toFloatArray(), mask, golden.matrixShape(MASK));
             final CaseOutputs out = new CaseOutputs(facts);
             scalar(out, "out.pg_loss", r.pgLoss(), exact == null ? null : exact.loss(),
@@ -65,7 +66,8 @@ public final class BypassPolicyLossHandler implements CaseHandler {
                     : exact.clipfracLower(), Tolerance.SCALAR);
             }
             RolloutCorrectionHandler.metrics(out, r.rolloutCorrection(), spec.rolloutCorrection(),
-                input.validTokens());
+                input.validTokens(), f64 ? Map.of() : RolloutCorrectionBounds.metrics(spec.rolloutCorrection(), lp,
+                    old, mask, golden.matrixShape(MASK)));
             final Deviation[] gradDeviations = {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT};
             return exact == null
                 ? out.tokens("out.grad_log_prob", grad.toFloatArray(), mask, Tolerance.GRADIENT, gradDeviations)

@@ -1,5 +1,7 @@
 package io.rlvec.cli.golden;
 
+import java.util.function.UnaryOperator;
+
 /**
  * The referees of the outputs built from per-token {@link F32Term}s, shared by every handler that judges a loss
  * mode by error analysis: the aggregated loss, a token mean (a metric such as ppo_kl), a fraction of counted tokens
@@ -124,6 +126,22 @@ final class TokenTermBounds {
         final double x = (double) counted / n;
         final double bound = (double) ambiguous / n + Math.ulp((float) ((double) (counted + ambiguous) / n));
         return new CaseOutputs.Referee(new double[] {x}, new double[] {bound}, new double[] {bound}, true);
+    }
+
+    /**
+     * One more float32 operation on a judged scalar (chi2's {@code mean - 1}): applied to the value with verl's
+     * bound and with the engine's.
+     *
+     * @return the referee of the result, or null for a null referee.
+     */
+    static CaseOutputs.Referee then(final CaseOutputs.Referee r, final UnaryOperator<F32Term> op) {
+        if (r == null) {
+            return null;
+        }
+        final F32Term verl = op.apply(new F32Term(r.exactAt(0), r.budgetAt(0)));
+        final F32Term engine = op.apply(new F32Term(r.exactAt(0), r.engineBoundAt(0)));
+        return new CaseOutputs.Referee(new double[] {verl.v()}, new double[] {verl.e()}, new double[] {engine.e()},
+            true);
     }
 
     /**

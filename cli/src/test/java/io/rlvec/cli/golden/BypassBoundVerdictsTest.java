@@ -178,6 +178,7 @@ class BypassBoundVerdictsTest {
         final List<Path> all = cases();
         assertThat(all).hasSize(222);
         final List<String> unjudged = new ArrayList<>();
+        final List<String> fixedMetrics = new ArrayList<>();
         for (final Path f : all) {
             final CaseReport r = run(f, null);
             assertThat(r.verdict()).as(f + ": " + r).isIn(Verdict.PASS, Verdict.DEVIATION);
@@ -192,6 +193,10 @@ class BypassBoundVerdictsTest {
                 || !judged(o.get("out.ppo_kl"))) {
                 unjudged.add(name);
             }
+            if (!name.contains("allmasked") && !name.contains("nanpad")) {
+                o.all().values().stream().filter(x -> x.name().startsWith(RolloutCorrectionHandler.METRIC))
+                    .filter(x -> !judged(x)).forEach(x -> fixedMetrics.add(name + " " + x.name()));
+            }
         }
         // On fixed tolerances: no token valid (allmasked) or none surviving rejection (verl's 0 / 0: every row of
         // the seq_mean_k3 cases but the ragged batch's, the one token of the tokk1 cases), and the NaN-padded
@@ -199,6 +204,11 @@ class BypassBoundVerdictsTest {
         assertThat(unjudged).as("bypass cases on fixed tolerances")
             .allMatch(n -> n.contains("allmasked") || n.contains("_rs_") && noneSurvives(n)
                 || n.contains("nanpad") && (n.contains("seqIS") || n.contains("bnorm")));
+        // The rollout_corr metrics on fixed tolerances (verl's NaN-free cases): the variance-based ones, and k3_kl
+        // where exp of an unclamped log-ratio overflows float32 (the extreme batch).
+        assertThat(fixedMetrics).as("rollout_corr metrics on fixed tolerances")
+            .allMatch(m -> m.matches(".* out\\.metric\\.rollout_corr/(rollout_is_eff_sample_size"
+                + "|rollout_(is|rs_[a-z0-9_]+?)(_seq)?_std)") || m.contains("_extreme_") && m.endsWith("/k3_kl"));
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -215,6 +225,12 @@ class BypassBoundVerdictsTest {
             "out.pg_loss")).isEqualTo(Verdict.FAIL);
         assertThat(verdict(run(f, o -> o.get("out.ppo_kl").values()[0] = ulps(o.get("out.ppo_kl").values()[0], 6)),
             "out.ppo_kl")).isEqualTo(Verdict.FAIL);
+        // The rollout_corr diagnostics of the one token: kl = old - lp (one subtraction), its perplexities.
+        for (final String metric : new String[] {"kl", "training_log_ppl", "training_ppl", "rollout_log_ppl"}) {
+            final String name = RolloutCorrectionHandler.METRIC + "rollout_corr/" + metric;
+            assertThat(verdict(run(f, o -> o.get(name).values()[0] = ulps(o.get(name).values()[0], 6)), name))
+                .as(metric).isEqualTo(Verdict.FAIL);
+        }
         // A gradient element -A w / n of the token-IS case (w = min(exp(lr), 2): an exp, a product, the weight):
         // within 8 ulp, and 8 ulp off fails.
         final Path is = resource(TOKEN_IS);
@@ -243,6 +259,11 @@ class BypassBoundVerdictsTest {
             "\"rollout_is_threshold\": 1.5"));
         assertThat(verdict(r, "out.pg_loss")).isEqualTo(Verdict.FAIL);
         assertThat(verdict(r, "out.grad_log_prob")).isEqualTo(Verdict.FAIL);
+        for (final String metric : new String[] {"rollout_is_mean", "rollout_is_max", "rollout_is_ratio_fraction_high",
+            "rollout_is_ratio_fraction_low"}) {
+            assertThat(verdict(r, RolloutCorrectionHandler.METRIC + "rollout_corr/" + metric)).as(metric)
+                .isEqualTo(Verdict.FAIL);
+        }
     }
 
     /** Rejection in [0.5, 2] instead of [0.8, 1.25]: tokens verl rejects are kept, the loss and gradient fail. */
@@ -253,6 +274,11 @@ class BypassBoundVerdictsTest {
         final CaseReport r = withParams(f, p -> p.replace("\"0.8_1.25\"", "\"0.5_2.0\""));
         assertThat(verdict(r, "out.pg_loss")).isEqualTo(Verdict.FAIL);
         assertThat(verdict(r, "out.grad_log_prob")).isEqualTo(Verdict.FAIL);
+        for (final String metric : new String[] {"rollout_rs_masked_fraction", "rollout_rs_token_k1_masked_fraction",
+            "rollout_rs_token_k1_fraction_high", "rollout_rs_seq_masked_fraction"}) {
+            assertThat(verdict(r, RolloutCorrectionHandler.METRIC + "rollout_corr/" + metric)).as(metric)
+                .isEqualTo(Verdict.FAIL);
+        }
     }
 
     /**
@@ -294,7 +320,7 @@ class BypassBoundVerdictsTest {
                 for (int k = 0; k < mask.length; k++) {
                     lr[k] = mask[k] != 0 ? F32Term.of(lp[k]).minus(F32Term.of(old[k])) : null;
                 }
-                final PolicyLossHandler.Selected kept = BypassBounds.rejection(
+                final PolicyLossHandler.Selected kept = RolloutCorrectionBounds.rejection(
                     BypassPolicyLossHandler.spec(g).rolloutCorrection(), lr, g.matrixShape("in.response_mask"));
                 for (int k = 0; k < mask.length; k++) {
                     assertThat(kept.open()[k]).as(f + " token " + k).isFalse();
