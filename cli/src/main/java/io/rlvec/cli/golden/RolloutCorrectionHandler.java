@@ -16,7 +16,8 @@ import java.util.Map;
  * {@code in.response_mask}, params {@code rollout_is}, {@code rollout_is_threshold},
  * {@code rollout_is_batch_normalize}, {@code rollout_rs}, {@code rollout_rs_threshold}; outputs
  * {@code out.rollout_is_weights} (when IS is on), {@code out.response_mask} (the rejection mask, exact) and every
- * {@code out.metric.rollout_corr/*}.
+ * {@code out.metric.rollout_corr/*}. The metrics of float32 cases are judged by their derived error bounds
+ * ({@link RolloutCorrectionBounds#metrics}) but for the variance-based ones; the weights keep relative 1e-5.
  */
 public final class RolloutCorrectionHandler implements CaseHandler {
     /** The verl function this handler runs. */
@@ -45,7 +46,11 @@ public final class RolloutCorrectionHandler implements CaseHandler {
                 out.tensor("out.rollout_is_weights", weights.toFloatArray(), Tolerance.VALUE);
             }
             out.tensor("out.response_mask", mask.toFloatArray(), EXACT);
-            return metrics(out, r, spec, out.facts().validTokens(), Map.of());
+            final boolean f64 = golden.file().info("in.old_log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
+            return metrics(out, r, spec, out.facts().validTokens(), f64 ? Map.of()
+                : RolloutCorrectionBounds.metrics(spec, batch.column(Column.OLD_LOG_PROB).toFloatArray(),
+                    batch.column(Column.ROLLOUT_LOG_PROB).toFloatArray(), batch.mask().toFloatArray(),
+                    golden.matrixShape(MASK)));
         }
     }
 

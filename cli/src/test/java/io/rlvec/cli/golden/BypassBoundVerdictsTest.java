@@ -28,6 +28,10 @@ class BypassBoundVerdictsTest extends MutatedEngineTest {
     /** One token, reinforce without IS: pg_loss = -A lp, one product; ppo_kl = old - lp, one subtraction. */
     private static final String ONE = PREFIX + "b1t1_pos_rf_noIS_tmean.safetensors";
 
+    /** The rollout_corr metrics on fixed tolerances: the std's and the effective sample size. */
+    private static final java.util.regex.Pattern FIXED_METRIC = java.util.regex.Pattern.compile(
+        "out\\.metric\\.rollout_corr/(rollout_is_eff_sample_size|rollout_(is|rs_[a-z0-9_]+?)(_seq)?_std)");
+
     private static Path bypass(final String name) {
         return resource(DIR + name);
     }
@@ -93,8 +97,8 @@ class BypassBoundVerdictsTest extends MutatedEngineTest {
         // The rollout_corr metrics on fixed tolerances (verl's NaN-free cases): the variance-based ones, and k3_kl
         // where exp of an unclamped log-ratio overflows float32 (the extreme batch).
         assertThat(fixedMetrics).as("rollout_corr metrics on fixed tolerances")
-            .allMatch(m -> m.matches(".* out\\.metric\\.rollout_corr/(rollout_is_eff_sample_size"
-                + "|rollout_(is|rs_[a-z0-9_]+?)(_seq)?_std)") || m.contains("_extreme_") && m.endsWith("/k3_kl"));
+            .allMatch(m -> FIXED_METRIC.matcher(m.substring(m.indexOf(' ') + 1)).matches()
+                || m.contains("_extreme_") && m.endsWith("/k3_kl"));
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -180,6 +184,38 @@ class BypassBoundVerdictsTest extends MutatedEngineTest {
             final Path dropped = dropped(f, "out.grad_log_prob");
             assertThat(verdict(run(dropped, null), "out.pg_loss")).as(c).isEqualTo(Verdict.FAIL);
         }
+    }
+
+    /**
+     * The same metric bounds judge verl's compute_rollout_correction_and_rejection_mask cases (every IS level and
+     * mode, every rejection option): they pass, every metric but the variance-based ones is judged (except in the
+     * float64 cases), and the engine run with seq_sum_k1 in [0.4, 2.5] instead of [0.5, 2] fails.
+     */
+    @Test
+    void theRolloutCorrectionFunctionIsJudgedByTheSameBounds() throws IOException {
+        final List<Path> all;
+        try (Stream<Path> s = Files.list(resource("/golden-rollout-corr-2026.08"))) {
+            all = s.sorted().toList();
+        }
+        assertThat(all).hasSize(44);
+        int judged = 0;
+        for (final Path f : all) {
+            final CaseOutputs o = passingOutputs(f);
+            if (o == null || f.toString().contains("_f64")) {
+                continue;
+            }
+            for (final CaseOutputs.Output x : o.all().values()) {
+                if (x.name().startsWith(RolloutCorrectionHandler.METRIC)) {
+                    assertThat(judged(x) || FIXED_METRIC.matcher(x.name()).matches()).as(f + " " + x.name()).isTrue();
+                    judged += judged(x) ? 1 : 0;
+                }
+            }
+        }
+        assertThat(judged).isGreaterThan(500);
+        final Path f = resource("/golden-rollout-corr-2026.08/rc_b16t128_rs_seqsumk1_0.5_2.safetensors");
+        final CaseReport r = withParams(f, p -> p.replace("\"0.5_2.0\"", "\"0.4_2.5\""));
+        assertThat(verdict(r, RolloutCorrectionHandler.METRIC + "rollout_corr/rollout_rs_masked_fraction"))
+            .isEqualTo(Verdict.FAIL);
     }
 
     /** The rejection mask on verl's cases is sharp: no token whose rejection float32 may decide either way. */
