@@ -28,6 +28,13 @@ import io.rlvec.TokenBatch;
  * ({@link #covSelection}), tokens that float32 may select either way widening the bounds by their jump. Cases
  * stored in float64, batches without a valid token, inputs with a non-finite valid value, a value that may overflow
  * float32 and clip_cov draws that are not forced keep the fixed tolerances.
+ *
+ * <p>bypass_mode has its own handler ({@link BypassPolicyLossHandler}) on the same evaluation: its rollout
+ * correction in double with float32 bounds ({@link RolloutCorrectionBounds}: IS weights as terms with their own
+ * bounds, the rejection mask as a selection float32 may decide apart), then {@link #exact} on the rejection mask
+ * with vanilla's rule (ppo_clip) or gpg's times the weights (reinforce) ({@link BypassBounds}). A term that a
+ * comparison switches on or off (a clip branch, a dppo valid flag, a covariance selection, a rejection, an IcePop
+ * band) is one helper, {@link #takenOrZero}, widened by the whole term where the comparison is open.
  */
 public final class PolicyLossHandler implements CaseHandler {
     /** The verl function of vanilla. */
