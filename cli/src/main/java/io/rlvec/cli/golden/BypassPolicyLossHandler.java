@@ -19,6 +19,11 @@ import java.util.Map;
  * rollout_correction: {loss_type, rollout_is, ...}}}; outputs {@code out.pg_loss}, {@code out.ppo_kl}, for
  * ppo_clip {@code out.pg_clipfrac} and {@code out.pg_clipfrac_lower}, every {@code out.metric.rollout_corr/*}
  * (tolerances as {@link RolloutCorrectionHandler}'s) and {@code out.grad_log_prob}.
+ *
+ * <p>Float32 cases are judged by error analysis ({@link BypassBounds}): the rollout correction (IS weights,
+ * rejection mask) and the loss in double from the same float32 inputs, each term with its float32 bound, then
+ * verl's aggregation on the rejection mask. Cases stored in float64 and those {@link BypassBounds#exact} cannot
+ * judge keep the fixed tolerances.
  */
 public final class BypassPolicyLossHandler implements CaseHandler {
     /** The verl function this handler runs. */
@@ -28,21 +33,7 @@ public final class BypassPolicyLossHandler implements CaseHandler {
 
     @Override
     public CaseOutputs run(final GoldenCase golden, final Engine engine) {
-        final LossSpec.Builder builder = golden.lossSpec("policy_loss").policyLossMode(PolicyLossMode.BYPASS_MODE);
-        final JsonNode policyLoss = golden.params().get("policy_loss");
-        if (policyLoss != null && policyLoss.isObject()) {
-            final JsonNode rc = policyLoss.get("rollout_correction");
-            if (rc != null && rc.isObject()) {
-                rc.properties().forEach(e -> builder.set(LossSpec.RC + e.getKey(), value(e.getValue())));
-                if (!rc.has("loss_type")) {
-                    builder.set(LossSpec.RC + "loss_type", "ppo_clip");
-                }
-                if (rc.size() == 0) {
-                    builder.rolloutCorrection(RolloutCorrectionHandler.spec(rc, golden.release()));
-                }
-            }
-        }
-        final LossSpec spec = builder.build();
+        final LossSpec spec = spec(golden);
         final Map<Column, String> columns = new EnumMap<>(Column.class);
         columns.put(Column.LOG_PROB, "in.log_prob");
         columns.put(Column.OLD_LOG_PROB, "in.old_log_prob");
@@ -58,18 +49,61 @@ public final class BypassPolicyLossHandler implements CaseHandler {
             final Deviation[] lossDeviations = spec.lossAggMode() == AggMode.TOKEN_MEAN
                 ? new Deviation[] {Deviation.NO_VALID_TOKEN}
                 : new Deviation[] {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_SEQ_MEAN};
-            final CaseOutputs out = new CaseOutputs(facts)
-                .scalar("out.pg_loss", r.pgLoss(), PolicyLossHandler.lossTolerance(r), lossDeviations)
-                .scalar("out.ppo_kl", r.ppoKl(), Tolerance.SCALAR);
+            final float[] mask = batch.mask().toFloatArray();
+            final boolean f64 = golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
+            final float[] lp = batch.column(Column.LOG_PROB).toFloatArray();
+            final float[] old = batch.column(Column.OLD_LOG_PROB).toFloatArray();
+            final PolicyLossHandler.Exact exact = f64 ? null : BypassBounds.exact(spec, lp, old,
+                batch.column(Column.ADVANTAGES).toFloatArray(), mask, golden.matrixShape(MASK));
+            final CaseOutputs out = new CaseOutputs(facts);
+            scalar(out, "out.pg_loss", r.pgLoss(), exact == null ? null : exact.loss(),
+                PolicyLossHandler.lossTolerance(r), lossDeviations);
+            scalar(out, "out.ppo_kl", r.ppoKl(), exact == null ? null : exact.ppoKl(), Tolerance.SCALAR);
             if (!spec.bypassReinforce()) {
-                out.scalar("out.pg_clipfrac", r.pgClipfrac(), Tolerance.SCALAR)
-                    .scalar("out.pg_clipfrac_lower", r.pgClipfracLower(), Tolerance.SCALAR);
+                scalar(out, "out.pg_clipfrac", r.pgClipfrac(), exact == null ? null : exact.clipfrac(),
+                    Tolerance.SCALAR);
+                scalar(out, "out.pg_clipfrac_lower", r.pgClipfracLower(), exact == null ? null
+                    : exact.clipfracLower(), Tolerance.SCALAR);
             }
             RolloutCorrectionHandler.metrics(out, r.rolloutCorrection(), spec.rolloutCorrection(),
-                input.validTokens());
-            return out.tokens("out.grad_log_prob", grad.toFloatArray(), batch.mask().toFloatArray(),
-                Tolerance.GRADIENT, Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
+                input.validTokens(), f64 ? Map.of() : RolloutCorrectionBounds.metrics(spec.rolloutCorrection(), lp,
+                    old, mask, golden.matrixShape(MASK)));
+            final Deviation[] gradDeviations = {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT};
+            return exact == null
+                ? out.tokens("out.grad_log_prob", grad.toFloatArray(), mask, Tolerance.GRADIENT, gradDeviations)
+                : out.judgedTokens("out.grad_log_prob", grad.toFloatArray(), mask, exact.gradient(),
+                    Tolerance.GRADIENT, gradDeviations);
         }
+    }
+
+    /** A scalar judged by its referee where it has one, else by the fixed tolerance. */
+    private static void scalar(final CaseOutputs out, final String name, final float value,
+                               final CaseOutputs.Referee referee, final Tolerance tolerance,
+                               final Deviation... allowed) {
+        if (referee != null) {
+            out.judgedScalar(name, value, referee, tolerance, allowed);
+        } else {
+            out.scalar(name, value, tolerance, allowed);
+        }
+    }
+
+    /** @return the case's bypass_mode spec, its rollout correction from {@code policy_loss.rollout_correction}. */
+    static LossSpec spec(final GoldenCase golden) {
+        final LossSpec.Builder builder = golden.lossSpec("policy_loss").policyLossMode(PolicyLossMode.BYPASS_MODE);
+        final JsonNode policyLoss = golden.params().get("policy_loss");
+        if (policyLoss != null && policyLoss.isObject()) {
+            final JsonNode rc = policyLoss.get("rollout_correction");
+            if (rc != null && rc.isObject()) {
+                rc.properties().forEach(e -> builder.set(LossSpec.RC + e.getKey(), value(e.getValue())));
+                if (!rc.has("loss_type")) {
+                    builder.set(LossSpec.RC + "loss_type", "ppo_clip");
+                }
+                if (rc.size() == 0) {
+                    builder.rolloutCorrection(RolloutCorrectionHandler.spec(rc, golden.release()));
+                }
+            }
+        }
+        return builder.build();
     }
 
     private static Object value(final JsonNode n) {

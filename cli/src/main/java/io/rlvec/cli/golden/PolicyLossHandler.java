@@ -28,6 +28,13 @@ import io.rlvec.TokenBatch;
  * ({@link #covSelection}), tokens that float32 may select either way widening the bounds by their jump. Cases
  * stored in float64, batches without a valid token, inputs with a non-finite valid value, a value that may overflow
  * float32 and clip_cov draws that are not forced keep the fixed tolerances.
+ *
+ * <p>bypass_mode has its own handler ({@link BypassPolicyLossHandler}) on the same evaluation: its rollout
+ * correction in double with float32 bounds ({@link RolloutCorrectionBounds}: IS weights as terms with their own
+ * bounds, the rejection mask as a selection float32 may decide apart), then {@link #exact} on the rejection mask
+ * with vanilla's rule (ppo_clip) or gpg's times the weights (reinforce) ({@link BypassBounds}). A term that a
+ * comparison switches on or off (a clip branch, a dppo valid flag, a covariance selection, a rejection, an IcePop
+ * band) is one helper, {@link #takenOrZero}, widened by the whole term where the comparison is open.
  */
 public final class PolicyLossHandler implements CaseHandler {
     /** The verl function of vanilla. */
@@ -190,6 +197,14 @@ public final class PolicyLossHandler implements CaseHandler {
     }
 
     /**
+     * A term that a comparison turns on or off (a branch taken or not, a token selected, rejected or kept): x where
+     * it is on, 0 where off, and where float32 may decide it either way x's bound widened by the whole term.
+     */
+    static F32Term takenOrZero(final F32Term x, final boolean taken, final boolean open) {
+        return open(taken ? x : F32Term.of(0), open, Math.abs(x.v()) + x.e());
+    }
+
+    /**
      * PPO's clip on a ratio r (vanilla's token ratio, gspo's sequence ratio): l1 = -A r, l2 = -A clamp(r, lo, hi),
      * m = max(l1, l2), then for A &lt; 0 with a dual clip c min(-A c, m). pg_clipfrac counts l2 &gt; l1 (A &gt; 0:
      * r &lt; lo, A &lt; 0: r &gt; hi), pg_clipfrac_lower A &lt; 0 and m &gt; -A c (r &gt; c). d loss / d r is -A on the
@@ -276,7 +291,7 @@ public final class PolicyLossHandler implements CaseHandler {
                 final F32Term g = F32Term.of(a).negate().times(scale).times(F32Term.constant(1).minus(sig).times(sig))
                     .times(tau).times(r);
                 final boolean passes = delta.v() >= -20 && delta.v() <= 20;
-                out.grad = open(passes ? g : F32Term.of(0), edgeOpen(delta), g.v() + g.e());
+                out.grad = takenOrZero(g, passes, edgeOpen(delta));
                 out.kl = nak.negate();
                 out.metrics(false, false, false, false);
                 return true;
@@ -319,8 +334,8 @@ public final class PolicyLossHandler implements CaseHandler {
                 ppoClip(nakl.exp(), a, lo, hi, Double.NaN, true, false, out);
                 final F32Term loss = out.loss;
                 final F32Term grad = out.grad;
-                out.loss = open(out.selected ? F32Term.of(0) : loss, out.selectedOpen, loss.v() + loss.e());
-                out.grad = open(out.selected ? F32Term.of(0) : grad, out.selectedOpen, grad.v() + grad.e());
+                out.loss = takenOrZero(loss, !out.selected, out.selectedOpen);
+                out.grad = takenOrZero(grad, !out.selected, out.selectedOpen);
                 out.kl = nakl.negate();
                 out.metrics(out.selected, out.selectedOpen, false, false);
                 return Math.abs(loss.v()) + loss.e() <= Float.MAX_VALUE;
@@ -329,7 +344,10 @@ public final class PolicyLossHandler implements CaseHandler {
         };
     }
 
-    /** The tokens a covariance selection (clip_cov, kl_cov) takes in double, and those float32 may decide apart. */
+    /**
+     * The tokens a selection takes in double, and those float32 may decide apart: a covariance selection (clip_cov,
+     * kl_cov), bypass_mode's rejection mask.
+     */
     record Selected(boolean[] in, boolean[] open) {
     }
 
@@ -479,8 +497,8 @@ public final class PolicyLossHandler implements CaseHandler {
             }
             final F32Term coef = F32Term.of(a).negate().times(F32Term.min(r, F32Term.constant(c)));
             final F32Term loss = coef.times(F32Term.of(lp));
-            out.loss = open(valid ? loss : F32Term.of(0), validOpen, loss.v() + loss.e());
-            out.grad = open(valid ? coef : F32Term.of(0), validOpen, coef.v() + coef.e());
+            out.loss = takenOrZero(loss, valid, validOpen);
+            out.grad = takenOrZero(coef, valid, validOpen);
             out.kl = nak.negate();
             out.metrics(!valid, validOpen, valid && r.v() > c, validOpen || near(r, c));
             return true;
@@ -503,6 +521,31 @@ public final class PolicyLossHandler implements CaseHandler {
         if (weights == null) {
             return null;
         }
+        F32Term[] inputs = null;
+        if (w != null) {
+            inputs = new F32Term[w.length];
+            for (int k = 0; k < w.length; k++) {
+                inputs[k] = Float.isFinite(w[k]) ? F32Term.of(w[k]) : null;
+            }
+        }
+        return exact(spec, rule, lp, old, adv, inputs, mask, null, weights, bt);
+    }
+
+    /**
+     * {@link #exact(LossSpec, Rule, float[], float[], float[], float[], float[], int[])} on given aggregation
+     * weights, IS weights that carry their own bounds (bypass_mode's, computed in float32 from the log-probs) and
+     * a token selection that float32 may decide apart (bypass_mode's rejection mask): a token of {@code mask}
+     * whose {@code kept} comparison is open contributes its term or 0, so its loss and gradient terms are widened
+     * by the whole term; the token means and fractions then have an open denominator and are not judged (null).
+     *
+     * @param w       per element, the IS weight with its bound (null where not finite), or null for none.
+     * @param kept    null (every token of {@code mask} is taken), or which tokens of {@code mask} are taken in
+     *                double and which float32 may take either way.
+     * @param weights the aggregation weights (d loss / d term), nonzero on the tokens of {@code mask}.
+     */
+    static Exact exact(final LossSpec spec, final Rule rule, final float[] lp, final float[] old, final float[] adv,
+                       final F32Term[] w, final float[] mask, final Selected kept, final double[] weights,
+                       final int[] bt) {
         final F32Term[] loss = new F32Term[mask.length];
         final F32Term[] kl = new F32Term[mask.length];
         final F32Term[] grad = new F32Term[mask.length];
@@ -512,6 +555,7 @@ public final class PolicyLossHandler implements CaseHandler {
         int clippedOpen = 0;
         int lower = 0;
         int lowerOpen = 0;
+        boolean anyOpen = false;
         final boolean byCov = spec.policyLossMode() == PolicyLossMode.KL_COV
             || spec.policyLossMode() == PolicyLossMode.CLIP_COV;
         final Selected selected = byCov ? covSelection(spec, lp, old, adv, mask) : null;
@@ -533,7 +577,7 @@ public final class PolicyLossHandler implements CaseHandler {
                     continue;
                 }
                 if (!Float.isFinite(lp[k]) || !Float.isFinite(old[k]) || !Float.isFinite(adv[k])
-                    || (w != null && !Float.isFinite(w[k]))) {
+                    || (w != null && w[k] == null)) {
                     return null;
                 }
                 terms.selected = selected != null && selected.in()[k];
@@ -542,9 +586,13 @@ public final class PolicyLossHandler implements CaseHandler {
                     return null;
                 }
                 n++;
-                final F32Term weight = w != null ? F32Term.of(w[k]) : null;
-                loss[k] = weight != null ? terms.loss.times(weight) : terms.loss;
-                grad[k] = weight != null ? terms.grad.times(weight) : terms.grad;
+                loss[k] = w != null ? terms.loss.times(w[k]) : terms.loss;
+                grad[k] = w != null ? terms.grad.times(w[k]) : terms.grad;
+                if (kept != null && kept.open()[k]) {
+                    anyOpen = true;
+                    loss[k] = takenOrZero(loss[k], kept.in()[k], true);
+                    grad[k] = takenOrZero(grad[k], kept.in()[k], true);
+                }
                 kl[k] = terms.kl;
                 clipped += terms.clipped ? 1 : 0;
                 clippedOpen += terms.clippedOpen ? 1 : 0;
@@ -557,6 +605,9 @@ public final class PolicyLossHandler implements CaseHandler {
         final CaseOutputs.Referee gradRef = TokenTermBounds.gradient(grad, weights);
         if (lossRef == null || klRef == null || gradRef == null) {
             return null;
+        }
+        if (anyOpen) {
+            return new Exact(lossRef, null, null, null, gradRef);
         }
         return new Exact(lossRef, TokenTermBounds.fraction(clipped, clippedOpen, n), klRef,
             TokenTermBounds.fraction(lower, lowerOpen, n), gradRef);
@@ -646,7 +697,7 @@ public final class PolicyLossHandler implements CaseHandler {
             rowWeight[i] = 1.0 / b;
             for (int j = i * t; j < (i + 1) * t; j++) {
                 if (mask[j] != 0) {
-                    grad[j] = open(follows[j] ? coef : F32Term.of(0), edgeOpen[j], Math.abs(coef.v()) + coef.e());
+                    grad[j] = takenOrZero(coef, follows[j], edgeOpen[j]);
                     gradWeight[j] = 1.0 / ((double) b * len);
                 }
             }

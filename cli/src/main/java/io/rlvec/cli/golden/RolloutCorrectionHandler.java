@@ -16,7 +16,8 @@ import java.util.Map;
  * {@code in.response_mask}, params {@code rollout_is}, {@code rollout_is_threshold},
  * {@code rollout_is_batch_normalize}, {@code rollout_rs}, {@code rollout_rs_threshold}; outputs
  * {@code out.rollout_is_weights} (when IS is on), {@code out.response_mask} (the rejection mask, exact) and every
- * {@code out.metric.rollout_corr/*}.
+ * {@code out.metric.rollout_corr/*}. The metrics of float32 cases are judged by their derived error bounds
+ * ({@link RolloutCorrectionBounds#metrics}) but for the variance-based ones; the weights keep relative 1e-5.
  */
 public final class RolloutCorrectionHandler implements CaseHandler {
     /** The verl function this handler runs. */
@@ -45,24 +46,34 @@ public final class RolloutCorrectionHandler implements CaseHandler {
                 out.tensor("out.rollout_is_weights", weights.toFloatArray(), Tolerance.VALUE);
             }
             out.tensor("out.response_mask", mask.toFloatArray(), EXACT);
-            return metrics(out, r, spec, out.facts().validTokens());
+            final boolean f64 = golden.file().info("in.old_log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
+            return metrics(out, r, spec, out.facts().validTokens(), f64 ? Map.of()
+                : RolloutCorrectionBounds.metrics(spec, batch.column(Column.OLD_LOG_PROB).toFloatArray(),
+                    batch.column(Column.ROLLOUT_LOG_PROB).toFloatArray(), batch.mask().toFloatArray(),
+                    golden.matrixShape(MASK)));
         }
     }
 
     /**
-     * Adds every metric of the result as {@code out.metric.<name>}, relative 1e-5. The IS/RS "std" metrics are
-     * {@code sqrt(max(E[c^2] - E[c]^2, 0))} of a statistic clamped to {@code [lo, hi]}: in float32 (verl) the
-     * difference cancels, so a small std carries an absolute error up to {@code sqrt(delta)} with
+     * Adds every metric of the result as {@code out.metric.<name>}: judged by its derived bound where
+     * {@code derived} holds one ({@link RolloutCorrectionBounds#metrics}), else relative 1e-5. The IS/RS "std"
+     * metrics are {@code sqrt(max(E[c^2] - E[c]^2, 0))} of a statistic clamped to {@code [lo, hi]}: in float32
+     * (verl) the difference cancels, so a small std carries an absolute error up to {@code sqrt(delta)} with
      * {@code delta = 2 n 2^-24 M^2} ({@code n} valid tokens, {@code M = max(|lo|, |hi|)}, a bound of float32
      * summation of {@code n} terms of at most {@code M^2}). Where verl is farther than that from the engine's
      * double-precision value and the engine is within 1e-5 of it, the check is a TORCH_LESS_ACCURATE deviation.
+     *
+     * @param derived the judged metrics' referees by full name (may be empty).
      */
     static CaseOutputs metrics(final CaseOutputs out, final RolloutCorrectionResult r,
-                               final RolloutCorrectionSpec spec, final long validTokens) {
+                               final RolloutCorrectionSpec spec, final long validTokens,
+                               final Map<String, CaseOutputs.Referee> derived) {
         for (final Map.Entry<String, Double> e : r.asMap().entrySet()) {
             final String key = e.getKey();
             final double bandEdge = stdBand(spec, key);
-            if (Double.isNaN(bandEdge)) {
+            if (derived.containsKey(key)) {
+                out.judgedScalar(METRIC + key, e.getValue().floatValue(), derived.get(key), Tolerance.SCALAR);
+            } else if (Double.isNaN(bandEdge)) {
                 out.scalar(METRIC + key, e.getValue().floatValue(), Tolerance.SCALAR);
             } else {
                 final double delta = 2.0 * validTokens * Math.ulp(1.0f) / 2 * bandEdge * bandEdge;

@@ -1,5 +1,7 @@
 package io.rlvec.cli.golden;
 
+import java.util.function.UnaryOperator;
+
 /**
  * The referees of the outputs built from per-token {@link F32Term}s, shared by every handler that judges a loss
  * mode by error analysis: the aggregated loss, a token mean (a metric such as ppo_kl), a fraction of counted tokens
@@ -62,29 +64,42 @@ final class TokenTermBounds {
     }
 
     /**
-     * A row's float32 masked mean {@code sum(x * mask) / len} (gspo's mean log-ratio, geo_mean's means): a float32
-     * sum of the row's T terms (any order: T u of their magnitudes), then one division by len; an empty row gives
-     * 0 (verl divides 0 by len clamped to 1, or by len + 1e-8).
+     * A row's float32 masked sum {@code sum(x * mask)} (a sequence-level log-ratio or statistic): a float32 sum of
+     * the row's T terms in any order, {@code sum e_t + (T + 1) u sum |x_t|}; an empty row gives 0.
+     *
+     * @param x    per element, the term (null on masked elements).
+     * @param from the row's first element.
+     * @param to   one past the row's last element.
+     */
+    static F32Term rowSum(final F32Term[] x, final int from, final int to) {
+        double sum = 0;
+        double magnitude = 0;
+        double propagated = 0;
+        for (int k = from; k < to; k++) {
+            if (x[k] != null) {
+                sum += x[k].v();
+                magnitude += Math.abs(x[k].v());
+                propagated += x[k].e();
+            }
+        }
+        return new F32Term(sum, propagated + (to - from + 1) * U * magnitude);
+    }
+
+    /**
+     * A row's float32 masked mean {@code sum(x * mask) / len} (gspo's mean log-ratio, geo_mean's means): the
+     * {@link #rowSum}, then one division by len; an empty row gives 0 (verl divides 0 by len clamped to 1, or by
+     * len + 1e-8, which is len in float32 for len &gt;= 1).
      *
      * @param x    per element, the term (null on masked elements).
      * @param from the row's first element.
      * @param to   one past the row's last element.
      */
     static F32Term rowMean(final F32Term[] x, final int from, final int to) {
-        double sum = 0;
-        double magnitude = 0;
-        double propagated = 0;
         int count = 0;
         for (int k = from; k < to; k++) {
-            if (x[k] != null) {
-                sum += x[k].v();
-                magnitude += Math.abs(x[k].v());
-                propagated += x[k].e();
-                count++;
-            }
+            count += x[k] != null ? 1 : 0;
         }
-        return count == 0 ? new F32Term(0, 0)
-            : new F32Term(sum, propagated + (to - from + 1) * U * magnitude).dividedBy(F32Term.of(count));
+        return count == 0 ? new F32Term(0, 0) : rowSum(x, from, to).dividedBy(F32Term.of(count));
     }
 
     /** A masked mean over the valid tokens (verl's masked_mean), as {@link #aggregated} with weights 1/n. */
@@ -111,6 +126,22 @@ final class TokenTermBounds {
         final double x = (double) counted / n;
         final double bound = (double) ambiguous / n + Math.ulp((float) ((double) (counted + ambiguous) / n));
         return new CaseOutputs.Referee(new double[] {x}, new double[] {bound}, new double[] {bound}, true);
+    }
+
+    /**
+     * One more float32 operation on a judged scalar (chi2's {@code mean - 1}): applied to the value with verl's
+     * bound and with the engine's.
+     *
+     * @return the referee of the result, or null for a null referee.
+     */
+    static CaseOutputs.Referee then(final CaseOutputs.Referee r, final UnaryOperator<F32Term> op) {
+        if (r == null) {
+            return null;
+        }
+        final F32Term verl = op.apply(new F32Term(r.exactAt(0), r.budgetAt(0)));
+        final F32Term engine = op.apply(new F32Term(r.exactAt(0), r.engineBoundAt(0)));
+        return new CaseOutputs.Referee(new double[] {verl.v()}, new double[] {verl.e()}, new double[] {engine.e()},
+            true);
     }
 
     /**

@@ -8,17 +8,11 @@ import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.function.Consumer;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
-import io.rlvec.Engine;
-import io.rlvec.Engines;
 import io.rlvec.cli.io.Safetensors;
 import io.rlvec.cli.io.SafetensorsWriter;
 import io.rlvec.cli.io.TensorInfo;
@@ -32,26 +26,8 @@ import io.rlvec.cli.io.TensorInfo;
  * accumulated left to right, whose error has the size PyTorch's float32 accumulation shows on such rows; for the
  * peaked row: the 0 PyTorch returns).
  */
-class ErrorBoundVerdictsTest {
+class ErrorBoundVerdictsTest extends MutatedEngineTest {
     private static final int VOCAB = 151_936;
-    private static Engine vector;
-    private static Engine reference;
-
-    @TempDir
-    static Path dir;
-
-    @BeforeAll
-    static void engines() {
-        vector = Engines.preferred();
-        reference = Engines.reference();
-    }
-
-    @AfterAll
-    static void close() throws Exception {
-        if (vector instanceof AutoCloseable c) {
-            c.close();
-        }
-    }
 
     // ---------------------------------------------------------------------------------------------------------
     // Fixtures
@@ -186,20 +162,7 @@ class ErrorBoundVerdictsTest {
     // Running, with an optional mutation of one engine output
 
     private static CaseReport run(final Path f, final String output, final Consumer<float[]> mutation) {
-        final CaseHandlers handlers = new CaseHandlers();
-        for (final Map.Entry<String, CaseHandler> e : CaseHandlers.defaults().all().entrySet()) {
-            final CaseHandler real = e.getValue();
-            handlers.register(e.getKey(), output == null ? real : (golden, engine) -> {
-                final CaseOutputs o = real.run(golden, engine);
-                mutation.accept(o.get(output).values());
-                return o;
-            });
-        }
-        return new GoldenRunner(handlers, List.of(vector, reference)).run(f);
-    }
-
-    private static TensorReport tensor(final CaseReport r, final int engine, final String name) {
-        return r.runs().get(engine).tensors().stream().filter(t -> t.name().equals(name)).findFirst().orElseThrow();
+        return run(f, output == null ? null : o -> mutation.accept(o.get(output).values()));
     }
 
     // ---------------------------------------------------------------------------------------------------------
