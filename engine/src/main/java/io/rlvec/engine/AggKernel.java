@@ -191,9 +191,12 @@ final class AggKernel {
     /**
      * The value loss over piece {@code p}: sums max(vf_losses1, vf_losses2) and vpreds over valid tokens in
      * double lanes, counts vf_losses2 &gt; vf_losses1, and writes d vf_loss / d vpreds with the reference's float
-     * operations (torch's tie shares, +0.0f where masked). The forward sums and the gradient are two vector loops,
-     * each its own compilation unit: fused, they exceed C2's inlining budget and every vector is boxed (the reason
-     * {@link PolicyLossKernel} splits its loops).
+     * operations (torch's tie shares, +0.0f where masked). The loss sums, the vpreds sums and the gradient are three
+     * vector loops ({@link ValueLoop}), each its own compilation unit: fused, they exceed C2's inlining budget and
+     * every vector is boxed (the reason {@link PolicyLossKernel} splits its loops). They are called through one site
+     * with three receiver classes, which C2 does not inline: called directly, a short piece's loops (too few
+     * iterations to be compiled on their own first) were inlined into this method and boxed there (measured with
+     * 512-bit vectors: 3.4 KB per call on 57 tokens).
      */
     private static void valuePiece(final Task t, final int p) {
         final SequencePieces plan = t.plan;
@@ -203,12 +206,14 @@ final class AggKernel {
         final float c = t.clip;
         final int vecEnd = start + Vec.F.loopBound(end - start);
         final int slot = p * TokenMemory.DL;
-        int clipped = valueSums(t, start, vecEnd, slot);
+        final ValueLoop[] loops = VALUE_LOOPS;
+        final int n = t.grad != null ? loops.length : loops.length - 1;
+        for (int k = 0; k < n; k++) {
+            loops[k].run(t, p, start, vecEnd);
+        }
+        int clipped = t.pieceClipped[p];
         double sum = sumLanes(t.lanes, slot);
         double vsum = sumLanes(t.vlanes, slot);
-        if (t.grad != null) {
-            valueGradient(t, start, vecEnd, w);
-        }
         final MemorySegment vpreds = t.vpreds;
         final MemorySegment returns = t.returns;
         final MemorySegment values = t.values;
@@ -249,8 +254,50 @@ final class AggKernel {
     }
 
     /**
-     * The forward vector loop of {@link #valuePiece} over {@code [from, to)}: leaves the lane sums of the loss and
-     * of vpreds at {@code slot} of {@code t.lanes} and {@code t.vlanes}.
+     * One vector loop of {@link #valuePiece} over {@code [from, to)} of piece {@code p}; it writes only piece
+     * {@code p}'s slots (the task is shared by the threads).
+     */
+    private abstract static class ValueLoop {
+        abstract void run(Task t, int p, int from, int to);
+    }
+
+    /** The value loss's loops in order; the gradient's last (skipped without a gradient output). */
+    private static final ValueLoop[] VALUE_LOOPS = {
+        new ValueLoop() {
+            @Override
+            void run(final Task t, final int p, final int from, final int to) {
+                t.pieceClipped[p] = valueSums(t, from, to, p * TokenMemory.DL);
+            }
+        },
+        new ValueLoop() {
+            @Override
+            void run(final Task t, final int p, final int from, final int to) {
+                vpredSums(t, from, to, p * TokenMemory.DL);
+            }
+        },
+        new ValueLoop() {
+            @Override
+            void run(final Task t, final int p, final int from, final int to) {
+                valueGradient(t, from, to, t.seqWeight[t.plan.seq[p]]);
+            }
+        },
+    };
+
+    /** Leaves the lane sums of the valid vpreds over {@code [from, to)} at {@code slot} of {@code t.vlanes}. */
+    private static void vpredSums(final Task t, final int from, final int to, final int slot) {
+        final MemorySegment vpreds = t.vpreds;
+        final MemorySegment mask = t.mask;
+        DoubleVector vacc = DoubleVector.zero(Vec.D);
+        for (int i = from; i < to; i += Vec.FL) {
+            final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
+            vacc = addWide(vacc, ZERO.blend(load(vpreds, i), valid));
+        }
+        vacc.intoArray(t.vlanes, slot);
+    }
+
+    /**
+     * The forward vector loop of {@link #valuePiece} over {@code [from, to)}: leaves the lane sums of the loss at
+     * {@code slot} of {@code t.lanes}.
      *
      * @return valid tokens with vf_losses2 &gt; vf_losses1.
      */
@@ -261,7 +308,6 @@ final class AggKernel {
         final MemorySegment mask = t.mask;
         final FloatVector cV = FloatVector.broadcast(Vec.F, t.clip);
         DoubleVector acc = DoubleVector.zero(Vec.D);
-        DoubleVector vacc = DoubleVector.zero(Vec.D);
         int clipped = 0;
         for (int i = from; i < to; i += Vec.FL) {
             final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
@@ -274,11 +320,9 @@ final class AggKernel {
             final FloatVector l1 = d1.mul(d1);
             final FloatVector l2 = d2.mul(d2);
             acc = addWide(acc, ZERO.blend(PolicyLossKernel.maximum(l1, l2), valid));
-            vacc = addWide(vacc, ZERO.blend(v, valid));
             clipped += l2.compare(VectorOperators.GT, l1).and(valid).trueCount();
         }
         acc.intoArray(t.lanes, slot);
-        vacc.intoArray(t.vlanes, slot);
         return clipped;
     }
 
