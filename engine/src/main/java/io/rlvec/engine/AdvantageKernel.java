@@ -187,11 +187,21 @@ final class AdvantageKernel implements Advantages.Kernels {
         return total;
     }
 
+    /**
+     * Which of the four mask values at byte offset {@code at} are non-zero, as double lanes: the floats widened and
+     * compared in double (NaN valid, -0.0 not, as {@code mask != 0f}). A float 128-bit mask cast to the 256-bit
+     * double species is not intrinsified by C2 on AVX-512 (the blend it feeds then boxes every vector); a
+     * conversion of the values is.
+     */
+    static VectorMask<Double> validLanes(final MemorySegment mask, final long at) {
+        return ((DoubleVector) FloatVector.fromMemorySegment(F4, mask, at, Vec.LE)
+            .convertShape(VectorOperators.F2D, D4, 0)).compare(VectorOperators.NE, 0.0);
+    }
+
     /** Tokens t .. t + 3's masked values (or squared deviations from {@code mean}), widened to doubles. */
     private static DoubleVector moment(final MemorySegment xs, final MemorySegment ms, final int t, final double mean,
                                        final boolean squares, final DoubleVector zero) {
-        final VectorMask<Double> valid = FloatVector.fromMemorySegment(F4, ms, (long) t * Float.BYTES, Vec.LE)
-            .compare(VectorOperators.NE, 0f).cast(D4);
+        final VectorMask<Double> valid = validLanes(ms, (long) t * Float.BYTES);
         DoubleVector v = widen(xs, t);
         if (squares) {
             final DoubleVector d = v.sub(mean);
@@ -229,8 +239,7 @@ final class AdvantageKernel implements Advantages.Kernels {
             DoubleVector acc = zero;
             int t = start;
             for (; t + 4 <= end; t += 4) {
-                final VectorMask<Double> valid = FloatVector.fromMemorySegment(F4, ms, (long) t * Float.BYTES, Vec.LE)
-                    .compare(VectorOperators.NE, 0f).cast(D4);
+                final VectorMask<Double> valid = validLanes(ms, (long) t * Float.BYTES);
                 acc = acc.add(zero.blend(widen(xs, t), valid));
             }
             acc.intoArray(lanes, 0);

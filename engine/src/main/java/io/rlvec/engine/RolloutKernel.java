@@ -118,12 +118,16 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass LOG_RATIO_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
+            final MemorySegment lrOut = k.lrOut;
+            final MemorySegment lrsOut = k.lrsOut;
+            final MemorySegment os = k.os;
+            final MemorySegment rs = k.rs;
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                final FloatVector lr = FloatVector.fromMemorySegment(F, k.os, at, Vec.LE)
-                    .sub(FloatVector.fromMemorySegment(F, k.rs, at, Vec.LE));
-                lr.intoMemorySegment(k.lrOut, at, Vec.LE);
-                clamp(lr, LOW_BOUND, HIGH_BOUND).intoMemorySegment(k.lrsOut, at, Vec.LE);
+                final FloatVector lr = FloatVector.fromMemorySegment(F, os, at, Vec.LE)
+                    .sub(FloatVector.fromMemorySegment(F, rs, at, Vec.LE));
+                lr.intoMemorySegment(lrOut, at, Vec.LE);
+                clamp(lr, LOW_BOUND, HIGH_BOUND).intoMemorySegment(lrsOut, at, Vec.LE);
             }
         }
     };
@@ -148,16 +152,23 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass TERMS_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
+            final MemorySegment k2Out = k.k2Out;
+            final MemorySegment k3Out = k.k3Out;
+            final MemorySegment kkOut = k.kkOut;
+            final MemorySegment lrOut = k.lrOut;
+            final MemorySegment lrsOut = k.lrsOut;
+            final MemorySegment rho2Out = k.rho2Out;
+            final MemorySegment rhoOut = k.rhoOut;
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                final FloatVector lr = FloatVector.fromMemorySegment(F, k.lrOut, at, Vec.LE);
-                final FloatVector lrs = FloatVector.fromMemorySegment(F, k.lrsOut, at, Vec.LE);
-                final FloatVector rho = FloatVector.fromMemorySegment(F, k.rhoOut, at, Vec.LE);
-                lrs.mul(lrs).mul(0.5f).intoMemorySegment(k.k2Out, at, Vec.LE);
-                rho.sub(1f).sub(lrs).intoMemorySegment(k.k3Out, at, Vec.LE);
-                rho.mul(rho).intoMemorySegment(k.rho2Out, at, Vec.LE);
-                FloatVector.fromMemorySegment(F, k.kkOut, at, Vec.LE).sub(lr).sub(1f)
-                    .intoMemorySegment(k.kkOut, at, Vec.LE);
+                final FloatVector lr = FloatVector.fromMemorySegment(F, lrOut, at, Vec.LE);
+                final FloatVector lrs = FloatVector.fromMemorySegment(F, lrsOut, at, Vec.LE);
+                final FloatVector rho = FloatVector.fromMemorySegment(F, rhoOut, at, Vec.LE);
+                lrs.mul(lrs).mul(0.5f).intoMemorySegment(k2Out, at, Vec.LE);
+                rho.sub(1f).sub(lrs).intoMemorySegment(k3Out, at, Vec.LE);
+                rho.mul(rho).intoMemorySegment(rho2Out, at, Vec.LE);
+                FloatVector.fromMemorySegment(F, kkOut, at, Vec.LE).sub(lr).sub(1f)
+                    .intoMemorySegment(kkOut, at, Vec.LE);
             }
         }
     };
@@ -343,9 +354,11 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass VALID_COUNTS_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
+            final MemorySegment maskS = k.maskS;
+            final MemorySegment validS = k.validS;
             final TokenBatch b = k.batch;
-            final MemorySegment ms = k.maskS;
-            final MemorySegment vs = k.validS;
+            final MemorySegment ms = maskS;
+            final MemorySegment vs = validS;
             for (int i = 0; i < b.numSequences(); i++) {
                 final int end = b.offset(i + 1);
                 int t = b.offset(i);
@@ -370,18 +383,22 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass IS_TIS_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int n) {
+            final MemorySegment rawS = k.rawS;
+            final MemorySegment srcS = k.srcS;
+            final MemorySegment validS = k.validS;
+            final MemorySegment wS = k.wS;
             final float hi = k.hi;
             final FloatVector his = FloatVector.broadcast(F, hi);
             final int upper = n - n % L;
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                final FloatVector raw = rawWeights(k, at);
-                raw.blend(his, raw.compare(VectorOperators.GT, his)).intoMemorySegment(k.wS, at, Vec.LE);
+                final FloatVector raw = rawWeights(srcS, validS, rawS, at);
+                raw.blend(his, raw.compare(VectorOperators.GT, his)).intoMemorySegment(wS, at, Vec.LE);
             }
             for (int t = upper; t < n; t++) {
-                final float raw = k.validS.getAtIndex(F32, t) != 0f ? k.srcS.getAtIndex(F32, t) : 0f;
-                k.rawS.setAtIndex(F32, t, raw);
-                k.wS.setAtIndex(F32, t, raw > hi ? hi : raw);
+                final float raw = validS.getAtIndex(F32, t) != 0f ? srcS.getAtIndex(F32, t) : 0f;
+                rawS.setAtIndex(F32, t, raw);
+                wS.setAtIndex(F32, t, raw > hi ? hi : raw);
             }
         }
     };
@@ -390,6 +407,10 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass IS_ICE_POP_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int n) {
+            final MemorySegment rawS = k.rawS;
+            final MemorySegment srcS = k.srcS;
+            final MemorySegment validS = k.validS;
+            final MemorySegment wS = k.wS;
             final float lo = k.lo;
             final float hi = k.hi;
             final FloatVector los = FloatVector.broadcast(F, lo);
@@ -397,22 +418,23 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             final int upper = n - n % L;
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                final FloatVector raw = rawWeights(k, at);
+                final FloatVector raw = rawWeights(srcS, validS, rawS, at);
                 ZERO.blend(raw, raw.compare(VectorOperators.GE, los).and(raw.compare(VectorOperators.LE, his)))
-                    .intoMemorySegment(k.wS, at, Vec.LE);
+                    .intoMemorySegment(wS, at, Vec.LE);
             }
             for (int t = upper; t < n; t++) {
-                final float raw = k.validS.getAtIndex(F32, t) != 0f ? k.srcS.getAtIndex(F32, t) : 0f;
-                k.rawS.setAtIndex(F32, t, raw);
-                k.wS.setAtIndex(F32, t, raw >= lo && raw <= hi ? raw : 0f);
+                final float raw = validS.getAtIndex(F32, t) != 0f ? srcS.getAtIndex(F32, t) : 0f;
+                rawS.setAtIndex(F32, t, raw);
+                wS.setAtIndex(F32, t, raw >= lo && raw <= hi ? raw : 0f);
             }
         }
     };
 
     /** raw = valid ? src : 0 at byte offset {@code at}, stored and returned. */
-    private static FloatVector rawWeights(final RolloutKernel k, final long at) {
-        final FloatVector raw = ZERO.blend(load(k.srcS, at), load(k.validS, at).compare(VectorOperators.NE, 0f));
-        raw.intoMemorySegment(k.rawS, at, Vec.LE);
+    private static FloatVector rawWeights(final MemorySegment srcS, final MemorySegment validS,
+                                          final MemorySegment rawS, final long at) {
+        final FloatVector raw = ZERO.blend(load(srcS, at), load(validS, at).compare(VectorOperators.NE, 0f));
+        raw.intoMemorySegment(rawS, at, Vec.LE);
         return raw;
     }
 
@@ -426,6 +448,9 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass IS_METRICS_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int n) {
+            final MemorySegment rawS = k.rawS;
+            final MemorySegment validS = k.validS;
+            final MemorySegment wS = k.wS;
             final FloatVector his = FloatVector.broadcast(F, k.hi);
             final FloatVector los = FloatVector.broadcast(F, k.lo);
             final int upper = n - n % L;
@@ -435,9 +460,9 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             FloatVector mn = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                final VectorMask<Float> v = load(k.validS, at).compare(VectorOperators.NE, 0f);
-                final FloatVector r = load(k.rawS, at);
-                final FloatVector w = load(k.wS, at);
+                final VectorMask<Float> v = load(validS, at).compare(VectorOperators.NE, 0f);
+                final FloatVector r = load(rawS, at);
+                final FloatVector w = load(wS, at);
                 high += r.compare(VectorOperators.GT, his).and(v).trueCount();
                 low += r.compare(VectorOperators.LT, los).and(v).trueCount();
                 mx = mx.max(NEG_INF.blend(w, v));
@@ -446,9 +471,9 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             float max = mx.reduceLanes(VectorOperators.MAX);
             float min = mn.reduceLanes(VectorOperators.MIN);
             for (int t = upper; t < n; t++) {
-                if (k.validS.getAtIndex(F32, t) != 0f) {
-                    final float r = k.rawS.getAtIndex(F32, t);
-                    final float w = k.wS.getAtIndex(F32, t);
+                if (validS.getAtIndex(F32, t) != 0f) {
+                    final float r = rawS.getAtIndex(F32, t);
+                    final float w = wS.getAtIndex(F32, t);
                     high += r > k.hi ? 1 : 0;
                     low += r < k.lo ? 1 : 0;
                     max = Math.max(max, w);
@@ -459,8 +484,8 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
                 max = Float.NEGATIVE_INFINITY;
                 min = Float.POSITIVE_INFINITY;
                 for (int t = 0; t < n; t++) {
-                    if (k.validS.getAtIndex(F32, t) != 0f) {
-                        final float w = k.wS.getAtIndex(F32, t);
+                    if (validS.getAtIndex(F32, t) != 0f) {
+                        final float w = wS.getAtIndex(F32, t);
                         max = (max > w || max != max) ? max : w;
                         min = (min < w || min != min) ? min : w;
                     }
@@ -477,19 +502,21 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass OUTSIDE_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int n) {
+            final MemorySegment validS = k.validS;
+            final MemorySegment xs = k.xs;
             final FloatVector los = FloatVector.broadcast(F, k.lo);
             final FloatVector his = FloatVector.broadcast(F, k.hi);
             final int upper = n - n % L;
             long c = 0;
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                final FloatVector x = load(k.xs, at);
+                final FloatVector x = load(xs, at);
                 c += x.compare(VectorOperators.LT, los).or(x.compare(VectorOperators.GT, his))
-                    .and(load(k.validS, at).compare(VectorOperators.NE, 0f)).trueCount();
+                    .and(load(validS, at).compare(VectorOperators.NE, 0f)).trueCount();
             }
             for (int t = upper; t < n; t++) {
-                final float x = k.xs.getAtIndex(F32, t);
-                c += k.validS.getAtIndex(F32, t) != 0f && (x < k.lo || x > k.hi) ? 1 : 0;
+                final float x = xs.getAtIndex(F32, t);
+                c += validS.getAtIndex(F32, t) != 0f && (x < k.lo || x > k.hi) ? 1 : 0;
             }
             k.above = c;
         }
@@ -499,15 +526,16 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass DIVIDE_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int n) {
+            final MemorySegment xs = k.xs;
             final float d = k.value;
             final FloatVector ds = FloatVector.broadcast(F, d);
             final int upper = n - n % L;
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                load(k.xs, at).div(ds).intoMemorySegment(k.xs, at, Vec.LE);
+                load(xs, at).div(ds).intoMemorySegment(xs, at, Vec.LE);
             }
             for (int t = upper; t < n; t++) {
-                k.xs.setAtIndex(F32, t, k.xs.getAtIndex(F32, t) / d);
+                xs.setAtIndex(F32, t, xs.getAtIndex(F32, t) / d);
             }
         }
     };
@@ -521,6 +549,9 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass KEEP_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int n) {
+            final MemorySegment keepS = k.keepS;
+            final MemorySegment validS = k.validS;
+            final MemorySegment xs = k.xs;
             final float lo = k.lo;
             final float hi = k.hi;
             final FloatVector los = FloatVector.broadcast(F, lo);
@@ -532,10 +563,10 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             FloatVector mn = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                final VectorMask<Float> v = load(k.validS, at).compare(VectorOperators.NE, 0f);
-                final FloatVector x = load(k.xs, at);
+                final VectorMask<Float> v = load(validS, at).compare(VectorOperators.NE, 0f);
+                final FloatVector x = load(xs, at);
                 ZERO.blend(ONE, x.compare(VectorOperators.LE, his).and(x.compare(VectorOperators.GE, los)))
-                    .intoMemorySegment(k.keepS, at, Vec.LE);
+                    .intoMemorySegment(keepS, at, Vec.LE);
                 high += x.compare(VectorOperators.GT, his).and(v).trueCount();
                 low += x.compare(VectorOperators.LT, los).and(v).trueCount();
                 mx = mx.max(NEG_INF.blend(x, v));
@@ -544,9 +575,9 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             float max = mx.reduceLanes(VectorOperators.MAX);
             float min = mn.reduceLanes(VectorOperators.MIN);
             for (int t = upper; t < n; t++) {
-                final float x = k.xs.getAtIndex(F32, t);
-                k.keepS.setAtIndex(F32, t, x >= lo && x <= hi ? 1f : 0f);
-                if (k.validS.getAtIndex(F32, t) != 0f) {
+                final float x = xs.getAtIndex(F32, t);
+                keepS.setAtIndex(F32, t, x >= lo && x <= hi ? 1f : 0f);
+                if (validS.getAtIndex(F32, t) != 0f) {
                     max = Math.max(max, x);
                     min = Math.min(min, x);
                     high += x > hi ? 1 : 0;
@@ -557,9 +588,9 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
                 double dmax = Double.NEGATIVE_INFINITY;
                 double dmin = Double.POSITIVE_INFINITY;
                 for (int t = 0; t < n; t++) {
-                    if (k.validS.getAtIndex(F32, t) != 0f) {
-                        dmax = Math.max(dmax, k.xs.getAtIndex(F32, t));
-                        dmin = Math.min(dmin, k.xs.getAtIndex(F32, t));
+                    if (validS.getAtIndex(F32, t) != 0f) {
+                        dmax = Math.max(dmax, xs.getAtIndex(F32, t));
+                        dmin = Math.min(dmin, xs.getAtIndex(F32, t));
                     }
                 }
                 max = (float) dmax;
@@ -576,6 +607,8 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass ROW_MAX_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
+            final MemorySegment maskS = k.maskS;
+            final MemorySegment xs = k.xs;
             final TokenBatch b = k.batch;
             for (int i = 0; i < b.numSequences(); i++) {
                 final int start = b.offset(i);
@@ -584,20 +617,20 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
                 FloatVector mx = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
                 for (; t <= end - L; t += L) {
                     final long at = (long) t * Float.BYTES;
-                    final VectorMask<Float> v = load(k.maskS, at).compare(VectorOperators.EQ, 0f).not();
-                    mx = mx.max(NEG_INF.blend(load(k.xs, at), v));
+                    final VectorMask<Float> v = load(maskS, at).compare(VectorOperators.EQ, 0f).not();
+                    mx = mx.max(NEG_INF.blend(load(xs, at), v));
                 }
                 double acc = mx.reduceLanes(VectorOperators.MAX);
                 for (; t < end; t++) {
-                    if (k.maskS.getAtIndex(F32, t) != 0f) {
-                        acc = Math.max(acc, k.xs.getAtIndex(F32, t));
+                    if (maskS.getAtIndex(F32, t) != 0f) {
+                        acc = Math.max(acc, xs.getAtIndex(F32, t));
                     }
                 }
                 if (acc == 0 || acc != acc) {
                     acc = Double.NEGATIVE_INFINITY;
                     for (t = start; t < end; t++) {
-                        if (k.maskS.getAtIndex(F32, t) != 0f) {
-                            acc = Math.max(acc, k.xs.getAtIndex(F32, t));
+                        if (maskS.getAtIndex(F32, t) != 0f) {
+                            acc = Math.max(acc, xs.getAtIndex(F32, t));
                         }
                     }
                 }
@@ -610,6 +643,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass BROADCAST_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
+            final MemorySegment outS = k.outS;
             final TokenBatch b = k.batch;
             for (int i = 0; i < b.numSequences(); i++) {
                 final int end = b.offset(i + 1);
@@ -617,10 +651,10 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
                 final FloatVector xv = FloatVector.broadcast(F, x);
                 int t = b.offset(i);
                 for (; t <= end - L; t += L) {
-                    xv.intoMemorySegment(k.outS, (long) t * Float.BYTES, Vec.LE);
+                    xv.intoMemorySegment(outS, (long) t * Float.BYTES, Vec.LE);
                 }
                 for (; t < end; t++) {
-                    k.outS.setAtIndex(F32, t, x);
+                    outS.setAtIndex(F32, t, x);
                 }
             }
         }
@@ -643,6 +677,9 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     };
 
     private static void reject(final RolloutKernel k, final boolean and) {
+        final MemorySegment keepAllS = k.keepAllS;
+        final MemorySegment keepS = k.keepS;
+        final MemorySegment validS = k.validS;
         final TokenBatch b = k.batch;
         long rejected = 0;
         int rows = 0;
@@ -652,17 +689,17 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             long c = 0;
             for (; t <= end - L; t += L) {
                 final long at = (long) t * Float.BYTES;
-                final VectorMask<Float> dropped = load(k.keepS, at).compare(VectorOperators.EQ, 0f);
-                c += dropped.and(load(k.validS, at).compare(VectorOperators.NE, 0f)).trueCount();
+                final VectorMask<Float> dropped = load(keepS, at).compare(VectorOperators.EQ, 0f);
+                c += dropped.and(load(validS, at).compare(VectorOperators.NE, 0f)).trueCount();
                 if (and) {
-                    load(k.keepAllS, at).blend(ZERO, dropped).intoMemorySegment(k.keepAllS, at, Vec.LE);
+                    load(keepAllS, at).blend(ZERO, dropped).intoMemorySegment(keepAllS, at, Vec.LE);
                 }
             }
             for (; t < end; t++) {
-                final boolean kept = k.keepS.getAtIndex(F32, t) != 0f;
-                c += k.validS.getAtIndex(F32, t) != 0f && !kept ? 1 : 0;
+                final boolean kept = keepS.getAtIndex(F32, t) != 0f;
+                c += validS.getAtIndex(F32, t) != 0f && !kept ? 1 : 0;
                 if (and && !kept) {
-                    k.keepAllS.setAtIndex(F32, t, 0f);
+                    keepAllS.setAtIndex(F32, t, 0f);
                 }
             }
             rejected += c;
@@ -676,13 +713,14 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass FILL_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int n) {
+            final MemorySegment outS = k.outS;
             final FloatVector xv = FloatVector.broadcast(F, k.value);
             final int upper = n - n % L;
             for (int u = 0; u < upper; u += L) {
-                xv.intoMemorySegment(k.outS, (long) u * Float.BYTES, Vec.LE);
+                xv.intoMemorySegment(outS, (long) u * Float.BYTES, Vec.LE);
             }
             for (int t = upper; t < n; t++) {
-                k.outS.setAtIndex(F32, t, k.value);
+                outS.setAtIndex(F32, t, k.value);
             }
         }
     };
@@ -691,14 +729,17 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass MASK_OUT_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int n) {
+            final MemorySegment keepAllS = k.keepAllS;
+            final MemorySegment maskS = k.maskS;
+            final MemorySegment outS = k.outS;
             final int upper = n - n % L;
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                ZERO.blend(load(k.maskS, at), load(k.keepAllS, at).compare(VectorOperators.NE, 0f))
-                    .intoMemorySegment(k.outS, at, Vec.LE);
+                ZERO.blend(load(maskS, at), load(keepAllS, at).compare(VectorOperators.NE, 0f))
+                    .intoMemorySegment(outS, at, Vec.LE);
             }
             for (int t = upper; t < n; t++) {
-                k.outS.setAtIndex(F32, t, k.keepAllS.getAtIndex(F32, t) != 0f ? k.maskS.getAtIndex(F32, t) : 0f);
+                outS.setAtIndex(F32, t, keepAllS.getAtIndex(F32, t) != 0f ? maskS.getAtIndex(F32, t) : 0f);
             }
         }
     };

@@ -219,8 +219,7 @@ final class RuleKernel {
             final long at = (long) t * Float.BYTES;
             final FloatVector x = FloatVector.fromMemorySegment(F4, st.logProb, at, Vec.LE)
                 .sub(FloatVector.fromMemorySegment(F4, st.oldLogProb, at, Vec.LE));
-            final VectorMask<Double> valid = FloatVector.fromMemorySegment(F4, st.mask, at, Vec.LE)
-                .compare(VectorOperators.NE, 0f).cast(D4);
+            final VectorMask<Double> valid = AdvantageKernel.validLanes(st.mask, at);
             acc = acc.add(ZERO4.blend(x.convertShape(VectorOperators.F2D, D4, 0), valid));
         }
         final double[] l = st.lanes;
