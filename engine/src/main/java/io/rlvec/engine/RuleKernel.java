@@ -385,13 +385,21 @@ final class RuleKernel {
             .and(x.compare(VectorOperators.EQ, x));
     }
 
+    /** exp(-20) and exp(20), the canonical exp at the log-ratio clamp's ends. */
+    private static final float RATIO_MIN = io.rlvec.CanonicalMath.exp(TokenRule.LOG_RATIO_MIN);
+    private static final float RATIO_MAX = io.rlvec.CanonicalMath.exp(TokenRule.LOG_RATIO_MAX);
+
     /**
-     * {@code TokenRule.overflowSafeRatio}: the unclamped ratio EX0, or the clamped one EX1 where -A * EX0 overflows;
-     * written back to EX0, which the counts read.
+     * {@code TokenRule.overflowSafeRatio}: the unclamped ratio EX0 = exp(nakl), or the clamped one
+     * exp(clamp(nakl, -20, 20)) where -A * EX0 overflows; written back to EX0, which the counts read. The clamped
+     * ratio needs no exp of its own: inside [-20, 20] it is EX0 (the same exp of the same float), outside it is
+     * exp(-20) or exp(20), and a NaN log-ratio gives NaN either way.
      */
     private static FloatVector safeRatio(final float[] r, final int i, final FloatVector a, final FloatVector nakl) {
         final FloatVector raw = row(r, R_EX0, i);
-        final FloatVector ratio = raw.blend(row(r, R_EX1, i), overflows(a.neg().mul(raw), a, nakl));
+        final FloatVector clampedRatio = raw.blend(RATIO_MAX, nakl.compare(VectorOperators.GT, TokenRule.LOG_RATIO_MAX))
+            .blend(RATIO_MIN, nakl.compare(VectorOperators.LT, TokenRule.LOG_RATIO_MIN));
+        final FloatVector ratio = raw.blend(clampedRatio, overflows(a.neg().mul(raw), a, nakl));
         ratio.intoArray(r, R_EX0 * CHUNK + i);
         return ratio;
     }
@@ -492,18 +500,12 @@ final class RuleKernel {
 
     private static final VectorMask<Float> NONE = VectorMask.fromLong(Vec.F, 0L);
 
-    /** A row (IN0 or IN1) = log_prob - old_log_prob, clamped to [-20, 20] or not. */
+    /** IN0 = log_prob - old_log_prob, clamped to [-20, 20] or not. */
     private static final class LogRatio extends Step {
         private final boolean clamped;
-        private final int target;
 
         LogRatio(final boolean clamped) {
-            this(clamped, R_IN0);
-        }
-
-        LogRatio(final boolean clamped, final int target) {
             this.clamped = clamped;
-            this.target = target;
         }
 
         @Override
@@ -515,7 +517,7 @@ final class RuleKernel {
             for (int i = from; i < to; i += Vec.FL) {
                 final FloatVector x = load(lpSeg, i).sub(load(oldSeg, i));
                 (clamped ? clamp(x, TokenRule.LOG_RATIO_MIN, TokenRule.LOG_RATIO_MAX) : x)
-                    .intoArray(r, target * CHUNK + base + i);
+                    .intoArray(r, R_IN0 * CHUNK + base + i);
             }
         }
     }
@@ -813,7 +815,7 @@ final class RuleKernel {
     }
 
     /**
-     * kl_cov and clip_cov: EX0 = verl's unclamped ratio, or the clamped one (EX1) where -A * ratio overflows
+     * kl_cov and clip_cov: EX0 = verl's unclamped ratio, or the clamped one where -A * ratio overflows
      * ({@code TokenRule.overflowSafeRatio}); its own loop, so the modes' loss loops stay small.
      */
     private static final class SafeRatio extends Step {
@@ -892,14 +894,10 @@ final class RuleKernel {
         RULES[PolicyLossMode.CISPO.ordinal()] = new ChunkRule(true, clamped, ratio, new CispoLoss());
         RULES[PolicyLossMode.DRO.ordinal()] = new ChunkRule(SUMS_LOG_RATIO, clamped, new DroLoss());
         RULES[PolicyLossMode.GSPO.ordinal()] = new ChunkRule(true, new SequenceRatio(), new GspoLoss());
-        // The covariance modes also compute the clamped ratio (EX1), used where verl's unclamped one overflows.
-        final Step clampedIn1 = new LogRatio(true, R_IN1);
-        final Step clampedRatio = new Exp(R_IN1, R_EX1);
+        // The covariance modes take the clamped ratio where verl's unclamped one overflows (SafeRatio).
         final Step safe = new SafeRatio();
-        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(false, unclamped, ratio, clampedIn1, clampedRatio, safe,
-            new KlCovLoss());
-        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(true, unclamped, ratio, clampedIn1, clampedRatio, safe,
-            new ClipCovLoss());
+        RULES[PolicyLossMode.KL_COV.ordinal()] = new ChunkRule(false, unclamped, ratio, safe, new KlCovLoss());
+        RULES[PolicyLossMode.CLIP_COV.ordinal()] = new ChunkRule(true, unclamped, ratio, safe, new ClipCovLoss());
     }
 
     /**
