@@ -54,6 +54,13 @@ final class CovSelection {
     private int[] keys = new int[0];
     /** kl_cov: the candidates (indices into {@link #keys}) in the k-th key's top-level bin. */
     private int[] bucket = new int[0];
+    /** topK's small-bin path: (key, bucket position) pairs, sorted. */
+    private final long[] pairs = new long[SMALL_BIN];
+    /**
+     * A k-th key's bin of at most this many candidates is finished by an insertion sort instead of two more
+     * histogram levels, whose clearing and scanning of 2048 and 1024 counters dominate on small batches.
+     */
+    private static final int SMALL_BIN = 64;
     /** per sequence: the canonical masked sums. */
     private double[] rowSums = new double[0];
     /** bound for one call. */
@@ -194,7 +201,7 @@ final class CovSelection {
      * Marks the k smallest (key, token) pairs of the candidates. The first level's histogram (the key's top 11
      * bits) was counted while the candidates were compacted; one pass then marks every candidate below the k-th
      * key's bin and gathers the ones in it, and the two lower levels (11 and 10 bits) and the final marking run on
-     * that bin's candidates only.
+     * that bin's candidates only; a bin of at most {@link #SMALL_BIN} candidates is sorted instead.
      */
     private void topK(final int k, final boolean[] flags) {
         final int m = count;
@@ -222,6 +229,24 @@ final class CovSelection {
             } else if (top == bin) {
                 bucket[inBin++] = i;
             }
+        }
+        if (inBin <= SMALL_BIN) {
+            // Ascending (key, position in the bucket): the bucket is in token order, so ties go to the earlier
+            // token, as below. An insertion sort: no allocation (Arrays.sort may allocate a merge buffer).
+            final long[] p = pairs;
+            for (int j = 0; j < inBin; j++) {
+                final long v = (long) (keys[bucket[j]] ^ Integer.MIN_VALUE) << 32 | j;
+                int at = j;
+                while (at > 0 && p[at - 1] > v) {
+                    p[at] = p[at - 1];
+                    at--;
+                }
+                p[at] = v;
+            }
+            for (int j = 0; j < need; j++) {
+                flags[candidates[bucket[(int) p[j]]]] = true;
+            }
+            return;
         }
         int prefix = bin << SHIFTS[0];
         int prefixMask = ((1 << WIDTHS[0]) - 1) << SHIFTS[0];
