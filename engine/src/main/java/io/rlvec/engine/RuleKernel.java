@@ -45,23 +45,25 @@ import jdk.incubator.vector.VectorOperators;
 final class RuleKernel {
     /** Tokens per chunk; a multiple of every lane count. */
     static final int CHUNK = 512;
+    /** Per-token rows of the chunk in {@link State#rows}: loss, raw gradient, kl term, a mode's temporary. */
     static final int R_LOSS = 0;
     static final int R_GRAD = 1;
-    static final int R_KL = 3;
+    static final int R_KL = 2;
+    static final int R_TMP = 3;
+    /** exp inputs and outputs: the ratio is always EX0 (what the sign split reads). */
+    static final int R_IN0 = 4;
+    static final int R_IN1 = 5;
+    static final int R_EX0 = 6;
+    static final int R_EX1 = 7;
+    static final int R_EX2 = 8;
+    static final int ROWS = 9;
     /** The clip flags, one lane mask (as bits) per vector of the chunk: {@code flags[F * SLOTS + vector]}. */
     static final int F_CLIPPED = 0;
     static final int F_LOWER = 1;
     static final int F_LOW = 2;
     static final int F_HIGH = 3;
+    /** Vectors per chunk at the narrowest width (4 lanes). */
     static final int SLOTS = CHUNK / 4;
-    static final int R_TMP = 8;
-    /** exp inputs and outputs: the ratio is always EX0 (what the sign split reads). */
-    static final int R_IN0 = 9;
-    static final int R_IN1 = 10;
-    static final int R_EX0 = 11;
-    static final int R_EX1 = 12;
-    static final int R_EX2 = 13;
-    static final int ROWS = 14;
 
     private static final FloatVector ZERO = FloatVector.zero(Vec.F);
     private static final FloatVector HALF = FloatVector.broadcast(Vec.F, 0.5f);
