@@ -10,23 +10,28 @@ import io.rlvec.Column;
 import io.rlvec.LossSpec;
 import io.rlvec.PolicyLossMode;
 import io.rlvec.TokenBatch;
+import io.rlvec.reference.Advantages;
 import io.rlvec.reference.Selection;
 import io.rlvec.reference.TorchOps;
 
+import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * The token selections of clip_cov and kl_cov ({@link Selection}'s definition, the same tokens bit for bit) with
  * vector loops and no sort:
  * <ul>
- *   <li>the batch means of A and log_prob are the advantage kernel's canonical masked sums (the reference's order);
+ *   <li>the batch means of A and log_prob are canonical masked sums (the reference's order), both in one loop;
  *   <li>the covariance {@code (A - mean A) (log_prob - mean log_prob)}, clip_cov's ratio (the canonical exp) and
- *       its candidate test run lane-wise, chunk by chunk, and the candidates are compacted in token order;
+ *       its candidate test run lane-wise, chunk by chunk, and clip_cov's candidates are compacted in token order;
  *   <li>kl_cov's top k is a three-level radix select on the covariance's order-preserving key (11, 11 and 10
- *       bits): the top level is counted while the candidates are compacted, one pass marks the candidates below
- *       the k-th key's bin and gathers the bin, and the lower levels and the final marking (every smaller key and,
+ *       bits), computed lane-wise for every token (masked ones get a key above every valid one): the top level is
+ *       counted chunk by chunk after the keys, one pass marks the tokens below the k-th key's bin and gathers the
+ *       bin, and the lower levels and the final marking (every smaller key and,
  *       among the keys equal to the k-th, the first in token order) run on that bin only: exactly the first k of
  *       the reference's sort by (covariance descending, NaN highest; token position), in O(N) instead of
  *       O(N log N);
@@ -41,18 +46,34 @@ final class CovSelection {
     private static final int[] SHIFTS = {21, 10, 0};
     private static final int[] WIDTHS = {11, 11, 10};
     private static final int TOP_SHIFT = 21;
+    private static final int TOP_BITS = 11;
+    private static final int HISTOGRAMS = 4;
+    /**
+     * A masked token's key: above every valid key (the largest, -Inf's, is 0xff800000), so the k smallest keys
+     * are valid tokens' whenever k does not exceed the valid count, and the top-level scan never reaches its bin.
+     */
+    private static final int MASKED = -1;
+    private static final int CANONICAL_NAN = Float.floatToIntBits(Float.NaN);
+    private static final int POSITIVE_INFINITY = Float.floatToIntBits(Float.POSITIVE_INFINITY);
 
-    private final io.rlvec.reference.Advantages.Kernels kernels;
     /** per chunk: covariance and clip_cov's ratio. */
     private final float[] cov = new float[CHUNK];
     private final float[] ratio = new float[CHUNK];
     /** per chunk: clip_cov's candidate bits of each vector. */
     private final long[] laneBits = new long[CHUNK];
-    private final int[] histogram = new int[1 << 11];
-    /** per candidate: token position and (kl_cov) the unsigned order key, largest covariance smallest. */
+    /**
+     * kl_cov's top-level histogram, split four ways by token position ({@code (t & 3) << 11 | bin}) so that runs
+     * of tokens in one bin are not a chain of dependent increments through memory; the lower levels use the
+     * first 2048 counters.
+     */
+    private final int[] histogram = new int[HISTOGRAMS << TOP_BITS];
+    /** clip_cov: the candidates' token positions, in token order. */
     private int[] candidates = new int[0];
+    /** kl_cov: every token's unsigned order key, largest covariance smallest, {@link #MASKED} where masked. */
     private int[] keys = new int[0];
-    /** kl_cov: the candidates (indices into {@link #keys}) in the k-th key's top-level bin. */
+    /** kl_cov: each vector's valid lanes, as mask bits (whole vectors of masked tokens are skipped). */
+    private long[] validBits = new long[0];
+    /** kl_cov: the tokens in the k-th key's top-level bin, in token order. */
     private int[] bucket = new int[0];
     /** topK's small-bin path: (key, bucket position) pairs, sorted. */
     private final long[] pairs = new long[SMALL_BIN];
@@ -61,8 +82,9 @@ final class CovSelection {
      * histogram levels, whose clearing and scanning of 2048 and 1024 counters dominate on small batches.
      */
     private static final int SMALL_BIN = 64;
-    /** per sequence: the canonical masked sums. */
-    private double[] rowSums = new double[0];
+    /** the canonical masked sums' four lanes, A and log_prob. */
+    private final double[] lanesA = new double[4];
+    private final double[] lanesLp = new double[4];
     /** bound for one call. */
     private MemorySegment logProb;
     private MemorySegment oldLogProb;
@@ -76,9 +98,7 @@ final class CovSelection {
     private float ub;
     private int count;
 
-    /** @param kernels the engine's advantage kernels (their canonical masked sums give the batch means). */
-    CovSelection(final io.rlvec.reference.Advantages.Kernels kernels) {
-        this.kernels = kernels;
+    CovSelection() {
     }
 
     /**
@@ -95,8 +115,7 @@ final class CovSelection {
             mask = null;
             return;
         }
-        meanA = (float) (maskedSum(batch, batch.column(Column.ADVANTAGES)) / valid);
-        meanLp = (float) (maskedSum(batch, batch.column(Column.LOG_PROB)) / valid);
+        means(batch, valid);
         final boolean clip = spec.policyLossMode() == PolicyLossMode.CLIP_COV;
         lower = (float) (1.0 - spec.clipRatioLow());
         upper = (float) (1.0 + spec.clipRatioHigh());
@@ -109,9 +128,12 @@ final class CovSelection {
             final int m = Math.max(n, candidates.length * 2);
             candidates = new int[m];
             keys = new int[m];
+            validBits = new long[m / 4 + 1];
         }
         count = 0;
-        Arrays.fill(histogram, 0);
+        if (!clip) {
+            Arrays.fill(histogram, 0);
+        }
         try {
             final int vecEnd = Vec.F.loopBound(n);
             for (int c = 0; c < vecEnd; c += CHUNK) {
@@ -121,8 +143,11 @@ final class CovSelection {
                     PASSES[P_RATIO].run(this, c, ce);
                     PASSES[P_CLIP].run(this, c, ce);
                 } else {
-                    PASSES[P_ALL].run(this, c, ce);
+                    PASSES[P_KEYS].run(this, c, ce);
                 }
+            }
+            if (vecEnd < n && !clip) {
+                validBits[vecEnd / Vec.FL] = 0;
             }
             for (int t = vecEnd; t < n; t++) {
                 tail(clip, t);
@@ -137,7 +162,7 @@ final class CovSelection {
                     Selection.draw(spec.clipCovSeed(), candidates, count, want, flags);
                 }
             } else {
-                topK(Math.max(1, (int) (valid * spec.klCovRatio())), flags);
+                topK(Math.max(1, (int) (valid * spec.klCovRatio())), valid, n, flags);
             }
         } finally {
             logProb = null;
@@ -148,25 +173,62 @@ final class CovSelection {
     }
 
     /**
-     * The canonical masked sum of a column (the reference's {@code Selection.maskedSum}): the kernels' per-sequence
-     * canonical sums, added in sequence order from 0.
+     * The batch means of A and log_prob from their canonical masked sums (the reference's {@code
+     * Selection.maskedSum}: per sequence, four double lanes by position and their combination; the sequences added
+     * in order from 0). Both columns in one loop: each sum is a chain of dependent adds, so two chains side by side
+     * take the time of one.
      */
-    private double maskedSum(final TokenBatch batch, final io.rlvec.OffHeapArray x) {
-        final int b = batch.numSequences();
-        if (rowSums.length < b) {
-            rowSums = new double[Math.max(b, rowSums.length * 2)];
+    private void means(final TokenBatch batch, final int valid) {
+        final MemorySegment as = batch.column(Column.ADVANTAGES).segment();
+        final MemorySegment ls = batch.column(Column.LOG_PROB).segment();
+        final MemorySegment ms = mask;
+        final double[] la = lanesA;
+        final double[] ll = lanesLp;
+        double totalA = 0;
+        double totalLp = 0;
+        for (int s = 0; s < batch.numSequences(); s++) {
+            final int start = batch.offset(s);
+            final int end = batch.offset(s + 1);
+            // Fresh zeros, not the ZERO4 constant: a constant object flowing into the loop's phi made C2 box
+            // both accumulators on every iteration (128 bytes per four tokens).
+            DoubleVector accA = DoubleVector.zero(D4);
+            DoubleVector accLp = DoubleVector.zero(D4);
+            int t = start;
+            for (; t + 4 <= end; t += 4) {
+                final long at = (long) t * Float.BYTES;
+                final VectorMask<Double> ok = AdvantageKernel.validLanes(ms, at);
+                accA = accA.add(ZERO4.blend(widen(as, at), ok));
+                accLp = accLp.add(ZERO4.blend(widen(ls, at), ok));
+            }
+            accA.intoArray(la, 0);
+            accLp.intoArray(ll, 0);
+            for (; t < end; t++) {
+                if (TokenMemory.get(ms, t) != 0f) {
+                    la[(t - start) & 3] += TokenMemory.get(as, t);
+                    ll[(t - start) & 3] += TokenMemory.get(ls, t);
+                }
+            }
+            totalA += Advantages.combine(la[0], la[1], la[2], la[3]);
+            totalLp += Advantages.combine(ll[0], ll[1], ll[2], ll[3]);
         }
-        kernels.maskedRowSums(batch, x, rowSums);
-        double total = 0;
-        for (int s = 0; s < b; s++) {
-            total += rowSums[s];
-        }
-        return total;
+        meanA = (float) (totalA / valid);
+        meanLp = (float) (totalLp / valid);
     }
+
+    private static DoubleVector widen(final MemorySegment s, final long at) {
+        return (DoubleVector) FloatVector.fromMemorySegment(F4, s, at, Vec.LE).convertShape(VectorOperators.F2D, D4, 0);
+    }
+
+    private static final VectorSpecies<Float> F4 = FloatVector.SPECIES_128;
+    private static final VectorSpecies<Double> D4 = DoubleVector.SPECIES_256;
+    private static final DoubleVector ZERO4 = DoubleVector.zero(D4);
 
     /** The reference's per-token test, for the tokens after the last full vector. */
     private void tail(final boolean clip, final int t) {
         if (TokenMemory.get(mask, t) == 0f) {
+            if (!clip) {
+                keys[t] = MASKED;
+            }
             return;
         }
         final float a = TokenMemory.get(advantages, t);
@@ -181,9 +243,9 @@ final class CovSelection {
             }
         } else {
             final int u = key(c);
-            keys[count] = u;
-            histogram[u >>> TOP_SHIFT]++;
-            candidates[count++] = t;
+            keys[t] = u;
+            histogram[(t & 3) << TOP_BITS | u >>> TOP_SHIFT]++;
+            validBits[t / Vec.FL] |= 1L << (t % Vec.FL);
         }
     }
 
@@ -198,36 +260,49 @@ final class CovSelection {
     }
 
     /**
-     * Marks the k smallest (key, token) pairs of the candidates. The first level's histogram (the key's top 11
-     * bits) was counted while the candidates were compacted; one pass then marks every candidate below the k-th
-     * key's bin and gathers the ones in it, and the two lower levels (11 and 10 bits) and the final marking run on
-     * that bin's candidates only; a bin of at most {@link #SMALL_BIN} candidates is sorted instead.
+     * Marks the k smallest (key, token) pairs of the valid tokens. The first level's histogram (the key's top 11
+     * bits) was counted with the keys; one pass then marks every token below the k-th key's bin and gathers the
+     * ones in it, and the two lower levels (11 and 10 bits) and the final marking run on that bin's tokens only;
+     * a bin of at most {@link #SMALL_BIN} tokens is sorted instead.
+     *
+     * @param valid the valid tokens (k &lt;= valid marks them all).
+     * @param n     the batch's tokens.
      */
-    private void topK(final int k, final boolean[] flags) {
-        final int m = count;
-        if (k >= m) {
-            for (int i = 0; i < m; i++) {
-                flags[candidates[i]] = true;
+    private void topK(final int k, final int valid, final int n, final boolean[] flags) {
+        final int[] u = keys;
+        if (k >= valid) {
+            for (int t = 0; t < n; t++) {
+                flags[t] = u[t] != MASKED;
             }
             return;
         }
         final int[] h = histogram;
+        final int size = 1 << TOP_BITS;
         int need = k;
         int bin = 0;
-        while (need > h[bin]) {
-            need -= h[bin];
+        int inTop = h[0] + h[size] + h[2 * size] + h[3 * size];
+        while (need > inTop) {
+            need -= inTop;
             bin++;
+            inTop = h[bin] + h[bin + size] + h[bin + 2 * size] + h[bin + 3 * size];
         }
-        if (bucket.length < h[bin]) {
-            bucket = new int[Math.max(h[bin], bucket.length * 2)];
+        if (bucket.length < inTop) {
+            bucket = new int[Math.max(inTop, bucket.length * 2)];
         }
         int inBin = 0;
-        for (int i = 0; i < m; i++) {
-            final int top = keys[i] >>> SHIFTS[0];
-            if (top < bin) {
-                flags[candidates[i]] = true;
-            } else if (top == bin) {
-                bucket[inBin++] = i;
+        final long[] vb = validBits;
+        for (int v = 0, from = 0; from < n; v++, from += Vec.FL) {
+            if (vb[v] == 0) {
+                continue;
+            }
+            final int to = Math.min(from + Vec.FL, n);
+            for (int t = from; t < to; t++) {
+                final int top = u[t] >>> TOP_SHIFT;
+                if (top < bin) {
+                    flags[t] = true;
+                } else if (top == bin) {
+                    bucket[inBin++] = t;
+                }
             }
         }
         if (inBin <= SMALL_BIN) {
@@ -235,7 +310,7 @@ final class CovSelection {
             // token, as below. An insertion sort: no allocation (Arrays.sort may allocate a merge buffer).
             final long[] p = pairs;
             for (int j = 0; j < inBin; j++) {
-                final long v = (long) (keys[bucket[j]] ^ Integer.MIN_VALUE) << 32 | j;
+                final long v = (long) (u[bucket[j]] ^ Integer.MIN_VALUE) << 32 | j;
                 int at = j;
                 while (at > 0 && p[at - 1] > v) {
                     p[at] = p[at - 1];
@@ -244,7 +319,7 @@ final class CovSelection {
                 p[at] = v;
             }
             for (int j = 0; j < need; j++) {
-                flags[candidates[bucket[(int) p[j]]]] = true;
+                flags[bucket[(int) p[j]]] = true;
             }
             return;
         }
@@ -255,9 +330,9 @@ final class CovSelection {
             final int binMask = (1 << WIDTHS[level]) - 1;
             Arrays.fill(h, 0, binMask + 1, 0);
             for (int j = 0; j < inBin; j++) {
-                final int u = keys[bucket[j]];
-                if ((u & prefixMask) == prefix) {
-                    h[(u >>> shift) & binMask]++;
+                final int key = u[bucket[j]];
+                if ((key & prefixMask) == prefix) {
+                    h[(key >>> shift) & binMask]++;
                 }
             }
             int b = 0;
@@ -271,12 +346,12 @@ final class CovSelection {
         // prefix is the k-th key: mark the bin's smaller keys and the first `need` tokens holding that key (the
         // bucket is in token order).
         for (int j = 0; j < inBin; j++) {
-            final int i = bucket[j];
-            final int u = keys[i];
-            if (Integer.compareUnsigned(u, prefix) < 0) {
-                flags[candidates[i]] = true;
-            } else if (u == prefix && need > 0) {
-                flags[candidates[i]] = true;
+            final int t = bucket[j];
+            final int key = u[t];
+            if (Integer.compareUnsigned(key, prefix) < 0) {
+                flags[t] = true;
+            } else if (key == prefix && need > 0) {
+                flags[t] = true;
                 need--;
             }
         }
@@ -290,8 +365,8 @@ final class CovSelection {
     private static final int P_COV = 0;
     private static final int P_RATIO = 1;
     private static final int P_CLIP = 2;
-    private static final int P_ALL = 3;
-    private static final Pass[] PASSES = {new Covariance(), new Ratio(), new ClipCandidates(), new AllValid()};
+    private static final int P_KEYS = 3;
+    private static final Pass[] PASSES = {new Covariance(), new Ratio(), new ClipCandidates(), new Keys()};
 
     /** cov[t - from] = (A - mean A) * (log_prob - mean log_prob), float32 operations as the reference. */
     private static final class Covariance extends Pass {
@@ -349,27 +424,39 @@ final class CovSelection {
         }
     }
 
-    /** kl_cov's candidates: every valid token, in token order, with its order key. */
-    private static final class AllValid extends Pass {
+    /**
+     * kl_cov: every token's order key ({@link #key}, lane-wise in int lanes: NaN made canonical as
+     * Float.floatToIntBits does; {@link #MASKED} where masked), each vector's valid lanes, and then, after the
+     * vector loop, the chunk's top-level histogram (skipping vectors with no valid token).
+     */
+    private static final class Keys extends Pass {
         @Override
         void run(final CovSelection s, final int from, final int to) {
-            final int[] out = s.candidates;
             final int[] keys = s.keys;
+            final long[] vb = s.validBits;
             final float[] cov = s.cov;
-            final int[] h = s.histogram;
-            int n = s.count;
+            final MemorySegment m = s.mask;
             for (int i = from; i < to; i += Vec.FL) {
-                long bits = load(s.mask, i).compare(VectorOperators.NE, 0f).toLong();
-                while (bits != 0) {
-                    final int t = i + Long.numberOfTrailingZeros(bits);
-                    final int u = key(cov[t - from]);
-                    out[n] = t;
-                    keys[n++] = u;
-                    h[u >>> TOP_SHIFT]++;
-                    bits &= bits - 1;
+                final IntVector bits = FloatVector.fromArray(Vec.F, cov, i - from).reinterpretAsInts();
+                final IntVector canonical = bits.blend(CANONICAL_NAN,
+                    bits.and(0x7fffffff).compare(VectorOperators.GT, POSITIVE_INFINITY));
+                final IntVector key = canonical.lanewise(VectorOperators.XOR,
+                    canonical.lanewise(VectorOperators.ASHR, 31).and(0x7fffffff)).lanewise(VectorOperators.XOR,
+                    0x7fffffff);
+                // m != 0f in int lanes: any bits but the sign's.
+                final VectorMask<Integer> ok = load(m, i).reinterpretAsInts().and(0x7fffffff)
+                    .compare(VectorOperators.NE, 0);
+                key.blend(MASKED, ok.not()).intoArray(keys, i);
+                vb[i / Vec.FL] = ok.toLong();
+            }
+            final int[] h = s.histogram;
+            for (int i = from; i < to; i += Vec.FL) {
+                if (vb[i / Vec.FL] != 0) {
+                    for (int t = i; t < i + Vec.FL; t++) {
+                        h[(t & 3) << TOP_BITS | keys[t] >>> TOP_SHIFT]++;
+                    }
                 }
             }
-            s.count = n;
         }
     }
 }
