@@ -131,16 +131,20 @@ final class AdvantageKernel implements Advantages.Kernels {
 
     @Override
     public double maskedSum(final TokenBatch batch, final OffHeapArray x) {
-        return maskedMoment(batch, x, 0.0, false);
+        return maskedMoment(batch, x, 0.0, false, null);
     }
 
     @Override
     public double maskedSquares(final TokenBatch batch, final OffHeapArray x, final double mean) {
-        return maskedMoment(batch, x, mean, true);
+        return maskedMoment(batch, x, mean, true, null);
     }
 
+    /**
+     * The canonical masked sum of x (or of its squared deviations from {@code mean}): each sequence's sum (into
+     * {@code rows}, when given), and their total in sequence order.
+     */
     private double maskedMoment(final TokenBatch batch, final OffHeapArray x, final double mean,
-                                final boolean squares) {
+                                final boolean squares, final double[] rows) {
         final MemorySegment xs = x.segment();
         final MemorySegment ms = batch.mask().segment();
         final DoubleVector zero = DoubleVector.zero(D4);
@@ -165,13 +169,13 @@ final class AdvantageKernel implements Advantages.Kernels {
                 acc0 = acc0.add(moment(xs, ms, t, mean, squares, zero));
             }
             acc0.intoArray(lanes, 0);
-            total += momentTail(xs, ms, s0, t, s1, mean, squares);
+            total += row(rows, i, momentTail(xs, ms, s0, t, s1, mean, squares));
             t = s1 + common;
             for (; t + 4 <= e1; t += 4) {
                 acc1 = acc1.add(moment(xs, ms, t, mean, squares, zero));
             }
             acc1.intoArray(lanes, 0);
-            total += momentTail(xs, ms, s1, t, e1, mean, squares);
+            total += row(rows, i + 1, momentTail(xs, ms, s1, t, e1, mean, squares));
         }
         for (; i < b; i++) {
             final int start = batch.offset(i);
@@ -182,9 +186,17 @@ final class AdvantageKernel implements Advantages.Kernels {
                 acc = acc.add(moment(xs, ms, t, mean, squares, zero));
             }
             acc.intoArray(lanes, 0);
-            total += momentTail(xs, ms, start, t, end, mean, squares);
+            total += row(rows, i, momentTail(xs, ms, start, t, end, mean, squares));
         }
         return total;
+    }
+
+    /** @return {@code value}, stored into {@code rows[i]} first when there are rows. */
+    private static double row(final double[] rows, final int i, final double value) {
+        if (rows != null) {
+            rows[i] = value;
+        }
+        return value;
     }
 
     /**
@@ -198,16 +210,20 @@ final class AdvantageKernel implements Advantages.Kernels {
             .convertShape(VectorOperators.F2D, D4, 0)).compare(VectorOperators.NE, 0.0);
     }
 
-    /** Tokens t .. t + 3's masked values (or squared deviations from {@code mean}), widened to doubles. */
+    /**
+     * Tokens t .. t + 3's masked values (or squared deviations from {@code mean}), widened to doubles. A plain
+     * value is masked in float lanes before its one widening (+0.0 where masked either way).
+     */
     private static DoubleVector moment(final MemorySegment xs, final MemorySegment ms, final int t, final double mean,
                                        final boolean squares, final DoubleVector zero) {
-        final VectorMask<Double> valid = validLanes(ms, (long) t * Float.BYTES);
-        DoubleVector v = widen(xs, t);
-        if (squares) {
-            final DoubleVector d = v.sub(mean);
-            v = d.mul(d);
+        final long at = (long) t * Float.BYTES;
+        if (!squares) {
+            final FloatVector m = FloatVector.fromMemorySegment(F4, ms, at, Vec.LE);
+            return (DoubleVector) FloatVector.fromMemorySegment(F4, xs, at, Vec.LE)
+                .blend(0f, m.compare(VectorOperators.EQ, 0f)).convertShape(VectorOperators.F2D, D4, 0);
         }
-        return zero.blend(v, valid);
+        final DoubleVector d = widen(xs, t).sub(mean);
+        return zero.blend(d.mul(d), validLanes(ms, at));
     }
 
     /** Adds tokens {@code [t, end)} to {@code lanes} (the sequence's four sums so far); returns their combination. */
@@ -230,26 +246,7 @@ final class AdvantageKernel implements Advantages.Kernels {
 
     @Override
     public void maskedRowSums(final TokenBatch batch, final OffHeapArray x, final double[] out) {
-        final MemorySegment xs = x.segment();
-        final MemorySegment ms = batch.mask().segment();
-        final DoubleVector zero = DoubleVector.zero(D4);
-        for (int i = 0; i < batch.numSequences(); i++) {
-            final int start = batch.offset(i);
-            final int end = batch.offset(i + 1);
-            DoubleVector acc = zero;
-            int t = start;
-            for (; t + 4 <= end; t += 4) {
-                final VectorMask<Double> valid = validLanes(ms, (long) t * Float.BYTES);
-                acc = acc.add(zero.blend(widen(xs, t), valid));
-            }
-            acc.intoArray(lanes, 0);
-            for (; t < end; t++) {
-                if (ms.getAtIndex(F32, t) != 0) {
-                    lanes[(t - start) & 3] += xs.getAtIndex(F32, t);
-                }
-            }
-            out[i] = Advantages.combine(lanes[0], lanes[1], lanes[2], lanes[3]);
-        }
+        maskedMoment(batch, x, 0.0, false, out);
     }
 
     @Override
