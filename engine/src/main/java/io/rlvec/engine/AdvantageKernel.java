@@ -147,7 +147,6 @@ final class AdvantageKernel implements Advantages.Kernels {
                                 final boolean squares, final double[] rows) {
         final MemorySegment xs = x.segment();
         final MemorySegment ms = batch.mask().segment();
-        final DoubleVector zero = DoubleVector.zero(D4);
         final int b = batch.numSequences();
         double total = 0;
         int i = 0;
@@ -158,21 +157,21 @@ final class AdvantageKernel implements Advantages.Kernels {
             final int s1 = batch.offset(i + 1);
             final int e1 = batch.offset(i + 2);
             final int common = Math.min(s1 - s0, e1 - s1) & ~3;
-            DoubleVector acc0 = zero;
-            DoubleVector acc1 = zero;
+            DoubleVector acc0 = DoubleVector.zero(D4);
+            DoubleVector acc1 = DoubleVector.zero(D4);
             for (int k = 0; k < common; k += 4) {
-                acc0 = acc0.add(moment(xs, ms, s0 + k, mean, squares, zero));
-                acc1 = acc1.add(moment(xs, ms, s1 + k, mean, squares, zero));
+                acc0 = acc0.add(moment(xs, ms, s0 + k, mean, squares));
+                acc1 = acc1.add(moment(xs, ms, s1 + k, mean, squares));
             }
             int t = s0 + common;
             for (; t + 4 <= s1; t += 4) {
-                acc0 = acc0.add(moment(xs, ms, t, mean, squares, zero));
+                acc0 = acc0.add(moment(xs, ms, t, mean, squares));
             }
             acc0.intoArray(lanes, 0);
             total += row(rows, i, momentTail(xs, ms, s0, t, s1, mean, squares));
             t = s1 + common;
             for (; t + 4 <= e1; t += 4) {
-                acc1 = acc1.add(moment(xs, ms, t, mean, squares, zero));
+                acc1 = acc1.add(moment(xs, ms, t, mean, squares));
             }
             acc1.intoArray(lanes, 0);
             total += row(rows, i + 1, momentTail(xs, ms, s1, t, e1, mean, squares));
@@ -180,10 +179,10 @@ final class AdvantageKernel implements Advantages.Kernels {
         for (; i < b; i++) {
             final int start = batch.offset(i);
             final int end = batch.offset(i + 1);
-            DoubleVector acc = zero;
+            DoubleVector acc = DoubleVector.zero(D4);
             int t = start;
             for (; t + 4 <= end; t += 4) {
-                acc = acc.add(moment(xs, ms, t, mean, squares, zero));
+                acc = acc.add(moment(xs, ms, t, mean, squares));
             }
             acc.intoArray(lanes, 0);
             total += row(rows, i, momentTail(xs, ms, start, t, end, mean, squares));
@@ -215,7 +214,7 @@ final class AdvantageKernel implements Advantages.Kernels {
      * value is masked in float lanes before its one widening (+0.0 where masked either way).
      */
     private static DoubleVector moment(final MemorySegment xs, final MemorySegment ms, final int t, final double mean,
-                                       final boolean squares, final DoubleVector zero) {
+                                       final boolean squares) {
         final long at = (long) t * Float.BYTES;
         if (!squares) {
             final FloatVector m = FloatVector.fromMemorySegment(F4, ms, at, Vec.LE);
@@ -223,7 +222,7 @@ final class AdvantageKernel implements Advantages.Kernels {
                 .blend(0f, m.compare(VectorOperators.EQ, 0f)).convertShape(VectorOperators.F2D, D4, 0);
         }
         final DoubleVector d = widen(xs, t).sub(mean);
-        return zero.blend(d.mul(d), validLanes(ms, at));
+        return DoubleVector.zero(D4).blend(d.mul(d), validLanes(ms, at));
     }
 
     /** Adds tokens {@code [t, end)} to {@code lanes} (the sequence's four sums so far); returns their combination. */
