@@ -18,6 +18,7 @@ package io.rlvec.cli.golden;
  *   exp(a)                   p = e^a (e^{e_a} - 1),             e = p + 2u (e^a + p)   (exp(0) = 1: e = 0)
  *   ln(a)                    p = ln(a / (a - e_a)),             e = p + 2u (|v| + p)
  *   sigmoid(a)               p = min(1/4, s (1 - s) e^{e_a}) e_a, e = p + 5u (s + p)
+ *   sqrt(max(a, 0))          p = min(sqrt(e_a), e_a / sqrt(a)),  e = p + u (|v| + p)
  *   clamp(a, lo, hi), max(a, b), min(a, b)   e = max(e_a, e_b)  (exact and 1-Lipschitz: no rounding, no growth;
  *                                             e of the selected operand where the operands are farther apart than
  *                                             e_a + e_b, so that float32 selects the same one)
@@ -110,6 +111,18 @@ record F32Term(double v, double e) {
         final double slope = tail / ((1 + tail) * (1 + tail));
         final double p = Math.min(0.25, slope * Math.exp(Math.min(e, 700))) * e;
         return new F32Term(s, p + 5 * U * (s + p) + TINY);
+    }
+
+    /**
+     * @return sqrt(max(this, 0)) (torch.sqrt(torch.clamp(x, min=0)), a correctly rounded square root): the clamp
+     *         is exact and 1-Lipschitz, and for x, y &gt;= 0 within e of each other |sqrt y - sqrt x| is at most
+     *         sqrt(e) and at most e / sqrt(x).
+     */
+    F32Term sqrtOfNonNegative() {
+        final double x = Math.max(v, 0);
+        final double s = Math.sqrt(x);
+        final double p = x > 0 ? Math.min(Math.sqrt(e), e / s) : Math.sqrt(e);
+        return new F32Term(s, p + U * (s + p) + TINY);
     }
 
     F32Term clamp(final double lo, final double hi) {

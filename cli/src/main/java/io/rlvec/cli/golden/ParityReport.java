@@ -180,8 +180,8 @@ public final class ParityReport {
                 agreementCompared() - agreementBreaches(), agreementCompared()));
         }
         lines.add("error bounds vs verl: kl_penalty's kld, log-probs, entropies, agg_loss, the policy losses (every "
-            + "mode, bypass_mode's rollout correction included), the rollout_corr metrics (but the std's and the "
-            + "effective sample size) and the value loss (losses, metrics, gradients) "
+            + "mode, bypass_mode's rollout correction included), the rollout_corr metrics (standard deviations and "
+            + "effective sample size included) and the value loss (losses, metrics, gradients) "
             + "are judged against a double-precision evaluation, the engine within its derived bound and verl within "
             + "float32's");
         lines.add("tolerances vs verl elsewhere: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.VALUE

@@ -34,8 +34,10 @@ import io.rlvec.VerlRelease;
  * The metrics ({@link #metrics}, verl 2026-08's, from the weights before normalisation) that are judged by these
  * bounds: means of per-token or per-row terms ({@link TokenTermBounds#tokenMean}), then at most one more operation
  * (chi2's {@code - 1}); maxima and minima (exact selections of bounded terms); fractions {@code k / n}, open
- * where the deciding comparison is ({@link TokenTermBounds#fraction}). The variance-based ones (std, effective
- * sample size), the per-row IS statistics and the rejection statistics' own summaries keep the fixed tolerances.
+ * where the deciding comparison is ({@link TokenTermBounds#fraction}); the standard deviations, verl's
+ * {@code sqrt(max(E[c^2] - E[c]^2, 0))} through the two means' bounds ({@link F32Term#sqrtOfNonNegative}) and
+ * torch.std over rows by its Lipschitz bound ({@link TokenTermBounds#unbiasedStd}); the effective sample size
+ * through its float32 operations.
  */
 final class RolloutCorrectionBounds {
     private static final double CLAMP = 20;
@@ -272,6 +274,11 @@ final class RolloutCorrectionBounds {
         final double upper = (float) rc.isUpper();
         final double low = (float) (rc.icePop() ? rc.isLower() : 1.0 / rc.isUpper());
         m.put(P + "rollout_is_mean", TokenTermBounds.tokenMean(w, bt[0], bt[1]));
+        // std and effective sample size of c = clamp(w, 0, U).
+        final F32Term[] c = clamped(w, 0, upper);
+        final CaseOutputs.Referee meanC = TokenTermBounds.tokenMean(c, bt[0], bt[1]);
+        m.put(P + "rollout_is_std", std(c, meanC, n, bt));
+        m.put(P + "rollout_is_eff_sample_size", effectiveSampleSize(c, meanC, bt));
         if (rc.rolloutIs() == IsLevel.SEQUENCE) {
             // In log space per row: exp(min(max S, 20)), exp(min S), and the rows' S against log U, log L.
             final F32Term[] sums = rowSums(lr, bt);
@@ -296,6 +303,7 @@ final class RolloutCorrectionBounds {
             deviation[i] = abs(rows[i].minus(F32Term.constant(1)));
         }
         m.put(P + "rollout_is_seq_mean", TokenTermBounds.tokenMean(rows, 1, bt[0]));
+        m.put(P + "rollout_is_seq_std", TokenTermBounds.unbiasedStd(rows));
         m.put(P + "rollout_is_seq_max", selected(select(rows, 0, bt[0], true)));
         m.put(P + "rollout_is_seq_min", selected(select(rows, 0, bt[0], false)));
         m.put(P + "rollout_is_seq_max_deviation", selected(select(deviation, 0, bt[0], true)));
@@ -344,7 +352,7 @@ final class RolloutCorrectionBounds {
      * An option's statistic summaries: over the valid tokens its value v (the token's statistic, or its row's
      * broadcast) in mean, max, min and the fractions beyond the thresholds (per token; per non-empty row for a
      * sequence-level option), then over the non-empty rows the row value (the row mean of a token statistic, or
-     * the row's statistic) in mean, max, min, max |.| and fractions; the std's keep the fixed tolerances.
+     * the row's statistic) in mean, max, min, max |.|, fractions and standard deviations.
      */
     private static void optionSummary(final RsOption o, final F32Term[] lr, final int[] bt, final int n,
                                       final int rows, final String name, final Map<String, CaseOutputs.Referee> m) {
@@ -374,6 +382,9 @@ final class RolloutCorrectionBounds {
         final F32Term[] per = token ? v : row;
         final int of = token ? n : rows;
         m.put(name + "_mean", TokenTermBounds.tokenMean(v, bt[0], bt[1]));
+        final F32Term[] c = clamped(v, lo, hi);
+        m.put(name + "_std", std(c, TokenTermBounds.tokenMean(c, bt[0], bt[1]), n, bt));
+        m.put(name + "_seq_std", TokenTermBounds.unbiasedStd(row));
         m.put(name + "_max", selected(select(per, 0, per.length, true)));
         m.put(name + "_min", selected(select(per, 0, per.length, false)));
         m.put(name + "_fraction_high", count(per, hi, true, of));
@@ -386,6 +397,57 @@ final class RolloutCorrectionBounds {
         if (o.twoSided()) {
             m.put(name + "_seq_fraction_low", count(row, lo, false, rows));
         }
+    }
+
+    /** @return per element clamp(x, lo, hi) (null where x is). */
+    private static F32Term[] clamped(final F32Term[] x, final double lo, final double hi) {
+        final F32Term[] c = new F32Term[x.length];
+        for (int k = 0; k < x.length; k++) {
+            c[k] = x[k] == null ? null : x[k].clamp(lo, hi);
+        }
+        return c;
+    }
+
+    /**
+     * verl's {@code sqrt(clamp(masked_mean(c^2) - masked_mean(c)^2, min=0))} over n valid tokens (0 for n &lt;= 1):
+     * the two means' bounds through a float32 square, difference and square root ({@link F32Term#sqrtOfNonNegative}:
+     * where the difference cancels to near 0 the bound is the square root of the variance's).
+     */
+    private static CaseOutputs.Referee std(final F32Term[] c, final CaseOutputs.Referee meanC, final int n,
+                                           final int[] bt) {
+        if (n <= 1) {
+            return selected(F32Term.of(0));
+        }
+        final F32Term[] squares = new F32Term[c.length];
+        for (int k = 0; k < c.length; k++) {
+            squares[k] = c[k] == null ? null : c[k].times(c[k]);
+        }
+        return TokenTermBounds.then(TokenTermBounds.tokenMean(squares, bt[0], bt[1]), meanC,
+            (sq, mean) -> sq.minus(mean.times(mean)).sqrtOfNonNegative());
+    }
+
+    /**
+     * verl's {@code 1 / masked_mean((c / (masked_mean(c) + 1e-8))^2)}: the mean of c (the larger of the two
+     * bounds, shared by every token's term) plus 1e-8 in float32, each token's quotient squared, their mean, and
+     * its reciprocal.
+     */
+    private static CaseOutputs.Referee effectiveSampleSize(final F32Term[] c, final CaseOutputs.Referee meanC,
+                                                           final int[] bt) {
+        if (meanC == null) {
+            return null;
+        }
+        final F32Term mean = new F32Term(meanC.exactAt(0), Math.max(meanC.budgetAt(0), meanC.engineBoundAt(0)))
+            .plus(F32Term.constant(1e-8));
+        final F32Term[] q = new F32Term[c.length];
+        for (int k = 0; k < c.length; k++) {
+            if (c[k] != null) {
+                final F32Term r = c[k].dividedBy(mean);
+                q[k] = r.times(r);
+            }
+        }
+        final CaseOutputs.Referee ess = TokenTermBounds.then(TokenTermBounds.tokenMean(q, bt[0], bt[1]),
+            x -> F32Term.constant(1).dividedBy(x));
+        return ess != null && Double.isFinite(ess.budgetAt(0)) && Double.isFinite(ess.engineBoundAt(0)) ? ess : null;
     }
 
     private static F32Term abs(final F32Term x) {

@@ -17,7 +17,8 @@ import java.util.Map;
  * {@code rollout_is_batch_normalize}, {@code rollout_rs}, {@code rollout_rs_threshold}; outputs
  * {@code out.rollout_is_weights} (when IS is on), {@code out.response_mask} (the rejection mask, exact) and every
  * {@code out.metric.rollout_corr/*}. The metrics of float32 cases are judged by their derived error bounds
- * ({@link RolloutCorrectionBounds#metrics}) but for the variance-based ones; the weights keep relative 1e-5.
+ * ({@link RolloutCorrectionBounds#metrics}), standard deviations and effective sample size included; the weights
+ * keep relative 1e-5.
  */
 public final class RolloutCorrectionHandler implements CaseHandler {
     /** The verl function this handler runs. */
@@ -56,7 +57,8 @@ public final class RolloutCorrectionHandler implements CaseHandler {
 
     /**
      * Adds every metric of the result as {@code out.metric.<name>}: judged by its derived bound where
-     * {@code derived} holds one ({@link RolloutCorrectionBounds#metrics}), else relative 1e-5. The IS/RS "std"
+     * {@code derived} holds one ({@link RolloutCorrectionBounds#metrics}), else relative 1e-5. Where a case has no
+     * derived bounds (2026-01, float64, a non-finite input), the IS/RS "std"
      * metrics are {@code sqrt(max(E[c^2] - E[c]^2, 0))} of a statistic clamped to {@code [lo, hi]}: in float32
      * (verl) the difference cancels, so a small std carries an absolute error up to {@code sqrt(delta)} with
      * {@code delta = 2 n 2^-24 M^2} ({@code n} valid tokens, {@code M = max(|lo|, |hi|)}, a bound of float32

@@ -145,6 +145,70 @@ final class TokenTermBounds {
     }
 
     /**
+     * One more float32 operation on two judged scalars (a variance {@code E[c^2] - E[c]^2}): applied to the values
+     * with verl's bounds and with the engine's.
+     *
+     * @return the referee of the result, or null for a null referee or a result without a finite bound.
+     */
+    static CaseOutputs.Referee then(final CaseOutputs.Referee a, final CaseOutputs.Referee b,
+                                    final java.util.function.BinaryOperator<F32Term> op) {
+        if (a == null || b == null) {
+            return null;
+        }
+        final F32Term verl = op.apply(new F32Term(a.exactAt(0), a.budgetAt(0)),
+            new F32Term(b.exactAt(0), b.budgetAt(0)));
+        final F32Term engine = op.apply(new F32Term(a.exactAt(0), a.engineBoundAt(0)),
+            new F32Term(b.exactAt(0), b.engineBoundAt(0)));
+        return Double.isFinite(verl.v()) && Double.isFinite(verl.e()) && Double.isFinite(engine.e())
+            ? new CaseOutputs.Referee(new double[] {verl.v()}, new double[] {verl.e()}, new double[] {engine.e()},
+                true)
+            : null;
+    }
+
+    /**
+     * torch.std (unbiased) of the non-null terms: sqrt(sum (x - mean)^2 / (n - 1)), 0 for n &lt;= 1. The standard
+     * deviation is 1 / sqrt(n - 1) times the norm of the centred vector, and centring is a projection, so inputs
+     * within e_i of the exact ones move it by at most sqrt(sum e_i^2 / (n - 1)). The engine's two passes run in
+     * double and round the result once: (n + 4) 2^-53 of the value plus one ulp. verl's torch.std is held to a
+     * float32 two-pass evaluation's bound on top: its mean off by up to (n + 2) u max |x| shifts every deviation
+     * alike (sqrt(n / (n - 1)) times that on the result), and the deviations, squares and sum round within
+     * (n + 4) u of the value.
+     *
+     * @return the referee, or null when a term is not finite.
+     */
+    static CaseOutputs.Referee unbiasedStd(final F32Term[] x) {
+        double sum = 0;
+        int n = 0;
+        for (final F32Term t : x) {
+            if (t != null) {
+                if (!Double.isFinite(t.v()) || !Double.isFinite(t.e())) {
+                    return null;
+                }
+                sum += t.v();
+                n++;
+            }
+        }
+        if (n <= 1) {
+            return new CaseOutputs.Referee(new double[] {0}, new double[] {0}, new double[] {0}, true);
+        }
+        final double mean = sum / n;
+        double squares = 0;
+        double moved = 0;
+        double largest = 0;
+        for (final F32Term t : x) {
+            if (t != null) {
+                squares += (t.v() - mean) * (t.v() - mean);
+                moved += t.e() * t.e();
+                largest = Math.max(largest, Math.abs(t.v()) + t.e());
+            }
+        }
+        final double std = Math.sqrt(squares / (n - 1));
+        final double engine = Math.sqrt(moved / (n - 1)) + (n + 4) * 0x1p-53 * std + Math.ulp((float) std);
+        final double verl = engine + (n + 2) * U * largest * Math.sqrt((double) n / (n - 1)) + (n + 4) * U * std;
+        return new CaseOutputs.Referee(new double[] {std}, new double[] {verl}, new double[] {engine}, true);
+    }
+
+    /**
      * A per-token gradient {@code w_t g_t}.
      *
      * @param g per element, the term's derivative with its bound (null on masked elements: exactly 0).
