@@ -1,7 +1,6 @@
 package io.rlvec.reference;
 
 import java.util.Arrays;
-import java.util.SplittableRandom;
 
 import io.rlvec.CanonicalMath;
 import io.rlvec.Column;
@@ -20,7 +19,8 @@ import io.rlvec.TokenBatch;
  * clip_cov takes, among the tokens with {@code clip_cov_lb < cov < clip_cov_ub} that PPO's clip does not already
  * hold, {@code max(int(N * clip_cov_ratio), 1)} tokens: all of them when they fit (then the result is verl's
  * exactly), else a subset drawn by a partial Fisher-Yates shuffle of the candidates in token order with
- * {@code java.util.SplittableRandom(clip_cov_seed)} (verl draws it with an unseeded torch.randperm).
+ * {@code java.util.SplittableRandom(clip_cov_seed)}'s numbers ({@link #draw}; verl draws it with an unseeded
+ * torch.randperm).
  */
 public final class Selection {
     private Selection() {
@@ -124,19 +124,55 @@ public final class Selection {
 
     /**
      * clip_cov's draw of {@code count < m} of the {@code m} candidates (token positions in token order): a partial
-     * Fisher-Yates shuffle with {@code java.util.SplittableRandom(seed)}; marks the drawn tokens in {@code flags}
-     * and permutes {@code candidates}. Shared by every engine, so a seed picks the same subset everywhere.
+     * Fisher-Yates shuffle with the numbers of {@code java.util.SplittableRandom(seed).nextInt(m - i)}; marks the
+     * drawn tokens in {@code flags} and permutes {@code candidates}. Shared by every engine, so a seed picks the
+     * same subset everywhere. The generator is spelled out ({@link #nextInt}) instead of instantiated: nothing is
+     * allocated on the engines' hot path, and the subset does not depend on the JDK's implementation.
      */
     public static void draw(final long seed, final int[] candidates, final int m, final int count,
                             final boolean[] flags) {
-        final SplittableRandom random = new SplittableRandom(seed);
+        int step = 0;
         for (int i = 0; i < count; i++) {
-            final int j = i + random.nextInt(m - i);
+            final long next = nextInt(seed, step, m - i);
+            step = (int) (next >>> 32);
+            final int j = i + (int) next;
             final int tmp = candidates[i];
             candidates[i] = candidates[j];
             candidates[j] = tmp;
             flags[candidates[i]] = true;
         }
+    }
+
+    /** SplitMix64's increment (the golden ratio), java.util.SplittableRandom's default gamma. */
+    private static final long GOLDEN_GAMMA = 0x9e3779b97f4a7c15L;
+
+    /**
+     * java.util.SplittableRandom's {@code nextInt(bound)} after {@code step} numbers of the sequence of
+     * {@code seed}: SplitMix64 (the k-th state is {@code seed + k * gamma}, its number the 32-bit mix of it); a
+     * power-of-two bound keeps the low bits, any other rejects the over-represented top of the range and draws
+     * again.
+     *
+     * @return the step after the ones used, in the high 32 bits; the number in [0, bound), in the low 32 bits.
+     */
+    static long nextInt(final long seed, final int step, final int bound) {
+        int k = step + 1;
+        int r = mix32(seed + k * GOLDEN_GAMMA);
+        final int m = bound - 1;
+        if ((bound & m) == 0) {
+            r &= m;
+        } else {
+            int u = r >>> 1;
+            while (u + m - (r = u % bound) < 0) {
+                k++;
+                u = mix32(seed + k * GOLDEN_GAMMA) >>> 1;
+            }
+        }
+        return (long) k << 32 | r;
+    }
+
+    private static int mix32(final long seed) {
+        long z = (seed ^ (seed >>> 33)) * 0x62a9d9ed799705f5L;
+        return (int) (((z ^ (z >>> 28)) * 0xcb24d0a5c88c35b3L) >>> 32);
     }
 
     /** The canonical masked sum of a column: four double lanes per sequence, sequences in order. */
