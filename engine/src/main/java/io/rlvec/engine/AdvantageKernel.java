@@ -2,7 +2,6 @@ package io.rlvec.engine;
 
 import static io.rlvec.engine.TokenMemory.F32;
 import static io.rlvec.engine.TokenMemory.load;
-import static io.rlvec.engine.TokenMemory.store;
 
 import io.rlvec.OffHeapArray;
 import io.rlvec.TokenBatch;
@@ -257,7 +256,7 @@ final class AdvantageKernel implements Advantages.Kernels {
         final int n = batch.numTokens();
         int t = 0;
         for (; t + L <= n; t += L) {
-            store(load(as, t).sub(load(bs, t).mul(beta)), os, t);
+            load(as, t).sub(load(bs, t).mul(beta)).intoMemorySegment(os, (long) t * Float.BYTES, Vec.LE);
         }
         for (; t < n; t++) {
             os.setAtIndex(F32, t, as.getAtIndex(F32, t) - beta * bs.getAtIndex(F32, t));
@@ -278,8 +277,8 @@ final class AdvantageKernel implements Advantages.Kernels {
             int t = batch.offset(i);
             for (; t + L <= end; t += L) {
                 final FloatVector v = av.mul(load(ms, t));
-                store(v, os, t);
-                store(v, cs, t);
+                v.intoMemorySegment(os, (long) t * Float.BYTES, Vec.LE);
+                v.intoMemorySegment(cs, (long) t * Float.BYTES, Vec.LE);
             }
             for (; t < end; t++) {
                 final float v = a * ms.getAtIndex(F32, t);
@@ -302,7 +301,7 @@ final class AdvantageKernel implements Advantages.Kernels {
             if (timesMask) {
                 v = v.mul(load(ms, t));
             }
-            store(v, os, t);
+            v.intoMemorySegment(os, (long) t * Float.BYTES, Vec.LE);
         }
         for (; t < n; t++) {
             float v = (xs.getAtIndex(F32, t) - shift) * scale;
@@ -349,7 +348,7 @@ final class AdvantageKernel implements Advantages.Kernels {
         final int n = batch.numTokens();
         int t = 0;
         for (; t + L <= n; t += L) {
-            store(load(as, t).add(load(vs, t)), os, t);
+            load(as, t).add(load(vs, t)).intoMemorySegment(os, (long) t * Float.BYTES, Vec.LE);
         }
         for (; t < n; t++) {
             os.setAtIndex(F32, t, as.getAtIndex(F32, t) + vs.getAtIndex(F32, t));

@@ -4,7 +4,6 @@ import static io.rlvec.engine.TokenMemory.addWide;
 import static io.rlvec.engine.TokenMemory.get;
 import static io.rlvec.engine.TokenMemory.load;
 import static io.rlvec.engine.TokenMemory.set;
-import static io.rlvec.engine.TokenMemory.store;
 import static io.rlvec.engine.TokenMemory.sumLanes;
 
 import java.lang.foreign.MemorySegment;
@@ -170,7 +169,7 @@ final class AggKernel {
             final VectorMask<Float> valid = load(mask, i).compare(VectorOperators.NE, 0f);
             acc = addWide(acc, ZERO.blend(load(values, i), valid));
             if (hasG) {
-                store(ZERO.blend(tokenWeightV, valid), grad, i);
+                ZERO.blend(tokenWeightV, valid).intoMemorySegment(grad, (long) i * Float.BYTES, Vec.LE);
             }
         }
         acc.intoArray(t.lanes, p * TokenMemory.DL);
@@ -351,7 +350,7 @@ final class AggKernel {
             final FloatVector clipShare = minShare(v, hi).mul(maxShare(upper, lo));
             final FloatVector g1 = maxShare(l1, l2).mul(d1.mul(TWO));
             final FloatVector g2 = maxShare(l2, l1).mul(clipShare).mul(d2.mul(TWO));
-            store(ZERO.blend(wV.mul(g1.add(g2)), valid), grad, i);
+            ZERO.blend(wV.mul(g1.add(g2)), valid).intoMemorySegment(grad, (long) i * Float.BYTES, Vec.LE);
         }
     }
 

@@ -1,7 +1,6 @@
 package io.rlvec.engine;
 
 import static io.rlvec.engine.TokenMemory.load;
-import static io.rlvec.engine.TokenMemory.store;
 
 import java.lang.foreign.MemorySegment;
 
@@ -131,8 +130,8 @@ final class GeoMeanKernel {
                 final FloatVector x = sgn.mul(nakl);
                 final FloatVector c = sgn.mul(clamp(nakl, low, high));
                 // torch.min: x where x < c or x is NaN, else c.
-                store(sgn.mul(c.blend(x, x.compare(VectorOperators.LT, c).or(x.compare(VectorOperators.NE, x)))),
-                    k, i);
+                sgn.mul(c.blend(x, x.compare(VectorOperators.LT, c).or(x.compare(VectorOperators.NE, x))))
+                    .intoMemorySegment(k, (long) i * Float.BYTES, Vec.LE);
             }
         }
     }
@@ -159,7 +158,8 @@ final class GeoMeanKernel {
                     .blend(ONE, x.compare(VectorOperators.LT, c));
                 final FloatVector shareC = ZERO.blend(HALF, c.compare(VectorOperators.EQ, x))
                     .blend(ONE, c.compare(VectorOperators.LT, x));
-                store(sgn.mul(sgn).mul(shareX.add(ZERO.blend(shareC, passes))), dk, i);
+                sgn.mul(sgn).mul(shareX.add(ZERO.blend(shareC, passes)))
+                    .intoMemorySegment(dk, (long) i * Float.BYTES, Vec.LE);
             }
         }
     }
@@ -209,8 +209,11 @@ final class GeoMeanKernel {
             final FloatVector c = FloatVector.broadcast(Vec.F, st.geoCoef);
             final MemorySegment dk = st.geoDk.segment();
             for (int i = from; i < to; i += Vec.FL) {
-                final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
-                store(ZERO.blend(c.mul(load(dk, i)), valid), gradSeg, i);
+                final long at = (long) i * Float.BYTES;
+                final VectorMask<Float> valid = FloatVector.fromMemorySegment(Vec.F, maskSeg, at, Vec.LE)
+                    .compare(VectorOperators.NE, 0f);
+                ZERO.blend(c.mul(FloatVector.fromMemorySegment(Vec.F, dk, at, Vec.LE)), valid)
+                    .intoMemorySegment(gradSeg, at, Vec.LE);
             }
         }
     }

@@ -4,7 +4,6 @@ import static io.rlvec.engine.TokenMemory.addWide;
 import static io.rlvec.engine.TokenMemory.get;
 import static io.rlvec.engine.TokenMemory.load;
 import static io.rlvec.engine.TokenMemory.set;
-import static io.rlvec.engine.TokenMemory.store;
 import static io.rlvec.engine.TokenMemory.sumLanes;
 
 import java.lang.foreign.MemorySegment;
@@ -499,7 +498,7 @@ final class PolicyLossKernel {
                 g = g.mul(load(wSeg, i));
             }
             final VectorMask<Float> valid = load(maskSeg, i).compare(VectorOperators.NE, 0f);
-            store(ZERO.blend(g.mul(tokenWeightV), valid), gSeg, i);
+            ZERO.blend(g.mul(tokenWeightV), valid).intoMemorySegment(gSeg, (long) i * Float.BYTES, Vec.LE);
         }
     }
 

@@ -4,7 +4,6 @@ import static io.rlvec.engine.TokenMemory.addWide;
 import static io.rlvec.engine.TokenMemory.get;
 import static io.rlvec.engine.TokenMemory.load;
 import static io.rlvec.engine.TokenMemory.set;
-import static io.rlvec.engine.TokenMemory.store;
 import static io.rlvec.engine.TokenMemory.sumLanes;
 
 import java.lang.foreign.MemorySegment;
@@ -271,7 +270,7 @@ final class RuleKernel {
                 if (wSeg != null) {
                     g = g.mul(load(wSeg, i));
                 }
-                store(ZERO.blend(g.mul(tw), valid), gradSeg, i);
+                ZERO.blend(g.mul(tw), valid).intoMemorySegment(gradSeg, (long) i * Float.BYTES, Vec.LE);
             }
         }
     }

@@ -27,10 +27,10 @@ final class TokenMemory {
         return FloatVector.fromMemorySegment(Vec.F, s, (long) i * Float.BYTES, Vec.LE);
     }
 
-    /** Stores {@code v} at tokens {@code [i, i + FL)}. */
-    static void store(final FloatVector v, final MemorySegment s, final int i) {
-        v.intoMemorySegment(s, (long) i * Float.BYTES, Vec.LE);
-    }
+    // No store(v, s, i) helper: kernels call intoMemorySegment directly. Through the helper, geo_mean's gradient
+    // step boxed the vector it stored (one Float512Vector and its array per store, 1.5 MB per call at (64, 4096))
+    // in four of five fresh JVMs; with the direct call, in none of ten. A vector handed to a helper C2 has not
+    // inlined is boxed, and whether it inlines depends on what got compiled first.
 
     /** @return the float at token {@code i}. */
     static float get(final MemorySegment s, final int i) {
