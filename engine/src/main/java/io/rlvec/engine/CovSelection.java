@@ -14,18 +14,16 @@ import io.rlvec.reference.Advantages;
 import io.rlvec.reference.Selection;
 import io.rlvec.reference.TorchOps;
 
-import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
 
 /**
  * The token selections of clip_cov and kl_cov ({@link Selection}'s definition, the same tokens bit for bit) with
  * vector loops and no sort:
  * <ul>
- *   <li>the batch means of A and log_prob are canonical masked sums (the reference's order), both in one loop;
+ *   <li>the batch means of A and log_prob are the advantage kernel's canonical masked sums (the reference's order);
  *   <li>the covariance {@code (A - mean A) (log_prob - mean log_prob)}, clip_cov's ratio (the canonical exp) and
  *       its candidate test run lane-wise, chunk by chunk, and clip_cov's candidates are compacted in token order;
  *   <li>kl_cov's top k is a three-level radix select on the covariance's order-preserving key (11, 11 and 10
@@ -56,6 +54,7 @@ final class CovSelection {
     private static final int CANONICAL_NAN = Float.floatToIntBits(Float.NaN);
     private static final int POSITIVE_INFINITY = Float.floatToIntBits(Float.POSITIVE_INFINITY);
 
+    private final Advantages.Kernels kernels;
     /** per chunk: covariance and clip_cov's ratio. */
     private final float[] cov = new float[CHUNK];
     private final float[] ratio = new float[CHUNK];
@@ -82,9 +81,8 @@ final class CovSelection {
      * histogram levels, whose clearing and scanning of 2048 and 1024 counters dominate on small batches.
      */
     private static final int SMALL_BIN = 64;
-    /** the canonical masked sums' four lanes, A and log_prob. */
-    private final double[] lanesA = new double[4];
-    private final double[] lanesLp = new double[4];
+    /** per sequence: the canonical masked sums. */
+    private double[] rowSums = new double[0];
     /** bound for one call. */
     private MemorySegment logProb;
     private MemorySegment oldLogProb;
@@ -98,7 +96,9 @@ final class CovSelection {
     private float ub;
     private int count;
 
-    CovSelection() {
+    /** @param kernels the engine's advantage kernels (their canonical masked sums give the batch means). */
+    CovSelection(final Advantages.Kernels kernels) {
+        this.kernels = kernels;
     }
 
     /**
@@ -115,7 +115,8 @@ final class CovSelection {
             mask = null;
             return;
         }
-        means(batch, valid);
+        meanA = (float) (maskedSum(batch, batch.column(Column.ADVANTAGES)) / valid);
+        meanLp = (float) (maskedSum(batch, batch.column(Column.LOG_PROB)) / valid);
         final boolean clip = spec.policyLossMode() == PolicyLossMode.CLIP_COV;
         lower = (float) (1.0 - spec.clipRatioLow());
         upper = (float) (1.0 + spec.clipRatioHigh());
@@ -173,55 +174,21 @@ final class CovSelection {
     }
 
     /**
-     * The batch means of A and log_prob from their canonical masked sums (the reference's {@code
-     * Selection.maskedSum}: per sequence, four double lanes by position and their combination; the sequences added
-     * in order from 0). Both columns in one loop: each sum is a chain of dependent adds, so two chains side by side
-     * take the time of one.
+     * The canonical masked sum of a column (the reference's {@code Selection.maskedSum}): the kernels' per-sequence
+     * canonical sums, added in sequence order from 0.
      */
-    private void means(final TokenBatch batch, final int valid) {
-        final MemorySegment as = batch.column(Column.ADVANTAGES).segment();
-        final MemorySegment ls = batch.column(Column.LOG_PROB).segment();
-        final MemorySegment ms = mask;
-        final double[] la = lanesA;
-        final double[] ll = lanesLp;
-        double totalA = 0;
-        double totalLp = 0;
-        for (int s = 0; s < batch.numSequences(); s++) {
-            final int start = batch.offset(s);
-            final int end = batch.offset(s + 1);
-            // Fresh zeros, not the ZERO4 constant: a constant object flowing into the loop's phi made C2 box
-            // both accumulators on every iteration (128 bytes per four tokens).
-            DoubleVector accA = DoubleVector.zero(D4);
-            DoubleVector accLp = DoubleVector.zero(D4);
-            int t = start;
-            for (; t + 4 <= end; t += 4) {
-                final long at = (long) t * Float.BYTES;
-                final VectorMask<Double> ok = AdvantageKernel.validLanes(ms, at);
-                accA = accA.add(ZERO4.blend(widen(as, at), ok));
-                accLp = accLp.add(ZERO4.blend(widen(ls, at), ok));
-            }
-            accA.intoArray(la, 0);
-            accLp.intoArray(ll, 0);
-            for (; t < end; t++) {
-                if (TokenMemory.get(ms, t) != 0f) {
-                    la[(t - start) & 3] += TokenMemory.get(as, t);
-                    ll[(t - start) & 3] += TokenMemory.get(ls, t);
-                }
-            }
-            totalA += Advantages.combine(la[0], la[1], la[2], la[3]);
-            totalLp += Advantages.combine(ll[0], ll[1], ll[2], ll[3]);
+    private double maskedSum(final TokenBatch batch, final io.rlvec.OffHeapArray x) {
+        final int b = batch.numSequences();
+        if (rowSums.length < b) {
+            rowSums = new double[Math.max(b, rowSums.length * 2)];
         }
-        meanA = (float) (totalA / valid);
-        meanLp = (float) (totalLp / valid);
+        kernels.maskedRowSums(batch, x, rowSums);
+        double total = 0;
+        for (int s = 0; s < b; s++) {
+            total += rowSums[s];
+        }
+        return total;
     }
-
-    private static DoubleVector widen(final MemorySegment s, final long at) {
-        return (DoubleVector) FloatVector.fromMemorySegment(F4, s, at, Vec.LE).convertShape(VectorOperators.F2D, D4, 0);
-    }
-
-    private static final VectorSpecies<Float> F4 = FloatVector.SPECIES_128;
-    private static final VectorSpecies<Double> D4 = DoubleVector.SPECIES_256;
-    private static final DoubleVector ZERO4 = DoubleVector.zero(D4);
 
     /** The reference's per-token test, for the tokens after the last full vector. */
     private void tail(final boolean clip, final int t) {

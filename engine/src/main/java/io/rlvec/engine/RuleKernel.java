@@ -73,11 +73,12 @@ final class RuleKernel {
 
     /** Runs the spec's mode; arguments were validated by the engine's façade. */
     static void compute(final LossSpec spec, final TokenBatch batch, final OffHeapArray grad,
-                        final PolicyLossResult out, final Workspace ws, final Blocks blocks) {
+                        final PolicyLossResult out, final Workspace ws,
+                        final io.rlvec.reference.Advantages.Kernels kernels, final Blocks blocks) {
         final State st = ws.ruleState();
         st.bind(spec, batch, grad);
         if (st.covSelection == null) {
-            st.covSelection = new CovSelection();
+            st.covSelection = new CovSelection(kernels);
         }
         try {
             run(spec, batch, st, out, blocks);

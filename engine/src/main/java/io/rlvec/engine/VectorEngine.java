@@ -56,7 +56,7 @@ public final class VectorEngine implements Engine {
                 case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
                 case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace, advantageKernel);
                 case BYPASS_MODE -> bypass.compute(spec, batch, gradLogProb, out, bypassInner);
-                default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace, blocks);
+                default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace, advantageKernel, blocks);
             }
         }
     }
@@ -72,7 +72,7 @@ public final class VectorEngine implements Engine {
             case VANILLA -> PolicyLossKernel.vanilla(spec, batch, gradLogProb, out, workspace, blocks);
             case GEO_MEAN -> GeoMeanKernel.compute(spec, batch, gradLogProb, out, workspace, advantageKernel);
             case BYPASS_MODE -> throw new IllegalStateException("bypass_mode has no inner bypass_mode");
-            default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace, blocks);
+            default -> RuleKernel.compute(spec, batch, gradLogProb, out, workspace, advantageKernel, blocks);
         }
     }
 

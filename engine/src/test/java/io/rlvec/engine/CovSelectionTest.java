@@ -78,7 +78,7 @@ class CovSelectionTest {
         final boolean[] expected = new boolean[n + 3];
         final boolean[] actual = new boolean[n + 3];
         java.util.Arrays.fill(actual, true);
-        final CovSelection selection = new CovSelection();
+        final CovSelection selection = new CovSelection(new AdvantageKernel());
         try (TokenBatch batch = c.data().batch()) {
             Selection.select(c.spec(), batch, expected);
             selection.select(c.spec(), batch, actual);
@@ -93,7 +93,7 @@ class CovSelectionTest {
     @org.junit.jupiter.api.Test
     @org.junit.jupiter.api.Tag("allocation")
     void hotSelectionsAllocateNothing() {
-        final CovSelection selection = new CovSelection();
+        final CovSelection selection = new CovSelection(new AdvantageKernel());
         for (final Case c : cases().subList(0, 12)) {
             final boolean[] flags = new boolean[c.data().numTokens()];
             try (TokenBatch batch = c.data().batch()) {
