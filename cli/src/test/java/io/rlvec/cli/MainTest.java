@@ -47,6 +47,11 @@ class MainTest {
         }
     }
 
+    /** Tensor checks of the test resources' golden cases held to a fixed tolerance, at most. */
+    private static final int TOLERANCE_JUDGED_CEILING = 340;
+    /** Tensor checks of the same cases judged by derived error bounds, at least. */
+    private static final int BOUND_JUDGED_FLOOR = 1944;
+
     @Test
     void parityOnTheWholeGoldenDirectoryPasses() throws IOException {
         final Path json = dir.resolve("report.json");
@@ -61,6 +66,12 @@ class MainTest {
         assertThat(report.path("summary").path("failed").asBoolean(true)).isFalse();
         assertThat(report.path("cases")).hasSize(291);
         assertThat(report.path("deviationReasons").path("NO_VALID_TOKEN").path("reason").asText()).contains("0 by 0");
+        // A ratchet on the verdicts' judges: an output moved back from its derived bound to a fixed tolerance fails
+        // here (lower the ceiling as more outputs get bounds).
+        final JsonNode judges = report.path("summary").path("judges");
+        assertThat(judges.path("TOLERANCE").asInt(-1)).isBetween(0, TOLERANCE_JUDGED_CEILING);
+        assertThat(judges.path("BOUND").asInt()).isGreaterThanOrEqualTo(BOUND_JUDGED_FLOOR);
+        assertThat(r.out()).contains("judges: ").contains("fixed tolerance still judges ");
     }
 
     @Test

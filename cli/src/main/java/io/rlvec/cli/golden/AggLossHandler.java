@@ -29,8 +29,9 @@ import io.rlvec.TokenBatch;
  *   <li>each gradient element is the weight: verl's has up to four float32 roundings ({@code 4 u |w_t|}), the
  *       engine's one (half an ulp): two ulp off fails; masked tokens are exactly 0 on both.</li>
  * </ul>
- * Cases stored in float64 keep the fixed tolerances (verl evaluated them in double on inputs this harness reads as
- * float32), as does a batch without a valid token (verl's 0/0).
+ * A case stored in float64 is judged against verl's expression on the stored values
+ * ({@link CaseOutputs.Referee#storedInDouble}). Without a valid token verl's loss is 0/0 (a documented deviation)
+ * and the gradient is exactly 0 on both sides wherever verl's is finite.
  */
 public final class AggLossHandler implements CaseHandler {
     /** The verl function this handler runs. */
@@ -59,21 +60,38 @@ public final class AggLossHandler implements CaseHandler {
                 : new Deviation[] {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_SEQ_MEAN};
             final float[] x = golden.float32(VALUES).toFloatArray();
             final float[] m = batch.mask().toFloatArray();
-            final Exact exact = golden.file().info(VALUES).dtype() == io.rlvec.cli.io.Dtype.F64 ? null
-                : exact(spec, x, m, values[0], values[1]);
+            Exact exact = exact(spec, widen(x), m, values[0], values[1]);
+            if (exact != null && exact.loss() != null
+                && golden.file().info(VALUES).dtype() == io.rlvec.cli.io.Dtype.F64) {
+                final Exact stored = exact(spec, golden.expected(VALUES), m, values[0], values[1]);
+                exact = stored == null || stored.loss() == null ? null
+                    : new Exact(exact.loss().storedInDouble(stored.loss()), exact.gradient());
+            }
             final CaseOutputs out = new CaseOutputs(facts);
             if (exact == null) {
                 return out.scalar("out.loss", r.loss(), Tolerance.SCALAR, lossDeviations)
                     .tokens("out.grad_loss_mat", grad.toFloatArray(), m, Tolerance.GRADIENT,
                         Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
             }
-            return out.judgedScalar("out.loss", r.loss(), exact.loss, Tolerance.SCALAR, lossDeviations)
-                .judgedTokens("out.grad_loss_mat", grad.toFloatArray(), m, exact.gradient, Tolerance.GRADIENT,
-                    Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
+            if (exact.loss() == null) {
+                out.scalar("out.loss", r.loss(), Tolerance.SCALAR, lossDeviations);
+            } else {
+                out.judgedScalar("out.loss", r.loss(), exact.loss(), Tolerance.SCALAR, lossDeviations);
+            }
+            return out.judgedTokens("out.grad_loss_mat", grad.toFloatArray(), m, exact.gradient(),
+                Tolerance.GRADIENT, Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
         }
     }
 
-    /** The judged loss and gradient. */
+    static double[] widen(final float[] x) {
+        final double[] d = new double[x.length];
+        for (int i = 0; i < x.length; i++) {
+            d[i] = x[i];
+        }
+        return d;
+    }
+
+    /** The judged loss (null where verl's is 0/0: no valid token) and gradient. */
     record Exact(CaseOutputs.Referee loss, CaseOutputs.Referee gradient) {
     }
 
@@ -122,22 +140,25 @@ public final class AggLossHandler implements CaseHandler {
     }
 
     /**
-     * verl's agg_loss in double from float32 inputs (see the class comment for the bounds).
+     * verl's agg_loss in double from the given inputs (the float32 values, or a float64 case's stored ones; see the
+     * class comment for the bounds).
      *
      * @param x    the loss matrix, row-major (b, t).
      * @param mask the mask, non-zero = valid.
-     * @return the referees, or null where there is nothing to judge (no valid token, or a denominator of 0).
+     * @return the referees (the loss's null without a valid token: the gradient is then exactly 0 on both sides
+     *     wherever verl's is finite), or null where there is nothing to judge (a valid value not finite).
      */
-    static Exact exact(final LossSpec spec, final float[] x, final float[] mask, final int b, final int t) {
+    static Exact exact(final LossSpec spec, final double[] x, final float[] mask, final int b, final int t) {
         final double[] w = weights(spec, mask, b, t);
         if (w == null) {
-            return null;
+            final double[] zero = new double[mask.length];
+            return new Exact(null, new CaseOutputs.Referee(zero, zero, zero, true));
         }
         double loss = 0;
         double magnitude = 0;
         for (int k = 0; k < w.length; k++) {
             if (w[k] != 0 || mask[k] != 0) {
-                if (!Float.isFinite(x[k]) || !Double.isFinite(w[k])) {
+                if (!Double.isFinite(x[k]) || !Double.isFinite(w[k])) {
                     return null;
                 }
                 loss += w[k] * x[k];

@@ -103,6 +103,35 @@ public final class CaseOutputs {
             this(exact, budget, null, false);
         }
 
+        /**
+         * The referee of a case whose inputs verl stored (and computed on) in float64, which the engines read
+         * rounded to float32: the exact value is verl's expression on the stored inputs ({@code onStored}); verl,
+         * which evaluated it in double, is held to the same bound with double's unit roundoff (2^-53 for 2^-24:
+         * the bounds are linear in u); the engine, which computed from the rounded inputs, is held to its bound
+         * there plus how far rounding the inputs moved the exact value ({@code |onStored - this|}, both in double).
+         *
+         * @param onStored the referee evaluated on the stored float64 inputs (same shape and derivation).
+         * @return the referee of the float64 case.
+         */
+        public Referee storedInDouble(final Referee onStored) {
+            if (!judged() || onStored.exact.length != exact.length) {
+                throw new IllegalArgumentException("needs two judged referees of " + exact.length + " values");
+            }
+            final double[] x = onStored.exact.clone();
+            final double[] verl = new double[x.length];
+            final double[] engine = new double[x.length];
+            for (int i = 0; i < x.length; i++) {
+                verl[i] = onStored.budget[i] * DOUBLE_OVER_FLOAT_ROUNDOFF + 0x1p-1074;
+                // The input rounding's effect, taken twice: once for itself and once as a margin for the double
+                // evaluations that measure it.
+                engine[i] = engineBound[i] + 2 * Math.abs(x[i] - exact[i]);
+            }
+            return new Referee(x, verl, engine, rigorous);
+        }
+
+        /** double's unit roundoff over float32's. */
+        private static final double DOUBLE_OVER_FLOAT_ROUNDOFF = 0x1p-29;
+
         /** @return whether the output is judged by the derived bounds rather than a fixed tolerance. */
         public boolean judged() {
             return engineBound != null;

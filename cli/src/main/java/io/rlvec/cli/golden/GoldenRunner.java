@@ -142,7 +142,7 @@ public final class GoldenRunner {
             final CaseOutputs.Output out = outputs.get(name);
             final TensorReport t = out == null
                 ? new TensorReport(name, Verdict.FAIL, 0, Double.NaN, Double.NaN, -1, Set.of(),
-                    "verl has this output but the handler computed none")
+                    "verl has this output but the handler computed none", TensorReport.Judge.NONE)
                 : compare(golden.expected(name), out, outputs.facts());
             tensors.add(t);
             verdict = verdict.worst(t.verdict());
@@ -166,7 +166,7 @@ public final class GoldenRunner {
         final float[] actual = out.values();
         if (actual.length != expected.length) {
             return new TensorReport(out.name(), Verdict.FAIL, 0, Double.NaN, Double.NaN, -1, Set.of(),
-                "the engine produced " + actual.length + " values, verl " + expected.length);
+                "the engine produced " + actual.length + " values, verl " + expected.length, TensorReport.Judge.NONE);
         }
         double maxAbs = Double.NaN;
         double maxRel = Double.NaN;
@@ -256,10 +256,12 @@ public final class GoldenRunner {
                 failures++;
             }
         }
+        final TensorReport.Judge judge = maxUlp < 0 ? TensorReport.Judge.NONE
+            : out.referee() != null && out.referee().judged() ? TensorReport.Judge.BOUND : TensorReport.Judge.TOLERANCE;
         if (failures > 0) {
             final String count = actual.length > 1 ? failures + "/" + actual.length + " elements wrong; " : "";
             return new TensorReport(out.name(), Verdict.FAIL, actual.length, maxAbs, maxRel, maxUlp, Set.of(),
-                (out.fromEngine() ? "" : HARNESS_LABEL + out.harness() + "; ") + count + firstFailure);
+                (out.fromEngine() ? "" : HARNESS_LABEL + out.harness() + "; ") + count + firstFailure, judge);
         }
         if (!deviations.isEmpty()) {
             final StringBuilder sb = new StringBuilder();
@@ -270,10 +272,10 @@ public final class GoldenRunner {
                 sb.append(" (").append(deviating).append('/').append(actual.length).append(" elements)");
             }
             return new TensorReport(out.name(), Verdict.DEVIATION, actual.length, maxAbs, maxRel, maxUlp,
-                Set.copyOf(deviations), sb + (out.fromEngine() ? "" : "; " + HARNESS_LABEL + out.harness()));
+                Set.copyOf(deviations), sb + (out.fromEngine() ? "" : "; " + HARNESS_LABEL + out.harness()), judge);
         }
         return new TensorReport(out.name(), Verdict.PASS, actual.length, maxAbs, maxRel, maxUlp, Set.of(),
-            out.fromEngine() ? "" : HARNESS_LABEL + out.harness());
+            out.fromEngine() ? "" : HARNESS_LABEL + out.harness(), judge);
     }
 
     private static Deviation deviation(final CaseOutputs.Output out, final CaseFacts facts, final int i) {

@@ -1,6 +1,7 @@
 package io.rlvec.cli.golden;
 
 import io.rlvec.KlPenalty;
+import io.rlvec.reference.KlLoss;
 
 /**
  * verl's per-token KL estimators evaluated in double from the same float32 inputs, with an error bound for a
@@ -30,16 +31,16 @@ final class KlBounds {
 
     /**
      * @param kl  the estimator.
-     * @param lp  the log-probs (float32 values).
+     * @param lp  the log-probs (the float32 values, or a float64 case's stored ones).
      * @param ref the reference log-probs.
      * @return per token: the double-precision value, and the same bound for verl and for the engine.
      */
-    static CaseOutputs.Referee of(final KlPenalty kl, final float[] lp, final float[] ref) {
+    static CaseOutputs.Referee of(final KlPenalty kl, final double[] lp, final double[] ref) {
         final int n = lp.length;
         final double[] exact = new double[n];
         final double[] bound = new double[n];
         for (int i = 0; i < n; i++) {
-            final double d = (double) lp[i] - ref[i];
+            final double d = lp[i] - ref[i];
             final double k;
             final double b;
             switch (kl.estimator()) {
@@ -72,4 +73,65 @@ final class KlBounds {
         }
         return new CaseOutputs.Referee(exact, bound, bound);
     }
-}
+
+    /**
+     * d kld.mean() / d logprob per token, as autograd gives it (see {@code KlLoss.gradient}: 1 for k1, sign(d) for
+     * abs, d for k2 and every straight-through '+' form, 1 - e^r for k3 where both clamps pass, else 0), evaluated
+     * in double from the same float32 inputs, with a bound from its float32 operations ({@link F32Term}).
+     *
+     * <p>{@code d = logprob - ref} rounds once and keeps its sign (a float32 difference is 0 only for equal
+     * operands), so abs's gradient is exact. k3's clamps are decided on float32 values: where a clamp's operand
+     * lies within its bound of the clamp's end, float32 may take either branch, and the bound then covers both
+     * (the value and 0). The mean's 1/N: the engine divides its float32 local derivative by N in double and rounds
+     * once (u |g|); autograd's MeanBackward divides in float32, then multiplies by the local derivative: with the
+     * final rounding, 3u |g| for verl. The local derivative's bound over N is doubled (a margin), and neither bound
+     * is below half an ulp of the float32 result.
+     *
+     * @param entries N, the number of entries the mean is over.
+     * @return per token: the double-precision gradient, verl's bound and the engine's.
+     */
+    static CaseOutputs.Referee gradient(final KlPenalty kl, final double[] lp, final double[] ref, final int entries) {
+        final int n = lp.length;
+        final double[] exact = new double[n];
+        final double[] verl = new double[n];
+        final double[] engine = new double[n];
+        for (int i = 0; i < n; i++) {
+            final F32Term d = new F32Term(lp[i], 0).minus(new F32Term(ref[i], 0));
+            final F32Term local;
+            if (kl.straightThrough()) {
+                local = d;
+            } else {
+                local = switch (kl.estimator()) {
+                    case K1 -> F32Term.constant(1);
+                    case ABS -> F32Term.constant(Math.signum(d.v()));
+                    case K2 -> d;
+                    case K3 -> k3Gradient(lp[i], ref[i]);
+                    default -> throw new IllegalArgumentException("no per-token bound for " + kl.verlName());
+                };
+            }
+            final double g = local.v() / entries;
+            exact[i] = g;
+            final double halfUlp = 0.5 * Math.ulp((float) Math.abs(g));
+            verl[i] = Math.max(2 * (local.e() / entries + 3 * U * Math.abs(g) + F32Term.TINY), halfUlp);
+            engine[i] = Math.max(2 * (local.e() / entries + F32Term.TINY) + U * Math.abs(g), halfUlp);
+        }
+        return new CaseOutputs.Referee(exact, verl, engine);
+    }
+
+    /** k3's local gradient 1 - e^r, r = clamp(ref - lp, -20, 20), where both clamps pass; either branch where ambiguous. */
+    private static F32Term k3Gradient(final double lp, final double ref) {
+        final F32Term raw = new F32Term(ref, 0).minus(new F32Term(lp, 0));
+        final F32Term r = raw.clamp(-KlLoss.RATIO_CLAMP, KlLoss.RATIO_CLAMP);
+        final F32Term e = r.exp();
+        final F32Term kld = e.minus(r).minus(F32Term.constant(1));
+        final F32Term slope = F32Term.constant(1).minus(e);
+        final boolean rawAmbiguous = raw.ambiguous(-KlLoss.RATIO_CLAMP) || raw.ambiguous(KlLoss.RATIO_CLAMP);
+        final boolean kldAmbiguous = kld.ambiguous(-KlLoss.KLD_CLAMP) || kld.ambiguous(KlLoss.KLD_CLAMP);
+        final boolean passes = Math.abs(raw.v()) <= KlLoss.RATIO_CLAMP && Math.abs(kld.v()) <= KlLoss.KLD_CLAMP;
+        if (rawAmbiguous || kldAmbiguous) {
+            // float32 may decide the clamp either way: the bound covers the value and 0 around its midpoint.
+            final double half = 0.5 * (Math.abs(slope.v()) + slope.e());
+            return new F32Term(passes ? slope.v() : 0, 2 * half);
+        }
+        return passes ? slope : F32Term.constant(0);
+    }}

@@ -17,25 +17,19 @@ import io.rlvec.cli.io.Dtype;
  * engine's per-token d kld / d logprob is divided by {@code B * T} (in double, rounded to float once; engine and
  * reference go through the same division, so their agreement is unaffected).
  *
- * <p>{@code out.kld} of a float32 case is judged by error analysis ({@link KlBounds}): PASS when the engine is
- * within the derived bound of a double-precision evaluation of verl's expression on the same float32 inputs and
- * agrees with verl within the two bounds; TORCH_LESS_ACCURATE when verl is the farther of the two.
- *
- * <p>Tolerance of {@code out.kld} for f64 cases: relative 1e-5. For f64 cases only, an absolute 1e-6 is accepted as well: they
- * run in float32, and rounding both inputs to float32 moves {@code logprob - ref_logprob} by up to half an ulp of
- * each input (about 5e-7 for inputs near -8), or makes it exactly 0. At the {@code +-1e-6} log-ratio specials of
- * the {@code b4t33_wide} scenario that is a large relative change of every estimator (the parity run shows
- * relative errors of 4.6% for k1/abs, 9.1% for k2, 100% for k3 on those elements, the estimator's value itself
- * being of order 1e-6 or below, so the absolute error stays below 1e-6). Every f32 case, and every other element
- * of the f64 cases, meets the relative bound alone; the gradient ({@code out.grad_logprob}) meets absolute 1e-5
- * everywhere.
+ * <p>{@code out.kld} and {@code out.grad_logprob} are judged by error analysis ({@link KlBounds}): PASS when the
+ * engine is within the derived bound of a double-precision evaluation of verl's expression on the same float32
+ * inputs and agrees with verl within the two bounds; TORCH_LESS_ACCURATE when verl is the farther of the two. A
+ * case stored in float64 is judged against the expression on its stored inputs
+ * ({@link CaseOutputs.Referee#storedInDouble}): rounding both inputs to float32 moves {@code logprob - ref_logprob}
+ * by up to half an ulp of each input (about 5e-7 for inputs near -8), a large relative change of every estimator at
+ * the {@code +-1e-6} log-ratio specials of the {@code b4t33_wide} scenario, and the engine's bound there includes
+ * exactly that move. {@code full} (the exact KL from logits) has no per-token bound here and keeps the fixed
+ * tolerances.
  */
 public final class KlPenaltyHandler implements CaseHandler {
     /** The verl function this handler runs. */
     public static final String FUNCTION = "verl.trainer.ppo.core_algos.kl_penalty";
-
-    /** The absolute floor of {@code out.kld} on f64 cases (see the class comment). */
-    public static final double F64_INPUT_ROUNDING_FLOOR = 1e-6;
 
     private static final String LOG_PROB = "in.logprob";
     private static final String REF_LOG_PROB = "in.ref_logprob";
@@ -69,19 +63,24 @@ public final class KlPenaltyHandler implements CaseHandler {
             }
             final boolean f64 = golden.file().info(LOG_PROB).dtype() == Dtype.F64
                 || golden.file().info(REF_LOG_PROB).dtype() == Dtype.F64;
-            final Tolerance kldTolerance = f64 ? Tolerance.VALUE.orAbsolute(F64_INPUT_ROUNDING_FLOOR)
-                : Tolerance.VALUE;
             final float[] mask = batch.mask().toFloatArray();
             final CaseOutputs outputs = new CaseOutputs(new CaseFacts(n, false));
-            if (f64 || kl.estimator() == KlPenalty.Estimator.FULL) {
-                outputs.tokens("out.kld", kld.toFloatArray(), mask, kldTolerance);
-            } else {
-                // Float32 cases: judged by error analysis against the double-precision value (KlBounds).
-                outputs.judgedTokens("out.kld", kld.toFloatArray(), mask, KlBounds.of(kl,
-                    golden.float32(LOG_PROB).toFloatArray(), golden.float32(REF_LOG_PROB).toFloatArray()),
-                    kldTolerance);
+            if (kl.estimator() == KlPenalty.Estimator.FULL) {
+                return outputs.tokens("out.kld", kld.toFloatArray(), mask, Tolerance.VALUE)
+                    .tokens("out.grad_logprob", g, mask, Tolerance.GRADIENT);
             }
-            return outputs.tokens("out.grad_logprob", g, mask, Tolerance.GRADIENT);
+            // Judged by error analysis (KlBounds); a float64 case against its stored inputs' values.
+            final double[] lp = AggLossHandler.widen(golden.float32(LOG_PROB).toFloatArray());
+            final double[] rf = AggLossHandler.widen(golden.float32(REF_LOG_PROB).toFloatArray());
+            final double[] lp64 = f64 ? golden.expected(LOG_PROB) : null;
+            final double[] rf64 = f64 ? golden.expected(REF_LOG_PROB) : null;
+            final CaseOutputs.Referee value = KlBounds.of(kl, lp, rf);
+            final CaseOutputs.Referee gradient = KlBounds.gradient(kl, lp, rf, n);
+            return outputs.judgedTokens("out.kld", kld.toFloatArray(), mask,
+                    f64 ? value.storedInDouble(KlBounds.of(kl, lp64, rf64)) : value, Tolerance.VALUE)
+                .judgedTokens("out.grad_logprob", g, mask,
+                    f64 ? gradient.storedInDouble(KlBounds.gradient(kl, lp64, rf64, n)) : gradient,
+                    Tolerance.GRADIENT);
         }
     }
 }

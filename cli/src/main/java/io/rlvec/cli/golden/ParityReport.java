@@ -21,6 +21,9 @@ public final class ParityReport {
     private static final String[] HEADER = {"case", "tensor", "engine", "max_abs_err", "max_rel_err", "max_ulp",
         "verdict", "vs_reference", "note"};
 
+    /** How many tolerance-judged outputs the text summary names (the JSON names all). */
+    private static final int SUMMARY_TOLERANCE_OUTPUTS = 5;
+
     private final List<String> engines;
     private final List<CaseReport> cases = new ArrayList<>();
 
@@ -83,6 +86,47 @@ public final class ParityReport {
             }
         }
         return m;
+    }
+
+    /** @return tensor checks per {@link TensorReport.Judge}, over every engine (case-level rows are NONE). */
+    public Map<TensorReport.Judge, Integer> judgeCounts() {
+        final Map<TensorReport.Judge, Integer> m = new EnumMap<>(TensorReport.Judge.class);
+        for (final TensorReport.Judge j : TensorReport.Judge.values()) {
+            m.put(j, 0);
+        }
+        for (final CaseReport c : cases) {
+            if (c.runs().isEmpty()) {
+                m.merge(TensorReport.Judge.NONE, 1, Integer::sum);
+            }
+            for (final EngineReport r : c.runs()) {
+                for (final TensorReport t : r.tensors()) {
+                    m.merge(t.judge(), 1, Integer::sum);
+                }
+            }
+        }
+        return m;
+    }
+
+    /**
+     * @return the tensor checks still held to a fixed tolerance, counted per verl function and output name
+     *     ("function out.name"), most frequent first: what error analysis does not judge yet.
+     */
+    public Map<String, Integer> toleranceJudged() {
+        final Map<String, Integer> m = new LinkedHashMap<>();
+        for (final CaseReport c : cases) {
+            for (final EngineReport r : c.runs()) {
+                for (final TensorReport t : r.tensors()) {
+                    if (t.judge() == TensorReport.Judge.TOLERANCE) {
+                        m.merge((c.function().isEmpty() ? "?" : c.function()) + " " + t.name(), 1, Integer::sum);
+                    }
+                }
+            }
+        }
+        final Map<String, Integer> sorted = new LinkedHashMap<>();
+        m.entrySet().stream().sorted(Map.Entry.<String, Integer>comparingByValue().reversed()
+                .thenComparing(Map.Entry.comparingByKey()))
+            .forEach(e -> sorted.put(e.getKey(), e.getValue()));
+        return sorted;
     }
 
     /** @return cases whose engine and reference disagree beyond the contract. */
@@ -179,15 +223,29 @@ public final class ParityReport {
                     + "contract (gradients bit-identical, scalars within 1 ulp)", engines.get(0), engines.get(1),
                 agreementCompared() - agreementBreaches(), agreementCompared()));
         }
-        lines.add("error bounds vs verl: kl_penalty's kld, log-probs, entropies, agg_loss, the policy losses (every "
+        final Map<TensorReport.Judge, Integer> jc = judgeCounts();
+        lines.add(String.format(Locale.ROOT, "judges: %d tensor check(s) by derived error bounds, %d by a fixed "
+                + "tolerance, %d with no value finite on both sides (deviations, errors, case-level rows)",
+            jc.get(TensorReport.Judge.BOUND), jc.get(TensorReport.Judge.TOLERANCE), jc.get(TensorReport.Judge.NONE)));
+        final Map<String, Integer> fixed = toleranceJudged();
+        if (!fixed.isEmpty()) {
+            final StringBuilder sb = new StringBuilder("fixed tolerance still judges " + fixed.size()
+                + " output(s) of verl functions; the most frequent:");
+            fixed.entrySet().stream().limit(SUMMARY_TOLERANCE_OUTPUTS)
+                .forEach(e -> sb.append(' ').append(e.getKey()).append(" x").append(e.getValue()).append(';'));
+            sb.setLength(sb.length() - 1);
+            lines.add(sb + (fixed.size() > SUMMARY_TOLERANCE_OUTPUTS ? " (--json lists every one under "
+                + "summary.toleranceJudged)" : ""));
+        }
+        lines.add("error bounds vs verl: kl_penalty's kld and gradient, log-probs, entropies, agg_loss, the policy losses (every "
             + "mode, bypass_mode's rollout correction included), the rollout_corr metrics (standard deviations and "
             + "effective sample size included) and the value loss (losses, metrics, gradients) "
             + "are judged against a double-precision evaluation, the engine within its derived bound and verl within "
             + "float32's");
         lines.add("tolerances vs verl elsewhere: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.VALUE
-            + " on per-token values (kld, log-probs, entropies), " + Tolerance.GRADIENT + " on gradients; f64 "
-            + "cases run in float32 at the same tolerances (kl_penalty f64 kld: "
-            + Tolerance.VALUE.orAbsolute(KlPenaltyHandler.F64_INPUT_ROUNDING_FLOOR) + ", for input rounding)");
+            + " on per-token values, " + Tolerance.GRADIENT + " on gradients; a case stored in float64 is judged "
+            + "against verl's expression on the stored values where its function has bounds (the engine's bound "
+            + "then includes how far rounding the inputs to float32 moves the value), else at the same tolerances");
         return lines;
     }
 
@@ -231,6 +289,8 @@ public final class ParityReport {
         summary.put("cases", caseCounts());
         summary.put("tensorChecks", tensorCounts());
         summary.put("deviations", deviationCounts());
+        summary.put("judges", judgeCounts());
+        summary.put("toleranceJudged", toleranceJudged());
         summary.put("agreementCompared", agreementCompared());
         summary.put("agreementBreaches", agreementBreaches());
         summary.put("failed", hasFailures());
@@ -241,8 +301,7 @@ public final class ParityReport {
         }
         root.put("deviationReasons", reasons);
         root.put("tolerances", Map.of("scalar", Tolerance.SCALAR.toString(), "gradient",
-            Tolerance.GRADIENT.toString(), "value", Tolerance.VALUE.toString(), "klF64Kld",
-            Tolerance.VALUE.orAbsolute(KlPenaltyHandler.F64_INPUT_ROUNDING_FLOOR).toString()));
+            Tolerance.GRADIENT.toString(), "value", Tolerance.VALUE.toString()));
         final List<Object> list = new ArrayList<>();
         for (final CaseReport c : cases) {
             final Map<String, Object> m = new LinkedHashMap<>();
@@ -266,6 +325,7 @@ public final class ParityReport {
                     tm.put("maxRelErr", t.maxRelErr());
                     tm.put("maxUlp", t.maxUlp());
                     tm.put("deviations", t.deviations().stream().map(Enum::name).sorted().toList());
+                    tm.put("judge", t.judge().name());
                     tm.put("detail", t.detail());
                     tensors.add(tm);
                 }

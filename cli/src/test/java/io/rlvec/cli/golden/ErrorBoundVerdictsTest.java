@@ -316,4 +316,71 @@ class ErrorBoundVerdictsTest extends MutatedEngineTest {
         final CaseReport mode = run(f, "out.loss", v -> v[0] *= 1.01f);
         assertThat(tensor(mode, 0, "out.loss").verdict()).isEqualTo(Verdict.FAIL);
     }
+
+    private static List<Path> goldenResources(final java.util.function.Predicate<String> name) throws IOException {
+        try (java.util.stream.Stream<Path> files = java.nio.file.Files.list(aggLossDirectory())) {
+            return files.filter(f -> name.test(f.getFileName().toString())).sorted().toList();
+        }
+    }
+
+    private static Path aggLossDirectory() {
+        try {
+            return aggLoss("agg_loss_b5t9_default_tmean.safetensors").getParent();
+        } catch (final URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    @Test
+    void klGradientsAndFloat64CasesAreJudgedByErrorBounds() throws IOException {
+        final List<Path> kl = goldenResources(n -> n.startsWith("kl_") && !n.contains("full"));
+        final List<Path> f64 = goldenResources(n -> n.startsWith("agg_loss") && n.contains("_f64")
+            && !n.contains("allmasked"));
+        assertThat(kl).hasSizeGreaterThan(20);
+        assertThat(f64).hasSizeGreaterThan(20);
+        for (final Path f : kl) {
+            final CaseReport r = run(f, null, null);
+            assertThat(r.verdict()).as(f.toString()).isIn(Verdict.PASS, Verdict.DEVIATION);
+            for (int e = 0; e < 2; e++) {
+                assertThat(tensor(r, e, "out.kld").judge()).as(f.toString()).isEqualTo(TensorReport.Judge.BOUND);
+                assertThat(tensor(r, e, "out.grad_logprob").judge()).as(f.toString())
+                    .isEqualTo(TensorReport.Judge.BOUND);
+            }
+        }
+        for (final Path f : f64) {
+            final CaseReport r = run(f, null, null);
+            assertThat(r.verdict()).as(f.toString()).isIn(Verdict.PASS, Verdict.DEVIATION);
+            assertThat(tensor(r, 0, "out.loss").judge()).as(f.toString()).isEqualTo(TensorReport.Judge.BOUND);
+            // The engine's bound stays within a few ulp although it includes the inputs' rounding to float32,
+            // and the loss just past it fails.
+            final CaseOutputs.Output loss = outputs(f).get("out.loss");
+            final double ulps = loss.referee().engineBoundAt(0) / Math.ulp(loss.values()[0]);
+            assertThat(ulps).as(f.toString()).isLessThan(6);
+            final CaseReport off = run(f, "out.loss", v -> {
+                final double x = loss.referee().exactAt(0);
+                final double past = x + 1.01 * loss.referee().engineBoundAt(0);
+                v[0] = (float) past < past ? Math.nextUp((float) past) : (float) past;
+            });
+            assertThat(tensor(off, 0, "out.loss").verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
+        }
+    }
+
+    @Test
+    void klGradientOffByTwoUlpFails() throws IOException {
+        final CaseReport r = run(k1Fixture(), "out.grad_logprob", v -> v[3] = Math.nextUp(Math.nextUp(v[3])));
+        assertThat(tensor(r, 0, "out.grad_logprob").verdict()).isEqualTo(Verdict.FAIL);
+        assertThat(tensor(r, 0, "out.grad_logprob").detail()).contains("over its error bound");
+        // Float64 cases: k1's gradient (1/N whatever the inputs) two ulp off fails; k3's, whose bound includes how
+        // far rounding the stored inputs to float32 moves 1 - e^r, fails just past that bound.
+        final Path k1 = goldenResources(n -> n.startsWith("kl_k1_") && n.contains("f64")).getFirst();
+        final CaseReport k1Off = run(k1, "out.grad_logprob", v -> v[7] = Math.nextUp(Math.nextUp(v[7])));
+        assertThat(tensor(k1Off, 0, "out.grad_logprob").verdict()).isEqualTo(Verdict.FAIL);
+        final Path k3 = goldenResources(n -> n.startsWith("kl_k3_") && n.contains("f64")).getFirst();
+        final CaseOutputs.Referee bounds = outputs(k3).get("out.grad_logprob").referee();
+        final CaseReport f64 = run(k3, "out.grad_logprob", v -> {
+            final double past = bounds.exactAt(7) + 1.01 * bounds.engineBoundAt(7);
+            v[7] = (float) past < past ? Math.nextUp((float) past) : (float) past;
+        });
+        assertThat(tensor(f64, 0, "out.grad_logprob").verdict()).isEqualTo(Verdict.FAIL);
+    }
 }
