@@ -53,7 +53,8 @@ public final class BypassPolicyLossHandler implements CaseHandler {
             final boolean f64 = golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
             final float[] lp = batch.column(Column.LOG_PROB).toFloatArray();
             final float[] old = batch.column(Column.OLD_LOG_PROB).toFloatArray();
-            final PolicyLossHandler.Exact exact = f64 ? null : BypassBounds.exact(spec, lp, old,
+            final PolicyLossHandler.Exact exact = PolicyLossHandler.noValidToken(mask)
+                ? PolicyLossHandler.Exact.noValidToken(mask.length) : f64 ? null : BypassBounds.exact(spec, lp, old,
                 batch.column(Column.ADVANTAGES).toFloatArray(), mask, golden.matrixShape(MASK));
             final CaseOutputs out = new CaseOutputs(facts);
             scalar(out, "out.pg_loss", r.pgLoss(), exact == null ? null : exact.loss(),

@@ -113,7 +113,8 @@ public final class PolicyLossHandler implements CaseHandler {
             final Rule rule = rule(spec);
             final boolean f64 = golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
             final float[] w = golden.has(WEIGHTS) ? batch.column(Column.ROLLOUT_IS_WEIGHTS).toFloatArray() : null;
-            final Exact exact = f64 || (rule == null && mode != PolicyLossMode.GEO_MEAN) ? null
+            final Exact exact = noValidToken(mask) ? Exact.noValidToken(mask.length)
+                : f64 || (rule == null && mode != PolicyLossMode.GEO_MEAN) ? null
                 : mode == PolicyLossMode.GEO_MEAN ? geoMean(spec, batch.column(Column.LOG_PROB).toFloatArray(),
                     batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.ADVANTAGES).toFloatArray(),
                     w, mask, golden.matrixShape(MASK))
@@ -143,6 +144,33 @@ public final class PolicyLossHandler implements CaseHandler {
     /** The judged outputs of one case. */
     record Exact(CaseOutputs.Referee loss, CaseOutputs.Referee clipfrac, CaseOutputs.Referee ppoKl,
                  CaseOutputs.Referee clipfracLower, CaseOutputs.Referee gradient) {
+        /**
+         * A batch without a valid token: every output is a sum over no token, exactly 0 wherever verl's is finite
+         * (a finite sum divided by a count plus verl's epsilon, or by a fixed denominator), with a bound of 0 on
+         * both sides; where verl divides by 0 its value is not finite and the comparison takes the documented
+         * deviation instead (NO_VALID_TOKEN).
+         *
+         * @param tokens the number of elements of the gradient.
+         */
+        static Exact noValidToken(final int tokens) {
+            final CaseOutputs.Referee zero = zero(1);
+            return new Exact(zero, zero, zero, zero, zero(tokens));
+        }
+
+        private static CaseOutputs.Referee zero(final int n) {
+            final double[] z = new double[n];
+            return new CaseOutputs.Referee(z, z, z, true);
+        }
+    }
+
+    /** @return whether no element of the mask is valid. */
+    static boolean noValidToken(final float[] mask) {
+        for (final float m : mask) {
+            if (m != 0) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** One token's terms in double with their float32 bounds, as a mode's {@link Rule} gives them. */

@@ -237,18 +237,18 @@ final class RolloutCorrectionBounds {
      * The judged {@code rollout_corr/*} metrics (full names, as {@link RolloutCorrectionResult#asMap}), from
      * verl 2026-08's definitions; a metric left out keeps its fixed tolerance.
      *
-     * @return the referees, empty where the case is not judged (another release, a non-finite input, masked ones
-     *         included: verl's masked sums multiply them by 0).
+     * @return the referees, empty where the case is not judged (another release, a valid input not finite). The
+     *         terms are of valid tokens only: a masked value reaches verl's masked sums only as {@code x * 0}, which
+     *         is 0 for a finite x and NaN otherwise, so wherever verl's metric is finite it is the valid tokens'
+     *         (and where it is not, the comparison takes the non-finite path and the documented deviations).
      */
     static Map<String, CaseOutputs.Referee> metrics(final RolloutCorrectionSpec rc, final float[] train,
                                                     final float[] roll, final float[] mask, final int[] bt) {
         final Map<String, CaseOutputs.Referee> m = new LinkedHashMap<>();
-        for (int k = 0; k < mask.length; k++) {
-            if (!Float.isFinite(train[k]) || !Float.isFinite(roll[k])) {
-                return m;
-            }
-        }
         final F32Term[] lr = logRatio(train, roll, mask);
+        if (lr == null) {
+            return m;
+        }
         int n = 0;
         for (final F32Term x : lr) {
             n += x != null ? 1 : 0;
