@@ -83,7 +83,8 @@ final class BypassBounds {
         }
         final PolicyLossHandler.Rule rule = reinforce ? reinforce(spec)
             : PolicyLossHandler.rule(spec.toBuilder().policyLossMode(PolicyLossMode.VANILLA).build());
-        return PolicyLossHandler.exact(spec, rule, lp, old, adv, w, taken, anyOpen ? kept : null, weights, bt);
+        return PolicyLossHandler.exact(spec, rule, AggLossHandler.widen(lp), AggLossHandler.widen(old),
+            AggLossHandler.widen(adv), w, taken, anyOpen ? kept : null, weights, bt);
     }
 
     /** @return whether a row sum over the whole padded row (masked elements times 0) enters the loss. */

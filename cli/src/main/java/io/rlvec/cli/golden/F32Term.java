@@ -37,8 +37,8 @@ record F32Term(double v, double e) {
     /** Absolute error of one float32 rounding in the subnormal range (half the smallest subnormal, doubled). */
     static final double TINY = 0x1p-149;
 
-    /** @return a float32 input (exact). */
-    static F32Term of(final float x) {
+    /** @return an input (exact): a float32 value, or a float64 case's stored value (see {@link CaseOutputs.Referee#storedInDouble}). */
+    static F32Term of(final double x) {
         return new F32Term(x, 0);
     }
 

@@ -113,14 +113,17 @@ public final class PolicyLossHandler implements CaseHandler {
             final Rule rule = rule(spec);
             final boolean f64 = golden.file().info("in.log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
             final float[] w = golden.has(WEIGHTS) ? batch.column(Column.ROLLOUT_IS_WEIGHTS).toFloatArray() : null;
+            final boolean byCov = mode == PolicyLossMode.KL_COV || mode == PolicyLossMode.CLIP_COV;
             final Exact exact = noValidToken(mask) ? Exact.noValidToken(mask.length)
-                : f64 || (rule == null && mode != PolicyLossMode.GEO_MEAN) ? null
+                : f64 ? (rule == null || byCov ? null : storedInDouble(spec, rule, golden, batch, w, mask))
+                : rule == null && mode != PolicyLossMode.GEO_MEAN ? null
                 : mode == PolicyLossMode.GEO_MEAN ? geoMean(spec, batch.column(Column.LOG_PROB).toFloatArray(),
                     batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.ADVANTAGES).toFloatArray(),
                     w, mask, golden.matrixShape(MASK))
-                : exact(spec, rule, batch.column(Column.LOG_PROB).toFloatArray(),
-                    batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.ADVANTAGES).toFloatArray(),
-                    w, mask, golden.matrixShape(MASK));
+                : exact(spec, rule, AggLossHandler.widen(batch.column(Column.LOG_PROB).toFloatArray()),
+                    AggLossHandler.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray()),
+                    AggLossHandler.widen(batch.column(Column.ADVANTAGES).toFloatArray()),
+                    w == null ? null : AggLossHandler.widen(w), mask, golden.matrixShape(MASK));
             if (exact != null) {
                 return new CaseOutputs(facts)
                     .judgedScalar("out.pg_loss", r.pgLoss(), exact.loss, lossTolerance(r), lossDeviations)
@@ -141,6 +144,22 @@ public final class PolicyLossHandler implements CaseHandler {
         }
     }
 
+    /**
+     * A float64 case of a token-rule mode: the mode on the float32 values the engines read, and on the stored
+     * values verl computed with ({@link Exact#storedInDouble}).
+     */
+    private static Exact storedInDouble(final LossSpec spec, final Rule rule, final GoldenCase golden,
+                                        final TokenBatch batch, final float[] w, final float[] mask) {
+        final int[] bt = golden.matrixShape(MASK);
+        final Exact onFloat32 = exact(spec, rule, AggLossHandler.widen(batch.column(Column.LOG_PROB).toFloatArray()),
+            AggLossHandler.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray()),
+            AggLossHandler.widen(batch.column(Column.ADVANTAGES).toFloatArray()),
+            w == null ? null : AggLossHandler.widen(w), mask, bt);
+        return onFloat32 == null ? null : onFloat32.storedInDouble(exact(spec, rule, golden.expected("in.log_prob"),
+            golden.expected("in.old_log_prob"), golden.expected("in.advantages"),
+            w == null ? null : golden.expected(WEIGHTS), mask, bt));
+    }
+
     /** The judged outputs of one case. */
     record Exact(CaseOutputs.Referee loss, CaseOutputs.Referee clipfrac, CaseOutputs.Referee ppoKl,
                  CaseOutputs.Referee clipfracLower, CaseOutputs.Referee gradient) {
@@ -157,10 +176,38 @@ public final class PolicyLossHandler implements CaseHandler {
             return new Exact(zero, zero, zero, zero, zero(tokens));
         }
 
+        /**
+         * @param onStored the same mode evaluated on a float64 case's stored inputs (this: on their float32
+         *                 values), or null.
+         * @return the float64 case's referees ({@link CaseOutputs.Referee#storedInDouble}); an output not judged
+         *         on either side stays on its fixed tolerance (null).
+         */
+        Exact storedInDouble(final Exact onStored) {
+            if (onStored == null) {
+                return null;
+            }
+            return new Exact(stored(loss, onStored.loss), stored(clipfrac, onStored.clipfrac),
+                stored(ppoKl, onStored.ppoKl), stored(clipfracLower, onStored.clipfracLower),
+                stored(gradient, onStored.gradient));
+        }
+
+        private static CaseOutputs.Referee stored(final CaseOutputs.Referee f32, final CaseOutputs.Referee f64) {
+            return f32 == null || f64 == null ? null : f32.storedInDouble(f64);
+        }
+
         private static CaseOutputs.Referee zero(final int n) {
             final double[] z = new double[n];
             return new CaseOutputs.Referee(z, z, z, true);
         }
+    }
+
+    /** @return the values as float32 (exact for a float32 case's values). */
+    static float[] narrowed(final double[] x) {
+        final float[] f = new float[x.length];
+        for (int i = 0; i < x.length; i++) {
+            f[i] = (float) x[i];
+        }
+        return f;
     }
 
     /** @return whether no element of the mask is valid. */
@@ -206,7 +253,7 @@ public final class PolicyLossHandler implements CaseHandler {
          * @param seq the row's mean log-ratio with its bound (gspo), else null.
          * @return false where the token cannot be judged (an overflow the engine resolves unlike verl).
          */
-        boolean token(float lp, float old, float a, F32Term seq, Terms out);
+        boolean token(double lp, double old, double a, F32Term seq, Terms out);
 
         /** @return whether the rule reads the row's mean log-ratio. */
         default boolean sequence() {
@@ -240,7 +287,7 @@ public final class PolicyLossHandler implements CaseHandler {
      * the gradient, {@code passOpen} whether float32 may decide that either way. Where a deciding comparison is
      * open the gradient's bound grows by |A r| (the jump).
      */
-    static void ppoClip(final F32Term r, final float a, final double lo, final double hi, final double c,
+    static void ppoClip(final F32Term r, final double a, final double lo, final double hi, final double c,
                         final boolean passes, final boolean passOpen, final Terms out) {
         final F32Term negA = F32Term.of(a).negate();
         final F32Term l1 = negA.times(r);
@@ -328,7 +375,7 @@ public final class PolicyLossHandler implements CaseHandler {
             // s = exp(min(seq, 10)), seq the row's mean unclamped log-ratio; PPO's clip on s, no dual clip.
             case GSPO -> new Rule() {
                 @Override
-                public boolean token(final float lp, final float old, final float a, final F32Term seq,
+                public boolean token(final double lp, final double old, final double a, final F32Term seq,
                                      final Terms out) {
                     final F32Term logSeq = seq.clamp(Double.NEGATIVE_INFINITY, 10);
                     ppoClip(logSeq.exp(), a, lo, hi, Double.NaN, seq.v() <= 10, seq.ambiguous(10), out);
@@ -543,8 +590,8 @@ public final class PolicyLossHandler implements CaseHandler {
      * @return the referees, or null where a valid input is not finite, a token cannot be judged or no token is
      *         valid.
      */
-    static Exact exact(final LossSpec spec, final Rule rule, final float[] lp, final float[] old, final float[] adv,
-                       final float[] w, final float[] mask, final int[] bt) {
+    static Exact exact(final LossSpec spec, final Rule rule, final double[] lp, final double[] old, final double[] adv,
+                       final double[] w, final float[] mask, final int[] bt) {
         final double[] weights = AggLossHandler.weights(spec.aggregationSpec(), mask, bt[0], bt[1]);
         if (weights == null) {
             return null;
@@ -553,14 +600,14 @@ public final class PolicyLossHandler implements CaseHandler {
         if (w != null) {
             inputs = new F32Term[w.length];
             for (int k = 0; k < w.length; k++) {
-                inputs[k] = Float.isFinite(w[k]) ? F32Term.of(w[k]) : null;
+                inputs[k] = Double.isFinite(w[k]) ? F32Term.of(w[k]) : null;
             }
         }
         return exact(spec, rule, lp, old, adv, inputs, mask, null, weights, bt);
     }
 
     /**
-     * {@link #exact(LossSpec, Rule, float[], float[], float[], float[], float[], int[])} on given aggregation
+     * {@link #exact(LossSpec, Rule, double[], double[], double[], double[], float[], int[])} on given aggregation
      * weights, IS weights that carry their own bounds (bypass_mode's, computed in float32 from the log-probs) and
      * a token selection that float32 may decide apart (bypass_mode's rejection mask): a token of {@code mask}
      * whose {@code kept} comparison is open contributes its term or 0, so its loss and gradient terms are widened
@@ -571,7 +618,7 @@ public final class PolicyLossHandler implements CaseHandler {
      *                double and which float32 may take either way.
      * @param weights the aggregation weights (d loss / d term), nonzero on the tokens of {@code mask}.
      */
-    static Exact exact(final LossSpec spec, final Rule rule, final float[] lp, final float[] old, final float[] adv,
+    static Exact exact(final LossSpec spec, final Rule rule, final double[] lp, final double[] old, final double[] adv,
                        final F32Term[] w, final float[] mask, final Selected kept, final double[] weights,
                        final int[] bt) {
         final F32Term[] loss = new F32Term[mask.length];
@@ -586,7 +633,7 @@ public final class PolicyLossHandler implements CaseHandler {
         boolean anyOpen = false;
         final boolean byCov = spec.policyLossMode() == PolicyLossMode.KL_COV
             || spec.policyLossMode() == PolicyLossMode.CLIP_COV;
-        final Selected selected = byCov ? covSelection(spec, lp, old, adv, mask) : null;
+        final Selected selected = byCov ? covSelection(spec, narrowed(lp), narrowed(old), narrowed(adv), mask) : null;
         if (byCov && selected == null) {
             return null;
         }
@@ -604,7 +651,7 @@ public final class PolicyLossHandler implements CaseHandler {
                 if (mask[k] == 0) {
                     continue;
                 }
-                if (!Float.isFinite(lp[k]) || !Float.isFinite(old[k]) || !Float.isFinite(adv[k])
+                if (!Double.isFinite(lp[k]) || !Double.isFinite(old[k]) || !Double.isFinite(adv[k])
                     || (w != null && w[k] == null)) {
                     return null;
                 }

@@ -383,4 +383,32 @@ class ErrorBoundVerdictsTest extends MutatedEngineTest {
         });
         assertThat(tensor(f64, 0, "out.grad_logprob").verdict()).isEqualTo(Verdict.FAIL);
     }
+
+    @Test
+    void float64PolicyLossCasesAreJudgedByErrorBoundsAndAWrongLossFails() throws IOException {
+        final List<Path> cases = goldenResources(n -> n.startsWith("pl_vanilla") && n.contains("_f64"));
+        assertThat(cases).hasSize(8);
+        for (final Path f : cases) {
+            final CaseReport r = run(f, null, null);
+            assertThat(r.verdict()).as(f.toString()).isIn(Verdict.PASS, Verdict.DEVIATION);
+            for (final String name : new String[] {"out.pg_loss", "out.pg_clipfrac", "out.ppo_kl",
+                "out.pg_clipfrac_lower", "out.grad_log_prob"}) {
+                assertThat(tensor(r, 0, name).judge()).as(f + " " + name).isEqualTo(TensorReport.Judge.BOUND);
+            }
+            // Just past the engine's bound (the inputs' rounding to float32 included) fails, and the loss with
+            // the wrong sign fails.
+            final CaseOutputs.Referee loss = outputs(f).get("out.pg_loss").referee();
+            final CaseReport past = run(f, "out.pg_loss", v -> {
+                final double x = loss.exactAt(0) + 1.01 * loss.engineBoundAt(0);
+                v[0] = (float) x < x ? Math.nextUp((float) x) : (float) x;
+            });
+            assertThat(tensor(past, 0, "out.pg_loss").verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
+            final CaseReport sign = run(f, "out.grad_log_prob", v -> {
+                for (int i = 0; i < v.length; i++) {
+                    v[i] = -v[i];
+                }
+            });
+            assertThat(tensor(sign, 0, "out.grad_log_prob").verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
+        }
+    }
 }
