@@ -40,7 +40,8 @@ final class BypassBounds {
         final RolloutCorrectionSpec rc = spec.rolloutCorrection();
         final boolean reinforce = spec.bypassReinforce();
         final boolean weighted = reinforce && rc.hasIs();
-        final F32Term[] lr = RolloutCorrectionBounds.logRatio(lp, old, mask);
+        final F32Term[] lr = RolloutCorrectionBounds.logRatio(AggLossHandler.widen(lp), AggLossHandler.widen(old),
+            mask);
         if (lr == null) {
             return null;
         }

@@ -67,8 +67,8 @@ public final class BypassPolicyLossHandler implements CaseHandler {
                     : exact.clipfracLower(), Tolerance.SCALAR);
             }
             RolloutCorrectionHandler.metrics(out, r.rolloutCorrection(), spec.rolloutCorrection(),
-                input.validTokens(), f64 ? Map.of() : RolloutCorrectionBounds.metrics(spec.rolloutCorrection(), lp,
-                    old, mask, golden.matrixShape(MASK)));
+                input.validTokens(), f64 ? Map.of() : RolloutCorrectionBounds.metrics(spec.rolloutCorrection(),
+                    AggLossHandler.widen(lp), AggLossHandler.widen(old), mask, golden.matrixShape(MASK)));
             final Deviation[] gradDeviations = {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT};
             return exact == null
                 ? out.tokens("out.grad_log_prob", grad.toFloatArray(), mask, Tolerance.GRADIENT, gradDeviations)

@@ -50,11 +50,11 @@ final class RolloutCorrectionBounds {
      * @return per element the log-ratio train - roll (null on masked elements), or null where a valid log-prob is
      *         not finite.
      */
-    static F32Term[] logRatio(final float[] train, final float[] roll, final float[] mask) {
+    static F32Term[] logRatio(final double[] train, final double[] roll, final float[] mask) {
         final F32Term[] lr = new F32Term[mask.length];
         for (int k = 0; k < mask.length; k++) {
             if (mask[k] != 0) {
-                if (!Float.isFinite(train[k]) || !Float.isFinite(roll[k])) {
+                if (!Double.isFinite(train[k]) || !Double.isFinite(roll[k])) {
                     return null;
                 }
                 lr[k] = F32Term.of(train[k]).minus(F32Term.of(roll[k]));
@@ -234,6 +234,44 @@ final class RolloutCorrectionBounds {
     }
 
     /**
+     * The standalone function's two tensors as referees: {@code rollout_is_weights} (the applied weights on valid
+     * tokens, exactly 0 on masked ones, as verl's {@code raw * mask}) and {@code response_mask} (the input mask
+     * where every option keeps the token, 0 elsewhere; a token float32 may keep or reject has a bound of its mask
+     * value).
+     *
+     * @return {weights (null without IS, or where float32 may decide the batch normalisation either way), mask},
+     *         or null where a valid input is not finite.
+     */
+    static CaseOutputs.Referee[] outputs(final RolloutCorrectionSpec rc, final double[] train, final double[] roll,
+                                         final float[] mask, final int[] bt) {
+        final F32Term[] lr = logRatio(train, roll, mask);
+        if (lr == null) {
+            return null;
+        }
+        CaseOutputs.Referee weights = null;
+        if (rc.hasIs()) {
+            final F32Term[] w = applied(rc, lr, bt);
+            if (w != null) {
+                final double[] x = new double[w.length];
+                final double[] e = new double[w.length];
+                for (int k = 0; k < w.length; k++) {
+                    x[k] = w[k] != null ? w[k].v() : 0;
+                    e[k] = w[k] != null ? w[k].e() : 0;
+                }
+                weights = new CaseOutputs.Referee(x, e, e);
+            }
+        }
+        final PolicyLossHandler.Selected kept = rejection(rc, lr, bt);
+        final double[] x = new double[mask.length];
+        final double[] e = new double[mask.length];
+        for (int k = 0; k < mask.length; k++) {
+            x[k] = kept.in()[k] ? mask[k] : 0;
+            e[k] = kept.open()[k] ? Math.abs(mask[k]) : 0;
+        }
+        return new CaseOutputs.Referee[] {weights, new CaseOutputs.Referee(x, e, e, true)};
+    }
+
+    /**
      * The judged {@code rollout_corr/*} metrics (full names, as {@link RolloutCorrectionResult#asMap}), from
      * verl 2026-08's definitions; a metric left out keeps its fixed tolerance.
      *
@@ -242,8 +280,8 @@ final class RolloutCorrectionBounds {
      *         is 0 for a finite x and NaN otherwise, so wherever verl's metric is finite it is the valid tokens'
      *         (and where it is not, the comparison takes the non-finite path and the documented deviations).
      */
-    static Map<String, CaseOutputs.Referee> metrics(final RolloutCorrectionSpec rc, final float[] train,
-                                                    final float[] roll, final float[] mask, final int[] bt) {
+    static Map<String, CaseOutputs.Referee> metrics(final RolloutCorrectionSpec rc, final double[] train,
+                                                    final double[] roll, final float[] mask, final int[] bt) {
         final Map<String, CaseOutputs.Referee> m = new LinkedHashMap<>();
         final F32Term[] lr = logRatio(train, roll, mask);
         if (lr == null) {
@@ -499,7 +537,7 @@ final class RolloutCorrectionBounds {
     }
 
     /** verl's compute_offpolicy_metrics: per-token means, and means over the B rows of per-row terms. */
-    private static void offPolicy(final float[] train, final float[] roll, final F32Term[] lr, final int[] bt,
+    private static void offPolicy(final double[] train, final double[] roll, final F32Term[] lr, final int[] bt,
                                   final Map<String, CaseOutputs.Referee> m) {
         final F32Term[] kl = new F32Term[lr.length];
         final F32Term[] k3 = new F32Term[lr.length];

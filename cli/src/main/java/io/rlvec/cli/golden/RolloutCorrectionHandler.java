@@ -16,9 +16,10 @@ import java.util.Map;
  * {@code in.response_mask}, params {@code rollout_is}, {@code rollout_is_threshold},
  * {@code rollout_is_batch_normalize}, {@code rollout_rs}, {@code rollout_rs_threshold}; outputs
  * {@code out.rollout_is_weights} (when IS is on), {@code out.response_mask} (the rejection mask, exact) and every
- * {@code out.metric.rollout_corr/*}. The metrics of float32 cases are judged by their derived error bounds
- * ({@link RolloutCorrectionBounds#metrics}), standard deviations and effective sample size included; the weights
- * keep relative 1e-5.
+ * {@code out.metric.rollout_corr/*}. The weights, the mask and the metrics are judged by their derived error bounds
+ * ({@link RolloutCorrectionBounds#outputs}, {@link RolloutCorrectionBounds#metrics}), standard deviations and
+ * effective sample size included; a case stored in float64 against the expression on its stored values
+ * ({@link CaseOutputs.Referee#storedInDouble}).
  */
 public final class RolloutCorrectionHandler implements CaseHandler {
     /** The verl function this handler runs. */
@@ -43,16 +44,58 @@ public final class RolloutCorrectionHandler implements CaseHandler {
             final RolloutCorrectionResult r = new RolloutCorrectionResult();
             engine.rolloutCorrection(spec, batch, weights, mask, r);
             final CaseOutputs out = new CaseOutputs(golden.facts(MASK, columns.values().toArray(String[]::new)));
-            if (spec.hasIs()) {
-                out.tensor("out.rollout_is_weights", weights.toFloatArray(), Tolerance.VALUE);
+            final float[] m = batch.mask().toFloatArray();
+            final int[] bt = golden.matrixShape(MASK);
+            final double[] train = AggLossHandler.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray());
+            final double[] roll = AggLossHandler.widen(batch.column(Column.ROLLOUT_LOG_PROB).toFloatArray());
+            CaseOutputs.Referee[] tensors = RolloutCorrectionBounds.outputs(spec, train, roll, m, bt);
+            Map<String, CaseOutputs.Referee> derived = RolloutCorrectionBounds.metrics(spec, train, roll, m, bt);
+            if (golden.file().info("in.old_log_prob").dtype() == io.rlvec.cli.io.Dtype.F64
+                || golden.file().info("in.rollout_log_prob").dtype() == io.rlvec.cli.io.Dtype.F64) {
+                // verl computed on the stored float64 values: judged against the expression on them.
+                final double[] train64 = golden.expected("in.old_log_prob");
+                final double[] roll64 = golden.expected("in.rollout_log_prob");
+                tensors = stored(tensors, RolloutCorrectionBounds.outputs(spec, train64, roll64, m, bt));
+                derived = stored(derived, RolloutCorrectionBounds.metrics(spec, train64, roll64, m, bt));
             }
-            out.tensor("out.response_mask", mask.toFloatArray(), EXACT);
-            final boolean f64 = golden.file().info("in.old_log_prob").dtype() == io.rlvec.cli.io.Dtype.F64;
-            return metrics(out, r, spec, out.facts().validTokens(), f64 ? Map.of()
-                : RolloutCorrectionBounds.metrics(spec, batch.column(Column.OLD_LOG_PROB).toFloatArray(),
-                    batch.column(Column.ROLLOUT_LOG_PROB).toFloatArray(), batch.mask().toFloatArray(),
-                    golden.matrixShape(MASK)));
+            if (spec.hasIs()) {
+                if (tensors != null && tensors[0] != null) {
+                    out.judgedTokens("out.rollout_is_weights", weights.toFloatArray(), m, tensors[0],
+                        Tolerance.VALUE);
+                } else {
+                    out.tensor("out.rollout_is_weights", weights.toFloatArray(), Tolerance.VALUE);
+                }
+            }
+            if (tensors != null) {
+                out.judgedTokens("out.response_mask", mask.toFloatArray(), m, tensors[1], EXACT);
+            } else {
+                out.tensor("out.response_mask", mask.toFloatArray(), EXACT);
+            }
+            return metrics(out, r, spec, out.facts().validTokens(), derived);
         }
+    }
+
+    /** The float64 case's referees, element by element ({@link CaseOutputs.Referee#storedInDouble}). */
+    private static CaseOutputs.Referee[] stored(final CaseOutputs.Referee[] f32, final CaseOutputs.Referee[] f64) {
+        if (f32 == null || f64 == null) {
+            return null;
+        }
+        final CaseOutputs.Referee[] r = new CaseOutputs.Referee[f32.length];
+        for (int i = 0; i < r.length; i++) {
+            r[i] = f32[i] == null || f64[i] == null ? null : f32[i].storedInDouble(f64[i]);
+        }
+        return r;
+    }
+
+    private static Map<String, CaseOutputs.Referee> stored(final Map<String, CaseOutputs.Referee> f32,
+                                                           final Map<String, CaseOutputs.Referee> f64) {
+        final Map<String, CaseOutputs.Referee> r = new java.util.LinkedHashMap<>();
+        f32.forEach((k, v) -> {
+            if (f64.containsKey(k)) {
+                r.put(k, v.storedInDouble(f64.get(k)));
+            }
+        });
+        return r;
     }
 
     /**

@@ -211,9 +211,11 @@ class BypassBoundVerdictsTest extends MutatedEngineTest {
     }
 
     /**
-     * The same metric bounds judge verl's compute_rollout_correction_and_rejection_mask cases (every IS level and
-     * mode, every rejection option): they pass, every metric is judged (except in the float64 cases), and the
-     * engine run with seq_sum_k1 in [0.4, 2.5] instead of [0.5, 2] fails.
+     * The same bounds judge verl's compute_rollout_correction_and_rejection_mask cases (every IS level and mode,
+     * every rejection option, the float64 ones against their stored inputs): they pass, every output (the IS
+     * weights, the rejection mask, every metric) is judged, and mutations fail: the engine run with seq_sum_k1 in
+     * [0.4, 2.5] instead of [0.5, 2], a weight three ulp off, a weight written at a masked position, a kept token
+     * rejected.
      */
     @Test
     void theRolloutCorrectionFunctionIsJudgedByTheSameBounds() throws IOException {
@@ -223,23 +225,50 @@ class BypassBoundVerdictsTest extends MutatedEngineTest {
         }
         assertThat(all).hasSize(44);
         int judged = 0;
+        int tensors = 0;
         for (final Path f : all) {
             final CaseOutputs o = passingOutputs(f);
-            if (o == null || f.toString().contains("_f64")) {
+            if (o == null) {
                 continue;
             }
             for (final CaseOutputs.Output x : o.all().values()) {
-                if (x.name().startsWith(RolloutCorrectionHandler.METRIC)) {
-                    assertThat(judged(x)).as(f + " " + x.name()).isTrue();
-                    judged += judged(x) ? 1 : 0;
-                }
+                assertThat(judged(x)).as(f + " " + x.name()).isTrue();
+                judged++;
+                tensors += x.name().startsWith(RolloutCorrectionHandler.METRIC) ? 0 : 1;
             }
         }
-        assertThat(judged).isGreaterThan(500);
+        assertThat(judged).isGreaterThan(600);
+        assertThat(tensors).isGreaterThan(40);
         final Path f = resource("/golden-rollout-corr-2026.08/rc_b16t128_rs_seqsumk1_0.5_2.safetensors");
         final CaseReport r = withParams(f, p -> p.replace("\"0.5_2.0\"", "\"0.4_2.5\""));
         assertThat(verdict(r, RolloutCorrectionHandler.METRIC + "rollout_corr/rollout_rs_masked_fraction"))
             .isEqualTo(Verdict.FAIL);
+        assertThat(verdict(r, "out.response_mask")).isEqualTo(Verdict.FAIL);
+
+        final Path tis = resource("/golden-rollout-corr-2026.08/rc_b16t128_tokTIS2.safetensors");
+        final float[] mask = outputs(tis).get("out.rollout_is_weights").mask();
+        final int valid = firstIndex(mask, true);
+        final int masked = firstIndex(mask, false);
+        assertThat(verdict(run(tis, o -> {
+            final float[] w = o.get("out.rollout_is_weights").values();
+            w[valid] = Math.nextUp(Math.nextUp(Math.nextUp(w[valid])));
+        }), "out.rollout_is_weights")).isEqualTo(Verdict.FAIL);
+        assertThat(verdict(run(tis, o -> o.get("out.rollout_is_weights").values()[masked] = 1f),
+            "out.rollout_is_weights")).isEqualTo(Verdict.FAIL);
+        final Path rs = resource("/golden-rollout-corr-2026.08/rc_b16t128_rs_tokk1_0.8_1.25.safetensors");
+        assertThat(verdict(run(rs, o -> {
+            final float[] m = o.get("out.response_mask").values();
+            m[firstIndex(m, true)] = 0f;
+        }), "out.response_mask")).isEqualTo(Verdict.FAIL);
+    }
+
+    private static int firstIndex(final float[] mask, final boolean valid) {
+        for (int k = 0; k < mask.length; k++) {
+            if ((mask[k] != 0) == valid) {
+                return k;
+            }
+        }
+        throw new AssertionError("no " + (valid ? "valid" : "masked") + " element");
     }
 
     /** The rejection mask on verl's cases is sharp: no token whose rejection float32 may decide either way. */
