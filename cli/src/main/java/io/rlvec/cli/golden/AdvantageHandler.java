@@ -22,12 +22,12 @@ import java.util.Map;
  * forms of the algorithm config); the release from the file's {@code verl_commit}. Outputs
  * {@code out.advantages} and {@code out.returns}.
  *
- * <p>Tolerance: relative 1e-5 with an absolute floor of 1e-5. Scores are float32 sums that verl and the engine
- * round alike; verl's group means and variances are float32 and the engine's double, so an advantage of order
- * one carries verl's float32 statistics error, a few units of 2^-24 times the group's scale, divided by its std.
- * Near zero (s close to the group mean) that error is absolute, not relative, hence the floor. A group whose
- * scores are all equal gives the engine exactly 0; verl's float32 mean can leave a residue there that epsilon
- * divides ({@link Deviation#TORCH_LESS_ACCURATE}, refereed by the exact value 0).
+ * <p>The outcome estimators (grpo, grpo_vectorized, grpo_passk, rloo, rloo_vectorized, opo, gpg,
+ * reinforce_plus_plus_baseline, gdpo) are judged by derived bounds ({@link AdvantageBounds}): the engine within its
+ * bound of a double-precision evaluation on the same inputs, verl within a float32 estimate. A group whose scores
+ * are all equal gives exactly 0 there; verl's float32 mean can leave a residue that epsilon divides, which that
+ * estimate covers. The others (gae, reinforce_plus_plus, remax, the optimal-token baselines) keep relative 1e-5 with
+ * an absolute floor of 1e-5: near zero their float32 recurrences' error is absolute, not relative.
  */
 public final class AdvantageHandler implements CaseHandler {
     /** verl's function of each estimator. */
@@ -128,109 +128,32 @@ public final class AdvantageHandler implements CaseHandler {
             final Tolerance tolerance = Tolerance.VALUE.orAbsolute(ABSOLUTE_FLOOR);
             final float[] mask = batch.mask().toFloatArray();
             final CaseOutputs out = new CaseOutputs(golden.facts(maskName, "in.token_level_rewards"));
-            final boolean gdpoFallback = estimator == AdvantageEstimator.GDPO && spec.gdpoRewardKeys() == null;
-            if ((estimator == AdvantageEstimator.GRPO || estimator == AdvantageEstimator.GRPO_VECTORIZED
-                || gdpoFallback) && spec.normAdvByStd()) {
-                final CaseOutputs.Referee grpo = grpoReferee(golden, spec, bt);
-                final CaseOutputs.Referee referee = gdpoFallback ? whitened(grpo, golden.expected(maskName)) : grpo;
-                return out.refereed("out.advantages", adv.toFloatArray(), referee, tolerance, null,
-                        Deviation.TORCH_LESS_ACCURATE)
-                    .refereed("out.returns", ret.toFloatArray(), referee, tolerance, null,
-                        Deviation.TORCH_LESS_ACCURATE);
+            if (AdvantageBounds.covers(estimator)) {
+                final AdvantageBounds.Bounded exact = AdvantageBounds.outcome(spec,
+                    golden.expected("in.token_level_rewards"), golden.expected(maskName),
+                    golden.has("in.index") ? golden.expected("in.index") : new double[bt[0]],
+                    components(golden, spec), bt[0], bt[1]);
+                if (exact != null) {
+                    return out.judgedTokens("out.advantages", adv.toFloatArray(), mask, exact.referee(), tolerance)
+                        .judgedTokens("out.returns", ret.toFloatArray(), mask, exact.referee(), tolerance);
+                }
             }
             return out.tokens("out.advantages", adv.toFloatArray(), mask, tolerance)
                 .tokens("out.returns", ret.toFloatArray(), mask, tolerance);
         }
     }
 
-    /**
-     * The harness's double-precision GRPO advantage of every token, from the float32 rewards (scores summed in
-     * double, group mean and unbiased std in double, verl's singleton and variance-floor rules), and the float32
-     * budget of verl's evaluation: its mean and std carry up to about n * 2^-24 * max|s| each (n = group size,
-     * float32 sums), which the division by (std + eps) amplifies: budget = 8 * n * 2^-24 * max|s| / (std + eps).
-     */
-    static CaseOutputs.Referee grpoReferee(final GoldenCase golden, final AdvantageSpec spec, final int[] bt) {
-        final double[] r = golden.expected("in.token_level_rewards");
-        final double[] m = golden.expected("in.response_mask");
-        final double[] ids = golden.expected("in.index");
-        final int b = bt[0];
-        final int t = bt[1];
-        final double[] s = new double[b];
-        for (int i = 0; i < b; i++) {
-            double acc = 0;
-            for (int k = 0; k < t; k++) {
-                acc += (float) r[i * t + k];
-            }
-            s[i] = (float) acc;
+    /** gdpo's reward components in the spec's key order (their stored values), or null where it names none. */
+    private static double[][] components(final GoldenCase golden, final AdvantageSpec spec) {
+        if (spec.estimator() != AdvantageEstimator.GDPO || spec.gdpoRewardKeys() == null) {
+            return null;
         }
-        final double floor = spec.estimator() == AdvantageEstimator.GRPO_VECTORIZED
-            && spec.release() == VerlRelease.V2026_01 ? spec.epsilon() : 0.0;
-        final double[] exact = new double[b * t];
-        final double[] budget = new double[b * t];
-        for (int i = 0; i < b; i++) {
-            int n = 0;
-            double sum = 0;
-            double maxAbs = 0;
-            for (int j = 0; j < b; j++) {
-                if (ids[j] == ids[i]) {
-                    n++;
-                    sum += s[j];
-                    maxAbs = Math.max(maxAbs, Math.abs(s[j]));
-                }
-            }
-            final double mean = n > 1 ? sum / n : 0.0;
-            double sq = 0;
-            for (int j = 0; j < b; j++) {
-                if (ids[j] == ids[i]) {
-                    sq += (s[j] - mean) * (s[j] - mean);
-                }
-            }
-            final double std = n > 1 ? Math.sqrt(Math.max(sq / (n - 1), floor)) : 1.0;
-            final double a = (s[i] - mean) / (std + spec.epsilon());
-            final double tol = 8.0 * n * Math.ulp(1.0f) / 2 * maxAbs / (std + spec.epsilon());
-            for (int k = 0; k < t; k++) {
-                exact[i * t + k] = a * m[i * t + k];
-                budget[i * t + k] = tol;
-            }
+        final java.util.List<String> keys = spec.gdpoRewardKeys();
+        final double[][] c = new double[keys.size()][];
+        for (int k = 0; k < c.length; k++) {
+            c[k] = golden.expected("in.reward." + keys.get(k));
         }
-        return new CaseOutputs.Referee(exact, budget);
-    }
-
-    /**
-     * The referee of gdpo without reward components: the double GRPO values whitened in double over the mask
-     * (times the mask), with verl's per-token GRPO budget D carried through the whitening to first order:
-     * budget = 3 * D_max * rstd * (1 + |z|), z the exact whitened value (the mean moves by at most D_max, the
-     * variance by about 2 |x - mean| D_max).
-     */
-    static CaseOutputs.Referee whitened(final CaseOutputs.Referee grpo, final double[] mask) {
-        final double[] x = grpo.exact();
-        double n = 0;
-        double sum = 0;
-        double dmax = 0;
-        for (int t = 0; t < x.length; t++) {
-            if (mask[t] != 0) {
-                n++;
-                sum += x[t];
-                dmax = Math.max(dmax, grpo.budgetAt(t));
-            }
-        }
-        final double mean = sum / (n + 1e-8);
-        double sq = 0;
-        for (int t = 0; t < x.length; t++) {
-            if (mask[t] != 0) {
-                sq += (x[t] - mean) * (x[t] - mean);
-            }
-        }
-        final double var = sq / (n + 1e-8) * (n / (n - 1));
-        final double rstd = 1 / Math.sqrt(var + 1e-8);
-        final double[] exact = new double[x.length];
-        final double[] budget = new double[x.length];
-        for (int t = 0; t < x.length; t++) {
-            final double z = (x[t] - mean) * rstd;
-            exact[t] = z * mask[t];
-            budget[t] = 3 * dmax * rstd * (1 + Math.abs(z));
-        }
-        return new CaseOutputs.Referee(exact, budget);
+        return c;
     }
 
     private static OffHeapArray longs(final double[] values) {

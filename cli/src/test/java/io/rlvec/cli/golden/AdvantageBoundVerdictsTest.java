@@ -1,0 +1,106 @@
+package io.rlvec.cli.golden;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.Test;
+
+/**
+ * The outcome advantage estimators (grpo and grpo_vectorized with and without the std, grpo_passk, rloo and
+ * rloo_vectorized, opo, gpg, reinforce_plus_plus_baseline, gdpo with and without reward components) judged by
+ * derived bounds ({@link AdvantageBounds}) on verl's cases of both releases, and mutations that must FAIL: the
+ * largest advantage a few ulp off, a sign flipped, one sequence's value given to another, and the normalisation
+ * by the std dropped.
+ */
+class AdvantageBoundVerdictsTest extends MutatedEngineTest {
+    private static final String[] OUTCOME = {"adv_grpo_", "adv_rloo_", "adv_opo_", "adv_gpg_",
+        "adv_reinforce_plus_plus_baseline_", "adv_gdpo_"};
+
+    private static List<Path> cases() throws IOException {
+        final List<Path> all = new ArrayList<>();
+        for (final String dir : new String[] {"/golden-advantages", "/golden-advantages-2026.08"}) {
+            try (Stream<Path> s = Files.list(resource(dir))) {
+                s.filter(p -> {
+                    final String n = p.getFileName().toString();
+                    return Stream.of(OUTCOME).anyMatch(n::startsWith) && !n.contains("error");
+                }).sorted().forEach(all::add);
+            }
+        }
+        return all;
+    }
+
+    private static Verdict verdict(final CaseReport r, final String name) {
+        return tensor(r, 0, name).verdict();
+    }
+
+    @Test
+    void verlsCasesPassOrDeviateAndAreJudgedByTheBounds() throws IOException {
+        final List<Path> all = cases();
+        assertThat(all).hasSizeGreaterThan(35);
+        for (final Path f : all) {
+            final CaseReport r = run(f, null);
+            assertThat(r.verdict()).as(f.toString()).isIn(Verdict.PASS, Verdict.DEVIATION);
+            for (int e = 0; e < 2; e++) {
+                assertThat(tensor(r, e, "out.advantages").judge()).as(f.toString()).isEqualTo(TensorReport.Judge.BOUND);
+                assertThat(tensor(r, e, "out.returns").judge()).as(f.toString()).isEqualTo(TensorReport.Judge.BOUND);
+            }
+        }
+    }
+
+    @Test
+    void mutationsFail() throws IOException {
+        for (final Path f : cases()) {
+            final CaseOutputs.Output adv = outputs(f).get("out.advantages");
+            final float[] v = adv.values();
+            int largest = 0;
+            for (int i = 0; i < v.length; i++) {
+                largest = Math.abs(v[i]) > Math.abs(v[largest]) ? i : largest;
+            }
+            final int at = largest;
+            // The engine's bound at a well-conditioned advantage is a few units of u = 2^-24 relative (under 6 for
+            // a group statistic rounded once; under 16 after masked_whiten, whose input is itself a rounded float32
+            // value, and gdpo's weighted sum before it): one ulp past it fails.
+            final boolean whitened = f.getFileName().toString().contains("baseline")
+                || f.getFileName().toString().contains("gdpo");
+            final double relative = adv.referee().engineBoundAt(at) / (0x1p-24 * Math.abs(v[at]));
+            assertThat(relative).as(f + ": the engine's bound in units of u |a|").isLessThan(whitened ? 16 : 6);
+            final double ulps = adv.referee().engineBoundAt(at) / Math.ulp(v[at]);
+            final int past = (int) Math.ceil(ulps) + 1;
+            assertThat(verdict(run(f, o -> {
+                final float[] x = o.get("out.advantages").values();
+                for (int k = 0; k < past; k++) {
+                    x[at] = Math.nextUp(x[at]);
+                }
+            }), "out.advantages")).as(f.toString()).isEqualTo(Verdict.FAIL);
+            assertThat(verdict(run(f, o -> {
+                final float[] x = o.get("out.returns").values();
+                x[at] = -x[at];
+            }), "out.returns")).as(f.toString()).isEqualTo(Verdict.FAIL);
+            // One sequence's value given to another (the value at the largest advantage moved to a token whose
+            // value differs).
+            assertThat(verdict(run(f, o -> {
+                final float[] x = o.get("out.advantages").values();
+                for (int i = 0; i < x.length; i++) {
+                    if (adv.mask()[i] != 0 && Math.abs(x[i] - x[at]) > 1e-3 * Math.abs(x[at])) {
+                        x[i] = x[at];
+                        return;
+                    }
+                }
+            }), "out.advantages")).as(f.toString()).isEqualTo(Verdict.FAIL);
+        }
+    }
+
+    @Test
+    void droppingTheStdNormalisationFails() throws IOException {
+        final Path dir = resource("/golden-advantages");
+        final CaseOutputs unnormalised = outputs(dir.resolve("adv_grpo_b64g8_norm0.safetensors"));
+        final CaseReport r = withOutputsOf(dir.resolve("adv_grpo_b64g8_norm1.safetensors"), unnormalised);
+        assertThat(verdict(r, "out.advantages")).isEqualTo(Verdict.FAIL);
+    }
+}
