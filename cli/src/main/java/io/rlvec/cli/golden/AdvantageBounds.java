@@ -331,6 +331,16 @@ final class AdvantageBounds {
      * @return the whitened values, or null with fewer than two valid tokens (verl raises).
      */
     static Bounded whiten(final Bounded in, final double[] mask) {
+        return whiten(in, mask, true);
+    }
+
+    /**
+     * verl's masked_whiten of the bounded values: mean and unbiased variance over the valid tokens, every element
+     * shifted and scaled (then times the mask where {@code timesMask}).
+     *
+     * @return the whitened values, or null with fewer than two valid tokens (verl raises).
+     */
+    static Bounded whiten(final Bounded in, final double[] mask, final boolean timesMask) {
         if (in == null) {
             return null;
         }
@@ -377,10 +387,10 @@ final class AdvantageBounds {
         final double[] eng = new double[x.length];
         final double[] verl = new double[x.length];
         for (int k = 0; k < x.length; k++) {
-            if (mask[k] == 0) {
+            if (timesMask && mask[k] == 0) {
                 continue; // times the mask: exactly 0 on both sides
             }
-            z[k] = (x[k] - mean) * s * mask[k];
+            z[k] = (x[k] - mean) * s * (timesMask ? mask[k] : 1);
             final double az = Math.abs(z[k]);
             // The input's error and the mean's, the shift's rounding; the std's move; the scale's rounding, the
             // subtraction's and the product's (3u |z|).
@@ -390,5 +400,108 @@ final class AdvantageBounds {
                 + az * dSigmaV / Math.max(sigma - dSigmaV, sigma / 2);
         }
         return new Bounded(z, eng, verl);
+    }
+
+    /** @return whether {@link #recurrence} judges the estimator. */
+    static boolean coversRecurrence(final AdvantageEstimator e) {
+        return e == AdvantageEstimator.GAE || e == AdvantageEstimator.REINFORCE_PLUS_PLUS
+            || e == AdvantageEstimator.REMAX;
+    }
+
+    /**
+     * The backward recurrences, in double with float32 bounds ({@link F32Term}) taken operation by operation in the
+     * order both verl and the engine apply them (float32 on both sides: one bound serves both, verl's doubled as
+     * a margin for its different but equivalent masking arithmetic):
+     * <pre>
+     *   gae                  delta = (r_t + gamma next) - v_t ; cand = delta + (gamma lam) last ; where m_t:
+     *                        next = v_t, last = cand ; adv_t = last (every position) ; returns = last + v_t ;
+     *                        advantages = masked_whiten(adv, m) at every position
+     *   reinforce_plus_plus  fresh = r_t + gamma run ; 2026-01: ret = fresh, run = fresh m ; 2026-08: ret = fresh m,
+     *                        run = fresh where m_t ; advantages = masked_whiten(ret, m) m
+     *   remax                acc += r_t m_t ; returns = acc ; advantages = acc - baseline m_t
+     * </pre>
+     * gamma and gamma * lam are the float32 scalars torch multiplies by (a Python float times a float32 tensor).
+     *
+     * @param values    gae's values, else null.
+     * @param baselines remax's per-sequence baselines, else null.
+     * @return {advantages, returns}, or null where an input is not finite or fewer than two tokens are valid for a
+     *         whitening.
+     */
+    static Bounded[] recurrence(final AdvantageSpec spec, final double[] rewards, final double[] values,
+                                final double[] baselines, final double[] mask, final int b, final int t) {
+        for (int k = 0; k < rewards.length; k++) {
+            if (!Double.isFinite(rewards[k]) || values != null && !Double.isFinite(values[k])) {
+                return null;
+            }
+        }
+        final int n = b * t;
+        final F32Term[] adv = new F32Term[n];
+        final F32Term[] ret = new F32Term[n];
+        final F32Term gamma = F32Term.constant(spec.gamma());
+        final boolean carry = spec.release() != VerlRelease.V2026_01;
+        for (int i = 0; i < b; i++) {
+            F32Term next = F32Term.of(0);
+            F32Term last = F32Term.of(0);
+            F32Term run = F32Term.of(0);
+            F32Term acc = F32Term.of(0);
+            for (int k = (i + 1) * t - 1; k >= i * t; k--) {
+                final F32Term r = F32Term.of(rewards[k]);
+                final boolean valid = mask[k] != 0;
+                switch (spec.estimator()) {
+                    case GAE -> {
+                        final F32Term v = F32Term.of(values[k]);
+                        final F32Term delta = r.plus(gamma.times(next)).minus(v);
+                        final F32Term cand = delta.plus(F32Term.constant(spec.gamma() * spec.lam()).times(last));
+                        if (valid) {
+                            next = v;
+                            last = cand;
+                        }
+                        adv[k] = last;
+                        ret[k] = last.plus(v);
+                    }
+                    case REINFORCE_PLUS_PLUS -> {
+                        final F32Term fresh = r.plus(gamma.times(run));
+                        if (carry) {
+                            ret[k] = valid ? fresh.timesExact(mask[k]) : F32Term.of(0);
+                            run = valid ? fresh : run;
+                        } else {
+                            ret[k] = fresh;
+                            run = valid ? fresh.timesExact(mask[k]) : F32Term.of(0);
+                        }
+                    }
+                    case REMAX -> {
+                        acc = valid ? acc.plus(r.timesExact(mask[k])) : acc;
+                        ret[k] = acc;
+                        adv[k] = valid ? acc.minus(F32Term.of(baselines[i]).timesExact(mask[k])) : acc;
+                    }
+                    default -> throw new IllegalStateException("not a recurrence: " + spec.estimator());
+                }
+            }
+        }
+        final Bounded returns = bounded(ret, 2);
+        return switch (spec.estimator()) {
+            case GAE -> {
+                final Bounded whitened = whiten(bounded(adv, 2), mask, false);
+                yield whitened == null ? null : new Bounded[] {whitened, returns};
+            }
+            case REINFORCE_PLUS_PLUS -> {
+                final Bounded whitened = whiten(returns, mask, true);
+                yield whitened == null ? null : new Bounded[] {whitened, returns};
+            }
+            default -> new Bounded[] {bounded(adv, 2), returns};
+        };
+    }
+
+    /** Terms as a referee's arrays: the F32Term bound for the engine, {@code verlFactor} times it for verl. */
+    private static Bounded bounded(final F32Term[] terms, final double verlFactor) {
+        final double[] x = new double[terms.length];
+        final double[] e = new double[terms.length];
+        final double[] v = new double[terms.length];
+        for (int k = 0; k < terms.length; k++) {
+            x[k] = terms[k].v();
+            e[k] = terms[k].e();
+            v[k] = verlFactor * terms[k].e();
+        }
+        return new Bounded(x, e, v);
     }
 }

@@ -23,11 +23,12 @@ import java.util.Map;
  * {@code out.advantages} and {@code out.returns}.
  *
  * <p>The outcome estimators (grpo, grpo_vectorized, grpo_passk, rloo, rloo_vectorized, opo, gpg,
- * reinforce_plus_plus_baseline, gdpo) are judged by derived bounds ({@link AdvantageBounds}): the engine within its
- * bound of a double-precision evaluation on the same inputs, verl within a float32 estimate. A group whose scores
- * are all equal gives exactly 0 there; verl's float32 mean can leave a residue that epsilon divides, which that
- * estimate covers. The others (gae, reinforce_plus_plus, remax, the optimal-token baselines) keep relative 1e-5 with
- * an absolute floor of 1e-5: near zero their float32 recurrences' error is absolute, not relative.
+ * reinforce_plus_plus_baseline, gdpo) and the recurrences (gae, reinforce_plus_plus, remax) are judged by derived
+ * bounds ({@link AdvantageBounds}): the engine within its bound of a double-precision evaluation on the same
+ * inputs, verl within a float32 estimate (the same float32 bound for the recurrences, which both evaluate in
+ * float32). A group whose scores are all equal gives exactly 0; verl's float32 mean can leave a residue there that
+ * epsilon divides, which that estimate covers. The optimal-token baselines keep relative 1e-5 with an absolute floor
+ * of 1e-5.
  */
 public final class AdvantageHandler implements CaseHandler {
     /** verl's function of each estimator. */
@@ -138,9 +139,52 @@ public final class AdvantageHandler implements CaseHandler {
                         .judgedTokens("out.returns", ret.toFloatArray(), mask, exact.referee(), tolerance);
                 }
             }
+            if (AdvantageBounds.coversRecurrence(estimator)) {
+                final CaseOutputs.Referee[] exact = recurrence(golden, spec, bt);
+                if (exact != null) {
+                    return out.judgedTokens("out.advantages", adv.toFloatArray(), mask, exact[0], tolerance)
+                        .judgedTokens("out.returns", ret.toFloatArray(), mask, exact[1], tolerance);
+                }
+            }
             return out.tokens("out.advantages", adv.toFloatArray(), mask, tolerance)
                 .tokens("out.returns", ret.toFloatArray(), mask, tolerance);
         }
+    }
+
+    /**
+     * The recurrences' referees ({@link AdvantageBounds#recurrence}) on the float32 inputs the engines read, and for
+     * a case stored in float64 against the same recurrence on the stored values
+     * ({@link CaseOutputs.Referee#storedInDouble}).
+     */
+    private static CaseOutputs.Referee[] recurrence(final GoldenCase golden, final AdvantageSpec spec,
+                                                    final int[] bt) {
+        final String[] names = {"in.token_level_rewards", "in.values", "in.reward_baselines"};
+        final double[][] f32 = new double[names.length][];
+        final double[][] stored = new double[names.length][];
+        boolean f64 = false;
+        for (int k = 0; k < names.length; k++) {
+            if (golden.has(names[k])) {
+                f32[k] = AggLossHandler.widen(golden.float32(names[k]).toFloatArray());
+                stored[k] = golden.expected(names[k]);
+                f64 |= golden.file().info(names[k]).dtype() == io.rlvec.cli.io.Dtype.F64;
+            }
+        }
+        final double[] mask = golden.expected("in.response_mask");
+        final AdvantageBounds.Bounded[] onFloat32 = AdvantageBounds.recurrence(spec, f32[0], f32[1], f32[2], mask,
+            bt[0], bt[1]);
+        if (onFloat32 == null) {
+            return null;
+        }
+        final AdvantageBounds.Bounded[] onStored = f64 ? AdvantageBounds.recurrence(spec, stored[0], stored[1],
+            stored[2], mask, bt[0], bt[1]) : null;
+        if (f64 && onStored == null) {
+            return null;
+        }
+        final CaseOutputs.Referee[] r = new CaseOutputs.Referee[2];
+        for (int k = 0; k < 2; k++) {
+            r[k] = f64 ? onFloat32[k].referee().storedInDouble(onStored[k].referee()) : onFloat32[k].referee();
+        }
+        return r;
     }
 
     /** gdpo's reward components in the spec's key order (their stored values), or null where it names none. */

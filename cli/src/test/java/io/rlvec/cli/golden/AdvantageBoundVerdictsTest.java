@@ -103,4 +103,62 @@ class AdvantageBoundVerdictsTest extends MutatedEngineTest {
         final CaseReport r = withOutputsOf(dir.resolve("adv_grpo_b64g8_norm1.safetensors"), unnormalised);
         assertThat(verdict(r, "out.advantages")).isEqualTo(Verdict.FAIL);
     }
+
+    private static List<Path> recurrences() throws IOException {
+        final List<Path> all = new ArrayList<>();
+        for (final String dir : new String[] {"/golden-advantages", "/golden-advantages-2026.08"}) {
+            try (Stream<Path> s = Files.list(resource(dir))) {
+                s.filter(p -> {
+                    final String n = p.getFileName().toString();
+                    return (n.startsWith("gae_") || n.startsWith("adv_remax_")
+                        || n.startsWith("adv_reinforce_plus_plus_b")) && !n.contains("error");
+                }).sorted().forEach(all::add);
+            }
+        }
+        return all;
+    }
+
+    /**
+     * gae, reinforce_plus_plus and remax judged by their recurrences' float32 bounds (and masked_whiten's): verl's
+     * cases pass, and mutations fail: a sign flipped, an element just past its bound, and the outputs of the same
+     * batch with another gamma. (The bounds are worst-case forward bounds of float32 recurrences: a few ulp where
+     * the terms do not cancel, hundreds where returns of ~0.05 come out of values of ~1, as in the ragged gae
+     * scenario.)
+     */
+    @Test
+    void recurrencesAreJudgedByTheirFloat32Bounds() throws IOException {
+        final List<Path> all = recurrences();
+        assertThat(all).hasSizeGreaterThan(20);
+        for (final Path f : all) {
+            final CaseReport r = run(f, null);
+            assertThat(r.verdict()).as(f.toString()).isIn(Verdict.PASS, Verdict.DEVIATION);
+            assertThat(tensor(r, 0, "out.advantages").judge()).as(f.toString()).isEqualTo(TensorReport.Judge.BOUND);
+            assertThat(tensor(r, 0, "out.returns").judge()).as(f.toString()).isEqualTo(TensorReport.Judge.BOUND);
+            final CaseOutputs.Output ret = outputs(f).get("out.returns");
+            final float[] v = ret.values();
+            int at = -1;
+            for (int i = 0; i < v.length; i++) {
+                if (ret.mask()[i] != 0 && v[i] != 0) {
+                    at = at < 0 || Math.abs(v[i]) > Math.abs(v[at]) ? i : at;
+                }
+            }
+            final int i = at;
+            final double x = ret.referee().exactAt(i) + 1.01 * ret.referee().engineBoundAt(i);
+            assertThat(tensor(run(f, o -> o.get("out.returns").values()[i] = (float) x < x ? Math.nextUp((float) x)
+                : (float) x), 0, "out.returns").verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
+            assertThat(tensor(run(f, o -> {
+                final float[] a = o.get("out.advantages").values();
+                for (int k = 0; k < a.length; k++) {
+                    a[k] = -a[k];
+                }
+            }), 0, "out.advantages").verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
+        }
+        final Path dir = resource("/golden-advantages");
+        for (final String[] pair : new String[][] {{"gae_b1t8_g0.99_l0.95", "gae_b1t8_g1.0_l0.95"},
+            {"adv_reinforce_plus_plus_b4t16_ragged_g0.99", "adv_reinforce_plus_plus_b4t16_ragged_g1.0"}}) {
+            final CaseReport wrongGamma = withOutputsOf(dir.resolve(pair[0] + ".safetensors"),
+                outputs(dir.resolve(pair[1] + ".safetensors")));
+            assertThat(tensor(wrongGamma, 0, "out.returns").verdict()).as(pair[0]).isEqualTo(Verdict.FAIL);
+        }
+    }
 }
