@@ -504,4 +504,171 @@ final class AdvantageBounds {
         }
         return new Bounded(x, e, v);
     }
+
+    /** @return whether {@link #tokenBaseline} judges the estimator. */
+    static boolean coversTokenBaseline(final AdvantageEstimator e) {
+        return e == AdvantageEstimator.OPTIMAL_TOKEN_BASELINE || e == AdvantageEstimator.TIR_OPTIMAL_TOKEN_BASELINE;
+    }
+
+    /**
+     * The optimal-token baselines (see {@code TokenBaseline} in the reference module for verl's formulas) in double
+     * with the engine's error, operation by operation: the returns {@code G} and the cumulative weights {@code W}
+     * are double sums rounded per element (their rounding, plus each weight's float32 error, {@link F32Term}: the
+     * weight {@code 1 - 2 exp(lp) + sum_pi_squared} cancels where the token's probability is near 1); the group sums
+     * move by {@code sum(|W| dG + |G| dW)} and {@code sum(dW)}; the baseline's quotient, its rounding and the final
+     * float32 subtraction follow. verl's budget: the same plus float32 group sums ({@code 16 (n + T) u} of their
+     * magnitudes), an estimate.
+     *
+     * @param isw the rollout IS weights, or null.
+     * @return {advantages, returns}, or null where an input is not finite.
+     */
+    static Bounded[] tokenBaseline(final AdvantageSpec spec, final double[] rewards, final double[] lp,
+                                   final double[] spi, final double[] isw, final double[] mask, final double[] ids,
+                                   final int b, final int t) {
+        for (int k = 0; k < rewards.length; k++) {
+            if (!Double.isFinite(rewards[k]) || !Double.isFinite(lp[k]) || !Double.isFinite(spi[k])
+                || isw != null && !Double.isFinite(isw[k])) {
+                return null;
+            }
+        }
+        final boolean tir = spec.estimator() == AdvantageEstimator.TIR_OPTIMAL_TOKEN_BASELINE;
+        final int n = b * t;
+        final double[] g = new double[n];
+        final double[] dg = new double[n];
+        final double[] w = new double[n];
+        final double[] dw = new double[n];
+        final int[] valid = new int[b];
+        for (int i = 0; i < b; i++) {
+            double acc = 0;
+            double abs = 0;
+            for (int k = (i + 1) * t - 1; k >= i * t; k--) {
+                acc += rewards[k] * mask[k];
+                abs += Math.abs(rewards[k] * mask[k]);
+                g[k] = acc;
+                dg[k] = scoreError(acc, (t + 4) * 0x1p-52 * abs);
+            }
+            double cum = 0;
+            double cumErr = 0;
+            double cumAbs = 0;
+            for (int k = i * t; k < (i + 1) * t; k++) {
+                F32Term wt = F32Term.constant(1).minus(F32Term.of(lp[k]).exp().timesExact(2)).plus(F32Term.of(spi[k]));
+                if (isw != null) {
+                    final F32Term iw = F32Term.of(isw[k]);
+                    wt = wt.times(iw.times(iw));
+                }
+                cum += wt.v() * mask[k];
+                cumErr += wt.e() * Math.abs(mask[k]);
+                cumAbs += Math.abs(wt.v() * mask[k]);
+                w[k] = cum;
+                dw[k] = cumErr + scoreError(cum, (t + 4) * 0x1p-52 * cumAbs) ;
+                valid[i] += mask[k] != 0 ? 1 : 0;
+            }
+        }
+        // Groups (tir: empty trajectories left out), positions, sums and their errors.
+        final int[] members = new int[b];
+        for (int i = 0; i < b; i++) {
+            for (int j = 0; j < b; j++) {
+                members[i] += ids[j] == ids[i] && (!tir || valid[j] > 0) ? 1 : 0;
+            }
+        }
+        final double eps = spec.epsilon();
+        final double[] x = new double[n];
+        final double[] eng = new double[n];
+        final double[] verl = new double[n];
+        for (int i = 0; i < b; i++) {
+            final int cut = spec.handleZeroTail() && members[i] >= 2 ? zeroTailFrom(valid, ids, i, tir)
+                : Integer.MAX_VALUE;
+            final boolean member = members[i] >= 2 && (!tir || valid[i] > 0);
+            int p = 0;
+            for (int k = i * t; k < (i + 1) * t; k++) {
+                final boolean on = mask[k] != 0;
+                final int pos = tir ? p : k - i * t;
+                double base = 0;
+                double dBase = 0;
+                double vBase = 0;
+                if (member && (!tir || on) && pos < cut) {
+                    double num = 0;
+                    double den = 0;
+                    double dNum = 0;
+                    double dDen = 0;
+                    double mag = 0;
+                    int count = 0;
+                    for (int j = 0; j < b; j++) {
+                        if (ids[j] != ids[i] || members[j] < 2 || tir && valid[j] == 0) {
+                            continue;
+                        }
+                        final int at = tir ? nthValid(mask, j, t, pos) : j * t + pos;
+                        if (at < 0) {
+                            continue;
+                        }
+                        final double mj = tir ? 1 : mask[at];
+                        num += g[at] * w[at] * mj;
+                        den += w[at] * mj;
+                        dNum += (Math.abs(w[at]) * dg[at] + Math.abs(g[at]) * dw[at] + dg[at] * dw[at]) * Math.abs(mj);
+                        dDen += dw[at] * Math.abs(mj);
+                        mag += Math.abs(g[at] * w[at] * mj);
+                        count++;
+                    }
+                    final double d = den + eps;
+                    base = num / d;
+                    final double room = Math.abs(d) - dDen;
+                    dBase = room > 0 ? (dNum + Math.abs(base) * dDen) / room : Double.POSITIVE_INFINITY;
+                    dBase += U * Math.abs(base) + 0x1p-48 * (count + 4) * mag / Math.max(room, Double.MIN_NORMAL);
+                    vBase = 16 * (count + t) * U * (mag + Math.abs(base) * Math.abs(den)) / Math.max(room,
+                        Double.MIN_NORMAL);
+                }
+                final double a = tir && !on ? 0 : g[k] - base;
+                x[k] = a * mask[k];
+                eng[k] = on ? dg[k] + dBase + U * Math.abs(a) : 0;
+                verl[k] = on ? 4 * eng[k] + vBase + 16 * t * U * Math.abs(g[k]) : 0;
+                p += tir && on ? 1 : 0;
+            }
+        }
+        final double[] rx = new double[n];
+        final double[] re = new double[n];
+        final double[] rv = new double[n];
+        for (int k = 0; k < n; k++) {
+            rx[k] = g[k];
+            re[k] = dg[k];
+            rv[k] = 4 * dg[k] + 16 * t * U * Math.abs(g[k]);
+        }
+        return new Bounded[] {new Bounded(x, eng, verl), new Bounded(rx, re, rv)};
+    }
+
+    /** @return the index of row j's p-th valid token, or -1. */
+    private static int nthValid(final double[] mask, final int j, final int t, final int p) {
+        int c = 0;
+        for (int k = j * t; k < (j + 1) * t; k++) {
+            if (mask[k] != 0) {
+                if (c == p) {
+                    return k;
+                }
+                c++;
+            }
+        }
+        return -1;
+    }
+
+    /** handle_zero_tail: the position from which a group's unique longest trajectory gets baseline 0. */
+    private static int zeroTailFrom(final int[] valid, final double[] ids, final int i, final boolean tir) {
+        int max = -1;
+        int second = -1;
+        int maxCount = 0;
+        for (int j = 0; j < valid.length; j++) {
+            if (ids[j] != ids[i] || tir && valid[j] == 0) {
+                continue;
+            }
+            if (valid[j] > max) {
+                second = max;
+                max = valid[j];
+                maxCount = 1;
+            } else if (valid[j] == max) {
+                maxCount++;
+                second = Math.max(second, valid[j]);
+            } else {
+                second = Math.max(second, valid[j]);
+            }
+        }
+        return maxCount == 1 && valid[i] == max && max > second ? second : Integer.MAX_VALUE;
+    }
 }

@@ -27,8 +27,9 @@ import java.util.Map;
  * bounds ({@link AdvantageBounds}): the engine within its bound of a double-precision evaluation on the same
  * inputs, verl within a float32 estimate (the same float32 bound for the recurrences, which both evaluate in
  * float32). A group whose scores are all equal gives exactly 0; verl's float32 mean can leave a residue there that
- * epsilon divides, which that estimate covers. The optimal-token baselines keep relative 1e-5 with an absolute floor
- * of 1e-5.
+ * epsilon divides, which that estimate covers. The optimal-token baselines likewise
+ * ({@link AdvantageBounds#tokenBaseline}). A case no bound covers (an input not finite) keeps relative 1e-5 with
+ * an absolute floor of 1e-5.
  */
 public final class AdvantageHandler implements CaseHandler {
     /** verl's function of each estimator. */
@@ -144,6 +145,18 @@ public final class AdvantageHandler implements CaseHandler {
                 if (exact != null) {
                     return out.judgedTokens("out.advantages", adv.toFloatArray(), mask, exact[0], tolerance)
                         .judgedTokens("out.returns", ret.toFloatArray(), mask, exact[1], tolerance);
+                }
+            }
+            if (AdvantageBounds.coversTokenBaseline(estimator)) {
+                final AdvantageBounds.Bounded[] exact = AdvantageBounds.tokenBaseline(spec,
+                    golden.expected("in.token_level_rewards"), golden.expected("in.old_log_probs"),
+                    golden.expected("in.sum_pi_squared"),
+                    golden.has("in.rollout_is_weights") ? golden.expected("in.rollout_is_weights") : null,
+                    golden.expected(maskName), golden.expected("in.index"), bt[0], bt[1]);
+                if (exact != null) {
+                    return out.judgedTokens("out.advantages", adv.toFloatArray(), mask, exact[0].referee(),
+                            tolerance)
+                        .judgedTokens("out.returns", ret.toFloatArray(), mask, exact[1].referee(), tolerance);
                 }
             }
             return out.tokens("out.advantages", adv.toFloatArray(), mask, tolerance)

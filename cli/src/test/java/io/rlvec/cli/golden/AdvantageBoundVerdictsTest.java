@@ -111,7 +111,8 @@ class AdvantageBoundVerdictsTest extends MutatedEngineTest {
                 s.filter(p -> {
                     final String n = p.getFileName().toString();
                     return (n.startsWith("gae_") || n.startsWith("adv_remax_")
-                        || n.startsWith("adv_reinforce_plus_plus_b")) && !n.contains("error");
+                        || n.startsWith("adv_reinforce_plus_plus_b") || n.startsWith("adv_otb_")
+                        || n.startsWith("adv_tir_otb_")) && !n.contains("error");
                 }).sorted().forEach(all::add);
             }
         }
@@ -119,7 +120,8 @@ class AdvantageBoundVerdictsTest extends MutatedEngineTest {
     }
 
     /**
-     * gae, reinforce_plus_plus and remax judged by their recurrences' float32 bounds (and masked_whiten's): verl's
+     * gae, reinforce_plus_plus, remax and the optimal-token baselines judged by their recurrences' and sums' bounds
+     * (and masked_whiten's): verl's
      * cases pass, and mutations fail: a sign flipped, an element just past its bound, and the outputs of the same
      * batch with another gamma. (The bounds are worst-case forward bounds of float32 recurrences: a few ulp where
      * the terms do not cancel, hundreds where returns of ~0.05 come out of values of ~1, as in the ragged gae
