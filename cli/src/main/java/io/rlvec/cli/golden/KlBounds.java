@@ -134,4 +134,52 @@ final class KlBounds {
             return new F32Term(passes ? slope.v() : 0, 2 * half);
         }
         return passes ? slope : F32Term.constant(0);
-    }}
+    }
+    /**
+     * verl's in-reward KL penalty ({@code apply_kl_penalty}; {@code compute_rewards} is the k1 penalty on an
+     * all-valid batch): per token {@code rewards = scores - beta * (kld * m)} in float32 (beta the float32 scalar torch
+     * multiplies by), kld with its bound ({@link #of}); {@code current_kl}, the mean over rows of the rows' masked
+     * means (float32 in verl, double in the engine, rounded to float32 for the comparison).
+     *
+     * @return {rewards, current_kl}, or null where an input is not finite.
+     */
+    static CaseOutputs.Referee[] rewardPenalty(final KlPenalty kl, final double beta, final double[] scores,
+                                               final double[] lp, final double[] ref, final double[] mask,
+                                               final int b, final int t) {
+        for (int k = 0; k < scores.length; k++) {
+            if (!Double.isFinite(scores[k]) || !Double.isFinite(lp[k]) || !Double.isFinite(ref[k])) {
+                return null;
+            }
+        }
+        final CaseOutputs.Referee kld = of(kl, lp, ref);
+        final F32Term coef = F32Term.constant(beta);
+        final double[] x = new double[scores.length];
+        final double[] e = new double[scores.length];
+        double mean = 0;
+        double meanErr = 0;
+        double magnitude = 0;
+        for (int i = 0; i < b; i++) {
+            double sum = 0;
+            double err = 0;
+            double count = 0;
+            for (int k = i * t; k < (i + 1) * t; k++) {
+                final F32Term term = new F32Term(kld.exactAt(k), kld.engineBoundAt(k)).timesExact(mask[k]);
+                final F32Term r = F32Term.of(scores[k]).minus(coef.times(term));
+                x[k] = r.v();
+                e[k] = r.e();
+                sum += term.v();
+                err += term.e();
+                count += mask[k];
+                magnitude = Math.max(magnitude, Math.abs(term.v()));
+            }
+            mean += sum / (count + 1e-8);
+            meanErr += err / (count + 1e-8);
+        }
+        mean /= b;
+        meanErr /= b;
+        final double engine = meanErr + U * Math.abs(mean) + 0x1p-48 * (t + b) * magnitude + F32Term.TINY;
+        final double verl = meanErr + 16 * (t + b) * U * magnitude + U * Math.abs(mean) + F32Term.TINY;
+        return new CaseOutputs.Referee[] {new CaseOutputs.Referee(x, e, e),
+            new CaseOutputs.Referee(new double[] {mean}, new double[] {verl}, new double[] {engine})};
+    }
+}

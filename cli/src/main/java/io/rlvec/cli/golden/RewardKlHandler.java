@@ -19,9 +19,10 @@ import java.util.Map;
  * {@code core_algos.compute_rewards} (scores - (old - ref) * kl_ratio, no mask: the k1 penalty with beta =
  * kl_ratio over an all-valid batch).
  *
- * <p>Tolerance: relative 1e-5 with an absolute floor of 1e-6 on the rewards, whose kld term is of the order of
- * the log-prob differences times beta; current_kl and the coefficients relative 1e-5 (verl's per-row means are
- * float32, the engine's double).
+ * <p>Judged by derived bounds ({@link KlBounds#rewardPenalty}): the rewards through their float32 operations,
+ * current_kl through the rows' means (float32 in verl, double in the engine), the coefficients as double
+ * arithmetic compared as float32 (the adaptive update carrying current_kl's bound through its slope). Where an
+ * input is not finite, relative 1e-5 with an absolute floor of 1e-6 on the rewards.
  */
 public final class RewardKlHandler implements CaseHandler {
     /** verl's apply_kl_penalty. */
@@ -67,14 +68,45 @@ public final class RewardKlHandler implements CaseHandler {
             final Tolerance tolerance = Tolerance.VALUE.orAbsolute(1e-6);
             final CaseOutputs out = new CaseOutputs(apply ? golden.facts("in.response_mask", scores)
                 : new CaseFacts(n, false));
-            out.tokens("out.token_level_rewards", rewards.toFloatArray(), batch.mask().toFloatArray(), tolerance);
+            final float[] mask = batch.mask().toFloatArray();
+            final CaseOutputs.Referee[] exact = KlBounds.rewardPenalty(kl, beta,
+                AggLossHandler.widen(golden.float32(scores).toFloatArray()),
+                AggLossHandler.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray()),
+                AggLossHandler.widen(batch.column(Column.REF_LOG_PROB).toFloatArray()), AggLossHandler.widen(mask),
+                bt[0], bt[1]);
+            if (exact != null) {
+                out.judgedTokens("out.token_level_rewards", rewards.toFloatArray(), mask, exact[0], tolerance);
+            } else {
+                out.tokens("out.token_level_rewards", rewards.toFloatArray(), mask, tolerance);
+            }
             if (apply) {
-                out.scalar("out.current_kl", (float) currentKl, Tolerance.SCALAR)
-                    .scalar("out.beta_used", (float) beta, Tolerance.SCALAR)
-                    .scalar("out.kl_coef_after_update", (float) ctrl.value(), Tolerance.SCALAR);
+                if (exact != null) {
+                    out.judgedScalar("out.current_kl", (float) currentKl, exact[1], Tolerance.SCALAR);
+                } else {
+                    out.scalar("out.current_kl", (float) currentKl, Tolerance.SCALAR);
+                }
+                // The coefficients: plain double arithmetic on both sides, compared as float32 (half an ulp); the
+                // adaptive update moves with current_kl by value * n_steps / (horizon * target) inside its clip.
+                out.judgedScalar("out.beta_used", (float) beta, exactScalar(beta, 0), Tolerance.SCALAR);
+                final double klErr = exact == null ? Double.POSITIVE_INFINITY : exact[1].engineBoundAt(0);
+                final double verlKlErr = exact == null ? Double.POSITIVE_INFINITY : exact[1].budgetAt(0);
+                final double target = golden.params().path("target_kl").asDouble();
+                final double clipped = Math.abs(currentKl / target - 1) - 0.2;
+                final double slope = !ctrl.isAdaptive() || clipped > Math.max(klErr, verlKlErr) / target ? 0
+                    : beta * batch.numSequences() / (golden.params().path("horizon").asDouble() * target);
+                out.judgedScalar("out.kl_coef_after_update", (float) ctrl.value(),
+                    new CaseOutputs.Referee(new double[] {ctrl.value()},
+                        new double[] {slope * verlKlErr + 0.5 * Math.ulp((float) ctrl.value())},
+                        new double[] {slope * klErr + 0.5 * Math.ulp((float) ctrl.value())}), Tolerance.SCALAR);
             }
             return out;
         }
+    }
+
+    /** A double value both sides compute alike, compared as float32: half an ulp each, plus {@code slack}. */
+    private static CaseOutputs.Referee exactScalar(final double v, final double slack) {
+        final double half = 0.5 * Math.ulp((float) v) + slack;
+        return new CaseOutputs.Referee(new double[] {v}, new double[] {half}, new double[] {half});
     }
 
     private static TokenBatch allValid(final GoldenCase golden, final int[] bt, final Map<Column, String> columns) {

@@ -163,4 +163,48 @@ class AdvantageBoundVerdictsTest extends MutatedEngineTest {
             assertThat(tensor(wrongGamma, 0, "out.returns").verdict()).as(pair[0]).isEqualTo(Verdict.FAIL);
         }
     }
+
+    /**
+     * apply_kl_penalty, compute_rewards and the adaptive controller judged by derived bounds; mutations fail: a
+     * reward past its bound, current_kl 1e-4 relative off (a token mean instead of the mean of row means moves it
+     * by more), the coefficient after the update a few ulp off.
+     */
+    @Test
+    void rewardKlPenaltyIsJudgedByDerivedBounds() throws IOException {
+        final List<Path> all = new ArrayList<>();
+        try (Stream<Path> s = Files.list(resource("/golden-advantages"))) {
+            s.filter(p -> p.getFileName().toString().startsWith("apply_kl_penalty_")
+                || p.getFileName().toString().startsWith("compute_rewards_")
+                || p.getFileName().toString().startsWith("adaptive_kl_ctrl_")).sorted().forEach(all::add);
+        }
+        assertThat(all).hasSize(10);
+        for (final Path f : all) {
+            final CaseReport r = run(f, null);
+            assertThat(r.verdict()).as(f.toString()).isEqualTo(Verdict.PASS);
+            for (final EngineReport e : r.runs()) {
+                assertThat(e.tensors()).as(f.toString()).allMatch(t -> t.judge() == TensorReport.Judge.BOUND);
+            }
+            final String name = f.getFileName().toString();
+            if (name.startsWith("adaptive_kl_ctrl_")) {
+                assertThat(verdict(run(f, o -> {
+                    final float[] v = o.get("out.value_after").values();
+                    v[v.length - 1] = Math.nextUp(Math.nextUp(v[v.length - 1]));
+                }), "out.value_after")).as(name).isEqualTo(Verdict.FAIL);
+                continue;
+            }
+            final CaseOutputs.Output rewards = outputs(f).get("out.token_level_rewards");
+            final double past = rewards.referee().exactAt(5) + 1.01 * rewards.referee().engineBoundAt(5);
+            assertThat(verdict(run(f, o -> o.get("out.token_level_rewards").values()[5] = (float) past < past
+                ? Math.nextUp((float) past) : (float) past), "out.token_level_rewards")).as(name)
+                .isEqualTo(Verdict.FAIL);
+            if (name.startsWith("apply_kl_penalty_")) {
+                assertThat(verdict(run(f, o -> o.get("out.current_kl").values()[0] *= 1.0001f), "out.current_kl"))
+                    .as(name).isEqualTo(Verdict.FAIL);
+                assertThat(verdict(run(f, o -> {
+                    final float[] v = o.get("out.kl_coef_after_update").values();
+                    v[0] = Math.nextUp(Math.nextUp(v[0]));
+                }), "out.kl_coef_after_update")).as(name).isEqualTo(Verdict.FAIL);
+            }
+        }
+    }
 }
