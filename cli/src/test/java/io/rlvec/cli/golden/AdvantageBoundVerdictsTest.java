@@ -207,4 +207,24 @@ class AdvantageBoundVerdictsTest extends MutatedEngineTest {
             }
         }
     }
+
+    /** The masked statistics judged by derived bounds, float32 and float64 cases; a few ulp off fails. */
+    @Test
+    void maskedStatisticsAreJudgedByDerivedBounds() throws IOException {
+        for (final String name : new String[] {"tf_masked_stats_b5t12.safetensors",
+            "tf_masked_stats_b5t12_f64.safetensors"}) {
+            final Path f = resource("/golden-advantages/" + name);
+            final CaseReport r = run(f, null);
+            assertThat(r.verdict()).as(name).isEqualTo(Verdict.PASS);
+            assertThat(r.runs().getFirst().tensors()).as(name).allMatch(t -> t.judge() == TensorReport.Judge.BOUND);
+            for (final String out : new String[] {"out.masked_mean", "out.masked_var_unbiased", "out.masked_sum"}) {
+                final CaseOutputs.Referee ref = outputs(f).get(out).referee();
+                final double past = ref.exactAt(0) + 1.01 * ref.engineBoundAt(0);
+                assertThat(verdict(run(f, o -> o.get(out).values()[0] = (float) past < past
+                    ? Math.nextUp((float) past) : (float) past), out)).as(name + " " + out).isEqualTo(Verdict.FAIL);
+                assertThat(ref.engineBoundAt(0) / Math.ulp((float) ref.exactAt(0))).as(name + " " + out)
+                    .isLessThan(name.contains("f64") ? 64 : 2);
+            }
+        }
+    }
 }
