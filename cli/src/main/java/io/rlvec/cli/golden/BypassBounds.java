@@ -3,8 +3,6 @@ package io.rlvec.cli.golden;
 import io.rlvec.LossSpec;
 import io.rlvec.PolicyLossMode;
 import io.rlvec.RolloutCorrectionSpec;
-import io.rlvec.RolloutCorrectionSpec.IsLevel;
-import io.rlvec.RolloutCorrectionSpec.Level;
 
 /**
  * bypass_mode ({@code compute_policy_loss_bypass_mode}) in double from the float32 inputs, every value with its
@@ -31,8 +29,8 @@ final class BypassBounds {
      * @param spec a bypass_mode spec with its rollout correction.
      * @param bt   the padded shape (b, t).
      * @return the referees ({@link PolicyLossHandler.Exact}, ppo_kl and the fractions null where a rejection is
-     *         open), or null where the case keeps the fixed tolerances: a valid input not finite, a masked one
-     *         read by a row sum (verl's row turns NaN), no token surviving rejection, an open rejection that moves
+     *         open), or null where the case keeps the fixed tolerances: a valid input not finite, an open
+     *         rejection that moves
      *         other tokens' aggregation weights, a batch-normalisation mean within rounding of 1e-8.
      */
     static PolicyLossHandler.Exact exact(final LossSpec spec, final float[] lp, final float[] old,
@@ -45,15 +43,13 @@ final class BypassBounds {
         if (lr == null) {
             return null;
         }
-        boolean maskedNonFinite = false;
+        // Masked values are not read: they reach verl's row sums only as x * 0, which is 0 for a finite x and NaN
+        // otherwise, so wherever verl's value is finite it is the valid tokens' (and where it is not, the
+        // comparison takes the non-finite path and its documented deviations).
         for (int k = 0; k < mask.length; k++) {
             if (mask[k] != 0 && !Float.isFinite(adv[k])) {
                 return null;
             }
-            maskedNonFinite |= mask[k] == 0 && (!Float.isFinite(lp[k]) || !Float.isFinite(old[k]));
-        }
-        if (maskedNonFinite && readsRows(rc, weighted)) {
-            return null;
         }
         final PolicyLossHandler.Selected kept = RolloutCorrectionBounds.rejection(rc, lr, bt);
         final F32Term[] w = weighted ? RolloutCorrectionBounds.applied(rc, lr, bt) : null;
@@ -72,7 +68,9 @@ final class BypassBounds {
         }
         final double[] weights = AggLossHandler.weights(spec.aggregationSpec(), taken, bt[0], bt[1]);
         if (weights == null) {
-            return null;
+            // Every token surely rejected: the loss reads no token, every output is a sum over none (exactly 0
+            // wherever verl's is finite).
+            return anyOpen ? null : PolicyLossHandler.Exact.noValidToken(mask.length);
         }
         if (anyOpen) {
             final double[] sureWeights = AggLossHandler.weights(spec.aggregationSpec(), sure, bt[0], bt[1]);
@@ -86,14 +84,6 @@ final class BypassBounds {
             : PolicyLossHandler.rule(spec.toBuilder().policyLossMode(PolicyLossMode.VANILLA).build());
         return PolicyLossHandler.exact(spec, rule, AggLossHandler.widen(lp), AggLossHandler.widen(old),
             AggLossHandler.widen(adv), w, taken, anyOpen ? kept : null, weights, bt);
-    }
-
-    /** @return whether a row sum over the whole padded row (masked elements times 0) enters the loss. */
-    private static boolean readsRows(final RolloutCorrectionSpec rc, final boolean weighted) {
-        if (weighted && (rc.rolloutIs() == IsLevel.SEQUENCE || rc.batchNormalize())) {
-            return true;
-        }
-        return rc.rsOptions().stream().anyMatch(o -> o.level() != Level.TOKEN);
     }
 
     /** reinforce: gpg's rule (-lp A, d / d lp = -A), ppo_kl's summand old - lp (unclamped). */
