@@ -30,8 +30,8 @@ import io.rlvec.TokenBatch;
  *       engine's one (half an ulp): two ulp off fails; masked tokens are exactly 0 on both.</li>
  * </ul>
  * A case stored in float64 is judged against verl's expression on the stored values
- * ({@link CaseOutputs.Referee#storedInDouble}). Without a valid token verl's loss is 0/0 (a documented deviation)
- * and the gradient is exactly 0 on both sides wherever verl's is finite.
+ * ({@link CaseOutputs.Referee#storedInDouble}). Without a valid token the loss and the gradient are exactly 0 on
+ * both sides wherever verl's are finite (verl's token-mean loss is 0/0 there, a documented deviation).
  */
 public final class AggLossHandler implements CaseHandler {
     /** The verl function this handler runs. */
@@ -145,14 +145,18 @@ public final class AggLossHandler implements CaseHandler {
      *
      * @param x    the loss matrix, row-major (b, t).
      * @param mask the mask, non-zero = valid.
-     * @return the referees (the loss's null without a valid token: the gradient is then exactly 0 on both sides
-     *     wherever verl's is finite), or null where there is nothing to judge (a valid value not finite).
+     * @return the referees (without a valid token, the loss and the gradient exactly 0 on both sides wherever
+     *     verl's are finite), or null where there is nothing to judge (a valid value not finite).
      */
     static Exact exact(final LossSpec spec, final double[] x, final float[] mask, final int b, final int t) {
         final double[] w = weights(spec, mask, b, t);
         if (w == null) {
+            // No valid token: a sum over none, exactly 0 wherever verl's value is finite (verl's 0 / 0 is the
+            // documented NO_VALID_TOKEN deviation).
             final double[] zero = new double[mask.length];
-            return new Exact(null, new CaseOutputs.Referee(zero, zero, zero, true));
+            final double[] one = new double[1];
+            return new Exact(new CaseOutputs.Referee(one, one, one, true),
+                new CaseOutputs.Referee(zero, zero, zero, true));
         }
         double loss = 0;
         double magnitude = 0;
