@@ -8,6 +8,7 @@ import io.rlvec.AggMode;
 import io.rlvec.Column;
 import io.rlvec.ElementType;
 import io.rlvec.Engine;
+import io.rlvec.KlPenalty;
 import io.rlvec.LossSpec;
 import io.rlvec.OffHeapArray;
 import io.rlvec.PolicyLossMode;
@@ -45,6 +46,18 @@ public final class ActorLogProbHandler implements CaseHandler {
 
             final CaseFacts facts = golden.facts(MASK, columns.values().toArray(String[]::new));
             final Deviation[] lossDeviations = lossDeviations(spec);
+            final float[] mask = batch.mask().toFloatArray();
+            final CaseOutputs.Referee[] exact = exact(spec, batch.column(Column.LOG_PROB).toFloatArray(),
+                batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.REF_LOG_PROB).toFloatArray(),
+                batch.column(Column.ADVANTAGES).toFloatArray(), mask, golden.matrixShape(MASK));
+            if (exact != null) {
+                return new CaseOutputs(facts)
+                    .judgedScalar("out.pg_loss", r.pgLoss(), exact[0], Tolerance.SCALAR, lossDeviations)
+                    .judgedScalar("out.kl_loss", r.klLoss(), exact[1], Tolerance.SCALAR, lossDeviations)
+                    .judgedScalar("out.loss", r.loss(), exact[2], Tolerance.SCALAR, lossDeviations)
+                    .judgedTokens("out.grad_log_prob", grad.toFloatArray(), mask, exact[3], Tolerance.GRADIENT,
+                        Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
+            }
             return new CaseOutputs(facts)
                 .scalar("out.pg_loss", r.pgLoss(), Tolerance.SCALAR, lossDeviations)
                 .scalar("out.kl_loss", r.klLoss(), Tolerance.SCALAR, lossDeviations)
@@ -53,6 +66,85 @@ public final class ActorLogProbHandler implements CaseHandler {
                     Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
         }
     }
+
+    /**
+     * dp_actor's composition in double from the float32 inputs, with the engine's bounds and verl's budgets:
+     * pg_loss and its gradient as vanilla's ({@link PolicyLossHandler#exact}); kl_loss = agg_loss of the per-token
+     * kld ({@link KlBounds#of}) with the same aggregation weights (a double sum rounded once in the engine, float32
+     * sums in verl); loss = (pg_loss + kl_loss * coef) * micro_batch_scale in float32 ({@link F32Term}); the
+     * gradient per token: (d pg_loss / d lp) * scale + (d kld / d lp) * w, in float32, with w = weight * coef *
+     * scale rounded to float32 once (the engine's {@code ActorComposition} weights).
+     *
+     * @return {pg_loss, kl_loss, loss, gradient}, or null where the case is not judged (an input not finite, no
+     *     valid token, a token vanilla cannot judge).
+     */
+    static CaseOutputs.Referee[] exact(final LossSpec spec, final float[] lp, final float[] old, final float[] ref,
+                                       final float[] adv, final float[] mask, final int[] bt) {
+        for (int k = 0; k < mask.length; k++) {
+            if (mask[k] != 0 && !Float.isFinite(ref[k])) {
+                return null;
+            }
+        }
+        final PolicyLossHandler.Rule rule = PolicyLossHandler.rule(spec);
+        final double[] weights = AggLossHandler.weights(spec.aggregationSpec(), mask, bt[0], bt[1]);
+        if (rule == null || weights == null) {
+            return null;
+        }
+        final PolicyLossHandler.Exact pg = PolicyLossHandler.exact(spec, rule, AggLossHandler.widen(lp),
+            AggLossHandler.widen(old), AggLossHandler.widen(adv), null, mask, bt);
+        if (pg == null || pg.loss() == null || pg.gradient() == null) {
+            return null;
+        }
+        final KlPenalty kl = spec.klLossType();
+        final double[] lpd = AggLossHandler.widen(lp);
+        final double[] refd = AggLossHandler.widen(ref);
+        final CaseOutputs.Referee kld = KlBounds.of(kl, lpd, refd);
+        double klLoss = 0;
+        double klEngine = 0;
+        double klVerl = 0;
+        double magnitude = 0;
+        for (int k = 0; k < mask.length; k++) {
+            if (weights[k] != 0) {
+                klLoss += weights[k] * kld.exactAt(k);
+                klEngine += Math.abs(weights[k]) * kld.engineBoundAt(k);
+                klVerl += Math.abs(weights[k]) * kld.budgetAt(k);
+                magnitude += Math.abs(weights[k] * kld.exactAt(k));
+            }
+        }
+        klEngine += 1.5 * Math.ulp((float) klLoss) + (mask.length + 4) * 0x1p-52 * magnitude;
+        klVerl += (bt[0] + bt[1] + 4) * U * magnitude + 3 * U * Math.abs(klLoss);
+        final F32Term coef = F32Term.constant(spec.klLossCoef());
+        final F32Term scale = F32Term.constant(spec.microBatchScale());
+        final F32Term lossE = new F32Term(pg.loss().exactAt(0), pg.loss().engineBoundAt(0))
+            .plus(new F32Term(klLoss, klEngine).times(coef)).times(scale);
+        final F32Term lossV = new F32Term(pg.loss().exactAt(0), pg.loss().budgetAt(0))
+            .plus(new F32Term(klLoss, klVerl).times(coef)).times(scale);
+        final double[] g = new double[mask.length];
+        final double[] ge = new double[mask.length];
+        final double[] gv = new double[mask.length];
+        final double scaleExact = spec.microBatchScale();
+        for (int k = 0; k < mask.length; k++) {
+            if (mask[k] == 0) {
+                continue; // exactly 0 on both sides (the engine's weights and policy gradient are 0 there)
+            }
+            final double w = weights[k] * spec.klLossCoef() * scaleExact;
+            final F32Term local = KlBounds.localGradient(kl, lpd[k], refd[k]);
+            final F32Term wTerm = new F32Term(w, U * Math.abs(w) + F32Term.TINY);
+            final F32Term pgScale = new F32Term(scaleExact, Math.abs((float) scaleExact - scaleExact));
+            final F32Term sum = new F32Term(pg.gradient().exactAt(k), pg.gradient().engineBoundAt(k)).times(pgScale)
+                .plus(local.times(wTerm));
+            g[k] = sum.v();
+            ge[k] = sum.e();
+            gv[k] = 4 * sum.e() + new F32Term(pg.gradient().exactAt(k), pg.gradient().budgetAt(k)).e() * scaleExact
+                + 8 * U * Math.abs(sum.v());
+        }
+        return new CaseOutputs.Referee[] {pg.loss(),
+            new CaseOutputs.Referee(new double[] {klLoss}, new double[] {klVerl}, new double[] {klEngine}),
+            new CaseOutputs.Referee(new double[] {lossE.v()}, new double[] {lossV.e()}, new double[] {lossE.e()}),
+            new CaseOutputs.Referee(g, gv, ge)};
+    }
+
+    private static final double U = 0x1p-24;
 
     /**
      * The spec of an actor-composition case: vanilla policy loss, the KL loss on, every param under its verl name,

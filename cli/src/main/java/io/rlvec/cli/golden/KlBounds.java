@@ -96,19 +96,7 @@ final class KlBounds {
         final double[] verl = new double[n];
         final double[] engine = new double[n];
         for (int i = 0; i < n; i++) {
-            final F32Term d = new F32Term(lp[i], 0).minus(new F32Term(ref[i], 0));
-            final F32Term local;
-            if (kl.straightThrough()) {
-                local = d;
-            } else {
-                local = switch (kl.estimator()) {
-                    case K1 -> F32Term.constant(1);
-                    case ABS -> F32Term.constant(Math.signum(d.v()));
-                    case K2 -> d;
-                    case K3 -> k3Gradient(lp[i], ref[i]);
-                    default -> throw new IllegalArgumentException("no per-token bound for " + kl.verlName());
-                };
-            }
+            final F32Term local = localGradient(kl, lp[i], ref[i]);
             final double g = local.v() / entries;
             exact[i] = g;
             final double halfUlp = 0.5 * Math.ulp((float) Math.abs(g));
@@ -116,6 +104,24 @@ final class KlBounds {
             engine[i] = Math.max(2 * (local.e() / entries + F32Term.TINY) + U * Math.abs(g), halfUlp);
         }
         return new CaseOutputs.Referee(exact, verl, engine);
+    }
+
+    /**
+     * d kld / d logprob at one token as autograd gives it, with its float32 bound (see {@link #gradient}, which
+     * divides it by the mean's N).
+     */
+    static F32Term localGradient(final KlPenalty kl, final double lp, final double ref) {
+        final F32Term d = new F32Term(lp, 0).minus(new F32Term(ref, 0));
+        if (kl.straightThrough()) {
+            return d;
+        }
+        return switch (kl.estimator()) {
+            case K1 -> F32Term.constant(1);
+            case ABS -> F32Term.constant(Math.signum(d.v()));
+            case K2 -> d;
+            case K3 -> k3Gradient(lp, ref);
+            default -> throw new IllegalArgumentException("no per-token bound for " + kl.verlName());
+        };
     }
 
     /** k3's local gradient 1 - e^r, r = clamp(ref - lp, -20, 20), where both clamps pass; either branch where ambiguous. */

@@ -411,4 +411,28 @@ class ErrorBoundVerdictsTest extends MutatedEngineTest {
             assertThat(tensor(sign, 0, "out.grad_log_prob").verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
         }
     }
+
+    @Test
+    void actorCompositionFromLogProbsIsJudgedByErrorBounds() throws IOException {
+        final List<Path> cases = goldenResources(n -> n.startsWith("actor_") && !n.contains("e2e"));
+        assertThat(cases).isNotEmpty();
+        for (final Path f : cases) {
+            final CaseReport r = run(f, null, null);
+            assertThat(r.verdict()).as(f.toString()).isIn(Verdict.PASS, Verdict.DEVIATION);
+            assertThat(r.runs().getFirst().tensors()).as(f.toString())
+                .allMatch(t -> t.judge() == TensorReport.Judge.BOUND || t.judge() == TensorReport.Judge.NONE);
+            for (final String name : new String[] {"out.loss", "out.kl_loss"}) {
+                final CaseOutputs.Referee ref = outputs(f).get(name).referee();
+                final double past = ref.exactAt(0) + 1.01 * ref.engineBoundAt(0);
+                assertThat(tensor(run(f, name, v -> v[0] = (float) past < past ? Math.nextUp((float) past)
+                    : (float) past), 0, name).verdict()).as(f + " " + name).isEqualTo(Verdict.FAIL);
+            }
+            final CaseReport sign = run(f, "out.grad_log_prob", v -> {
+                for (int i = 0; i < v.length; i++) {
+                    v[i] = -v[i];
+                }
+            });
+            assertThat(tensor(sign, 0, "out.grad_log_prob").verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
+        }
+    }
 }
