@@ -22,8 +22,10 @@ import io.rlvec.cli.io.TensorInfo;
  * <li>{@code out.sum_pi_squared} ({@code calculate_sum_pi_squared_from_logits}, sum of softmax(z)^2 per row): the
  * engine's, from the same forward (relative 1e-5).</li>
  * </ul>
- * Entropies, gradients and sum_pi_squared also carry the harness's double-precision evaluation ({@link Exact}),
- * which referees {@link Deviation#TORCH_LESS_ACCURATE}: at logits with a large common offset (rows of about 1000
+ * Float32 cases are judged by derived bounds: log-probs and entropies by their float32 bounds, the gradients and
+ * sum_pi_squared by the engine's vocabulary pass operation by operation ({@link Exact}); the float64 case keeps the
+ * tolerances (verl evaluated it in double on the stored logits, whose division by the temperature is float32 here).
+ * The harness's double-precision evaluation also referees {@link Deviation#TORCH_LESS_ACCURATE}: at logits with a large common offset (rows of about 1000
  * in the peaked scenarios) torch's float32 softmax is off by up to ~1e-4, and a peaked row's entropy of 1e-16 to
  * 1e-22 is exactly 0 in torch; there the engine must be within tolerance of the double value and closer to it
  * than verl, and verl's error must be of float32 rounding size (see {@link Exact} for the budget).
@@ -88,6 +90,10 @@ public final class LogitsHandler implements CaseHandler {
             final CaseOutputs.Referee hRef = f64 ? exact.entropyF64 : exact.entropy;
             final CaseOutputs.Referee lpRef = f64 ? new CaseOutputs.Referee(exact.logProb.exact(),
                 exact.logProb.budget()) : exact.logProb;
+            final CaseOutputs.Referee gRef = f64 ? new CaseOutputs.Referee(exact.grad.exact(), exact.grad.budget())
+                : exact.grad;
+            final CaseOutputs.Referee sppRef = f64 ? new CaseOutputs.Referee(exact.sumPiSquared.exact(),
+                exact.sumPiSquared.budget()) : exact.sumPiSquared;
             final Deviation nan = Deviation.NEG_INF_LOGIT;
             final Deviation torch = Deviation.TORCH_LESS_ACCURATE;
             return new CaseOutputs(new CaseFacts(rows, false, negInf))
@@ -96,9 +102,9 @@ public final class LogitsHandler implements CaseHandler {
                 .refereed("out.logprob_v2", logProb.clone(), lpRef, Tolerance.VALUE, null)
                 .refereed("out.logprob_dispatch", logProb.clone(), lpRef, Tolerance.VALUE, null)
                 .refereed("out.entropy_chunking", entropy.clone(), hRef, Tolerance.VALUE, null, nan, torch)
-                .refereed("out.sum_pi_squared", spp, exact.sumPiSquared, Tolerance.VALUE, null, torch)
-                .refereed("out.grad_logits_naive", g, exact.grad, Tolerance.GRADIENT, null, nan, torch)
-                .refereed("out.grad_logits_v2", g.clone(), exact.grad, Tolerance.GRADIENT, null, nan, torch);
+                .refereed("out.sum_pi_squared", spp, sppRef, Tolerance.VALUE, null, torch)
+                .refereed("out.grad_logits_naive", g, gRef, Tolerance.GRADIENT, null, nan, torch)
+                .refereed("out.grad_logits_v2", g.clone(), gRef, Tolerance.GRADIENT, null, nan, torch);
         }
     }
 
@@ -145,6 +151,8 @@ public final class LogitsHandler implements CaseHandler {
             final double[] sppBudget = new double[rows];
             final double[] g = new double[rows * vocab];
             final double[] gBudget = new double[rows * vocab];
+            final double[] gEngine = new double[rows * vocab];
+            final double[] sppEngine = new double[rows];
             final double[] logp = new double[vocab];
             final double[] p = new double[vocab];
             for (int r = 0; r < rows; r++) {
@@ -204,10 +212,97 @@ public final class LogitsHandler implements CaseHandler {
                     gBudget[o + j] = p[j] == 0 ? 0
                         : delta * p[j] * (Math.abs(w1[r]) + Math.abs(w2[r]) * (2 + Math.abs(logp[j]) + entropy)) / t;
                 }
+                engineRow(x, labels[r], w1[r], w2[r], o, vocab, t, max, logS, p, entropy, g, gEngine, r, sppEngine);
             }
-            return new Exact(new CaseOutputs.Referee(h, hBound, hBound), new CaseOutputs.Referee(spp, sppBudget),
-                new CaseOutputs.Referee(g, gBudget), new CaseOutputs.Referee(lpExact, lpBound, lpBound),
+            return new Exact(new CaseOutputs.Referee(h, hBound, hBound),
+                new CaseOutputs.Referee(spp, sppBudget, sppEngine),
+                new CaseOutputs.Referee(g, gBudget, gEngine), new CaseOutputs.Referee(lpExact, lpBound, lpBound),
                 new CaseOutputs.Referee(h, hBudget));
+        }
+
+        /**
+         * The engine's error on one row's gradient and sum of squared probabilities, operation by operation of its
+         * vocabulary pass ({@code VocabPass} in the reference module; {@code z = x / t} is float32 on both sides,
+         * the exact value's input):
+         * <pre>
+         *   d = z - m (float32)                 dd_j = u |d_j|
+         *   e = exp(d) (canonical exp)          de_j / e_j = expm1(dd_j) + 3u
+         *   S = sum e (float partials of 4 terms, double lanes)   dS / S = sum p de / e + 3u
+         *   rS = 1 / S, p = e rS (float32)      dp_j / p_j = de_j / e_j + dS / S + 3u
+         *   mu = W / S, W = sum e d (float partials)   dmu = (sum e (|d| de / e + dd) + 4u sum e |d| + |mu| dS) / S + u |mu|
+         *   gl = w1 / t, ge = w2 / t (float32)  u each
+         *   k = fma(-ge, (d - mu), -gl)         dk = dgl + |ge| (dd + dmu + u |d - mu|) + dge |d - mu| + u |k|
+         *   g = p k, or fma(p, k, gl) at the label   dg = |k| p dp / p + p dk (+ dgl) + u |g|
+         *   sum p^2 = Q / S^2, Q = sum e^2 (float partials)   relative 2 sum p^2 de / e / sum p^2 + 3u + 2 dS / S + u
+         * </pre>
+         * each times 1.01 for the second-order terms (products of two of these relative errors, each below 2^-16 on
+         * rows whose logits span less than 2^8); a logit whose exp is flushed (d below the exp's
+         * range) contributes its p (at most 2^-126 / S) instead.
+         */
+        /** The factor on first-order bounds that covers their second-order terms. */
+        private static final double SECOND_ORDER = 1.01;
+
+        private static void engineRow(final float[] x, final int label, final float w1, final float w2, final int o,
+                                      final int vocab, final float t, final double max, final double logS,
+                                      final double[] p, final double entropy, final double[] g,
+                                      final double[] gEngine, final int r, final double[] sppEngine) {
+            double weightedDe = 0;
+            double mu = 0;
+            double sumEd = 0;
+            double dW = 0;
+            final double[] dd = new double[vocab];
+            final double[] de = new double[vocab];
+            for (int j = 0; j < vocab; j++) {
+                final float z = x[o + j] / t;
+                final double d = z - max;
+                if (p[j] == 0 || !Double.isFinite(d)) {
+                    continue;
+                }
+                dd[j] = U * Math.abs(d);
+                de[j] = Math.expm1(dd[j]) + 3 * U;
+                weightedDe += p[j] * de[j];
+                mu += p[j] * d;
+                sumEd += p[j] * Math.abs(d);
+                dW += p[j] * (Math.abs(d) * de[j] + dd[j]);
+            }
+            // S = sum e_j moves by sum e_j de_j: relative, the p-weighted mean of de (plus the partials' 3u).
+            final double dS = weightedDe + 3 * U;
+            final double dMu = dW + 4 * U * sumEd + Math.abs(mu) * dS + U * Math.abs(mu);
+            final double gl = w1 / (double) t;
+            final double ge = w2 / (double) t;
+            for (int j = 0; j < vocab; j++) {
+                final int at = o + j;
+                final float z = x[o + j] / t;
+                final double d = z - max;
+                if (p[j] == 0 || !Double.isFinite(d)) {
+                    // A flushed or -inf exp: p is 0 in the engine, at most 2^-126 / S off.
+                    final double k = Math.abs(gl) + Math.abs(ge) * (Math.abs(mu) + 200);
+                    gEngine[at] = (j == label ? U * Math.abs(gl) : 0) + k * 0x1p-126 + F32Term.TINY;
+                    continue;
+                }
+                final double dp = de[j] + dS + 3 * U;
+                final double k = -gl - ge * (d - mu);
+                final double dk = U * Math.abs(gl) + Math.abs(ge) * (dd[j] + dMu + U * Math.abs(d - mu))
+                    + U * Math.abs(ge) * Math.abs(d - mu) + U * Math.abs(k);
+                final double bound = Math.abs(k) * p[j] * dp + p[j] * dk + (j == label ? U * Math.abs(gl) : 0)
+                    + U * Math.abs(g[at]);
+                gEngine[at] = SECOND_ORDER * bound + F32Term.TINY;
+            }
+            double weightedDe2 = 0;
+            for (int j = 0; j < vocab; j++) {
+                weightedDe2 += p[j] * p[j] * de[j];
+            }
+            final double q = sppOf(p, vocab);
+            sppEngine[r] = SECOND_ORDER * ((2 * weightedDe2 / Math.max(q, Double.MIN_NORMAL) + 3 * U + 2 * dS + U) * q)
+                + F32Term.TINY;
+        }
+
+        private static double sppOf(final double[] p, final int vocab) {
+            double q = 0;
+            for (int j = 0; j < vocab; j++) {
+                q += p[j] * p[j];
+            }
+            return q;
         }
     }
 }

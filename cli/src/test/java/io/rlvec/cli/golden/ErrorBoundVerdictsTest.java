@@ -435,4 +435,33 @@ class ErrorBoundVerdictsTest extends MutatedEngineTest {
             assertThat(tensor(sign, 0, "out.grad_log_prob").verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
         }
     }
+
+    /**
+     * The vocabulary pass's gradient and sum of squared probabilities judged by the engine's own operations: the
+     * largest gradient element's bound is a few ulp, and past it the check fails, as does a wrong sign.
+     */
+    @Test
+    void logitsGradientIsJudgedByTheEnginesOperations() throws IOException {
+        final List<Path> cases = goldenResources(n -> n.startsWith("logits_") && !n.contains("f64"));
+        assertThat(cases).isNotEmpty();
+        for (final Path f : cases) {
+            final CaseReport r = run(f, null, null);
+            assertThat(r.verdict()).as(f.toString()).isIn(Verdict.PASS, Verdict.DEVIATION);
+            assertThat(tensor(r, 0, "out.grad_logits_v2").judge()).as(f.toString()).isEqualTo(TensorReport.Judge.BOUND);
+            assertThat(tensor(r, 0, "out.sum_pi_squared").judge()).as(f.toString())
+                .isEqualTo(TensorReport.Judge.BOUND);
+            final CaseOutputs.Output grad = outputs(f).get("out.grad_logits_v2");
+            final float[] v = grad.values();
+            int at = 0;
+            for (int i = 0; i < v.length; i++) {
+                at = Math.abs(v[i]) > Math.abs(v[at]) ? i : at;
+            }
+            assertThat(grad.referee().engineBoundAt(at) / Math.ulp(v[at])).as(f.toString()).isLessThan(64);
+            final int i = at;
+            final double past = grad.referee().exactAt(i) + 1.01 * grad.referee().engineBoundAt(i);
+            assertThat(tensor(run(f, "out.grad_logits_v2", x -> x[i] = (float) past < past
+                ? Math.nextUp((float) past) : (float) past), 0, "out.grad_logits_v2").verdict()).as(f.toString())
+                .isEqualTo(Verdict.FAIL);
+        }
+    }
 }
