@@ -155,6 +155,15 @@ public final class GoldenRunner {
     }
 
     /**
+     * How far beyond an estimated (not proven) float32 budget verl may be for {@link Deviation#TORCH_LESS_ACCURATE}:
+     * an estimate may undercount PyTorch's roundings by the summation order it assumes (a float32 sum accumulated
+     * left to right errs by up to n u, not log2(n) u: on a 151,936-wide row, 8 times the entropy's budget), not by
+     * orders of magnitude; verl beyond it computed something else. On both golden directories every such deviation
+     * lies within twice its budget.
+     */
+    static final double ESTIMATE_SLACK = 64;
+
+    /**
      * Compares an engine output with verl's values element by element.
      *
      * @param expected verl's values (exact, F64 kept).
@@ -207,9 +216,15 @@ public final class GoldenRunner {
                             failure = "verl off the double-precision value " + x + " by " + verlOff + ", over the "
                                 + "proven float32 bound " + bv + " (engine off by " + engineOff + ", within its "
                                 + "bound " + be + ")";
-                        } else if (verlOff > engineOff) {
+                        } else if (verlOff > engineOff && verlOff <= ESTIMATE_SLACK * bv) {
                             deviations.add(Deviation.TORCH_LESS_ACCURATE);
                             deviating++;
+                        } else if (verlOff > engineOff) {
+                            // The budget estimates PyTorch's rounding: it may undercount it by a small factor, not
+                            // by orders of magnitude. verl this far off computed something else.
+                            failure = "verl off the double-precision value " + x + " by " + verlOff + ", more than "
+                                + (int) ESTIMATE_SLACK + " times its float32 budget " + bv + " (engine off by "
+                                + engineOff + ", within its bound " + be + ")";
                         } else {
                             failure = "engine and verl differ by " + abs + ", over the bound " + (bv + be);
                         }

@@ -117,14 +117,14 @@ class BypassBoundVerdictsTest extends MutatedEngineTest {
             assertThat(verdict(run(f, o -> o.get(name).values()[0] = ulps(o.get(name).values()[0], 6)), name))
                 .as(metric).isEqualTo(Verdict.FAIL);
         }
-        // A gradient element -A w / n of the token-IS case (w = min(exp(lr), 2): an exp, a product, the weight):
-        // within 8 ulp, and 8 ulp off fails.
+        // A gradient element -A w / n of the token-IS case (w = min(exp(lr), 2): an exp within 1.5 ulp of the exact
+        // value, a product, the weight): within 9 ulp, and 9 ulp off fails.
         final Path is = bypass(TOKEN_IS);
         final int at = firstNonZero(is, "out.grad_log_prob");
         final CaseOutputs.Referee g = outputs(is).get("out.grad_log_prob").referee();
-        assertThat(g.engineBoundAt(at) / Math.ulp((float) g.exactAt(at))).isLessThan(8);
+        assertThat(g.engineBoundAt(at) / Math.ulp((float) g.exactAt(at))).isLessThan(9);
         final CaseReport grad = run(is, o -> o.get("out.grad_log_prob").values()[at] =
-            ulps(o.get("out.grad_log_prob").values()[at], 8));
+            ulps(o.get("out.grad_log_prob").values()[at], 9));
         assertThat(verdict(grad, "out.grad_log_prob")).isEqualTo(Verdict.FAIL);
     }
 

@@ -138,13 +138,15 @@ class GoldenCasesTest {
     }
 
     /**
-     * @return the expected deviations that must show up: those of the vocabulary pass, where every such file
-     *     has them. (Whether an all-masked or NaN-padded case reaches a NaN in verl depends on the mode.)
+     * @return the expected deviations that must show up: a -inf logit's, where every such file has it. (Whether an
+     *     all-masked or NaN-padded case reaches a NaN in verl depends on the mode; whether a peaked row's float32
+     *     softmax is beyond its derived budget depends on the row: the gradients and sums of squares, judged by
+     *     bounds, PASS where verl stays within it.)
      */
     private static Set<Deviation> mandatory(final Set<Deviation> expected) {
         final Set<Deviation> m = EnumSet.noneOf(Deviation.class);
         m.addAll(expected);
-        m.retainAll(EnumSet.of(Deviation.NEG_INF_LOGIT, Deviation.TORCH_LESS_ACCURATE));
+        m.retainAll(EnumSet.of(Deviation.NEG_INF_LOGIT));
         return m;
     }
 

@@ -66,23 +66,23 @@ class LossBoundVerdictsTest extends MutatedEngineTest {
     // A well-conditioned output a few ulp off
 
     @Test
-    void wellConditionedPolicyLossOffBySixUlpFails() throws IOException {
+    void wellConditionedPolicyLossOffBySevenUlpFails() throws IOException {
         final Path f = resource(VANILLA_ONE);
         final CaseOutputs.Referee ref = outputs(f).get("out.pg_loss").referee();
         final double ulp = Math.ulp((float) ref.exactAt(0));
-        assertThat(ref.engineBoundAt(0) / ulp).as("the engine's bound in ulps").isLessThan(6);
-        final CaseReport r = run(f, o -> o.get("out.pg_loss").values()[0] = ulps(o.get("out.pg_loss").values()[0], 6));
+        assertThat(ref.engineBoundAt(0) / ulp).as("the engine's bound in ulps").isLessThan(7);
+        final CaseReport r = run(f, o -> o.get("out.pg_loss").values()[0] = ulps(o.get("out.pg_loss").values()[0], 7));
         assertThat(tensor(r, 0, "out.pg_loss").verdict()).isEqualTo(Verdict.FAIL);
         assertThat(tensor(r, 0, "out.pg_loss").detail()).contains("over its error bound");
         // ppo_kl of the one token (one rounding), and the gradient of a 2048-token case, element by element.
-        final CaseReport kl = run(f, o -> o.get("out.ppo_kl").values()[0] = ulps(o.get("out.ppo_kl").values()[0], 6));
+        final CaseReport kl = run(f, o -> o.get("out.ppo_kl").values()[0] = ulps(o.get("out.ppo_kl").values()[0], 7));
         assertThat(tensor(kl, 0, "out.ppo_kl").verdict()).isEqualTo(Verdict.FAIL);
         final Path many = resource(VANILLA);
         final CaseReport grad = run(many, o -> {
             final float[] g = o.get("out.grad_log_prob").values();
             for (int i = 0; i < g.length; i++) {
                 if (g[i] != 0) {
-                    g[i] = ulps(g[i], 6);
+                    g[i] = ulps(g[i], 7);
                     break;
                 }
             }
