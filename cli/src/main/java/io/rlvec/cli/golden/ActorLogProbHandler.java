@@ -47,7 +47,8 @@ public final class ActorLogProbHandler implements CaseHandler {
             final CaseFacts facts = golden.facts(MASK, columns.values().toArray(String[]::new));
             final Deviation[] lossDeviations = lossDeviations(spec);
             final float[] mask = batch.mask().toFloatArray();
-            final CaseOutputs.Referee[] exact = exact(spec, batch.column(Column.LOG_PROB).toFloatArray(),
+            final CaseOutputs.Referee[] exact = exact(spec,
+                AggLossHandler.widen(batch.column(Column.LOG_PROB).toFloatArray()),
                 batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.REF_LOG_PROB).toFloatArray(),
                 batch.column(Column.ADVANTAGES).toFloatArray(), mask, golden.matrixShape(MASK));
             if (exact != null) {
@@ -75,10 +76,12 @@ public final class ActorLogProbHandler implements CaseHandler {
      * gradient per token: (d pg_loss / d lp) * scale + (d kld / d lp) * w, in float32, with w = weight * coef *
      * scale rounded to float32 once (the engine's {@code ActorComposition} weights).
      *
-     * @return {pg_loss, kl_loss, loss, gradient}, or null where the case is not judged (an input not finite, no
-     *     valid token, a token vanilla cannot judge).
+     * @param lp the log-probs (the float32 inputs; from logits, the exact or the engine's own, see
+     *           {@link ActorLogitsHandler}).
+     * @return {pg_loss, kl_loss, loss, gradient, d pg_loss / d lp, d kl_loss / d lp (exact values only)}, or null
+     *     where the case is not judged (an input not finite, no valid token, a token vanilla cannot judge).
      */
-    static CaseOutputs.Referee[] exact(final LossSpec spec, final float[] lp, final float[] old, final float[] ref,
+    static CaseOutputs.Referee[] exact(final LossSpec spec, final double[] lp, final float[] old, final float[] ref,
                                        final float[] adv, final float[] mask, final int[] bt) {
         for (int k = 0; k < mask.length; k++) {
             if (mask[k] != 0 && !Float.isFinite(ref[k])) {
@@ -90,13 +93,13 @@ public final class ActorLogProbHandler implements CaseHandler {
         if (rule == null || weights == null) {
             return null;
         }
-        final PolicyLossHandler.Exact pg = PolicyLossHandler.exact(spec, rule, AggLossHandler.widen(lp),
+        final PolicyLossHandler.Exact pg = PolicyLossHandler.exact(spec, rule, lp,
             AggLossHandler.widen(old), AggLossHandler.widen(adv), null, mask, bt);
         if (pg == null || pg.loss() == null || pg.gradient() == null) {
             return null;
         }
         final KlPenalty kl = spec.klLossType();
-        final double[] lpd = AggLossHandler.widen(lp);
+        final double[] lpd = lp;
         final double[] refd = AggLossHandler.widen(ref);
         final CaseOutputs.Referee kld = KlBounds.of(kl, lpd, refd);
         double klLoss = 0;
@@ -138,10 +141,15 @@ public final class ActorLogProbHandler implements CaseHandler {
             gv[k] = 4 * sum.e() + new F32Term(pg.gradient().exactAt(k), pg.gradient().budgetAt(k)).e() * scaleExact
                 + 8 * U * Math.abs(sum.v());
         }
+        final double[] klSlope = new double[mask.length];
+        for (int k = 0; k < mask.length; k++) {
+            klSlope[k] = weights[k] == 0 ? 0 : weights[k] * KlBounds.localGradient(kl, lpd[k], refd[k]).v();
+        }
         return new CaseOutputs.Referee[] {pg.loss(),
             new CaseOutputs.Referee(new double[] {klLoss}, new double[] {klVerl}, new double[] {klEngine}),
             new CaseOutputs.Referee(new double[] {lossE.v()}, new double[] {lossV.e()}, new double[] {lossE.e()}),
-            new CaseOutputs.Referee(g, gv, ge)};
+            new CaseOutputs.Referee(g, gv, ge), pg.gradient(),
+            new CaseOutputs.Referee(klSlope, new double[mask.length], new double[mask.length])};
     }
 
     private static final double U = 0x1p-24;

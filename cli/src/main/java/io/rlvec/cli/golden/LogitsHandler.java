@@ -22,9 +22,9 @@ import io.rlvec.cli.io.TensorInfo;
  * <li>{@code out.sum_pi_squared} ({@code calculate_sum_pi_squared_from_logits}, sum of softmax(z)^2 per row): the
  * engine's, from the same forward (relative 1e-5).</li>
  * </ul>
- * Float32 cases are judged by derived bounds: log-probs and entropies by their float32 bounds, the gradients and
- * sum_pi_squared by the engine's vocabulary pass operation by operation ({@link Exact}); the float64 case keeps the
- * tolerances (verl evaluated it in double on the stored logits, whose division by the temperature is float32 here).
+ * Every output is judged by derived bounds: log-probs and entropies by their float32 bounds, the gradients and
+ * sum_pi_squared by the engine's vocabulary pass operation by operation ({@link Exact}); a float64 case against
+ * verl's double evaluation on the stored logits ({@link Exact#ofStored}, {@link CaseOutputs.Referee#storedInDouble}).
  * The harness's double-precision evaluation also referees {@link Deviation#TORCH_LESS_ACCURATE}: at logits with a large common offset (rows of about 1000
  * in the peaked scenarios) torch's float32 softmax is off by up to ~1e-4, and a peaked row's entropy of 1e-16 to
  * 1e-22 is exactly 0 in torch; there the engine must be within tolerance of the double value and closer to it
@@ -84,16 +84,17 @@ public final class LogitsHandler implements CaseHandler {
             final Exact exact = Exact.of(xs, labels.toIntArray(), golden.float32(W1).toFloatArray(),
                 golden.float32(W2).toFloatArray(), rows, vocab, (float) temperature);
             final float[] spp = sq.toFloatArray();
-            // f64 cases: verl evaluated in double on inputs this harness only has in float32, so the judgement by
-            // float32 error bounds does not apply; their entropies keep the tolerance and the budget referee.
+            // A float64 case: verl divided the stored logits by the temperature in double and went on in double;
+            // judged against that evaluation, the engine's bound including the move from rounding the inputs.
             final boolean f64 = golden.file().info(LOGITS).dtype() == io.rlvec.cli.io.Dtype.F64;
-            final CaseOutputs.Referee hRef = f64 ? exact.entropyF64 : exact.entropy;
-            final CaseOutputs.Referee lpRef = f64 ? new CaseOutputs.Referee(exact.logProb.exact(),
-                exact.logProb.budget()) : exact.logProb;
-            final CaseOutputs.Referee gRef = f64 ? new CaseOutputs.Referee(exact.grad.exact(), exact.grad.budget())
-                : exact.grad;
-            final CaseOutputs.Referee sppRef = f64 ? new CaseOutputs.Referee(exact.sumPiSquared.exact(),
-                exact.sumPiSquared.budget()) : exact.sumPiSquared;
+            final Exact stored = f64 ? Exact.ofStored(xs, golden.expected(LOGITS), labels.toIntArray(),
+                golden.float32(W1).toFloatArray(), golden.float32(W2).toFloatArray(), rows, vocab, temperature)
+                : null;
+            final CaseOutputs.Referee hRef = f64 ? exact.entropy.storedInDouble(stored.entropy) : exact.entropy;
+            final CaseOutputs.Referee lpRef = f64 ? exact.logProb.storedInDouble(stored.logProb) : exact.logProb;
+            final CaseOutputs.Referee gRef = f64 ? exact.grad.storedInDouble(stored.grad) : exact.grad;
+            final CaseOutputs.Referee sppRef = f64 ? exact.sumPiSquared.storedInDouble(stored.sumPiSquared)
+                : exact.sumPiSquared;
             final Deviation nan = Deviation.NEG_INF_LOGIT;
             final Deviation torch = Deviation.TORCH_LESS_ACCURATE;
             return new CaseOutputs(new CaseFacts(rows, false, negInf))
@@ -125,7 +126,7 @@ public final class LogitsHandler implements CaseHandler {
      * @param grad         per logit, d (w1 * log_prob + w2 * entropy) / d x.
      */
     record Exact(CaseOutputs.Referee entropy, CaseOutputs.Referee sumPiSquared, CaseOutputs.Referee grad,
-                 CaseOutputs.Referee logProb, CaseOutputs.Referee entropyF64) {
+                 CaseOutputs.Referee logProb) {
         /** float32's unit roundoff. */
         private static final double U = 0x1p-24;
 
@@ -139,6 +140,54 @@ public final class LogitsHandler implements CaseHandler {
 
         static Exact of(final float[] x, final int[] labels, final float[] w1, final float[] w2, final int rows,
                         final int vocab, final float t) {
+            final double[] d1 = new double[rows];
+            final double[] d2 = new double[rows];
+            for (int r = 0; r < rows; r++) {
+                d1[r] = w1[r];
+                d2[r] = w2[r];
+            }
+            return of(x, labels, d1, d2, null, null, rows, vocab, t);
+        }
+
+        /**
+         * The same with upstream gradients that carry errors of their own (the composition's d loss / d log_prob
+         * and d loss / d entropy, computed by the engine from its own log-probs): {@code e1}, {@code e2} per row
+         * bound the engine's upstream values' distance from {@code w1}, {@code w2} (null: exact); they enter the
+         * gradient's bound through {@code abs([j == label] - p_j) e1 / t + abs(p_j (log p_j + H)) e2 / t}.
+         */
+        static Exact of(final float[] x, final int[] labels, final double[] w1, final double[] w2,
+                        final double[] e1, final double[] e2, final int rows, final int vocab, final float t) {
+            final double[] zs = new double[x.length];
+            for (int k = 0; k < x.length; k++) {
+                zs[k] = x[k] / t; // verl's in-place division of float32 logits: float32
+            }
+            return of(x, zs, labels, w1, w2, e1, e2, rows, vocab, t);
+        }
+
+        /**
+         * The pass on a float64 case's stored logits, which verl divides by the temperature in double: the exact
+         * values and verl's budgets there ({@link CaseOutputs.Referee#storedInDouble} takes the engine's bound from
+         * the float32 side).
+         */
+        static Exact ofStored(final float[] x, final double[] stored, final int[] labels, final float[] w1,
+                              final float[] w2, final int rows, final int vocab, final double temperature) {
+            final double[] zs = new double[stored.length];
+            for (int k = 0; k < stored.length; k++) {
+                zs[k] = stored[k] / temperature;
+            }
+            final double[] d1 = new double[rows];
+            final double[] d2 = new double[rows];
+            for (int r = 0; r < rows; r++) {
+                d1[r] = w1[r];
+                d2[r] = w2[r];
+            }
+            return of(x, zs, labels, d1, d2, null, null, rows, vocab, (float) temperature);
+        }
+
+        /** @param zs the logits divided by the temperature as verl divides them (the exact values' input). */
+        private static Exact of(final float[] x, final double[] zs, final int[] labels, final double[] w1,
+                                final double[] w2, final double[] e1, final double[] e2, final int rows,
+                                final int vocab, final float t) {
             final double[] lpExact = new double[rows];
             final double[] lpBound = new double[rows];
             final double[] hBound = new double[rows];
@@ -146,7 +195,6 @@ public final class LogitsHandler implements CaseHandler {
             // (GPU): relative error within (ceil(log2 n) + 2) u of the sum of the magnitudes.
             final double sumError = (Math.ceil(Math.log(Math.max(2, vocab)) / Math.log(2)) + 2) * U;
             final double[] h = new double[rows];
-            final double[] hBudget = new double[rows];
             final double[] spp = new double[rows];
             final double[] sppBudget = new double[rows];
             final double[] g = new double[rows * vocab];
@@ -160,35 +208,34 @@ public final class LogitsHandler implements CaseHandler {
                 double max = Double.NEGATIVE_INFINITY;
                 float maxAbs = 0;
                 for (int j = 0; j < vocab; j++) {
-                    final float z = x[o + j] / t;
+                    final double z = zs[o + j];
                     max = Math.max(max, z);
-                    if (Float.isFinite(z)) {
-                        maxAbs = Math.max(maxAbs, Math.abs(z));
+                    if (Double.isFinite(z)) {
+                        maxAbs = Math.max(maxAbs, (float) Math.abs(z));
                     }
                 }
                 final double delta = ROUNDINGS * (Math.ulp(maxAbs) + Math.ulp(1f));
                 double s = 0;
                 for (int j = 0; j < vocab; j++) {
-                    s += Math.exp(x[o + j] / t - max);
+                    s += Math.exp(zs[o + j] - max);
                 }
                 final double logS = Math.log(s);
                 double entropy = 0;
                 double squares = 0;
                 for (int j = 0; j < vocab; j++) {
-                    logp[j] = (x[o + j] / t - max) - logS;
+                    logp[j] = (zs[o + j] - max) - logS;
                     p[j] = Math.exp(logp[j]);
                     entropy -= p[j] == 0 ? 0 : p[j] * logp[j];
                     squares += p[j] * p[j];
                 }
                 h[r] = entropy;
-                hBudget[r] = delta * (1 + entropy);
                 // verl: entropy = logsumexp(z) - sum(softmax(z) * z), log_prob = z_label - logsumexp(z). The terms
                 // that cancel are logsumexp(z) = max + log S and sum p |z|; S (terms within 2 ulp from exp) carries
                 // the sum's error, which log turns into an absolute error.
                 double sumPz = 0;
                 for (int j = 0; j < vocab; j++) {
                     if (p[j] != 0) {
-                        sumPz += p[j] * Math.abs(x[o + j] / t);
+                        sumPz += p[j] * Math.abs(zs[o + j]);
                     }
                 }
                 final double lse = max + logS;
@@ -196,7 +243,7 @@ public final class LogitsHandler implements CaseHandler {
                 hBound[r] = 2 * (lseError + (2 * sumError + 4 * U) * sumPz + U * Math.abs(entropy));
                 final int label = labels[r];
                 if (label >= 0 && label < vocab) {
-                    final double zl = x[o + label] / t;
+                    final double zl = zs[o + label];
                     lpExact[r] = (zl - max) - logS;
                     lpBound[r] = 2 * (lseError + U * (Math.abs(zl) + Math.abs(lpExact[r])));
                 } else {
@@ -213,11 +260,20 @@ public final class LogitsHandler implements CaseHandler {
                         : delta * p[j] * (Math.abs(w1[r]) + Math.abs(w2[r]) * (2 + Math.abs(logp[j]) + entropy)) / t;
                 }
                 engineRow(x, labels[r], w1[r], w2[r], o, vocab, t, max, logS, p, entropy, g, gEngine, r, sppEngine);
+                if (e1 != null || e2 != null) {
+                    final double u1 = e1 == null ? 0 : e1[r];
+                    final double u2 = e2 == null ? 0 : e2[r];
+                    for (int j = 0; j < vocab; j++) {
+                        final double dh = p[j] == 0 ? 0 : p[j] * Math.abs(logp[j] + entropy);
+                        final double moved = (Math.abs((j == labels[r] ? 1 : 0) - p[j]) * u1 + dh * u2) / t;
+                        gEngine[o + j] += SECOND_ORDER * moved;
+                        gBudget[o + j] += SECOND_ORDER * moved;
+                    }
+                }
             }
             return new Exact(new CaseOutputs.Referee(h, hBound, hBound),
                 new CaseOutputs.Referee(spp, sppBudget, sppEngine),
-                new CaseOutputs.Referee(g, gBudget, gEngine), new CaseOutputs.Referee(lpExact, lpBound, lpBound),
-                new CaseOutputs.Referee(h, hBudget));
+                new CaseOutputs.Referee(g, gBudget, gEngine), new CaseOutputs.Referee(lpExact, lpBound, lpBound));
         }
 
         /**
@@ -242,7 +298,7 @@ public final class LogitsHandler implements CaseHandler {
         /** The factor on first-order bounds that covers their second-order terms. */
         private static final double SECOND_ORDER = 1.01;
 
-        private static void engineRow(final float[] x, final int label, final float w1, final float w2, final int o,
+        private static void engineRow(final float[] x, final int label, final double w1, final double w2, final int o,
                                       final int vocab, final float t, final double max, final double logS,
                                       final double[] p, final double entropy, final double[] g,
                                       final double[] gEngine, final int r, final double[] sppEngine) {

@@ -237,15 +237,12 @@ public final class ParityReport {
             lines.add(sb + (fixed.size() > SUMMARY_TOLERANCE_OUTPUTS ? " (--json lists every one under "
                 + "summary.toleranceJudged)" : ""));
         }
-        lines.add("error bounds vs verl: kl_penalty's kld and gradient, log-probs, entropies, agg_loss, the policy losses (every "
-            + "mode, bypass_mode's rollout correction included), the rollout_corr metrics (standard deviations and "
-            + "effective sample size included) and the value loss (losses, metrics, gradients) "
-            + "are judged against a double-precision evaluation, the engine within its derived bound and verl within "
-            + "float32's");
-        lines.add("tolerances vs verl elsewhere: " + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.VALUE
-            + " on per-token values, " + Tolerance.GRADIENT + " on gradients; a case stored in float64 is judged "
-            + "against verl's expression on the stored values where its function has bounds (the engine's bound "
-            + "then includes how far rounding the inputs to float32 moves the value), else at the same tolerances");
+        lines.add("error bounds vs verl: every output of every function is judged against a double-precision "
+            + "evaluation of verl's expression on the same inputs (a float64 case's stored ones), the engine within "
+            + "its derived bound and verl within float32's (docs/parity-verdicts.md)");
+        lines.add("tolerances vs verl where no bound applies (a valid input not finite, a term that cannot be bounded): "
+            + Tolerance.SCALAR + " on losses and metrics, " + Tolerance.VALUE + " on per-token values, "
+            + Tolerance.GRADIENT + " on gradients");
         return lines;
     }
 

@@ -464,4 +464,34 @@ class ErrorBoundVerdictsTest extends MutatedEngineTest {
                 .isEqualTo(Verdict.FAIL);
         }
     }
+
+    /**
+     * dp_actor's composition from logits judged by derived bounds (the losses through the engine's own log-probs);
+     * mutations fail: the loss, pg_loss and kl_loss just past their bounds, the logits' gradient negated.
+     */
+    @Test
+    void actorCompositionFromLogitsIsJudgedByErrorBounds() throws IOException {
+        final List<Path> cases = goldenResources(n -> n.startsWith("actor_e2e"));
+        assertThat(cases).hasSize(2);
+        for (final Path f : cases) {
+            final CaseReport r = run(f, null, null);
+            assertThat(r.verdict()).as(f.toString()).isIn(Verdict.PASS, Verdict.DEVIATION);
+            assertThat(r.runs().getFirst().tensors()).as(f.toString())
+                .allMatch(t -> t.judge() == TensorReport.Judge.BOUND);
+            for (final String name : new String[] {"out.loss", "out.pg_loss", "out.kl_loss"}) {
+                final CaseOutputs.Referee ref = outputs(f).get(name).referee();
+                final double past = ref.exactAt(0) + 1.01 * ref.engineBoundAt(0);
+                assertThat(tensor(run(f, name, v -> v[0] = (float) past < past ? Math.nextUp((float) past)
+                    : (float) past), 0, name).verdict()).as(f + " " + name).isEqualTo(Verdict.FAIL);
+                assertThat(ref.engineBoundAt(0) / Math.ulp((float) ref.exactAt(0))).as(f + " " + name)
+                    .isLessThan(64);
+            }
+            final CaseReport sign = run(f, "out.grad_logits", v -> {
+                for (int i = 0; i < v.length; i++) {
+                    v[i] = -v[i];
+                }
+            });
+            assertThat(tensor(sign, 0, "out.grad_logits").verdict()).as(f.toString()).isEqualTo(Verdict.FAIL);
+        }
+    }
 }
