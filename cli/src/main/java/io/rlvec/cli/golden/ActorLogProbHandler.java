@@ -102,20 +102,10 @@ public final class ActorLogProbHandler implements CaseHandler {
         final double[] lpd = lp;
         final double[] refd = AggLossHandler.widen(ref);
         final CaseOutputs.Referee kld = KlBounds.of(kl, lpd, refd);
-        double klLoss = 0;
-        double klEngine = 0;
-        double klVerl = 0;
-        double magnitude = 0;
-        for (int k = 0; k < mask.length; k++) {
-            if (weights[k] != 0) {
-                klLoss += weights[k] * kld.exactAt(k);
-                klEngine += Math.abs(weights[k]) * kld.engineBoundAt(k);
-                klVerl += Math.abs(weights[k]) * kld.budgetAt(k);
-                magnitude += Math.abs(weights[k] * kld.exactAt(k));
-            }
-        }
-        klEngine += 1.5 * Math.ulp((float) klLoss) + (mask.length + 4) * 0x1p-52 * magnitude;
-        klVerl += (bt[0] + bt[1] + 4) * U * magnitude + 3 * U * Math.abs(klLoss);
+        final CaseOutputs.Referee klAgg = AggLossHandler.aggregate(weights, kld, bt[0], bt[1]);
+        final double klLoss = klAgg.exactAt(0);
+        final double klEngine = klAgg.engineBoundAt(0);
+        final double klVerl = klAgg.budgetAt(0);
         final F32Term coef = F32Term.constant(spec.klLossCoef());
         final F32Term scale = F32Term.constant(spec.microBatchScale());
         final F32Term lossE = new F32Term(pg.loss().exactAt(0), pg.loss().engineBoundAt(0))
@@ -146,7 +136,7 @@ public final class ActorLogProbHandler implements CaseHandler {
             klSlope[k] = weights[k] == 0 ? 0 : weights[k] * KlBounds.localGradient(kl, lpd[k], refd[k]).v();
         }
         return new CaseOutputs.Referee[] {pg.loss(),
-            new CaseOutputs.Referee(new double[] {klLoss}, new double[] {klVerl}, new double[] {klEngine}),
+            klAgg,
             new CaseOutputs.Referee(new double[] {lossE.v()}, new double[] {lossV.e()}, new double[] {lossE.e()}),
             new CaseOutputs.Referee(g, gv, ge), pg.gradient(),
             new CaseOutputs.Referee(klSlope, new double[mask.length], new double[mask.length])};

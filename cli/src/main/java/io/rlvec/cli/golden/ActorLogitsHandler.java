@@ -162,20 +162,10 @@ public final class ActorLogitsHandler implements CaseHandler {
         final CaseOutputs.Referee pg = through(hat[0], star[0], sensitivity(star[4], lpRef));
         final CaseOutputs.Referee kl = through(hat[1], star[1], sensitivity(star[5], lpRef));
         // entropy_agg: agg_loss of the entropies (a double sum rounded once in the engine).
-        double ent = 0;
-        double entEngine = 0;
-        double entVerl = 0;
-        double magnitude = 0;
-        for (int k = 0; k < n; k++) {
-            if (weights[k] != 0) {
-                ent += weights[k] * hRef.exactAt(k);
-                entEngine += Math.abs(weights[k]) * hRef.engineBoundAt(k);
-                entVerl += Math.abs(weights[k]) * hRef.budgetAt(k);
-                magnitude += Math.abs(weights[k] * hRef.exactAt(k));
-            }
-        }
-        entEngine += 1.5 * Math.ulp((float) ent) + (n + 4) * 0x1p-52 * magnitude;
-        entVerl += (bt[0] + bt[1] + 4) * U * magnitude + 3 * U * Math.abs(ent);
+        final CaseOutputs.Referee entAgg = AggLossHandler.aggregate(weights, hRef, bt[0], bt[1]);
+        final double ent = entAgg.exactAt(0);
+        final double entEngine = entAgg.engineBoundAt(0);
+        final double entVerl = entAgg.budgetAt(0);
         final boolean bonus = spec.entropyCoeff() != 0;
         final F32Term ce = F32Term.constant(spec.entropyCoeff());
         final F32Term ck = F32Term.constant(spec.klLossCoef());
@@ -215,7 +205,7 @@ public final class ActorLogitsHandler implements CaseHandler {
         final CaseOutputs.Referee grad = new CaseOutputs.Referee(backward.grad().exact(),
             verlBackward.grad().budget(), backward.grad().engineBound());
         return new CaseOutputs.Referee[] {lpRef, hRef,
-            new CaseOutputs.Referee(new double[] {ent}, new double[] {entVerl}, new double[] {entEngine}),
+            entAgg,
             pg, parts[0], kl, parts[1], parts[2], grad};
     }
 
