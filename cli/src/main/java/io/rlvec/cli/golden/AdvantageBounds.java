@@ -227,10 +227,12 @@ final class AdvantageBounds {
                               final double[] verl) {
         int best = -1;
         int second = -1;
+        double d = 0;
         for (int j = 0; j < s.length; j++) {
             if (ids[j] != ids[i]) {
                 continue;
             }
+            d = Math.max(d, delta[j]);
             if (best < 0 || s[j] > s[best]) {
                 second = best;
                 best = j;
@@ -239,14 +241,16 @@ final class AdvantageBounds {
             }
         }
         final double value = (s[best] - s[second]) / den;
-        final double err = (delta[best] + delta[second] + (norm ? Math.abs(value) * dStd : 0)) / room
+        // The best and second scores each within D of theirs (float32 may also rank another sample second: its
+        // score is then within D of the second's as well).
+        final double err = (2 * d + (norm ? Math.abs(value) * dStd : 0)) / room
             + U * Math.abs(value) + arithmetic / den;
         // Another sample may be ranked best by float32 where its score is within both errors of the best one.
         final boolean candidate = i == best || s[best] - s[i] <= delta[best] + delta[i];
         final boolean open = candidate && countCandidates(s, delta, ids, best) > 1;
         a[i] = i == best ? value : 0.0;
         eng[i] = open ? Math.abs(value) + err : i == best ? err : 0.0;
-        verl[i] = (open || i == best ? Math.abs(value) * (open ? 1 : 0) : 0) + verlScale / den * (1 + Math.abs(value));
+        verl[i] = (open ? Math.abs(value) : 0) + verlScale / den * (1 + Math.abs(value));
     }
 
     private static int countCandidates(final double[] s, final double[] delta, final double[] ids, final int best) {
@@ -560,7 +564,7 @@ final class AdvantageBounds {
                 cumErr += wt.e() * Math.abs(mask[k]);
                 cumAbs += Math.abs(wt.v() * mask[k]);
                 w[k] = cum;
-                dw[k] = cumErr + scoreError(cum, (t + 4) * 0x1p-52 * cumAbs) ;
+                dw[k] = cumErr + scoreError(cum, (t + 4) * 0x1p-52 * cumAbs);
                 valid[i] += mask[k] != 0 ? 1 : 0;
             }
         }
