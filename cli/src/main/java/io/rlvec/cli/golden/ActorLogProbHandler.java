@@ -48,7 +48,7 @@ public final class ActorLogProbHandler implements CaseHandler {
             final Deviation[] lossDeviations = lossDeviations(spec);
             final float[] mask = batch.mask().toFloatArray();
             final CaseOutputs.Referee[] exact = exact(spec,
-                AggLossHandler.widen(batch.column(Column.LOG_PROB).toFloatArray()),
+                F32Term.widen(batch.column(Column.LOG_PROB).toFloatArray()),
                 batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.REF_LOG_PROB).toFloatArray(),
                 batch.column(Column.ADVANTAGES).toFloatArray(), mask, golden.matrixShape(MASK));
             if (exact != null) {
@@ -94,15 +94,18 @@ public final class ActorLogProbHandler implements CaseHandler {
             return null;
         }
         final PolicyLossHandler.Exact pg = PolicyLossHandler.exact(spec, rule, lp,
-            AggLossHandler.widen(old), AggLossHandler.widen(adv), null, mask, bt);
+            F32Term.widen(old), F32Term.widen(adv), null, mask, bt);
         if (pg == null || pg.loss() == null || pg.gradient() == null) {
             return null;
         }
         final KlPenalty kl = spec.klLossType();
         final double[] lpd = lp;
-        final double[] refd = AggLossHandler.widen(ref);
+        final double[] refd = F32Term.widen(ref);
         final CaseOutputs.Referee kld = KlBounds.of(kl, lpd, refd);
-        final CaseOutputs.Referee klAgg = AggLossHandler.aggregate(weights, kld, bt[0], bt[1]);
+        final CaseOutputs.Referee klAgg = TokenTermBounds.aggregated(kld, weights, bt[0], bt[1]);
+        if (klAgg == null) {
+            return null;
+        }
         final double klLoss = klAgg.exactAt(0);
         final double klEngine = klAgg.engineBoundAt(0);
         final double klVerl = klAgg.budgetAt(0);

@@ -151,7 +151,7 @@ public final class ActorLogitsHandler implements CaseHandler {
         final float[] adv = batch.column(Column.ADVANTAGES).toFloatArray();
         final double[] lpStar = forward.logProb().exact();
         final CaseOutputs.Referee[] star = ActorLogProbHandler.exact(spec, lpStar, old, ref, adv, mask, bt);
-        final CaseOutputs.Referee[] hat = ActorLogProbHandler.exact(spec, AggLossHandler.widen(lpHat), old, ref,
+        final CaseOutputs.Referee[] hat = ActorLogProbHandler.exact(spec, F32Term.widen(lpHat), old, ref,
             adv, mask, bt);
         final double[] weights = AggLossHandler.weights(spec.aggregationSpec(), mask, bt[0], bt[1]);
         if (star == null || hat == null || weights == null) {
@@ -162,7 +162,10 @@ public final class ActorLogitsHandler implements CaseHandler {
         final CaseOutputs.Referee pg = through(hat[0], star[0], sensitivity(star[4], lpRef));
         final CaseOutputs.Referee kl = through(hat[1], star[1], sensitivity(star[5], lpRef));
         // entropy_agg: agg_loss of the entropies (a double sum rounded once in the engine).
-        final CaseOutputs.Referee entAgg = AggLossHandler.aggregate(weights, hRef, bt[0], bt[1]);
+        final CaseOutputs.Referee entAgg = TokenTermBounds.aggregated(hRef, weights, bt[0], bt[1]);
+        if (entAgg == null) {
+            return null;
+        }
         final double ent = entAgg.exactAt(0);
         final double entEngine = entAgg.engineBoundAt(0);
         final double entVerl = entAgg.budgetAt(0);

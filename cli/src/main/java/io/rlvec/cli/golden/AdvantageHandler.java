@@ -177,7 +177,7 @@ public final class AdvantageHandler implements CaseHandler {
         boolean f64 = false;
         for (int k = 0; k < names.length; k++) {
             if (golden.has(names[k])) {
-                f32[k] = AggLossHandler.widen(golden.float32(names[k]).toFloatArray());
+                f32[k] = F32Term.widen(golden.float32(names[k]).toFloatArray());
                 stored[k] = golden.expected(names[k]);
                 f64 |= golden.file().info(names[k]).dtype() == io.rlvec.cli.io.Dtype.F64;
             }

@@ -60,7 +60,7 @@ public final class AggLossHandler implements CaseHandler {
                 : new Deviation[] {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_SEQ_MEAN};
             final float[] x = golden.float32(VALUES).toFloatArray();
             final float[] m = batch.mask().toFloatArray();
-            Exact exact = exact(spec, widen(x), m, values[0], values[1]);
+            Exact exact = exact(spec, F32Term.widen(x), m, values[0], values[1]);
             if (exact != null && exact.loss() != null
                 && golden.file().info(VALUES).dtype() == io.rlvec.cli.io.Dtype.F64) {
                 final Exact stored = exact(spec, golden.expected(VALUES), m, values[0], values[1]);
@@ -81,39 +81,6 @@ public final class AggLossHandler implements CaseHandler {
             return out.judgedTokens("out.grad_loss_mat", grad.toFloatArray(), m, exact.gradient(),
                 Tolerance.GRADIENT, Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT);
         }
-    }
-
-    /**
-     * agg_loss of a per-token term that carries its own bounds ({@code terms}: the exact values, verl's budget and
-     * the engine's bound per token) with verl's weights: the exact sum, the engine's bound (the terms' bounds
-     * through the weights, then its double sum rounded once, as {@link #exact}) and verl's (the terms' budgets
-     * through the weights, then float32 summation, as {@link #exact}).
-     */
-    static CaseOutputs.Referee aggregate(final double[] weights, final CaseOutputs.Referee terms, final int b,
-                                         final int t) {
-        double v = 0;
-        double engine = 0;
-        double verl = 0;
-        double magnitude = 0;
-        for (int k = 0; k < weights.length; k++) {
-            if (weights[k] != 0) {
-                v += weights[k] * terms.exactAt(k);
-                engine += Math.abs(weights[k]) * terms.engineBoundAt(k);
-                verl += Math.abs(weights[k]) * terms.budgetAt(k);
-                magnitude += Math.abs(weights[k] * terms.exactAt(k));
-            }
-        }
-        engine += 1.5 * Math.ulp((float) v) + (weights.length + 4) * 0x1p-52 * magnitude;
-        verl += (t + b + 4) * U * magnitude + 3 * U * Math.abs(v);
-        return new CaseOutputs.Referee(new double[] {v}, new double[] {verl}, new double[] {engine});
-    }
-
-    static double[] widen(final float[] x) {
-        final double[] d = new double[x.length];
-        for (int i = 0; i < x.length; i++) {
-            d[i] = x[i];
-        }
-        return d;
     }
 
     /** The judged loss (null where verl's is 0/0: no valid token) and gradient. */

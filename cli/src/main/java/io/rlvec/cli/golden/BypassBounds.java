@@ -38,7 +38,7 @@ final class BypassBounds {
         final RolloutCorrectionSpec rc = spec.rolloutCorrection();
         final boolean reinforce = spec.bypassReinforce();
         final boolean weighted = reinforce && rc.hasIs();
-        final F32Term[] lr = RolloutCorrectionBounds.logRatio(AggLossHandler.widen(lp), AggLossHandler.widen(old),
+        final F32Term[] lr = RolloutCorrectionBounds.logRatio(F32Term.widen(lp), F32Term.widen(old),
             mask);
         if (lr == null) {
             return null;
@@ -82,8 +82,8 @@ final class BypassBounds {
         }
         final PolicyLossHandler.Rule rule = reinforce ? reinforce(spec)
             : PolicyLossHandler.rule(spec.toBuilder().policyLossMode(PolicyLossMode.VANILLA).build());
-        return PolicyLossHandler.exact(spec, rule, AggLossHandler.widen(lp), AggLossHandler.widen(old),
-            AggLossHandler.widen(adv), w, taken, anyOpen ? kept : null, weights, bt);
+        return PolicyLossHandler.exact(spec, rule, F32Term.widen(lp), F32Term.widen(old),
+            F32Term.widen(adv), w, taken, anyOpen ? kept : null, weights, bt);
     }
 
     /** reinforce: gpg's rule (-lp A, d / d lp = -A), ppo_kl's summand old - lp (unclamped). */

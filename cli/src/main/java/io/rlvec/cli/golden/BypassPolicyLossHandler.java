@@ -68,7 +68,7 @@ public final class BypassPolicyLossHandler implements CaseHandler {
             }
             RolloutCorrectionHandler.metrics(out, r.rolloutCorrection(), spec.rolloutCorrection(),
                 input.validTokens(), f64 ? Map.of() : RolloutCorrectionBounds.metrics(spec.rolloutCorrection(),
-                    AggLossHandler.widen(lp), AggLossHandler.widen(old), mask, golden.matrixShape(MASK)));
+                    F32Term.widen(lp), F32Term.widen(old), mask, golden.matrixShape(MASK)));
             final Deviation[] gradDeviations = {Deviation.NO_VALID_TOKEN, Deviation.MASKED_NONFINITE_GRADIENT};
             return exact == null
                 ? out.tokens("out.grad_log_prob", grad.toFloatArray(), mask, Tolerance.GRADIENT, gradDeviations)

@@ -45,6 +45,24 @@ record F32Term(double v, double e) {
         return new F32Term(x, 0);
     }
 
+    /** @return float32 values as doubles (exact). */
+    static double[] widen(final float[] x) {
+        final double[] d = new double[x.length];
+        for (int i = 0; i < x.length; i++) {
+            d[i] = x[i];
+        }
+        return d;
+    }
+
+    /** @return doubles rounded to float32 (exact for values that are float32 already). */
+    static float[] narrow(final double[] x) {
+        final float[] f = new float[x.length];
+        for (int i = 0; i < x.length; i++) {
+            f[i] = (float) x[i];
+        }
+        return f;
+    }
+
     /** @return a float32 constant (verl's Python scalar as torch rounds it to float32): exact. */
     static F32Term constant(final double c) {
         return new F32Term((float) c, 0);

@@ -70,8 +70,8 @@ public final class KlPenaltyHandler implements CaseHandler {
                     .tokens("out.grad_logprob", g, mask, Tolerance.GRADIENT);
             }
             // Judged by error analysis (KlBounds); a float64 case against its stored inputs' values.
-            final double[] lp = AggLossHandler.widen(golden.float32(LOG_PROB).toFloatArray());
-            final double[] rf = AggLossHandler.widen(golden.float32(REF_LOG_PROB).toFloatArray());
+            final double[] lp = F32Term.widen(golden.float32(LOG_PROB).toFloatArray());
+            final double[] rf = F32Term.widen(golden.float32(REF_LOG_PROB).toFloatArray());
             final double[] lp64 = f64 ? golden.expected(LOG_PROB) : null;
             final double[] rf64 = f64 ? golden.expected(REF_LOG_PROB) : null;
             final CaseOutputs.Referee value = KlBounds.of(kl, lp, rf);

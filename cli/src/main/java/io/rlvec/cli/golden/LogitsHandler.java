@@ -140,13 +140,7 @@ public final class LogitsHandler implements CaseHandler {
 
         static Exact of(final float[] x, final int[] labels, final float[] w1, final float[] w2, final int rows,
                         final int vocab, final float t) {
-            final double[] d1 = new double[rows];
-            final double[] d2 = new double[rows];
-            for (int r = 0; r < rows; r++) {
-                d1[r] = w1[r];
-                d2[r] = w2[r];
-            }
-            return of(x, labels, d1, d2, null, null, rows, vocab, t);
+            return of(x, labels, F32Term.widen(w1), F32Term.widen(w2), null, null, rows, vocab, t);
         }
 
         /**
@@ -175,13 +169,8 @@ public final class LogitsHandler implements CaseHandler {
             for (int k = 0; k < stored.length; k++) {
                 zs[k] = stored[k] / temperature;
             }
-            final double[] d1 = new double[rows];
-            final double[] d2 = new double[rows];
-            for (int r = 0; r < rows; r++) {
-                d1[r] = w1[r];
-                d2[r] = w2[r];
-            }
-            return of(x, zs, labels, d1, d2, null, null, rows, vocab, (float) temperature);
+            return of(x, zs, labels, F32Term.widen(w1), F32Term.widen(w2), null, null, rows, vocab,
+                (float) temperature);
         }
 
         /** @param zs the logits divided by the temperature as verl divides them (the exact values' input). */

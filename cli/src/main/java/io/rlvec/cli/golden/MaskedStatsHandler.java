@@ -37,9 +37,9 @@ public final class MaskedStatsHandler implements CaseHandler {
             MaskedStats.clipByValue(z, golden.float32("in.clip_lo"), golden.float32("in.clip_hi"), clip, n);
             final Map<String, float[]> values = new java.util.LinkedHashMap<>();
             values.put("out.masked_sum", new float[] {(float) MaskedStats.sum(raw, x)});
-            values.put("out.masked_sum_axis1", floats(MaskedStats.rowSums(raw, x)));
+            values.put("out.masked_sum_axis1", F32Term.narrow(MaskedStats.rowSums(raw, x)));
             values.put("out.masked_mean", new float[] {(float) MaskedStats.mean(raw, x)});
-            values.put("out.masked_mean_axis1", floats(MaskedStats.rowMeans(raw, x)));
+            values.put("out.masked_mean_axis1", F32Term.narrow(MaskedStats.rowMeans(raw, x)));
             values.put("out.masked_var_unbiased", new float[] {(float) MaskedStats.var(zeroed, z, true)});
             values.put("out.masked_var_biased", new float[] {(float) MaskedStats.var(zeroed, z, false)});
             values.put("out.masked_var_unbiased_of_x", new float[] {(float) MaskedStats.var(raw, x, true)});
@@ -51,7 +51,7 @@ public final class MaskedStatsHandler implements CaseHandler {
             final double[][] stored = new double[inputs.length][];
             boolean f64 = false;
             for (int k = 0; k < inputs.length; k++) {
-                f32[k] = AggLossHandler.widen(golden.float32(inputs[k]).toFloatArray());
+                f32[k] = F32Term.widen(golden.float32(inputs[k]).toFloatArray());
                 stored[k] = golden.expected(inputs[k]);
                 f64 |= golden.file().info(inputs[k]).dtype() == io.rlvec.cli.io.Dtype.F64;
             }
@@ -183,13 +183,5 @@ public final class MaskedStatsHandler implements CaseHandler {
         final double engine = U * Math.abs(v) + (n + 8) * 0x1p-50 * scale + F32Term.TINY;
         final double verl = 32 * (n + 4) * U * scale + U * Math.abs(v);
         return new CaseOutputs.Referee(new double[] {v}, new double[] {verl}, new double[] {engine});
-    }
-
-    private static float[] floats(final double[] d) {
-        final float[] f = new float[d.length];
-        for (int i = 0; i < d.length; i++) {
-            f[i] = (float) d[i];
-        }
-        return f;
     }
 }

@@ -120,10 +120,10 @@ public final class PolicyLossHandler implements CaseHandler {
                 : mode == PolicyLossMode.GEO_MEAN ? geoMean(spec, batch.column(Column.LOG_PROB).toFloatArray(),
                     batch.column(Column.OLD_LOG_PROB).toFloatArray(), batch.column(Column.ADVANTAGES).toFloatArray(),
                     w, mask, golden.matrixShape(MASK))
-                : exact(spec, rule, AggLossHandler.widen(batch.column(Column.LOG_PROB).toFloatArray()),
-                    AggLossHandler.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray()),
-                    AggLossHandler.widen(batch.column(Column.ADVANTAGES).toFloatArray()),
-                    w == null ? null : AggLossHandler.widen(w), mask, golden.matrixShape(MASK));
+                : exact(spec, rule, F32Term.widen(batch.column(Column.LOG_PROB).toFloatArray()),
+                    F32Term.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray()),
+                    F32Term.widen(batch.column(Column.ADVANTAGES).toFloatArray()),
+                    w == null ? null : F32Term.widen(w), mask, golden.matrixShape(MASK));
             if (exact != null) {
                 return new CaseOutputs(facts)
                     .judgedScalar("out.pg_loss", r.pgLoss(), exact.loss, lossTolerance(r), lossDeviations)
@@ -151,10 +151,10 @@ public final class PolicyLossHandler implements CaseHandler {
     private static Exact storedInDouble(final LossSpec spec, final Rule rule, final GoldenCase golden,
                                         final TokenBatch batch, final float[] w, final float[] mask) {
         final int[] bt = golden.matrixShape(MASK);
-        final Exact onFloat32 = exact(spec, rule, AggLossHandler.widen(batch.column(Column.LOG_PROB).toFloatArray()),
-            AggLossHandler.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray()),
-            AggLossHandler.widen(batch.column(Column.ADVANTAGES).toFloatArray()),
-            w == null ? null : AggLossHandler.widen(w), mask, bt);
+        final Exact onFloat32 = exact(spec, rule, F32Term.widen(batch.column(Column.LOG_PROB).toFloatArray()),
+            F32Term.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray()),
+            F32Term.widen(batch.column(Column.ADVANTAGES).toFloatArray()),
+            w == null ? null : F32Term.widen(w), mask, bt);
         return onFloat32 == null ? null : onFloat32.storedInDouble(exact(spec, rule, golden.expected("in.log_prob"),
             golden.expected("in.old_log_prob"), golden.expected("in.advantages"),
             w == null ? null : golden.expected(WEIGHTS), mask, bt));
@@ -199,15 +199,6 @@ public final class PolicyLossHandler implements CaseHandler {
             final double[] z = new double[n];
             return new CaseOutputs.Referee(z, z, z, true);
         }
-    }
-
-    /** @return the values as float32 (exact for a float32 case's values). */
-    static float[] narrowed(final double[] x) {
-        final float[] f = new float[x.length];
-        for (int i = 0; i < x.length; i++) {
-            f[i] = (float) x[i];
-        }
-        return f;
     }
 
     /** @return whether no element of the mask is valid. */
@@ -633,7 +624,7 @@ public final class PolicyLossHandler implements CaseHandler {
         boolean anyOpen = false;
         final boolean byCov = spec.policyLossMode() == PolicyLossMode.KL_COV
             || spec.policyLossMode() == PolicyLossMode.CLIP_COV;
-        final Selected selected = byCov ? covSelection(spec, narrowed(lp), narrowed(old), narrowed(adv), mask) : null;
+        final Selected selected = byCov ? covSelection(spec, F32Term.narrow(lp), F32Term.narrow(old), F32Term.narrow(adv), mask) : null;
         if (byCov && selected == null) {
             return null;
         }

@@ -70,9 +70,9 @@ public final class RewardKlHandler implements CaseHandler {
                 : new CaseFacts(n, false));
             final float[] mask = batch.mask().toFloatArray();
             final CaseOutputs.Referee[] exact = KlBounds.rewardPenalty(kl, beta,
-                AggLossHandler.widen(golden.float32(scores).toFloatArray()),
-                AggLossHandler.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray()),
-                AggLossHandler.widen(batch.column(Column.REF_LOG_PROB).toFloatArray()), AggLossHandler.widen(mask),
+                F32Term.widen(golden.float32(scores).toFloatArray()),
+                F32Term.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray()),
+                F32Term.widen(batch.column(Column.REF_LOG_PROB).toFloatArray()), F32Term.widen(mask),
                 bt[0], bt[1]);
             if (exact != null) {
                 out.judgedTokens("out.token_level_rewards", rewards.toFloatArray(), mask, exact[0], tolerance);

@@ -46,8 +46,8 @@ public final class RolloutCorrectionHandler implements CaseHandler {
             final CaseOutputs out = new CaseOutputs(golden.facts(MASK, columns.values().toArray(String[]::new)));
             final float[] m = batch.mask().toFloatArray();
             final int[] bt = golden.matrixShape(MASK);
-            final double[] train = AggLossHandler.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray());
-            final double[] roll = AggLossHandler.widen(batch.column(Column.ROLLOUT_LOG_PROB).toFloatArray());
+            final double[] train = F32Term.widen(batch.column(Column.OLD_LOG_PROB).toFloatArray());
+            final double[] roll = F32Term.widen(batch.column(Column.ROLLOUT_LOG_PROB).toFloatArray());
             CaseOutputs.Referee[] tensors = RolloutCorrectionBounds.outputs(spec, train, roll, m, bt);
             Map<String, CaseOutputs.Referee> derived = RolloutCorrectionBounds.metrics(spec, train, roll, m, bt);
             if (golden.file().info("in.old_log_prob").dtype() == io.rlvec.cli.io.Dtype.F64

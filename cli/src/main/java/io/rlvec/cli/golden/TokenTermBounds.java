@@ -38,29 +38,59 @@ final class TokenTermBounds {
      * @return the referee, or null when a valid term or weight is not finite.
      */
     static CaseOutputs.Referee aggregated(final F32Term[] terms, final double[] w, final int b, final int t) {
+        final double[] x = new double[w.length];
+        final double[] e = new double[w.length];
+        for (int k = 0; k < w.length; k++) {
+            x[k] = terms[k] == null ? 0 : terms[k].v();
+            e[k] = terms[k] == null ? 0 : terms[k].e();
+        }
+        return aggregated(new CaseOutputs.Referee(x, e, e, true), terms, w, b, t);
+    }
+
+    /**
+     * The aggregated loss {@code sum_t w_t x_t} of terms that carry separate bounds for verl and for the engine
+     * (a referee's per-token values, e.g. the kld or the entropy of dp_actor's composition); rigorous where the
+     * terms' bounds are.
+     *
+     * @param w per element, the aggregation weight (0 on masked elements, which are not read).
+     * @return the referee, or null when a term or weight read is not finite.
+     */
+    static CaseOutputs.Referee aggregated(final CaseOutputs.Referee terms, final double[] w, final int b,
+                                          final int t) {
+        return aggregated(terms, null, w, b, t);
+    }
+
+    /** The sum, for the terms of {@code terms} that {@code present} has (every weighted one when it is null). */
+    private static CaseOutputs.Referee aggregated(final CaseOutputs.Referee terms, final F32Term[] present,
+                                                  final double[] w, final int b, final int t) {
         double loss = 0;
         double magnitude = 0;
-        double propagated = 0;
+        double propagatedVerl = 0;
+        double propagatedEngine = 0;
         int n = 0;
         for (int k = 0; k < w.length; k++) {
-            if (terms[k] == null) {
+            if (present != null ? present[k] == null : w[k] == 0) {
                 continue;
             }
-            if (!Double.isFinite(terms[k].v()) || !Double.isFinite(terms[k].e()) || !Double.isFinite(w[k])) {
+            final double x = terms.exactAt(k);
+            if (!Double.isFinite(x) || !Double.isFinite(terms.budgetAt(k)) || !Double.isFinite(terms.engineBoundAt(k))
+                || !Double.isFinite(w[k])) {
                 return null;
             }
-            loss += w[k] * terms[k].v();
-            magnitude += Math.abs(w[k] * terms[k].v());
-            propagated += Math.abs(w[k]) * terms[k].e();
+            loss += w[k] * x;
+            magnitude += Math.abs(w[k] * x);
+            propagatedVerl += Math.abs(w[k]) * terms.budgetAt(k);
+            propagatedEngine += Math.abs(w[k]) * terms.engineBoundAt(k);
             n++;
         }
-        if (!Double.isFinite(loss) || !Double.isFinite(propagated)) {
+        if (!Double.isFinite(loss) || !Double.isFinite(propagatedVerl) || !Double.isFinite(propagatedEngine)) {
             return null;
         }
         final double sum = (t + b + 4) * U;
-        final double verl = propagated * (1 + sum) + sum * magnitude + 3 * U * (Math.abs(loss) + propagated);
-        final double engine = propagated + 1.5 * Math.ulp((float) loss) + (n + 4) * 0x1p-53 * magnitude;
-        return new CaseOutputs.Referee(new double[] {loss}, new double[] {verl}, new double[] {engine}, true);
+        final double verl = propagatedVerl * (1 + sum) + sum * magnitude + 3 * U * (Math.abs(loss) + propagatedVerl);
+        final double engine = propagatedEngine + 1.5 * Math.ulp((float) loss) + (n + 4) * 0x1p-53 * magnitude;
+        return new CaseOutputs.Referee(new double[] {loss}, new double[] {verl}, new double[] {engine},
+            terms.rigorous());
     }
 
     /**
