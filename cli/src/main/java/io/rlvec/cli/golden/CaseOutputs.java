@@ -129,6 +129,11 @@ public final class CaseOutputs {
             return new Referee(x, verl, engine, rigorous);
         }
 
+        /** @return {@code f32.storedInDouble(f64)}, or null where either side has no referee. */
+        static Referee storedInDouble(final Referee f32, final Referee f64) {
+            return f32 == null || f64 == null ? null : f32.storedInDouble(f64);
+        }
+
         /** double's unit roundoff over float32's. */
         private static final double DOUBLE_OVER_FLOAT_ROUNDOFF = 0x1p-29;
 

@@ -186,13 +186,11 @@ public final class PolicyLossHandler implements CaseHandler {
             if (onStored == null) {
                 return null;
             }
-            return new Exact(stored(loss, onStored.loss), stored(clipfrac, onStored.clipfrac),
-                stored(ppoKl, onStored.ppoKl), stored(clipfracLower, onStored.clipfracLower),
-                stored(gradient, onStored.gradient));
-        }
-
-        private static CaseOutputs.Referee stored(final CaseOutputs.Referee f32, final CaseOutputs.Referee f64) {
-            return f32 == null || f64 == null ? null : f32.storedInDouble(f64);
+            return new Exact(CaseOutputs.Referee.storedInDouble(loss, onStored.loss),
+                CaseOutputs.Referee.storedInDouble(clipfrac, onStored.clipfrac),
+                CaseOutputs.Referee.storedInDouble(ppoKl, onStored.ppoKl),
+                CaseOutputs.Referee.storedInDouble(clipfracLower, onStored.clipfracLower),
+                CaseOutputs.Referee.storedInDouble(gradient, onStored.gradient));
         }
 
         private static CaseOutputs.Referee zero(final int n) {

@@ -82,7 +82,7 @@ public final class RolloutCorrectionHandler implements CaseHandler {
         }
         final CaseOutputs.Referee[] r = new CaseOutputs.Referee[f32.length];
         for (int i = 0; i < r.length; i++) {
-            r[i] = f32[i] == null || f64[i] == null ? null : f32[i].storedInDouble(f64[i]);
+            r[i] = CaseOutputs.Referee.storedInDouble(f32[i], f64[i]);
         }
         return r;
     }
