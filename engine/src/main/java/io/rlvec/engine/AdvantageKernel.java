@@ -38,6 +38,13 @@ import jdk.incubator.vector.VectorSpecies;
 final class AdvantageKernel implements Advantages.Kernels {
     private static final VectorSpecies<Float> F4 = FloatVector.SPECIES_128;
     private static final VectorSpecies<Double> D4 = DoubleVector.SPECIES_256;
+    private static final FloatVector ZERO_F4 = FloatVector.zero(F4);
+    /**
+     * Zero in four double lanes, to blend with; never a loop's starting value: an accumulator that starts from a
+     * constant object is boxed on every iteration (the loop merges the object with the unboxed sums), one that
+     * starts from {@code DoubleVector.zero} is not.
+     */
+    static final DoubleVector ZERO_D4 = DoubleVector.zero(D4);
     private static final int L = Vec.FL;
 
     private final double[] lanes = new double[4];
@@ -91,18 +98,18 @@ final class AdvantageKernel implements Advantages.Kernels {
             DoubleVector acc0 = DoubleVector.zero(D4);
             DoubleVector acc1 = acc0;
             for (int k = 0; k < common; k += 4) {
-                acc0 = acc0.add(widen(xs, s0 + k));
-                acc1 = acc1.add(widen(xs, s1 + k));
+                acc0 = plus(acc0, widen(xs, s0 + k));
+                acc1 = plus(acc1, widen(xs, s1 + k));
             }
             int t = s0 + common;
             for (; t + 4 <= s1; t += 4) {
-                acc0 = acc0.add(widen(xs, t));
+                acc0 = plus(acc0, widen(xs, t));
             }
             acc0.intoArray(lanes, 0);
             out[i] = rowTail(xs, s0, t, s1);
             t = s1 + common;
             for (; t + 4 <= e1; t += 4) {
-                acc1 = acc1.add(widen(xs, t));
+                acc1 = plus(acc1, widen(xs, t));
             }
             acc1.intoArray(lanes, 0);
             out[i + 1] = rowTail(xs, s1, t, e1);
@@ -113,7 +120,7 @@ final class AdvantageKernel implements Advantages.Kernels {
             DoubleVector acc = DoubleVector.zero(D4);
             int t = start;
             for (; t + 4 <= end; t += 4) {
-                acc = acc.add(widen(xs, t));
+                acc = plus(acc, widen(xs, t));
             }
             acc.intoArray(lanes, 0);
             out[i] = rowTail(xs, start, t, end);
@@ -159,18 +166,18 @@ final class AdvantageKernel implements Advantages.Kernels {
             DoubleVector acc0 = DoubleVector.zero(D4);
             DoubleVector acc1 = DoubleVector.zero(D4);
             for (int k = 0; k < common; k += 4) {
-                acc0 = acc0.add(moment(xs, ms, s0 + k, mean, squares));
-                acc1 = acc1.add(moment(xs, ms, s1 + k, mean, squares));
+                acc0 = plus(acc0, moment(xs, ms, s0 + k, mean, squares));
+                acc1 = plus(acc1, moment(xs, ms, s1 + k, mean, squares));
             }
             int t = s0 + common;
             for (; t + 4 <= s1; t += 4) {
-                acc0 = acc0.add(moment(xs, ms, t, mean, squares));
+                acc0 = plus(acc0, moment(xs, ms, t, mean, squares));
             }
             acc0.intoArray(lanes, 0);
             total += row(rows, i, momentTail(xs, ms, s0, t, s1, mean, squares));
             t = s1 + common;
             for (; t + 4 <= e1; t += 4) {
-                acc1 = acc1.add(moment(xs, ms, t, mean, squares));
+                acc1 = plus(acc1, moment(xs, ms, t, mean, squares));
             }
             acc1.intoArray(lanes, 0);
             total += row(rows, i + 1, momentTail(xs, ms, s1, t, e1, mean, squares));
@@ -181,7 +188,7 @@ final class AdvantageKernel implements Advantages.Kernels {
             DoubleVector acc = DoubleVector.zero(D4);
             int t = start;
             for (; t + 4 <= end; t += 4) {
-                acc = acc.add(moment(xs, ms, t, mean, squares));
+                acc = plus(acc, moment(xs, ms, t, mean, squares));
             }
             acc.intoArray(lanes, 0);
             total += row(rows, i, momentTail(xs, ms, start, t, end, mean, squares));
@@ -218,10 +225,10 @@ final class AdvantageKernel implements Advantages.Kernels {
         if (!squares) {
             final FloatVector m = FloatVector.fromMemorySegment(F4, ms, at, Vec.LE);
             return (DoubleVector) FloatVector.fromMemorySegment(F4, xs, at, Vec.LE)
-                .blend(0f, m.compare(VectorOperators.EQ, 0f)).convertShape(VectorOperators.F2D, D4, 0);
+                .blend(ZERO_F4, m.compare(VectorOperators.EQ, ZERO_F4)).convertShape(VectorOperators.F2D, D4, 0);
         }
-        final DoubleVector d = widen(xs, t).sub(mean);
-        return DoubleVector.zero(D4).blend(d.mul(d), validLanes(ms, at));
+        final DoubleVector d = widen(xs, t).lanewise(VectorOperators.SUB, DoubleVector.broadcast(D4, mean));
+        return ZERO_D4.blend(d.mul(d), validLanes(ms, at));
     }
 
     /** Adds tokens {@code [t, end)} to {@code lanes} (the sequence's four sums so far); returns their combination. */
@@ -235,6 +242,20 @@ final class AdvantageKernel implements Advantages.Kernels {
             }
         }
         return Advantages.combine(lanes[0], lanes[1], lanes[2], lanes[3]);
+    }
+
+    /**
+     * {@code acc + x} through the method each vector class overrides ({@code lanewise}), dispatched on this call
+     * site's own type profile. The four-lane code never calls a Vector API convenience method ({@code add},
+     * {@code sub}, {@code blend(float, mask)}, ...) on a vector C2 cannot type exactly (a load or a conversion):
+     * those dispatch inside the JDK, on a bytecode whose profile every species in the JVM shares, and when C2
+     * cannot speculate there (a trap recorded by any earlier compilation), the profile lists both the 128/256-bit
+     * classes of this code and the preferred-width classes of the token kernels, the call is compiled for both,
+     * and the merged vector is boxed on every iteration (64 B per four tokens in geo_mean at (8, 512), in some
+     * fresh JVMs). Kept off those bytecodes, these species no longer pollute the token kernels' profiles either.
+     */
+    static DoubleVector plus(final DoubleVector acc, final DoubleVector x) {
+        return acc.lanewise(VectorOperators.ADD, x);
     }
 
     private static DoubleVector widen(final MemorySegment s, final int t) {

@@ -218,10 +218,11 @@ final class RuleKernel {
         int t = start;
         for (; t + 4 <= end; t += 4) {
             final long at = (long) t * Float.BYTES;
+            // lanewise, not sub or add: see AdvantageKernel#plus.
             final FloatVector x = FloatVector.fromMemorySegment(F4, st.logProb, at, Vec.LE)
-                .sub(FloatVector.fromMemorySegment(F4, st.oldLogProb, at, Vec.LE));
+                .lanewise(VectorOperators.SUB, FloatVector.fromMemorySegment(F4, st.oldLogProb, at, Vec.LE));
             final VectorMask<Double> valid = AdvantageKernel.validLanes(st.mask, at);
-            acc = acc.add(ZERO4.blend(x.convertShape(VectorOperators.F2D, D4, 0), valid));
+            acc = AdvantageKernel.plus(acc, ZERO4.blend(x.convertShape(VectorOperators.F2D, D4, 0), valid));
         }
         final double[] l = st.lanes;
         acc.intoArray(l, 0);
@@ -235,7 +236,7 @@ final class RuleKernel {
 
     private static final jdk.incubator.vector.VectorSpecies<Float> F4 = FloatVector.SPECIES_128;
     private static final jdk.incubator.vector.VectorSpecies<Double> D4 = DoubleVector.SPECIES_256;
-    private static final DoubleVector ZERO4 = DoubleVector.zero(D4);
+    private static final DoubleVector ZERO4 = AdvantageKernel.ZERO_D4;
 
     static final int COUNTS = 8;
     static final int C_POS = 0;
