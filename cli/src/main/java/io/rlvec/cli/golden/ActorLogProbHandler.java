@@ -106,15 +106,10 @@ public final class ActorLogProbHandler implements CaseHandler {
         if (klAgg == null) {
             return null;
         }
-        final double klLoss = klAgg.exactAt(0);
-        final double klEngine = klAgg.engineBoundAt(0);
-        final double klVerl = klAgg.budgetAt(0);
         final F32Term coef = F32Term.constant(spec.klLossCoef());
         final F32Term scale = F32Term.constant(spec.microBatchScale());
-        final F32Term lossE = new F32Term(pg.loss().exactAt(0), pg.loss().engineBoundAt(0))
-            .plus(new F32Term(klLoss, klEngine).times(coef)).times(scale);
-        final F32Term lossV = new F32Term(pg.loss().exactAt(0), pg.loss().budgetAt(0))
-            .plus(new F32Term(klLoss, klVerl).times(coef)).times(scale);
+        final F32Term lossE = pg.loss().term(0, true).plus(klAgg.term(0, true).times(coef)).times(scale);
+        final F32Term lossV = pg.loss().term(0, false).plus(klAgg.term(0, false).times(coef)).times(scale);
         final double[] g = new double[mask.length];
         final double[] ge = new double[mask.length];
         final double[] gv = new double[mask.length];
@@ -127,11 +122,11 @@ public final class ActorLogProbHandler implements CaseHandler {
             final F32Term local = KlBounds.localGradient(kl, lpd[k], refd[k]);
             final F32Term wTerm = new F32Term(w, U * Math.abs(w) + F32Term.TINY);
             final F32Term pgScale = new F32Term(scaleExact, Math.abs((float) scaleExact - scaleExact));
-            final F32Term sum = new F32Term(pg.gradient().exactAt(k), pg.gradient().engineBoundAt(k)).times(pgScale)
+            final F32Term sum = pg.gradient().term(k, true).times(pgScale)
                 .plus(local.times(wTerm));
             g[k] = sum.v();
             ge[k] = sum.e();
-            gv[k] = 4 * sum.e() + new F32Term(pg.gradient().exactAt(k), pg.gradient().budgetAt(k)).e() * scaleExact
+            gv[k] = 4 * sum.e() + pg.gradient().budgetAt(k) * scaleExact
                 + 8 * U * Math.abs(sum.v());
         }
         final double[] klSlope = new double[mask.length];

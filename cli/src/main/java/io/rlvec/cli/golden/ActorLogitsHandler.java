@@ -166,9 +166,6 @@ public final class ActorLogitsHandler implements CaseHandler {
         if (entAgg == null) {
             return null;
         }
-        final double ent = entAgg.exactAt(0);
-        final double entEngine = entAgg.engineBoundAt(0);
-        final double entVerl = entAgg.budgetAt(0);
         final boolean bonus = spec.entropyCoeff() != 0;
         final F32Term ce = F32Term.constant(spec.entropyCoeff());
         final F32Term ck = F32Term.constant(spec.klLossCoef());
@@ -176,9 +173,9 @@ public final class ActorLogitsHandler implements CaseHandler {
         final F32Term[][] side = new F32Term[2][];
         for (int k = 0; k < 2; k++) {
             final boolean engine = k == 0;
-            final F32Term pgT = new F32Term(pg.exactAt(0), engine ? pg.engineBoundAt(0) : pg.budgetAt(0));
-            final F32Term entT = new F32Term(ent, engine ? entEngine : entVerl);
-            final F32Term klT = new F32Term(kl.exactAt(0), engine ? kl.engineBoundAt(0) : kl.budgetAt(0));
+            final F32Term pgT = pg.term(0, engine);
+            final F32Term entT = entAgg.term(0, engine);
+            final F32Term klT = kl.term(0, engine);
             final F32Term after = bonus ? pgT.minus(entT.times(ce)) : pgT;
             final F32Term policy = spec.useKlLoss() ? after.plus(klT.times(ck)) : after;
             side[k] = new F32Term[] {after.times(new F32Term(spec.microBatchScale(), 0)), policy, policy.times(scale)};

@@ -174,6 +174,14 @@ public final class CaseOutputs {
         public double engineBoundAt(final int i) {
             return engineBound[i];
         }
+
+        /**
+         * @return element {@code i} as a term of a further bound: the exact value with the engine's bound
+         *     ({@code engine}, only when {@link #judged()}) or with verl's budget.
+         */
+        F32Term term(final int i, final boolean engine) {
+            return new F32Term(exact[i], engine ? engineBound[i] : budget[i]);
+        }
     }
 
     /** @param facts what the case's inputs are like (for deviation checks). */

@@ -169,7 +169,7 @@ final class KlBounds {
             double err = 0;
             double count = 0;
             for (int k = i * t; k < (i + 1) * t; k++) {
-                final F32Term term = new F32Term(kld.exactAt(k), kld.engineBoundAt(k)).timesExact(mask[k]);
+                final F32Term term = kld.term(k, true).timesExact(mask[k]);
                 final F32Term r = F32Term.of(scores[k]).minus(coef.times(term));
                 x[k] = r.v();
                 e[k] = r.e();

@@ -168,8 +168,8 @@ final class TokenTermBounds {
         if (r == null) {
             return null;
         }
-        final F32Term verl = op.apply(new F32Term(r.exactAt(0), r.budgetAt(0)));
-        final F32Term engine = op.apply(new F32Term(r.exactAt(0), r.engineBoundAt(0)));
+        final F32Term verl = op.apply(r.term(0, false));
+        final F32Term engine = op.apply(r.term(0, true));
         return new CaseOutputs.Referee(new double[] {verl.v()}, new double[] {verl.e()}, new double[] {engine.e()},
             true);
     }
@@ -185,10 +185,8 @@ final class TokenTermBounds {
         if (a == null || b == null) {
             return null;
         }
-        final F32Term verl = op.apply(new F32Term(a.exactAt(0), a.budgetAt(0)),
-            new F32Term(b.exactAt(0), b.budgetAt(0)));
-        final F32Term engine = op.apply(new F32Term(a.exactAt(0), a.engineBoundAt(0)),
-            new F32Term(b.exactAt(0), b.engineBoundAt(0)));
+        final F32Term verl = op.apply(a.term(0, false), b.term(0, false));
+        final F32Term engine = op.apply(a.term(0, true), b.term(0, true));
         return Double.isFinite(verl.v()) && Double.isFinite(verl.e()) && Double.isFinite(engine.e())
             ? new CaseOutputs.Referee(new double[] {verl.v()}, new double[] {verl.e()}, new double[] {engine.e()},
                 true)
