@@ -18,9 +18,13 @@ public final class TorchOps {
         return (a < b || a != a) ? a : b;
     }
 
-    /** torch.clamp(x, lo, hi): NaN stays NaN. */
+    /**
+     * torch.clamp(x, lo, hi), ATen's {@code min(max(x, lo), hi)}: NaN stays NaN, -0 stays -0, and when lo &gt; hi
+     * every value becomes hi (as torch documents), the order of the engines' compare-and-blend clamps.
+     */
     public static float clamp(final float x, final float lo, final float hi) {
-        return x < lo ? lo : (x > hi ? hi : x);
+        final float atLeast = x < lo ? lo : x;
+        return atLeast > hi ? hi : atLeast;
     }
 
     /** Gradient share of {@code a} in maximum(a, b): 1 if a &gt; b, 0.5 at a tie, else 0. */
