@@ -5,25 +5,30 @@ import io.rlvec.OffHeapArray;
 import io.rlvec.TokenBatch;
 import io.rlvec.reference.Advantages;
 import io.rlvec.reference.RolloutCorrection;
+import io.rlvec.reference.TorchOps;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * The per-token passes of rollout correction ({@link RolloutCorrection.Kernels}) as Vector API loops over the
- * off-heap columns: the log-ratio, its clamp to [-20, 20], the canonical exp ({@link VectorMath#exp},
- * bit-identical to {@link CanonicalMath#exp}), the k2/k3 statistics and the clamped squares, in the reference's
- * float operations; the row sums are the advantage kernel's vector sums in the canonical four-lane order; the
- * orchestration's passes (valid flags and counts, IS weights, IS and rejection counts and extrema, the IcePop
- * out-of-band count, the batch-normalisation divide, the row rejection and the outputs) are exact lane-wise
- * compares, blends, counts, max/min and divides. An extremum that comes out as a zero or NaN is recomputed by the
- * reference's scalar fold, which alone fixes the sign of a tied zero (and which NaN, where the fold is torch's
- * compare-based maximum/minimum; {@link Math#max}'s NaN differs between the interpreter and C2 anyway). So every
- * per-token term, sum, weight, mask and metric is the reference's bits. One call runs on the calling thread: the
- * results do not depend on the engine's thread count.
+ * The per-token passes of rollout correction ({@link RolloutCorrection.Kernels}) as Vector API loops over the off-heap
+ * columns: the log-ratio, its clamp to [-20, 20], the canonical exp ({@link VectorMath#exp}, bit-identical to {@link
+ * CanonicalMath#exp}), the k2/k3 statistics and the clamped squares, in the reference's float operations. The token
+ * terms and the clamped squares run row by row in blocks of {@link #BLOCK} tokens ({@link #rowBlocks}): a block's
+ * passes follow one another while its columns are in L1, and the terms that only enter row sums (lr, kk, rho2; v, c,
+ * c2) live in a small block scratch and are summed from there, three sources at a time, in the canonical four-lane
+ * order, never written out as columns. The other row sums are the advantage kernel's vector sums. The orchestration's
+ * passes (valid flags and counts, IS weights, IS and rejection counts and extrema, the IcePop out-of-band count, the
+ * batch-normalisation divide, the row rejection and the outputs) are exact lane-wise compares, blends, counts, max/min
+ * and divides. An extremum that comes out as a zero or NaN is recomputed by the reference's scalar fold, which alone
+ * fixes the sign of a tied zero (and which NaN, where the fold is torch's compare-based maximum/minimum; {@link
+ * Math#max}'s NaN differs between the interpreter and C2 anyway). So every per-token term, sum, weight, mask and metric
+ * is the reference's bits. One call runs on the calling thread: the results do not depend on the engine's thread count.
  */
 final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final VectorSpecies<Float> F = Vec.F;
@@ -46,38 +51,43 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     public void maskedRowSums(final TokenBatch batch, final OffHeapArray x, final double[] out) {
         sumBatch = batch;
         sumX = x;
-        sumOut = out;
+        rowSumsOut = out;
         try {
             run(ROW_SUMS, this, 0);
         } finally {
             sumBatch = null;
             sumX = null;
-            sumOut = null;
+            rowSumsOut = null;
         }
     }
 
-    /** torch's clamp, lane-wise: NaN stays NaN, -0 stays -0 (as {@code TorchOps.clamp}). */
+    /**
+     * torch's clamp, lane-wise, {@code min(max(x, lo), hi)} as {@code TorchOps.clamp}: NaN stays NaN, -0 stays -0,
+     * and with lo &gt; hi every lane becomes hi (the upper test reads the lower one's result).
+     */
     private static FloatVector clamp(final FloatVector x, final FloatVector lo, final FloatVector hi) {
-        return x.blend(lo, x.compare(VectorOperators.LT, lo)).blend(hi, x.compare(VectorOperators.GT, hi));
+        final FloatVector atLeast = x.blend(lo, x.compare(VectorOperators.LT, lo));
+        return atLeast.blend(hi, atLeast.compare(VectorOperators.GT, hi));
     }
 
     private static final FloatVector LOW_BOUND = FloatVector.broadcast(F, -BOUND);
     private static final FloatVector HIGH_BOUND = FloatVector.broadcast(F, BOUND);
 
     private static float clamp(final float x, final float lo, final float hi) {
-        return x < lo ? lo : (x > hi ? hi : x);
+        return TorchOps.clamp(x, lo, hi);
     }
 
     /**
-     * One vector loop over [0, upper) of the call in progress, reading and writing the segments bound in the kernel's
-     * fields. Every loop is called through {@link #run}, one call site with twenty receiver classes that C2 never
-     * inlines: each loop is its own compilation unit. Inlined together into a large caller (the bypass loss) the
-     * loops exceeded C2's inlining budget and boxed every vector (measured: 16 bytes per token).
+     * One vector loop of the call in progress (over [0, upper), or the block [from, upper)), reading and writing the
+     * segments bound in the kernel's fields. Every loop is called through {@link #run}, one call site with twenty-one
+     * receiver classes that C2 never inlines: each loop is its own compilation unit. Inlined together into a large
+     * caller (the bypass loss) the loops exceeded C2's inlining budget and boxed every vector (measured: 16 bytes per
+     * token).
      */
     private abstract static class Pass {
         /**
-         * @param upper the vector bound of a whole-column loop whose caller runs the scalar tail; the number of
-         *              tokens for the orchestration's passes that run their tails themselves; unused by row passes.
+         * @param upper the vector bound of a block loop whose caller runs the scalar tail; the number of tokens for
+         *              the whole-column passes that run their tails themselves; unused by row passes.
          */
         abstract void run(RolloutKernel k, int upper);
     }
@@ -93,40 +103,71 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
         PASSES[pass].run(k, upper);
     }
 
+    // ---- The row-wise passes: per-token terms computed block by block, with their canonical row sums. ----
+
+    /**
+     * Tokens per block of a row: the passes of a block run one after another over it, so each reads what the one
+     * before it wrote from L1 (a block's columns and scratch slots: about 24 KB), and the terms that only enter
+     * row sums are summed there, from the block scratch, instead of being written out and read back as full
+     * columns. A multiple of 4 (the canonical sums' lanes) and of every vector length.
+     */
+    private static final int BLOCK = 512;
+    /** The canonical sums' species: four floats widened to four doubles (as {@link AdvantageKernel}'s sums). */
+    private static final VectorSpecies<Float> F4 = FloatVector.SPECIES_128;
+    private static final VectorSpecies<Double> D4 = DoubleVector.SPECIES_256;
+    private static final FloatVector ZERO_F4 = FloatVector.zero(F4);
+    private static final long SLOT_BYTES = (long) BLOCK * Float.BYTES;
+    /** Block scratch slots: lr, kk, rho2 (token terms) or v, c, c2 (clamped sums). */
+    private static final int SLOTS = 3;
+    /** Most row sums one row-wise pass takes: lr, kk, rho2, old and roll, and a spare (sums go three at a time). */
+    private static final int MAX_SOURCES = 6;
+    private final Arena blkArena = Arena.ofShared();
+    private final MemorySegment blk = blkArena.allocate(SLOTS * SLOT_BYTES, 64);
+    /** The four canonical lanes of each source's sum of the row in progress. */
+    private final double[] rowLanes = new double[4 * MAX_SOURCES];
+    /** The summed sources: source j's value of token t is at byte {@code 4 t - sumShift[j]} of sumSrc[j]. */
+    private final MemorySegment[] sumSrc = new MemorySegment[MAX_SOURCES];
+    private final long[] sumShift = new long[MAX_SOURCES];
+    private final double[][] sumOut = new double[MAX_SOURCES][];
+    private int sources;
+    /** The block in progress: tokens [from, to) of one row. */
+    private int from;
+    private int to;
+
     /** The call's segments, bound for one call (null otherwise). */
     private MemorySegment os;
     private MemorySegment rs;
-    private MemorySegment lrOut;
     private MemorySegment lrsOut;
     private MemorySegment rhoOut;
     private MemorySegment k2Out;
     private MemorySegment k3Out;
-    private MemorySegment kkOut;
-    private MemorySegment rho2Out;
     private MemorySegment xs;
-    private MemorySegment vOut;
-    private MemorySegment cOut;
-    private MemorySegment c2Out;
     private float sign;
     private float lo;
     private float hi;
     private TokenBatch sumBatch;
     private OffHeapArray sumX;
-    private double[] sumOut;
+    private double[] rowSumsOut;
 
-    /** lr = old - rollout, lrs = clamp(lr, -20, 20). */
+    /** @return the byte shift of block slot {@code slot} for the block at {@code from}. */
+    private static long slotShift(final int from, final int slot) {
+        return (long) from * Float.BYTES - slot * SLOT_BYTES;
+    }
+
+    /** lr = old - rollout (slot 0), lrs = clamp(lr, -20, 20). */
     private static final Pass LOG_RATIO_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
-            final MemorySegment lrOut = k.lrOut;
+            final MemorySegment blk = k.blk;
             final MemorySegment lrsOut = k.lrsOut;
             final MemorySegment os = k.os;
             final MemorySegment rs = k.rs;
-            for (int u = 0; u < upper; u += L) {
+            final long lrShift = slotShift(k.from, 0);
+            for (int u = k.from; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
                 final FloatVector lr = FloatVector.fromMemorySegment(F, os, at, Vec.LE)
                     .sub(FloatVector.fromMemorySegment(F, rs, at, Vec.LE));
-                lr.intoMemorySegment(lrOut, at, Vec.LE);
+                lr.intoMemorySegment(blk, at - lrShift, Vec.LE);
                 clamp(lr, LOW_BOUND, HIGH_BOUND).intoMemorySegment(lrsOut, at, Vec.LE);
             }
         }
@@ -136,162 +177,287 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass EXP_RHO_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
-            exp(k.lrsOut, k.rhoOut, upper);
+            exp(k.lrsOut, 0, k.rhoOut, 0, k.from, upper);
         }
     };
 
-    /** kk = exp(lr) (completed to exp(lr) - lr - 1 by {@link #TERMS}). */
+    /** kk = exp(lr) (slot 1; completed to exp(lr) - lr - 1 by {@link #TERMS}). */
     private static final Pass EXP_KK_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
-            exp(k.lrOut, k.kkOut, upper);
+            exp(k.blk, slotShift(k.from, 0), k.blk, slotShift(k.from, 1), k.from, upper);
         }
     };
 
-    /** k2 = 0.5 lrs^2, k3 = (rho - 1) - lrs, rho2 = rho^2, kk = (exp(lr) - lr) - 1. */
+    /** rho2 = rho^2 (slot 2), kk = (exp(lr) - lr) - 1 (slot 1). */
     private static final Pass TERMS_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
-            final MemorySegment k2Out = k.k2Out;
-            final MemorySegment k3Out = k.k3Out;
-            final MemorySegment kkOut = k.kkOut;
-            final MemorySegment lrOut = k.lrOut;
-            final MemorySegment lrsOut = k.lrsOut;
-            final MemorySegment rho2Out = k.rho2Out;
+            final MemorySegment blk = k.blk;
             final MemorySegment rhoOut = k.rhoOut;
-            for (int u = 0; u < upper; u += L) {
+            final long lrShift = slotShift(k.from, 0);
+            final long kkShift = slotShift(k.from, 1);
+            final long rho2Shift = slotShift(k.from, 2);
+            for (int u = k.from; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
-                final FloatVector lr = FloatVector.fromMemorySegment(F, lrOut, at, Vec.LE);
-                final FloatVector lrs = FloatVector.fromMemorySegment(F, lrsOut, at, Vec.LE);
+                final FloatVector lr = FloatVector.fromMemorySegment(F, blk, at - lrShift, Vec.LE);
                 final FloatVector rho = FloatVector.fromMemorySegment(F, rhoOut, at, Vec.LE);
-                lrs.mul(lrs).mul(0.5f).intoMemorySegment(k2Out, at, Vec.LE);
-                rho.sub(1f).sub(lrs).intoMemorySegment(k3Out, at, Vec.LE);
-                rho.mul(rho).intoMemorySegment(rho2Out, at, Vec.LE);
-                FloatVector.fromMemorySegment(F, kkOut, at, Vec.LE).sub(lr).sub(1f)
-                    .intoMemorySegment(kkOut, at, Vec.LE);
+                rho.mul(rho).intoMemorySegment(blk, at - rho2Shift, Vec.LE);
+                FloatVector.fromMemorySegment(F, blk, at - kkShift, Vec.LE).sub(lr).sub(1f)
+                    .intoMemorySegment(blk, at - kkShift, Vec.LE);
             }
         }
     };
 
-    /** v = sign * x, c = clamp(v, lo, hi). */
+    /** v = sign * x (slot 0), c = clamp(v, lo, hi) (slot 1), c2 = c * c (slot 2). */
     private static final Pass SIGN_CLAMP_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
-            signClamp(k.xs, k.vOut, k.cOut, upper, k.sign, k.lo, k.hi);
+            final MemorySegment blk = k.blk;
+            final MemorySegment xs = k.xs;
+            final FloatVector signs = FloatVector.broadcast(F, k.sign);
+            final FloatVector los = FloatVector.broadcast(F, k.lo);
+            final FloatVector his = FloatVector.broadcast(F, k.hi);
+            final long vShift = slotShift(k.from, 0);
+            final long cShift = slotShift(k.from, 1);
+            final long c2Shift = slotShift(k.from, 2);
+            for (int u = k.from; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                final FloatVector v = FloatVector.fromMemorySegment(F, xs, at, Vec.LE).mul(signs);
+                final FloatVector c = clamp(v, los, his);
+                v.intoMemorySegment(blk, at - vShift, Vec.LE);
+                c.intoMemorySegment(blk, at - cShift, Vec.LE);
+                c.mul(c).intoMemorySegment(blk, at - c2Shift, Vec.LE);
+            }
         }
     };
 
-    /** c2 = c * c. */
-    private static final Pass SQUARE_PASS = new Pass() {
+    /**
+     * Adds the block's tokens to each source's four canonical lanes: two sources at a time (two independent chains
+     * of additions), four tokens a step, then the row's last partial step (only a row's last block ends off the
+     * four-token grid: a block starts a multiple of 4 tokens after its row's start, so token u goes to lane
+     * {@code (u - from) & 3}, the canonical {@code (u - start) & 3}).
+     */
+    private static final Pass SUMS_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
-            square(k.cOut, k.c2Out, upper);
+            final int from = k.from;
+            final int to = k.to;
+            final int steps = from + ((to - from) & ~3);
+            final MemorySegment ms = k.maskS;
+            for (int j = 0; j < k.sources; j += 3) {
+                sumThree(k, j, ms, from, steps);
+            }
+            for (int u = steps; u < to; u++) {
+                if (ms.getAtIndex(F32, u) != 0f) {
+                    for (int s = 0; s < k.sources; s++) {
+                        k.rowLanes[4 * s + ((u - from) & 3)] +=
+                            k.sumSrc[s].get(F32, (long) u * Float.BYTES - k.sumShift[s]);
+                    }
+                }
+            }
         }
     };
+
+    /**
+     * Sources j, j + 1 and j + 2 over the block's four-token steps: three independent chains of additions, which
+     * hide one another's latency (a source past the last is a copy of source 0 summed into spare lanes).
+     */
+    private static void sumThree(final RolloutKernel k, final int j, final MemorySegment ms, final int from,
+                                 final int steps) {
+        final MemorySegment s0 = k.sumSrc[j];
+        final MemorySegment s1 = k.sumSrc[j + 1];
+        final MemorySegment s2 = k.sumSrc[j + 2];
+        final long h0 = k.sumShift[j];
+        final long h1 = k.sumShift[j + 1];
+        final long h2 = k.sumShift[j + 2];
+        final double[] lanes = k.rowLanes;
+        DoubleVector a0 = DoubleVector.fromArray(D4, lanes, 4 * j);
+        DoubleVector a1 = DoubleVector.fromArray(D4, lanes, 4 * j + 4);
+        DoubleVector a2 = DoubleVector.fromArray(D4, lanes, 4 * j + 8);
+        for (int t = from; t < steps; t += 4) {
+            final long at = (long) t * Float.BYTES;
+            final VectorMask<Float> masked = FloatVector.fromMemorySegment(F4, ms, at, Vec.LE)
+                .compare(VectorOperators.EQ, ZERO_F4);
+            a0 = AdvantageKernel.plus(a0, (DoubleVector) FloatVector.fromMemorySegment(F4, s0, at - h0, Vec.LE)
+                .blend(ZERO_F4, masked).convertShape(VectorOperators.F2D, D4, 0));
+            a1 = AdvantageKernel.plus(a1, (DoubleVector) FloatVector.fromMemorySegment(F4, s1, at - h1, Vec.LE)
+                .blend(ZERO_F4, masked).convertShape(VectorOperators.F2D, D4, 0));
+            a2 = AdvantageKernel.plus(a2, (DoubleVector) FloatVector.fromMemorySegment(F4, s2, at - h2, Vec.LE)
+                .blend(ZERO_F4, masked).convertShape(VectorOperators.F2D, D4, 0));
+        }
+        a0.intoArray(lanes, 4 * j);
+        a1.intoArray(lanes, 4 * j + 4);
+        a2.intoArray(lanes, 4 * j + 8);
+    }
+
+    /**
+     * The row-wise skeleton: every row's tokens in blocks of {@link #BLOCK}, each block's passes ({@code terms}:
+     * the token terms, otherwise the clamped squares) then its sums; each source's row sum is the combination of
+     * its four lanes ({@link Advantages#combine}), as in the canonical row sums.
+     */
+    private void rowBlocks(final TokenBatch batch, final boolean terms) {
+        maskS = batch.mask().segment();
+        for (int j = 0; j < SLOTS; j++) {
+            sumSrc[j] = blk;
+        }
+        for (int i = 0; i < batch.numSequences(); i++) {
+            final int end = batch.offset(i + 1);
+            java.util.Arrays.fill(rowLanes, 0, 4 * sources, 0.0);
+            for (from = batch.offset(i); from < end; from = to) {
+                to = Math.min(from + BLOCK, end);
+                final int upper = to - (to - from) % L;
+                for (int j = 0; j < SLOTS; j++) {
+                    sumShift[j] = slotShift(from, j);
+                }
+                if (terms) {
+                    run(LOG_RATIO, this, upper);
+                    run(EXP_RHO, this, upper);
+                    run(EXP_KK, this, upper);
+                    run(TERMS, this, upper);
+                    termsTail(upper);
+                } else {
+                    run(SIGN_CLAMP, this, upper);
+                    clampTail(upper);
+                }
+                run(SUMS, this, 0);
+            }
+            for (int j = 0; j < sources; j++) {
+                sumOut[j][i] = Advantages.combine(rowLanes[4 * j], rowLanes[4 * j + 1], rowLanes[4 * j + 2],
+                    rowLanes[4 * j + 3]);
+            }
+        }
+    }
+
+    /** The block's tokens [t0, to) past its vectors: the token terms in the reference's scalar operations. */
+    private void termsTail(final int t0) {
+        for (int t = t0; t < to; t++) {
+            final float lr = os.getAtIndex(F32, t) - rs.getAtIndex(F32, t);
+            final float lrs = clamp(lr, -BOUND, BOUND);
+            final float rho = CanonicalMath.exp(lrs);
+            final long bt = (long) (t - from) * Float.BYTES;
+            blk.set(F32, bt, lr);
+            lrsOut.setAtIndex(F32, t, lrs);
+            rhoOut.setAtIndex(F32, t, rho);
+            blk.set(F32, SLOT_BYTES + bt, (CanonicalMath.exp(lr) - lr) - 1f);
+            blk.set(F32, 2 * SLOT_BYTES + bt, rho * rho);
+        }
+    }
+
+    /** The block's tokens [t0, to) past its vectors: v, c and c2 in scalar operations. */
+    private void clampTail(final int t0) {
+        for (int t = t0; t < to; t++) {
+            final float v = sign * xs.getAtIndex(F32, t);
+            final float c = clamp(v, lo, hi);
+            final long bt = (long) (t - from) * Float.BYTES;
+            blk.set(F32, bt, v);
+            blk.set(F32, SLOT_BYTES + bt, c);
+            blk.set(F32, 2 * SLOT_BYTES + bt, c * c);
+        }
+    }
 
     private void unbind() {
         os = null;
         rs = null;
-        lrOut = null;
         lrsOut = null;
         rhoOut = null;
         k2Out = null;
         k3Out = null;
-        kkOut = null;
-        rho2Out = null;
         xs = null;
-        vOut = null;
-        cOut = null;
-        c2Out = null;
+        maskS = null;
+        for (int j = 0; j < MAX_SOURCES; j++) {
+            sumSrc[j] = null;
+            sumOut[j] = null;
+        }
     }
 
     @Override
-    public void tokenTerms(final int n, final OffHeapArray old, final OffHeapArray roll,
+    public void tokenTerms(final TokenBatch batch, final OffHeapArray old, final OffHeapArray roll,
                            final RolloutCorrection.Scratch s) {
         os = old.segment();
         rs = roll.segment();
-        lrOut = s.lr.segment();
         lrsOut = s.lrs.segment();
         rhoOut = s.rho.segment();
-        k2Out = s.k2.segment();
-        k3Out = s.k3.segment();
-        kkOut = s.kk.segment();
-        rho2Out = s.rho2.segment();
-        final int upper = n - n % L;
+        sources = 5;
+        sumSrc[3] = os;
+        sumSrc[4] = rs;
+        sumSrc[5] = os;
+        sumShift[3] = 0;
+        sumShift[4] = 0;
+        sumShift[5] = 0;
+        sumOut[0] = s.lrSum;
+        sumOut[1] = s.kkSum;
+        sumOut[2] = s.rho2Sum;
+        sumOut[3] = s.oldSum;
+        sumOut[4] = s.rollSum;
         try {
-            run(LOG_RATIO, this, upper);
-            run(EXP_RHO, this, upper);
-            run(EXP_KK, this, upper);
-            run(TERMS, this, upper);
-            for (int t = upper; t < n; t++) {
-                final float lr = os.getAtIndex(F32, t) - rs.getAtIndex(F32, t);
-                final float lrs = clamp(lr, -BOUND, BOUND);
-                final float rho = CanonicalMath.exp(lrs);
-                lrOut.setAtIndex(F32, t, lr);
-                lrsOut.setAtIndex(F32, t, lrs);
-                rhoOut.setAtIndex(F32, t, rho);
-                k2Out.setAtIndex(F32, t, 0.5f * (lrs * lrs));
-                k3Out.setAtIndex(F32, t, (rho - 1f) - lrs);
-                kkOut.setAtIndex(F32, t, (CanonicalMath.exp(lr) - lr) - 1f);
-                rho2Out.setAtIndex(F32, t, rho * rho);
-            }
+            rowBlocks(batch, true);
         } finally {
             unbind();
         }
     }
 
-    /** v = sign * x and c = clamp(v, lo, hi) on [0, upper). */
-    private static void signClamp(final MemorySegment xs, final MemorySegment vOut, final MemorySegment cOut,
-                                  final int upper, final float sign, final float lo, final float hi) {
-        final FloatVector signs = FloatVector.broadcast(F, sign);
-        final FloatVector los = FloatVector.broadcast(F, lo);
-        final FloatVector his = FloatVector.broadcast(F, hi);
-        for (int u = 0; u < upper; u += L) {
-            final long at = (long) u * Float.BYTES;
-            final FloatVector v = FloatVector.fromMemorySegment(F, xs, at, Vec.LE).mul(signs);
-            v.intoMemorySegment(vOut, at, Vec.LE);
-            clamp(v, los, his).intoMemorySegment(cOut, at, Vec.LE);
-        }
-    }
-
-    /** out = in * in on [0, upper). */
-    private static void square(final MemorySegment in, final MemorySegment out, final int upper) {
-        for (int u = 0; u < upper; u += L) {
-            final long at = (long) u * Float.BYTES;
-            final FloatVector c = FloatVector.fromMemorySegment(F, in, at, Vec.LE);
-            c.mul(c).intoMemorySegment(out, at, Vec.LE);
-        }
-    }
-
-    /** out = exp(in) on [0, upper), the canonical exp and nothing else. */
-    private static void exp(final MemorySegment in, final MemorySegment out, final int upper) {
-        for (int u = 0; u < upper; u += L) {
-            final long at = (long) u * Float.BYTES;
-            VectorMath.exp(FloatVector.fromMemorySegment(F, in, at, Vec.LE)).intoMemorySegment(out, at, Vec.LE);
-        }
-    }
-
     @Override
-    public void clampSquare(final int n, final OffHeapArray x, final float sign, final float lo, final float hi,
-                            final RolloutCorrection.Scratch s) {
+    public void clampedSums(final TokenBatch batch, final OffHeapArray x, final float sign, final float lo,
+                            final float hi, final RolloutCorrection.Scratch s) {
         xs = x.segment();
-        vOut = s.v.segment();
-        cOut = s.c.segment();
-        c2Out = s.c2.segment();
         this.sign = sign;
         this.lo = lo;
         this.hi = hi;
-        final int upper = n - n % L;
+        sources = 3;
+        sumOut[0] = s.vSum;
+        sumOut[1] = s.cSum;
+        sumOut[2] = s.c2Sum;
         try {
-            run(SIGN_CLAMP, this, upper);
-            run(SQUARE, this, upper);
-            for (int t = upper; t < n; t++) {
-                final float v = sign * xs.getAtIndex(F32, t);
-                final float c = clamp(v, lo, hi);
-                vOut.setAtIndex(F32, t, v);
-                cOut.setAtIndex(F32, t, c);
-                c2Out.setAtIndex(F32, t, c * c);
+            rowBlocks(batch, false);
+        } finally {
+            unbind();
+        }
+    }
+
+    /** out = exp(in) over tokens [from, upper) (byte 4 t - shift of each segment), the canonical exp only. */
+    private static void exp(final MemorySegment in, final long inShift, final MemorySegment out, final long outShift,
+                            final int from, final int upper) {
+        for (int u = from; u < upper; u += L) {
+            final long at = (long) u * Float.BYTES;
+            VectorMath.exp(FloatVector.fromMemorySegment(F, in, at - inShift, Vec.LE))
+                .intoMemorySegment(out, at - outShift, Vec.LE);
+        }
+    }
+
+    /** k2 = 0.5 lrs^2, k3 = (rho - 1) - lrs over [0, n). */
+    private static final Pass K_TERMS_PASS = new Pass() {
+        @Override
+        void run(final RolloutKernel k, final int n) {
+            final MemorySegment k2Out = k.k2Out;
+            final MemorySegment k3Out = k.k3Out;
+            final MemorySegment lrsOut = k.lrsOut;
+            final MemorySegment rhoOut = k.rhoOut;
+            final int upper = n - n % L;
+            for (int u = 0; u < upper; u += L) {
+                final long at = (long) u * Float.BYTES;
+                final FloatVector lrs = FloatVector.fromMemorySegment(F, lrsOut, at, Vec.LE);
+                final FloatVector rho = FloatVector.fromMemorySegment(F, rhoOut, at, Vec.LE);
+                lrs.mul(lrs).mul(0.5f).intoMemorySegment(k2Out, at, Vec.LE);
+                rho.sub(1f).sub(lrs).intoMemorySegment(k3Out, at, Vec.LE);
             }
+            for (int t = upper; t < n; t++) {
+                final float lrs = lrsOut.getAtIndex(F32, t);
+                final float rho = rhoOut.getAtIndex(F32, t);
+                k2Out.setAtIndex(F32, t, 0.5f * (lrs * lrs));
+                k3Out.setAtIndex(F32, t, (rho - 1f) - lrs);
+            }
+        }
+    };
+
+    @Override
+    public void kTerms(final int n, final RolloutCorrection.Scratch s) {
+        lrsOut = s.lrs.segment();
+        rhoOut = s.rho.segment();
+        k2Out = s.k2.segment();
+        k3Out = s.k3.segment();
+        try {
+            run(K_TERMS, this, n);
         } finally {
             unbind();
         }
@@ -301,7 +467,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final Pass ROW_SUMS_PASS = new Pass() {
         @Override
         void run(final RolloutKernel k, final int upper) {
-            k.sums.maskedRowSums(k.sumBatch, k.sumX, k.sumOut);
+            k.sums.maskedRowSums(k.sumBatch, k.sumX, k.rowSumsOut);
         }
     };
 
@@ -554,6 +720,8 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             final MemorySegment xs = k.xs;
             final float lo = k.lo;
             final float hi = k.hi;
+            final float sign = k.sign;
+            final FloatVector signs = FloatVector.broadcast(F, sign);
             final FloatVector los = FloatVector.broadcast(F, lo);
             final FloatVector his = FloatVector.broadcast(F, hi);
             final int upper = n - n % L;
@@ -564,7 +732,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             for (int u = 0; u < upper; u += L) {
                 final long at = (long) u * Float.BYTES;
                 final VectorMask<Float> v = load(validS, at).compare(VectorOperators.NE, 0f);
-                final FloatVector x = load(xs, at);
+                final FloatVector x = load(xs, at).lanewise(VectorOperators.MUL, signs);
                 ZERO.blend(ONE, x.compare(VectorOperators.LE, his).and(x.compare(VectorOperators.GE, los)))
                     .intoMemorySegment(keepS, at, Vec.LE);
                 high += x.compare(VectorOperators.GT, his).and(v).trueCount();
@@ -575,7 +743,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             float max = mx.reduceLanes(VectorOperators.MAX);
             float min = mn.reduceLanes(VectorOperators.MIN);
             for (int t = upper; t < n; t++) {
-                final float x = xs.getAtIndex(F32, t);
+                final float x = sign * xs.getAtIndex(F32, t);
                 keepS.setAtIndex(F32, t, x >= lo && x <= hi ? 1f : 0f);
                 if (validS.getAtIndex(F32, t) != 0f) {
                     max = Math.max(max, x);
@@ -589,8 +757,8 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
                 double dmin = Double.POSITIVE_INFINITY;
                 for (int t = 0; t < n; t++) {
                     if (validS.getAtIndex(F32, t) != 0f) {
-                        dmax = Math.max(dmax, xs.getAtIndex(F32, t));
-                        dmin = Math.min(dmin, xs.getAtIndex(F32, t));
+                        dmax = Math.max(dmax, sign * xs.getAtIndex(F32, t));
+                        dmin = Math.min(dmin, sign * xs.getAtIndex(F32, t));
                     }
                 }
                 max = (float) dmax;
@@ -610,6 +778,8 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
             final MemorySegment maskS = k.maskS;
             final MemorySegment xs = k.xs;
             final TokenBatch b = k.batch;
+            final float sign = k.sign;
+            final FloatVector signs = FloatVector.broadcast(F, sign);
             for (int i = 0; i < b.numSequences(); i++) {
                 final int start = b.offset(i);
                 final int end = b.offset(i + 1);
@@ -618,19 +788,19 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
                 for (; t <= end - L; t += L) {
                     final long at = (long) t * Float.BYTES;
                     final VectorMask<Float> v = load(maskS, at).compare(VectorOperators.EQ, 0f).not();
-                    mx = mx.max(NEG_INF.blend(load(xs, at), v));
+                    mx = mx.max(NEG_INF.blend(load(xs, at).lanewise(VectorOperators.MUL, signs), v));
                 }
                 double acc = mx.reduceLanes(VectorOperators.MAX);
                 for (; t < end; t++) {
                     if (maskS.getAtIndex(F32, t) != 0f) {
-                        acc = Math.max(acc, xs.getAtIndex(F32, t));
+                        acc = Math.max(acc, sign * xs.getAtIndex(F32, t));
                     }
                 }
                 if (acc == 0 || acc != acc) {
                     acc = Double.NEGATIVE_INFINITY;
                     for (t = start; t < end; t++) {
                         if (maskS.getAtIndex(F32, t) != 0f) {
-                            acc = Math.max(acc, xs.getAtIndex(F32, t));
+                            acc = Math.max(acc, sign * xs.getAtIndex(F32, t));
                         }
                     }
                 }
@@ -819,9 +989,10 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     }
 
     @Override
-    public void keepTest(final int n, final OffHeapArray x, final boolean twoSided, final float lo, final float hi,
-                         final RolloutCorrection.Scratch s) {
+    public void keepTest(final int n, final OffHeapArray x, final float sign, final boolean twoSided, final float lo,
+                         final float hi, final RolloutCorrection.Scratch s) {
         xs = x.segment();
+        this.sign = sign;
         validS = s.valid.segment();
         keepS = s.keep.segment();
         this.lo = twoSided ? lo : Float.NEGATIVE_INFINITY;
@@ -838,10 +1009,11 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     }
 
     @Override
-    public void validRowMax(final TokenBatch batch, final OffHeapArray x, final double[] out) {
+    public void validRowMax(final TokenBatch batch, final OffHeapArray x, final float sign, final double[] out) {
         this.batch = batch;
         maskS = batch.mask().segment();
         xs = x.segment();
+        this.sign = sign;
         rowOut = out;
         try {
             run(ROW_MAX, this, 0);
@@ -890,13 +1062,17 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     }
 
     @Override
-    public void outputs(final int n, final OffHeapArray mask, final OffHeapArray isOut, final OffHeapArray maskOut,
-                        final RolloutCorrection.Scratch s) {
+    public void outputs(final int n, final OffHeapArray mask, final OffHeapArray isOut, final OffHeapArray keep,
+                        final OffHeapArray maskOut, final RolloutCorrection.Scratch s) {
         if (isOut != null) {
             MemorySegment.copy(s.w.segment(), 0, isOut.segment(), 0, (long) n * Float.BYTES);
         }
+        if (keep == null) {
+            MemorySegment.copy(mask.segment(), 0, maskOut.segment(), 0, (long) n * Float.BYTES);
+            return;
+        }
         maskS = mask.segment();
-        keepAllS = s.keepAll.segment();
+        keepAllS = keep.segment();
         outS = maskOut.segment();
         try {
             run(MASK_OUT, this, n);
@@ -910,7 +1086,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final int EXP_KK = 2;
     private static final int TERMS = 3;
     private static final int SIGN_CLAMP = 4;
-    private static final int SQUARE = 5;
+    private static final int SUMS = 5;
     private static final int ROW_SUMS = 6;
     private static final int VALID_COUNTS = 7;
     private static final int IS_TIS = 8;
@@ -925,9 +1101,10 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final int REJECT_AND = 17;
     private static final int FILL = 18;
     private static final int MASK_OUT = 19;
+    private static final int K_TERMS = 20;
     /** Every pass, by number ({@link #run}). */
     private static final Pass[] PASSES = {LOG_RATIO_PASS, EXP_RHO_PASS, EXP_KK_PASS, TERMS_PASS, SIGN_CLAMP_PASS,
-        SQUARE_PASS, ROW_SUMS_PASS, VALID_COUNTS_PASS, IS_TIS_PASS, IS_ICE_POP_PASS, IS_METRICS_PASS, OUTSIDE_PASS,
+        SUMS_PASS, ROW_SUMS_PASS, VALID_COUNTS_PASS, IS_TIS_PASS, IS_ICE_POP_PASS, IS_METRICS_PASS, OUTSIDE_PASS,
         DIVIDE_PASS, KEEP_PASS, ROW_MAX_PASS, BROADCAST_PASS, REJECT_PASS, REJECT_AND_PASS, FILL_PASS,
-        MASK_OUT_PASS};
+        MASK_OUT_PASS, K_TERMS_PASS};
 }

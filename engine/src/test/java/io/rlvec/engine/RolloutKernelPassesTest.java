@@ -34,7 +34,9 @@ class RolloutKernelPassesTest {
             final int rows = 1 + r.nextInt(6);
             final int[] lengths = new int[rows];
             for (int i = 0; i < rows; i++) {
-                lengths[i] = r.nextInt(8) == 0 ? 0 : r.nextInt(r.nextBoolean() ? 20 : 90);
+                // Some rows span several blocks of the row-wise passes (512 tokens), ending on and off the grids.
+                lengths[i] = r.nextInt(8) == 0 ? 0
+                    : (seed % 7 == 0 ? 500 + r.nextInt(1100) : r.nextInt(r.nextBoolean() ? 20 : 90));
             }
             int n = 0;
             for (final int l : lengths) {
@@ -71,6 +73,26 @@ class RolloutKernelPassesTest {
                 same(c + " valid", n, a.valid, b.valid);
                 assertThat(java.util.Arrays.copyOf(b.count, rows)).as(c + " count")
                     .containsExactly(java.util.Arrays.copyOf(a.count, rows));
+                scalar.tokenTerms(batch, xs, ys, a);
+                vector.tokenTerms(batch, xs, ys, b);
+                same(c + " lrs", n, a.lrs, b.lrs);
+                same(c + " rho", n, a.rho, b.rho);
+                scalar.kTerms(n, a);
+                vector.kTerms(n, b);
+                same(c + " k2", n, a.k2, b.k2);
+                same(c + " k3", n, a.k3, b.k3);
+                sums(c + " lr sums", rows, a.lrSum, b.lrSum);
+                sums(c + " kk sums", rows, a.kkSum, b.kkSum);
+                sums(c + " rho2 sums", rows, a.rho2Sum, b.rho2Sum);
+                sums(c + " old sums", rows, a.oldSum, b.oldSum);
+                sums(c + " roll sums", rows, a.rollSum, b.rollSum);
+                for (final float sign : new float[] {1f, -1f}) {
+                    scalar.clampedSums(batch, ys, sign, lo, hi, a);
+                    vector.clampedSums(batch, ys, sign, lo, hi, b);
+                    sums(c + " v sums " + sign, rows, a.vSum, b.vSum);
+                    sums(c + " c sums " + sign, rows, a.cSum, b.cSum);
+                    sums(c + " c2 sums " + sign, rows, a.c2Sum, b.c2Sum);
+                }
                 for (final boolean icePop : new boolean[] {false, true}) {
                     scalar.isWeights(n, xs, icePop, lo, hi, a);
                     vector.isWeights(n, xs, icePop, lo, hi, b);
@@ -83,8 +105,9 @@ class RolloutKernelPassesTest {
                         .isEqualTo(scalar.countOutside(n, xs, lo, hi, a));
                 }
                 for (final boolean two : new boolean[] {false, true}) {
-                    scalar.keepTest(n, ys, two, lo, hi, a);
-                    vector.keepTest(n, ys, two, lo, hi, b);
+                    final float sign = two ? -1f : 1f;
+                    scalar.keepTest(n, ys, sign, two, lo, hi, a);
+                    vector.keepTest(n, ys, sign, two, lo, hi, b);
                     same(c + " keep", n, a.keep, b.keep);
                     results(c + " keepTest " + two, a, b);
                     scalar.fill(n, a.keepAll, 1f);
@@ -101,27 +124,32 @@ class RolloutKernelPassesTest {
                 }
                 final double[] maxA = new double[rows];
                 final double[] maxB = new double[rows];
-                scalar.validRowMax(batch, xs, maxA);
-                vector.validRowMax(batch, xs, maxB);
-                for (int i = 0; i < rows; i++) {
-                    assertThat(Double.doubleToLongBits(maxB[i])).as(c + " row max " + i)
-                        .isEqualTo(Double.doubleToLongBits(maxA[i]));
+                for (final float sign : new float[] {1f, -1f}) {
+                    scalar.validRowMax(batch, xs, sign, maxA);
+                    vector.validRowMax(batch, xs, sign, maxB);
+                    for (int i = 0; i < rows; i++) {
+                        assertThat(Double.doubleToLongBits(maxB[i])).as(c + " row max " + i + " " + sign)
+                            .isEqualTo(Double.doubleToLongBits(maxA[i]));
+                    }
                 }
                 for (int i = 0; i < rows; i++) {
                     a.rowFloat[i] = draw(r, 0.5);
                     b.rowFloat[i] = a.rowFloat[i];
                 }
-                scalar.broadcastRows(batch, a.rowFloat, a.c);
-                vector.broadcastRows(batch, b.rowFloat, b.c);
-                same(c + " broadcast", n, a.c, b.c);
+                scalar.broadcastRows(batch, a.rowFloat, outA);
+                vector.broadcastRows(batch, b.rowFloat, outB);
+                same(c + " broadcast", n, outA, outB);
                 final float d = r.nextBoolean() ? 1.37f : 0.3f;
                 scalar.divide(n, a.w, d);
                 vector.divide(n, b.w, d);
                 same(c + " divide", n, a.w, b.w);
-                scalar.outputs(n, batch.mask(), isA, outA, a);
-                vector.outputs(n, batch.mask(), isB, outB, b);
+                scalar.outputs(n, batch.mask(), isA, a.keepAll, outA, a);
+                vector.outputs(n, batch.mask(), isB, b.keepAll, outB, b);
                 same(c + " isOut", n, isA, isB);
                 same(c + " maskOut", n, outA, outB);
+                scalar.outputs(n, batch.mask(), null, null, outA, a);
+                vector.outputs(n, batch.mask(), null, null, outB, b);
+                same(c + " maskOut without rejection", n, outA, outB);
             } finally {
                 a.close();
                 b.close();
@@ -139,6 +167,14 @@ class RolloutKernelPassesTest {
             .isEqualTo(Float.floatToIntBits(a.max));
         assertThat(Float.floatToIntBits(b.min)).as(what + " min " + a.min + " " + b.min)
             .isEqualTo(Float.floatToIntBits(a.min));
+    }
+
+    private static void sums(final String what, final int rows, final double[] a, final double[] b) {
+        for (int i = 0; i < rows; i++) {
+            // Bit for bit; any NaN is the NaN.
+            assertThat(Double.doubleToLongBits(b[i])).as(what + " row " + i + ": " + a[i] + " " + b[i])
+                .isEqualTo(Double.doubleToLongBits(a[i]));
+        }
     }
 
     private static void same(final String what, final int n, final OffHeapArray a, final OffHeapArray b) {

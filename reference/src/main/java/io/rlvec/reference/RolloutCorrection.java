@@ -55,17 +55,22 @@ public final class RolloutCorrection {
      */
     public interface Kernels {
         /**
-         * For every token slot t in [0, n) (masked or not): {@code lr = old - roll}, {@code lrs = clamp(lr, -20,
-         * 20)}, {@code rho = exp(lrs)}, {@code k2 = 0.5 * (lrs * lrs)}, {@code k3 = (rho - 1) - lrs},
-         * {@code kk = (exp(lr) - lr) - 1}, {@code rho2 = rho * rho}, float32 with the canonical exp.
+         * The token terms, for every token slot t of every row (masked or not): {@code lr = old - roll},
+         * {@code lrs = clamp(lr, -20, 20)}, {@code rho = exp(lrs)}, {@code kk = (exp(lr) - lr) - 1},
+         * {@code rho2 = rho * rho}, float32 with the canonical exp. The columns {@code lrs} and {@code rho} are
+         * kept ({@link #kTerms} derives k2 and k3 from them where a rejection needs them); lr, kk and rho2 only
+         * enter their canonical masked row sums ({@link #maskedRowSums}), which go with those of old
+         * and roll into {@code s.lrSum}, {@code s.kkSum}, {@code s.rho2Sum}, {@code s.oldSum} and
+         * {@code s.rollSum}.
          */
-        void tokenTerms(int n, OffHeapArray old, OffHeapArray roll, Scratch s);
+        void tokenTerms(TokenBatch batch, OffHeapArray old, OffHeapArray roll, Scratch s);
 
         /**
-         * For every token slot t in [0, n): {@code v = sign * x}, {@code c = clamp(v, lo, hi)} (torch's clamp:
-         * NaN stays NaN, -0 stays -0), {@code c2 = c * c}, float32.
+         * For every token slot t: {@code v = sign * x}, {@code c = clamp(v, lo, hi)} (torch's clamp: NaN stays
+         * NaN, -0 stays -0), {@code c2 = c * c}, float32; only their canonical masked row sums are kept, in
+         * {@code s.vSum}, {@code s.cSum} and {@code s.c2Sum}.
          */
-        void clampSquare(int n, OffHeapArray x, float sign, float lo, float hi, Scratch s);
+        void clampedSums(TokenBatch batch, OffHeapArray x, float sign, float lo, float hi, Scratch s);
 
         /** The canonical masked row sums of x ({@link Advantages.Kernels#maskedRowSums}) into {@code out}. */
         void maskedRowSums(TokenBatch batch, OffHeapArray x, double[] out);
@@ -98,18 +103,19 @@ public final class RolloutCorrection {
         void divide(int n, OffHeapArray x, float d);
 
         /**
-         * The token-level rejection test: {@code keep[t] = twoSided ? lo <= x <= hi : x <= hi} for every slot t in
-         * [0, n); over the valid tokens, {@code s.above} = how many have {@code x > hi}, {@code s.below} how many
-         * {@code x < lo} (0 unless two-sided), {@code s.max} and {@code s.min} their {@link Math#max}/{@link
-         * Math#min} fold from -inf and +inf in token order (NaN propagates, -0 below +0).
+         * The token-level rejection test of {@code v = sign * x} (float32): {@code keep[t] = twoSided ? lo <= v <=
+         * hi : v <= hi} for every slot t in [0, n); over the valid tokens, {@code s.above} = how many have
+         * {@code v > hi}, {@code s.below} how many {@code v < lo} (0 unless two-sided), {@code s.max} and
+         * {@code s.min} their {@link Math#max}/{@link Math#min} fold from -inf and +inf in token order (NaN
+         * propagates, -0 below +0).
          */
-        void keepTest(int n, OffHeapArray x, boolean twoSided, float lo, float hi, Scratch s);
+        void keepTest(int n, OffHeapArray x, float sign, boolean twoSided, float lo, float hi, Scratch s);
 
         /**
-         * {@code out[i]} = the {@link Math#max} fold in token order, from -inf, of x over the valid tokens of row i
-         * (-inf for an empty row).
+         * {@code out[i]} = the {@link Math#max} fold in token order, from -inf, of {@code v = sign * x} (float32)
+         * over the valid tokens of row i (-inf for an empty row).
          */
-        void validRowMax(TokenBatch batch, OffHeapArray x, double[] out);
+        void validRowMax(TokenBatch batch, OffHeapArray x, float sign, double[] out);
 
         /** {@code out[t] = rowValues[i]} for every token t of every row i. */
         void broadcastRows(TokenBatch batch, float[] rowValues, OffHeapArray out);
@@ -126,15 +132,27 @@ public final class RolloutCorrection {
 
         /**
          * The outputs, for every token slot t in [0, n): {@code isOut[t] = w[t]} when {@code isOut} is not null,
-         * {@code maskOut[t] = keepAll[t] != 0 ? mask[t] : 0}.
+         * {@code maskOut[t] = keep[t] != 0 ? mask[t] : 0}, or {@code mask[t]} when {@code keep} is null (no
+         * rejection).
          */
-        void outputs(int n, OffHeapArray mask, OffHeapArray isOut, OffHeapArray maskOut, Scratch s);
+        void outputs(int n, OffHeapArray mask, OffHeapArray isOut, OffHeapArray keep, OffHeapArray maskOut,
+                     Scratch s);
+
+        /**
+         * The k2 and k3 estimators, for every token slot t in [0, n), from the columns lrs and rho of
+         * {@link #tokenTerms}: {@code k2 = 0.5 * (lrs * lrs)}, {@code k3 = (rho - 1) - lrs}, float32 (only a
+         * rejection option on k2 or k3 reads them).
+         */
+        void kTerms(int n, Scratch s);
     }
 
     /** The scalar kernels: the specification of every pass. */
     public static final Kernels SCALAR = new Kernels() {
         @Override
-        public void tokenTerms(final int n, final OffHeapArray old, final OffHeapArray roll, final Scratch s) {
+        public void tokenTerms(final TokenBatch batch, final OffHeapArray old, final OffHeapArray roll,
+                               final Scratch s) {
+            final int n = batch.numTokens();
+            s.ensureTerms(n);
             for (int t = 0; t < n; t++) {
                 final float lr = old.getFloat(t) - roll.getFloat(t);
                 final float lrs = TorchOps.clamp(lr, -BOUND, BOUND);
@@ -142,16 +160,21 @@ public final class RolloutCorrection {
                 s.lr.setFloat(t, lr);
                 s.lrs.setFloat(t, lrs);
                 s.rho.setFloat(t, rho);
-                s.k2.setFloat(t, 0.5f * (lrs * lrs));
-                s.k3.setFloat(t, (rho - 1f) - lrs);
                 s.kk.setFloat(t, (CanonicalMath.exp(lr) - lr) - 1f);
                 s.rho2.setFloat(t, rho * rho);
             }
+            maskedRowSums(batch, s.lr, s.lrSum);
+            maskedRowSums(batch, s.kk, s.kkSum);
+            maskedRowSums(batch, s.rho2, s.rho2Sum);
+            maskedRowSums(batch, old, s.oldSum);
+            maskedRowSums(batch, roll, s.rollSum);
         }
 
         @Override
-        public void clampSquare(final int n, final OffHeapArray x, final float sign, final float lo, final float hi,
-                                final Scratch s) {
+        public void clampedSums(final TokenBatch batch, final OffHeapArray x, final float sign, final float lo,
+                                final float hi, final Scratch s) {
+            final int n = batch.numTokens();
+            s.ensureTerms(n);
             for (int t = 0; t < n; t++) {
                 final float v = sign * x.getFloat(t);
                 final float c = TorchOps.clamp(v, lo, hi);
@@ -159,6 +182,9 @@ public final class RolloutCorrection {
                 s.c.setFloat(t, c);
                 s.c2.setFloat(t, c * c);
             }
+            maskedRowSums(batch, s.v, s.vSum);
+            maskedRowSums(batch, s.c, s.cSum);
+            maskedRowSums(batch, s.c2, s.c2Sum);
         }
 
         @Override
@@ -230,14 +256,14 @@ public final class RolloutCorrection {
         }
 
         @Override
-        public void keepTest(final int n, final OffHeapArray x, final boolean twoSided, final float lo,
-                             final float hi, final Scratch s) {
+        public void keepTest(final int n, final OffHeapArray x, final float sign, final boolean twoSided,
+                             final float lo, final float hi, final Scratch s) {
             long high = 0;
             long low = 0;
             double max = Double.NEGATIVE_INFINITY;
             double min = Double.POSITIVE_INFINITY;
             for (int t = 0; t < n; t++) {
-                final float v = x.getFloat(t);
+                final float v = sign * x.getFloat(t);
                 s.keep.setFloat(t, (twoSided ? v >= lo && v <= hi : v <= hi) ? 1f : 0f);
                 if (s.valid.getFloat(t) != 0f) {
                     max = Math.max(max, v);
@@ -253,13 +279,14 @@ public final class RolloutCorrection {
         }
 
         @Override
-        public void validRowMax(final TokenBatch batch, final OffHeapArray x, final double[] out) {
+        public void validRowMax(final TokenBatch batch, final OffHeapArray x, final float sign,
+                                final double[] out) {
             final OffHeapArray mask = batch.mask();
             for (int i = 0; i < batch.numSequences(); i++) {
                 double acc = Double.NEGATIVE_INFINITY;
                 for (int t = batch.offset(i); t < batch.offset(i + 1); t++) {
                     if (mask.getFloat(t) != 0f) {
-                        acc = Math.max(acc, x.getFloat(t));
+                        acc = Math.max(acc, sign * x.getFloat(t));
                     }
                 }
                 out[i] = acc;
@@ -306,15 +333,25 @@ public final class RolloutCorrection {
         }
 
         @Override
-        public void outputs(final int n, final OffHeapArray mask, final OffHeapArray isOut, final OffHeapArray maskOut,
-                            final Scratch s) {
+        public void outputs(final int n, final OffHeapArray mask, final OffHeapArray isOut, final OffHeapArray keep,
+                            final OffHeapArray maskOut, final Scratch s) {
             if (isOut != null) {
                 for (int t = 0; t < n; t++) {
                     isOut.setFloat(t, s.w.getFloat(t));
                 }
             }
             for (int t = 0; t < n; t++) {
-                maskOut.setFloat(t, s.keepAll.getFloat(t) != 0f ? mask.getFloat(t) : 0f);
+                maskOut.setFloat(t, keep == null || keep.getFloat(t) != 0f ? mask.getFloat(t) : 0f);
+            }
+        }
+
+        @Override
+        public void kTerms(final int n, final Scratch s) {
+            for (int t = 0; t < n; t++) {
+                final float lrs = s.lrs.getFloat(t);
+                final float rho = s.rho.getFloat(t);
+                s.k2.setFloat(t, 0.5f * (lrs * lrs));
+                s.k3.setFloat(t, (rho - 1f) - lrs);
             }
         }
     };
@@ -324,7 +361,11 @@ public final class RolloutCorrection {
      * are float32, flags 1 (true) or 0 (false); the per-row arrays and the pass results are on heap.
      */
     public static final class Scratch implements AutoCloseable {
-        /** Per-token float32 terms (see {@link Kernels}). */
+        /**
+         * The log-ratio: with {@link #kk}, {@link #rho2}, {@link #v}, {@link #c} and {@link #c2}, a column that
+         * only enters row sums, kept by {@link #SCALAR} (allocated by {@link #ensureTerms}); the engine sums these
+         * terms block by block without storing them.
+         */
         public OffHeapArray lr;
         /** Clamped log-ratio. */
         public OffHeapArray lrs;
@@ -338,7 +379,7 @@ public final class RolloutCorrection {
         public OffHeapArray kk;
         /** rho * rho. */
         public OffHeapArray rho2;
-        /** sign * x of {@link Kernels#clampSquare}. */
+        /** sign * x of {@link Kernels#clampedSums}. */
         public OffHeapArray v;
         /** clamp(v, lo, hi). */
         public OffHeapArray c;
@@ -371,26 +412,36 @@ public final class RolloutCorrection {
         /** Rows with a rejected valid token, of the last {@link Kernels#rejectRows}. */
         public int rowsRejected;
         private int capacity;
-        double[] lrSum = new double[0];
+        private int termsCapacity;
+        /** Canonical masked row sums of lr, kk, rho2, old and roll ({@link Kernels#tokenTerms}). */
+        public double[] lrSum = new double[0];
+        /** Row sums of kk. */
+        public double[] kkSum = new double[0];
+        /** Row sums of rho2. */
+        public double[] rho2Sum = new double[0];
+        /** Row sums of the training policy's log-probs. */
+        public double[] oldSum = new double[0];
+        /** Row sums of the rollout policy's log-probs. */
+        public double[] rollSum = new double[0];
+        /** Canonical masked row sums of v, c and c2 ({@link Kernels#clampedSums}). */
+        public double[] vSum = new double[0];
+        /** Row sums of c. */
+        public double[] cSum = new double[0];
+        /** Row sums of c2. */
+        public double[] c2Sum = new double[0];
         double[] rowValue = new double[0];
         double[] rowAux = new double[0];
         double[] rowRaw = new double[0];
 
         /** Makes room for n tokens and b sequences. */
         public void ensure(final int n, final int b) {
-            if (capacity < n || lr == null) {
+            if (capacity < n || lrs == null) {
                 close();
                 final long size = Math.max(n, 1);
-                lr = OffHeapArray.allocate(ElementType.F32, size);
                 lrs = OffHeapArray.allocate(ElementType.F32, size);
                 rho = OffHeapArray.allocate(ElementType.F32, size);
                 k2 = OffHeapArray.allocate(ElementType.F32, size);
                 k3 = OffHeapArray.allocate(ElementType.F32, size);
-                kk = OffHeapArray.allocate(ElementType.F32, size);
-                rho2 = OffHeapArray.allocate(ElementType.F32, size);
-                v = OffHeapArray.allocate(ElementType.F32, size);
-                c = OffHeapArray.allocate(ElementType.F32, size);
-                c2 = OffHeapArray.allocate(ElementType.F32, size);
                 raw = OffHeapArray.allocate(ElementType.F32, size);
                 w = OffHeapArray.allocate(ElementType.F32, size);
                 valid = OffHeapArray.allocate(ElementType.F32, size);
@@ -402,23 +453,60 @@ public final class RolloutCorrection {
                 count = new double[b];
                 rowFloat = new float[b];
                 lrSum = new double[b];
+                kkSum = new double[b];
+                rho2Sum = new double[b];
+                oldSum = new double[b];
+                rollSum = new double[b];
+                vSum = new double[b];
+                cSum = new double[b];
+                c2Sum = new double[b];
                 rowValue = new double[b];
                 rowAux = new double[b];
                 rowRaw = new double[b];
             }
         }
 
-        /** Frees the off-heap buffers. */
-        @Override
-        public void close() {
-            for (final OffHeapArray a : new OffHeapArray[] {lr, lrs, rho, k2, k3, kk, rho2, v, c, c2, raw, w, valid,
-                keep, keepAll}) {
+        /** Makes room for n tokens in the summed-only columns (lr, kk, rho2, v, c, c2) of {@link #SCALAR}. */
+        public void ensureTerms(final int n) {
+            if (termsCapacity < n || lr == null) {
+                closeTerms();
+                final long size = Math.max(n, 1);
+                lr = OffHeapArray.allocate(ElementType.F32, size);
+                kk = OffHeapArray.allocate(ElementType.F32, size);
+                rho2 = OffHeapArray.allocate(ElementType.F32, size);
+                v = OffHeapArray.allocate(ElementType.F32, size);
+                c = OffHeapArray.allocate(ElementType.F32, size);
+                c2 = OffHeapArray.allocate(ElementType.F32, size);
+                termsCapacity = n;
+            }
+        }
+
+        private void closeTerms() {
+            for (final OffHeapArray a : new OffHeapArray[] {lr, kk, rho2, v, c, c2}) {
                 if (a != null) {
                     a.close();
                 }
             }
             lr = null;
+            kk = null;
+            rho2 = null;
+            v = null;
+            c = null;
+            c2 = null;
+            termsCapacity = 0;
+        }
+
+        /** Frees the off-heap buffers. */
+        @Override
+        public void close() {
+            for (final OffHeapArray a : new OffHeapArray[] {lrs, rho, k2, k3, raw, w, valid, keep, keepAll}) {
+                if (a != null) {
+                    a.close();
+                }
+            }
+            lrs = null;
             capacity = 0;
+            closeTerms();
         }
     }
 
@@ -463,24 +551,38 @@ public final class RolloutCorrection {
         if (total == 0) {
             throw new IllegalArgumentException("response_mask must contain at least one valid token (1).");
         }
-        kernels.tokenTerms(n, train, roll, s);
-        kernels.maskedRowSums(batch, s.lr, s.lrSum);
+        kernels.tokenTerms(batch, train, roll, s);
         out.reset();
         if (spec.hasIs()) {
             isWeights(kernels, spec, batch, s, total, out);
         }
-        kernels.fill(n, s.keepAll, 1f);
+        // The tokens every rejection option keeps: none rejected without options; one option's own keep flags;
+        // with several, their conjunction (keepAll, from all ones), whose rejection counts are then recounted.
+        OffHeapArray kept = null;
         if (!spec.rsOptions().isEmpty()) {
             final java.util.List<RsOption> options = spec.rsOptions();
+            final boolean several = options.size() > 1;
             for (int k = 0; k < options.size(); k++) {
-                rejection(kernels, options.get(k), batch, s, total, out);
+                if (options.get(k).estimator() != Estimator.K1) {
+                    kernels.kTerms(n, s);
+                    break;
+                }
             }
-            kernels.rejectRows(batch, s.keepAll, null, s);
+            if (several) {
+                kernels.fill(n, s.keepAll, 1f);
+            }
+            for (int k = 0; k < options.size(); k++) {
+                rejection(kernels, options.get(k), batch, s, total, out, several ? s.keepAll : null);
+            }
+            if (several) {
+                kernels.rejectRows(batch, s.keepAll, null, s);
+            }
+            kept = several ? s.keepAll : s.keep;
             out.put(RolloutCorrectionResult.RS_BASE, s.rejected / (total + EPS));
             out.put(RolloutCorrectionResult.RS_BASE + 1, (double) s.rowsRejected / b);
         }
-        offPolicy(kernels, batch, train, roll, s, total, out);
-        kernels.outputs(n, mask, spec.hasIs() ? isOut : null, maskOut, s);
+        offPolicy(batch, s, total, out);
+        kernels.outputs(n, mask, spec.hasIs() ? isOut : null, kept, maskOut, s);
     }
 
     /** @return the canonical masked sum over the batch: the row sums (into {@code rows}) added in order. */
@@ -548,9 +650,9 @@ public final class RolloutCorrection {
         }
         // std and ESS of c = clamp(w, 0, U) (2026-01: clamp(raw, 1/U, U)): sum(c^2) / (mean(c) + 1e-8)^2 is the sum
         // of the normalised squares.
-        k.clampSquare(n, mw, 1f, rawMetrics ? metricLow : 0f, uf, s);
-        final double cMean = sumInto(k, batch, s.c, s) / (total + EPS);
-        final double cSq = sumInto(k, batch, s.c2, s);
+        k.clampedSums(batch, mw, 1f, rawMetrics ? metricLow : 0f, uf, s);
+        final double cMean = total(s.cSum, b) / (total + EPS);
+        final double cSq = total(s.c2Sum, b);
         out.put(base + 5, total > 1 ? Math.sqrt(Math.max(cSq / (total + EPS) - cMean * cMean, 0.0)) : 0.0);
         final double meanNormSq = cSq / ((cMean + EPS) * (cMean + EPS)) / (total + EPS);
         if (meanNormSq == 0) {
@@ -618,13 +720,22 @@ public final class RolloutCorrection {
         }
     }
 
-    /** The canonical masked sum of x, its row sums left in {@code s.rowAux}. */
-    private static double sumInto(final Kernels k, final TokenBatch batch, final OffHeapArray x, final Scratch s) {
-        return sum(k, batch, x, s.rowAux);
+    /** @return the row sums {@code rows[0, b)} added in order (a canonical masked sum over the batch). */
+    private static double total(final double[] rows, final int b) {
+        double total = 0;
+        for (int i = 0; i < b; i++) {
+            total += rows[i];
+        }
+        return total;
     }
 
+    /**
+     * One rejection option's keep flags (in {@code s.keep}), counts and metrics; {@code keepAll}, when not null,
+     * loses the tokens the option rejects.
+     */
     private static void rejection(final Kernels k, final RsOption o, final TokenBatch batch, final Scratch s,
-                                  final double total, final RolloutCorrectionResult out) {
+                                  final double total, final RolloutCorrectionResult out,
+                                  final OffHeapArray keepAll) {
         final int n = batch.numTokens();
         final int b = batch.numSequences();
         final boolean k1 = o.twoSided();
@@ -635,7 +746,7 @@ public final class RolloutCorrection {
         final OffHeapArray stat = o.estimator() == Estimator.K2 ? s.k2 : o.estimator() == Estimator.K3 ? s.k3 : s.lrs;
         final float sign = o.estimator() == Estimator.K1 ? -1f : 1f;
         final boolean tokenLevel = o.level() == Level.TOKEN;
-        k.clampSquare(n, stat, sign, lof, hif, s);
+        k.clampedSums(batch, stat, sign, lof, hif, s);
         double sum;
         double sumClamped;
         double sumClampedSq;
@@ -645,13 +756,13 @@ public final class RolloutCorrection {
         long low = 0;
         int rows = 0;
         if (tokenLevel) {
-            sumClamped = sumInto(k, batch, s.c, s);
-            sumClampedSq = sumInto(k, batch, s.c2, s);
-            sum = sum(k, batch, s.v, s.rowValue);
+            sumClamped = total(s.cSum, b);
+            sumClampedSq = total(s.c2Sum, b);
+            sum = total(s.vSum, b);
             for (int i = 0; i < b; i++) {
-                s.rowValue[i] = s.rowValue[i] / (s.count[i] + EPS);
+                s.rowValue[i] = s.vSum[i] / (s.count[i] + EPS);
             }
-            k.keepTest(n, s.v, k1, lof, hif, s);
+            k.keepTest(n, stat, sign, k1, lof, hif, s);
             max = s.max;
             min = s.min;
             high = s.above;
@@ -660,9 +771,9 @@ public final class RolloutCorrection {
             sum = 0;
             sumClamped = 0;
             sumClampedSq = 0;
-            k.maskedRowSums(batch, s.v, s.rowValue);
+            System.arraycopy(s.vSum, 0, s.rowValue, 0, b);
             if (o.level() == Level.SEQ_MAX) {
-                k.validRowMax(batch, s.v, s.rowAux);
+                k.validRowMax(batch, stat, sign, s.rowAux);
             }
             for (int i = 0; i < b; i++) {
                 final double c = s.count[i];
@@ -689,7 +800,7 @@ public final class RolloutCorrection {
             k.broadcastRows(batch, s.rowFloat, s.keep);
         }
         // A row with a rejected valid token is not empty.
-        k.rejectRows(batch, s.keep, s.keepAll, s);
+        k.rejectRows(batch, s.keep, keepAll, s);
         final long rejected = s.rejected;
         final int rowsRejected = s.rowsRejected;
         for (int i = 0; i < b; i++) {
@@ -752,8 +863,7 @@ public final class RolloutCorrection {
         out.put(RolloutCorrectionResult.rsOptionKey(option, key), v);
     }
 
-    private static void offPolicy(final Kernels k, final TokenBatch batch, final OffHeapArray old,
-                                  final OffHeapArray roll, final Scratch s, final double total,
+    private static void offPolicy(final TokenBatch batch, final Scratch s, final double total,
                                   final RolloutCorrectionResult out) {
         final int b = batch.numSequences();
         // lr's row sums are in s.lrSum; kl = sum(roll - old) = -sum(lr) exactly (IEEE negation is exact).
@@ -762,10 +872,8 @@ public final class RolloutCorrection {
             lrTotal += s.lrSum[i];
         }
         final double kl = -lrTotal;
-        final double k3 = sumInto(k, batch, s.kk, s);
-        final double rhoSq = sumInto(k, batch, s.rho2, s);
-        k.maskedRowSums(batch, old, s.rowValue);
-        k.maskedRowSums(batch, roll, s.rowAux);
+        final double k3 = total(s.kkSum, b);
+        final double rhoSq = total(s.rho2Sum, b);
         double trainPpl = 0;
         double trainLogPpl = 0;
         double rollPpl = 0;
@@ -777,8 +885,8 @@ public final class RolloutCorrection {
         double pplRatio = 0;
         double chiSeq = 0;
         for (int i = 0; i < b; i++) {
-            final double mo = s.rowValue[i] / (s.count[i] + EPS);
-            final double mr = s.rowAux[i] / (s.count[i] + EPS);
+            final double mo = s.oldSum[i] / (s.count[i] + EPS);
+            final double mr = s.rollSum[i] / (s.count[i] + EPS);
             trainPpl += StrictMath.exp(-mo);
             trainLogPpl += -mo;
             rollPpl += StrictMath.exp(-mr);
