@@ -30,13 +30,21 @@ import jdk.incubator.vector.VectorSpecies;
  * Math#max}'s NaN differs between the interpreter and C2 anyway). So every per-token term, sum, weight, mask and metric
  * is the reference's bits. One call runs on the calling thread: the results do not depend on the engine's thread count.
  */
-final class RolloutKernel implements RolloutCorrection.Kernels {
+final class RolloutKernel implements RolloutCorrection.Kernels, AutoCloseable {
     private static final VectorSpecies<Float> F = Vec.F;
     private static final int L = Vec.FL;
     private static final float BOUND = 20f;
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(Vec.LE);
 
     private final Advantages.Kernels sums;
+
+    /** Frees the block scratch; idempotent. */
+    @Override
+    public void close() {
+        if (blkArena.scope().isAlive()) {
+            blkArena.close();
+        }
+    }
 
     /** @param sums the engine's canonical row sums. */
     RolloutKernel(final Advantages.Kernels sums) {
@@ -121,6 +129,7 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     private static final int SLOTS = 3;
     /** Most row sums one row-wise pass takes: lr, kk, rho2, old and roll, and a spare (sums go three at a time). */
     private static final int MAX_SOURCES = 6;
+    /** Owns the block scratch; closed with the engine ({@link #close}). */
     private final Arena blkArena = Arena.ofShared();
     private final MemorySegment blk = blkArena.allocate(SLOTS * SLOT_BYTES, 64);
     /** The four canonical lanes of each source's sum of the row in progress. */
@@ -233,8 +242,8 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
     };
 
     /**
-     * Adds the block's tokens to each source's four canonical lanes: two sources at a time (two independent chains
-     * of additions), four tokens a step, then the row's last partial step (only a row's last block ends off the
+     * Adds the block's tokens to each source's four canonical lanes: three sources at a time (three independent
+     * chains of additions), four tokens a step, then the row's last partial step (only a row's last block ends off the
      * four-token grid: a block starts a multiple of 4 tokens after its row's start, so token u goes to lane
      * {@code (u - from) & 3}, the canonical {@code (u - start) & 3}).
      */
@@ -261,7 +270,10 @@ final class RolloutKernel implements RolloutCorrection.Kernels {
 
     /**
      * Sources j, j + 1 and j + 2 over the block's four-token steps: three independent chains of additions, which
-     * hide one another's latency (a source past the last is a copy of source 0 summed into spare lanes).
+     * hide one another's latency (the token terms' five sources take a sixth, old again, summed into spare lanes
+     * that nothing reads). The masked widening step is {@code AdvantageKernel.moment}'s, written out here: one
+     * helper shared by both loops was left out of line in some compilations, and its {@code convertShape} then
+     * ran the JDK's Java fallback and allocated (kl_cov, 384 B per call in the hot-call test).
      */
     private static void sumThree(final RolloutKernel k, final int j, final MemorySegment ms, final int from,
                                  final int steps) {

@@ -61,7 +61,8 @@ public final class VectorEngine implements Engine {
         }
     }
 
-    private final BypassMode bypass = new BypassMode(new RolloutKernel(new AdvantageKernel()));
+    private final RolloutKernel bypassKernel = new RolloutKernel(new AdvantageKernel());
+    private final BypassMode bypass = new BypassMode(bypassKernel);
     /** Bound once: a method reference capturing this would allocate per call. */
     private final BypassMode.Inner bypassInner = this::policyLossOf;
 
@@ -102,6 +103,8 @@ public final class VectorEngine implements Engine {
         }
         blocks.close();
         bypass.close();
+        bypassKernel.close();
+        rolloutKernel.close();
         rolloutScratch.close();
         workspace.close();
     }
